@@ -1,0 +1,41 @@
+# The two commands of the README: `make demo` and `make test`. Both create .venv and install what they need.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# Wheels built here (e.g. llama-cpp-python later) are cached under .cache/ so reinstalls are quick.
+PIP_FLAGS := --disable-pip-version-check --cache-dir .cache/pip -q
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test lint bench clean venv
+
+$(VENV)/bin/activate:
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..."; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-%: pyproject.toml | $(VENV)/bin/activate
+	$(PIP) install $(PIP_FLAGS) -e '.[$*]'
+	@touch $@
+
+demo: $(VENV)/.installed-embedded
+	$(VENV)/bin/flightdeck validate --spec examples/python-docs
+	$(VENV)/bin/flightdeck run --spec examples/python-docs
+	@for q in "How do I create a virtual environment?" \
+	          "How do I sort a list of records by a key?" \
+	          "Why should I use the with statement when opening files?"; do \
+	  echo; echo "Q: $$q"; $(VENV)/bin/flightdeck ask --spec examples/python-docs "$$q" || exit 1; \
+	done
+
+test: $(VENV)/.installed-dev
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check src tests benchmarks
+
+bench: $(VENV)/.installed-bench
+	$(PY) benchmarks/ingest_throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache examples/python-docs/.flightdeck

@@ -1,0 +1,30 @@
+"""The ``flightdeck`` command: a thin shell over :class:`flightdeck.Project`."""
+
+from __future__ import annotations
+
+import typer
+
+from flightdeck.cli import init_cmd, run_cmds, spec_cmds
+
+app = typer.Typer(
+    name="flightdeck",
+    help="Run the AI engineering lifecycle from one spec (flightdeck.yaml): the filled-in checklist.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("init")(init_cmd.init)
+app.command("validate")(spec_cmds.validate)
+app.command("checklist")(spec_cmds.checklist)
+app.command("schema")(spec_cmds.schema)
+app.command("run")(run_cmds.run)
+app.command("search")(run_cmds.search)
+app.command("ask")(run_cmds.ask)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Commands that use the workspace: run, search, ask."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from flightdeck.cli.common import JsonOption, SpecOption, errors_to_exit, print_json
+
+__all__ = ["run", "search", "ask"]
+
+
+def run(spec: SpecOption = None, as_json: JsonOption = False) -> None:
+    """Ingest → chunk → embed → index, with progress; steps whose inputs are unchanged are skipped.
+
+    With --json, progress is printed as JSON lines and the last line is the run summary.
+    """
+    from flightdeck.pipeline.progress import default_reporter
+    from flightdeck.project import Project
+
+    with errors_to_exit(as_json):
+        project = Project.load(spec)
+        reporter = default_reporter(as_json)
+        try:
+            summary = project.run(reporter)
+        finally:
+            reporter.close()
+    if as_json:
+        print_json({"event": "summary", **summary.to_dict()})
+        return
+    failures = [f for s in summary.steps for f in s.counts.get("failures", [])]
+    typer.echo(f"run {summary.run_id[:12]} {summary.status} in {summary.seconds:.1f}s")
+    for s in summary.steps:
+        counts = ", ".join(f"{k} {v}" for k, v in s.counts.items() if k != "failures")
+        typer.echo(f"  {s.step:<7} {s.status:<9} {counts}")
+    if failures:
+        typer.echo(f"{len(failures)} item(s) could not be ingested:", err=True)
+        for f in failures:
+            typer.echo(f"  {f['uri']}: {f['reason']}", err=True)
+
+
+class Mode(StrEnum):
+    hybrid = "hybrid"
+    vector = "vector"
+    keyword = "keyword"
+
+
+def search(
+    query: Annotated[str, typer.Argument(help="what to look for")],
+    k: Annotated[int | None, typer.Option("--k", "-k", min=1, max=1000, help="hits to return")] = None,
+    mode: Annotated[Mode | None, typer.Option("--mode", "-m", help="hybrid, vector or keyword")] = None,
+    spec: SpecOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Search the index: BM25 and vectors fused by reciprocal rank (or one of them with --mode)."""
+    from flightdeck.project import Project
+
+    with errors_to_exit(as_json):
+        result = Project.load(spec).search(query, k=k, mode=mode.value if mode else None)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    if not result.hits:
+        typer.echo("no hits")
+    for i, h in enumerate(result.hits, 1):
+        typer.echo(f"{i:>2}. {h.score:.4f}  {h.document_id}  § {h.heading}")
+        snippet = " ".join(h.text.split())
+        typer.echo(f"    {snippet[:200]}{'…' if len(snippet) > 200 else ''}")
+
+
+def ask(
+    question: Annotated[str, typer.Argument(help="a question about the documents")],
+    spec: SpecOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Answer from the documents with numbered citations (source file, heading, chunk id)."""
+    from flightdeck.project import Project
+
+    with errors_to_exit(as_json):
+        answer = Project.load(spec).ask(question)
+    if as_json:
+        print_json(answer.to_dict())
+        return
+    typer.echo(answer.answer)
+    for c in answer.citations:
+        typer.echo(f"  [{c.number}] {c.document_id} § {c.heading} (chunk {c.chunk_id})")

@@ -1,0 +1,43 @@
+"""The source protocol: where documents come from, listed cheaply and read one at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from flightdeck.data.documents import SourceItem
+
+__all__ = ["Source", "ItemFailure"]
+
+
+@dataclass(frozen=True)
+class ItemFailure:
+    """One item a source could not deliver, and why; the run reports it and goes on with the rest."""
+
+    uri: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.uri}: {self.reason}"
+
+
+@runtime_checkable
+class Source(Protocol):
+    """A provider of source items.
+
+    ``scan()`` lists every item with its content hash (cheap enough to run on every ingest, so that
+    unchanged items can be skipped) and records items it had to skip in ``failures``; ``read(item)``
+    returns the raw bytes of one listed item. A source that cannot be read at all raises
+    :class:`~flightdeck.errors.SourceError`.
+    """
+
+    failures: list[ItemFailure]
+
+    def scan(self) -> Iterator[SourceItem]:
+        """Yield the items in a stable order; ``failures`` is reset at the start."""
+        ...
+
+    def read(self, item: SourceItem) -> bytes:
+        """The raw bytes of ``item``."""
+        ...

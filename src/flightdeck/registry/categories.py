@@ -1,0 +1,22 @@
+"""The categories of providers; each one is a folder of the package (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["Category"]
+
+
+class Category(StrEnum):
+    """What a provider is. The value is the word used in messages: ``Unknown vector_store 'x'``."""
+
+    USE_CASE = "use_case"
+    OBJECTIVE = "objective"
+    LATENCY_TIER = "latency_tier"
+    SOURCE = "source"
+    PREPROCESSOR = "preprocessor"
+    CHUNKER = "chunker"
+    EMBEDDER = "embedder"
+    VECTOR_STORE = "vector_store"
+    RETRIEVAL_FEATURE = "retrieval_feature"
+    GENERATOR = "generator"

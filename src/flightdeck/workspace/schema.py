@@ -1,0 +1,112 @@
+"""Table definitions of the metadata DB (SQLAlchemy Core). Migrations in ``migrations/`` create them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+__all__ = ["metadata", "documents", "chunks", "embeddings", "runs", "step_runs", "dataset_versions",
+           "index_versions", "state"]
+
+metadata = MetaData()
+
+documents = Table(
+    "documents", metadata,
+    Column("id", String, primary_key=True, comment="<source label>/<path within the source>"),
+    Column("source_uri", Text, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("pipeline_hash", String(64), nullable=False, comment="hash of the parse/clean/chunk config"),
+    Column("media_type", String, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("metadata", JSON, nullable=False),
+    Column("chunk_count", Integer, nullable=False),
+    Column("run_id", String, nullable=False, comment="the run that last wrote it"),
+)
+
+chunks = Table(
+    "chunks", metadata,
+    Column("id", String, primary_key=True),
+    Column("document_id", String, ForeignKey("documents.id", ondelete="CASCADE"), nullable=False),
+    Column("ordinal", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("indexed_text", Text, nullable=False),
+    Column("heading", Text, nullable=False),
+    Column("token_count", Integer, nullable=False),
+    Column("text_hash", String(64), nullable=False, comment="sha256 of indexed_text"),
+    Column("metadata", JSON, nullable=False),
+    Index("ix_chunks_document", "document_id", "ordinal"),
+)
+
+embeddings = Table(
+    "embeddings", metadata,
+    Column("model_id", String, primary_key=True),
+    Column("text_hash", String(64), primary_key=True),
+    Column("dim", Integer, nullable=False),
+    Column("vector", LargeBinary, nullable=False, comment="float32, little-endian"),
+)
+
+runs = Table(
+    "runs", metadata,
+    Column("id", String, primary_key=True),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("status", String, nullable=False),
+    Column("spec_hash", String(64), nullable=False),
+    Column("summary", JSON),
+)
+
+step_runs = Table(
+    "step_runs", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String, ForeignKey("runs.id"), nullable=False),
+    Column("step", String, nullable=False),
+    Column("status", String, nullable=False, comment="running | succeeded | skipped | failed"),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("input_hash", String(64), nullable=False),
+    Column("config_hash", String(64), nullable=False),
+    Column("output_hash", String(64)),
+    Column("counts", JSON),
+    Column("error", Text),
+    Index("ix_step_runs_step", "step", "status"),
+)
+
+dataset_versions = Table(
+    "dataset_versions", metadata,
+    Column("id", String(64), primary_key=True, comment="hash of the manifest"),
+    Column("created_at", Float, nullable=False),
+    Column("run_id", String, nullable=False),
+    Column("manifest_artifact", String(64), nullable=False),
+    Column("document_count", Integer, nullable=False),
+)
+
+index_versions = Table(
+    "index_versions", metadata,
+    Column("id", String(64), primary_key=True, comment="hash of the index artifact"),
+    Column("created_at", Float, nullable=False),
+    Column("run_id", String, nullable=False),
+    Column("dataset_version", String(64), nullable=False),
+    Column("embedder", String, nullable=False),
+    Column("dim", Integer, nullable=False),
+    Column("store", String, nullable=False),
+    Column("chunk_count", Integer, nullable=False),
+    Column("index_artifact", String(64), nullable=False),
+    Column("ids_artifact", String(64), nullable=False),
+)
+
+state = Table(
+    "state", metadata,
+    Column("key", String, primary_key=True),
+    Column("value", Text, nullable=False),
+)
