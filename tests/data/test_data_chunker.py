@@ -60,6 +60,7 @@ def test_chunks_never_cross_sections_and_ordinals_run_across_the_document(tok):
 
 
 @pytest.mark.parametrize("size,overlap", [(16, 0), (16, 7), (32, 8), (64, 16), (128, 32), (256, 32)])
+@pytest.mark.exercises("data.preprocessing.chunking")
 def test_size_bound_always_holds_on_random_texts(tok, size, overlap):
     rng = random.Random(size * 1000 + overlap)
     chunker = RecursiveChunker(RecursiveConfig(size=size, overlap=overlap))

@@ -5,6 +5,7 @@ from flightdeck.data.cleaning import clean_text
 pytestmark = pytest.mark.unit
 
 
+@pytest.mark.exercises("data.preprocessing.cleaning_normalization")
 def test_nfkc_folds_compatibility_forms():
     # ligature, full-width letters, non-breaking space
     assert clean_text("ﬁle ＡＢＣ a\u00a0b") == "file ABC a b"

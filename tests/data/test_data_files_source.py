@@ -36,6 +36,7 @@ def test_files_source_satisfies_the_protocol(folder):
     assert isinstance(_source(folder), Source)
 
 
+@pytest.mark.exercises("data.sources.pdf_doc_ingestion")
 def test_scan_yields_sorted_relative_posix_uris_and_media_types(folder):
     items = list(_source(folder).scan())
     assert [i.uri for i in items] == ["Z.htm", "a.txt", "b.md", "drafts/e.md", "sub/c.html",

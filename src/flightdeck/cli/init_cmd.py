@@ -11,14 +11,17 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from click.core import ParameterSource
-from rich.console import Console
-from rich.text import Text
 
 from flightdeck.cli.common import EXIT_FAILED
+
+if TYPE_CHECKING:  # rich and the spec modules are imported when init runs, not when the CLI starts
+    from rich.console import Console
+
+    from flightdeck.spec.catalog import Section
+    from flightdeck.spec.status import OptionStatus
 
 __all__ = ["init", "Template"]
 
@@ -46,22 +49,24 @@ class _Questionnaire:
         self.defaults = defaults
 
     def say(self, message: str, style: str | None = None) -> None:
+        from rich.text import Text
+
         self.console.print(Text(message, style=style or ""), soft_wrap=True)
 
-    def run(self, folder: str) -> tuple[dict[str, object], list[dict[str, object]]]:
+    def run(self, folder: str) -> tuple[dict[str, object], list[dict[str, object]] | None]:
+        """The choices by ``phase.section`` and the sources (None when the sources section was not asked)."""
         from flightdeck.spec.catalog import catalog
         from flightdeck.spec.status import option_status
 
         choices: dict[str, object] = {}
-        sources: list[dict[str, object]] = []
+        sources: list[dict[str, object]] | None = None
         for phase in catalog().phases:
             states = {o.key: option_status(o.key) for s in phase.sections for o in s.options}
             askable = [s for s in phase.sections if any(states[o.key].state == "ready" for o in s.options)]
             self.say("")
             self.say(phase.heading, "bold")
             if not askable:
-                self.say(f"  nothing ready in this build yet ({len(phase.sections)} sections planned); skipped",
-                         "dim")
+                self.say(f"  nothing ready in this build yet in its {len(phase.sections)} sections; skipped", "dim")
                 continue
             for section in phase.sections:
                 if section not in askable:
@@ -74,7 +79,7 @@ class _Questionnaire:
                     choices[section.path] = self._values(section, picked)
         return choices, sources
 
-    def _default(self, section: Any) -> Any:
+    def _default(self, section: Section) -> object:
         if section.path == "data.sources":
             from flightdeck.spec.writer import provider_for_option
 
@@ -82,7 +87,7 @@ class _Questionnaire:
         return self.defaults.get(section.path)
 
     @staticmethod
-    def _values(section: Any, picked: str | list[str]) -> object:
+    def _values(section: Section, picked: str | list[str]) -> object:
         from flightdeck.spec.writer import provider_for_option
 
         if isinstance(picked, list):
@@ -90,7 +95,7 @@ class _Questionnaire:
         return provider_for_option(section, picked)
 
     @staticmethod
-    def _sources(section: Any, picked: list[str], folder: str) -> list[dict[str, object]]:
+    def _sources(section: Section, picked: list[str], folder: str) -> list[dict[str, object]]:
         from flightdeck.spec.writer import provider_for_option
 
         out: list[dict[str, object]] = []
@@ -99,8 +104,10 @@ class _Questionnaire:
             out.append({"provider": name, "path": folder} if name == "files" else {"provider": name})
         return out
 
-    def ask(self, section: Any, states: dict[str, Any]) -> str | list[str] | None:
+    def ask(self, section: Section, states: dict[str, OptionStatus]) -> str | list[str] | None:
         """The option id (single) or ids (multi) chosen for ``section``; None when none is chosen."""
+        from rich.text import Text
+
         default = self._default(section)
         ids = section.option_ids
         # Only a usable default is pre-selected: Enter must never pick something that cannot run.
@@ -144,7 +151,8 @@ class _Questionnaire:
             if problem is not None:
                 self.say(problem, "yellow")
                 continue
-            return picked if section.multi else picked[0]
+            # The checklist's order, whatever the order typed.
+            return sorted(picked, key=ids.index) if section.multi else picked[0]
 
     @staticmethod
     def _parse(answer: str, ids: list[str]) -> tuple[list[str], str | None]:
@@ -161,7 +169,7 @@ class _Questionnaire:
         return picked, None
 
     @staticmethod
-    def _unusable(section: Any, picked: list[str], states: dict[str, Any]) -> str | None:
+    def _unusable(section: Section, picked: list[str], states: dict[str, OptionStatus]) -> str | None:
         ready = [o.id for o in section.options if states[o.key].state == "ready"]
         for option_id in picked:
             status = states[f"{section.path}.{option_id}"]
@@ -193,12 +201,15 @@ def init(
         "--template", "-t", help="start from a template: rag (the embedded RAG stack, offline)")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="accept the defaults, ask nothing")] = False,
     project: Annotated[str | None, typer.Option(
-        "--project", help="the project's name [default: the spec's folder name]")] = None,
+        "--project", help="the project's name (default: the name of the spec's folder)")] = None,
     source: Annotated[str, typer.Option(
         "--source", help="folder of documents for the files source, relative to the spec")] = "./docs",
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing spec")] = False,
 ) -> None:
     """Walk the checklist and write a commented flightdeck.yaml (the embedded RAG stack with --yes)."""
+    from rich.console import Console
+    from rich.text import Text
+
     from flightdeck.spec.loader import SPEC_FILENAME, check_spec
     from flightdeck.spec.writer import default_sources, render_spec
 
@@ -219,7 +230,9 @@ def init(
                            " only options ready in this build can be chosen.", style="bold"), soft_wrap=True)
         if project is None:
             name = typer.prompt("Project name", default=name).strip() or name
-        if ctx.get_parameter_source("source") != ParameterSource.COMMANDLINE:
+        # typer vendors its own click, so the parameter source is compared by name.
+        given = getattr(ctx.get_parameter_source("source"), "name", "DEFAULT")
+        if given in ("DEFAULT", "DEFAULT_MAP"):
             source = typer.prompt("Folder of documents to index (files source)", default=source).strip() or source
         choices, sources = _Questionnaire(console, defaults).run(source)
 
@@ -232,7 +245,7 @@ def init(
                      " then run `flightdeck validate`.", markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAILED)
     console.print(f"wrote {target}", markup=False, soft_wrap=True)
-    for entry in sources:
+    for entry in sources or []:
         folder = entry.get("path") if entry.get("provider") == "files" else None
         if isinstance(folder, str) and not (target.parent / folder).exists():
             console.print(f"note: {folder} does not exist yet; put the documents to index there"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, create_model
 
 from flightdeck.registry.categories import Category
 from flightdeck.spec.catalog import catalog
@@ -68,7 +68,25 @@ class ProviderRef(BaseModel):
         return dict(self.model_extra or {})
 
 
-ProviderValue = Annotated[ProviderRef, BeforeValidator(_as_ref)]
+def _ref_schema(names: list[str] | None = None) -> dict[str, Any]:
+    # The JSON Schema of what a user may write: a bare name or {provider: name, ...settings}. Without it the
+    # schema would describe only the object form and editors would flag `vector_database: faiss`.
+    name: dict[str, Any] = {"type": "string", **({"enum": names} if names else {})}
+    obj = {"type": "object", "properties": {"provider": name}, "required": ["provider"],
+           "additionalProperties": True}
+    return {"anyOf": [name, obj]}
+
+
+def _provider_value(names: list[str] | None = None) -> Any:
+    return Annotated[ProviderRef, BeforeValidator(_as_ref), WithJsonSchema(_ref_schema(names))]
+
+
+ProviderValue = _provider_value()
+
+
+def _default_ref(name: str) -> ProviderRef:
+    # pydantic does not validate defaults, so a default must already be a ProviderRef (not a dict).
+    return ProviderRef(provider=name)
 
 
 class SearchSettings(BaseModel):
@@ -84,18 +102,22 @@ class SearchSettings(BaseModel):
 
 
 _PHASE_EXTRA_FIELDS: dict[str, dict[str, tuple[Any, Any]]] = {
-    "data": {"chunking": (ProviderValue, _as_ref(EMBEDDED_DEFAULTS["data.chunking"]))},
+    "data": {"chunking": (ProviderValue, _default_ref(EMBEDDED_DEFAULTS["data.chunking"]))},
     "retrieval": {"search": (SearchSettings, SearchSettings())},
-    "model": {"generator": (ProviderValue, _as_ref(EMBEDDED_DEFAULTS["model.generator"]))},
+    "model": {"generator": (ProviderValue, _default_ref(EMBEDDED_DEFAULTS["model.generator"]))},
 }
 
 
 def _section_field(path: str, option_ids: list[str], multi: bool) -> tuple[Any, Any]:
     default = EMBEDDED_DEFAULTS.get(path)
     if path in PROVIDER_SECTIONS:
+        from flightdeck.registry.lookup import registry
+
+        names = list(dict.fromkeys([*option_ids, *registry().names(PROVIDER_SECTIONS[path])]))
+        value = _provider_value(names)
         if multi:
-            return list[ProviderValue], [_as_ref(v) for v in default or []]
-        return ProviderValue | None, _as_ref(default) if default is not None else None
+            return list[value], [_default_ref(v) for v in default or []]  # type: ignore[valid-type]
+        return value | None, _default_ref(default) if default is not None else None
     choice = Literal[tuple(option_ids)]  # type: ignore[valid-type]
     if multi:
         return list[choice], list(default or [])

@@ -1,0 +1,79 @@
+"""Shared fixtures: offline always, small corpora written per test."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SPEC = """\
+project: test-project
+scoping: {{use_case: rag, objective: retrieval_system, latency: real_time}}
+data:
+  sources:
+    - {{provider: files, path: ./docs}}
+  chunking: {{provider: recursive, size: {size}, overlap: 16}}
+retrieval:
+  embedding_model: sentence_transformers
+  vector_database: faiss
+  system: [hybrid_search]
+  search: {{mode: hybrid, k: 5}}
+"""
+
+DOCS = {
+    "guide/install.md": """\
+        # Installing Widgets
+
+        Widgets are installed with the widget installer. Run `widget install` in a terminal.
+
+        ## Requirements
+
+        A widget needs a frame, two sprockets and a license key. The license key is printed on the box.
+
+        ## Troubleshooting
+
+        If the installer stops with error W42, the sprockets are not aligned. Align them and run it again.
+        """,
+    "guide/care.html": """\
+        <html><head><title>Caring for widgets</title><script>var tracking = 1;</script></head>
+        <body><nav>Home | Guides | Contact</nav>
+        <div role="main"><h1>Caring for widgets<a class="headerlink" href="#c">¶</a></h1>
+        <p>Clean a widget with a soft cloth once a week. Never use water on the sprockets.</p>
+        <h2>Storage</h2><p>Store widgets in a dry place between 5 and 25 degrees Celsius.</p>
+        </div><footer>Copyright Widget Corp</footer></body></html>
+        """,
+    "notes.txt": "Widget colours: red, blue and green. Green widgets are the most popular in spring.\n",
+}
+
+
+def write_docs(root: Path, docs: dict[str, str] | None = None) -> Path:
+    docs_dir = root / "docs"
+    for rel, body in (docs or DOCS).items():
+        path = docs_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(body), encoding="utf-8")
+    return docs_dir
+
+
+@pytest.fixture
+def project_dir(tmp_path: Path) -> Path:
+    """A folder with flightdeck.yaml and a small docs/ corpus (markdown, HTML, text)."""
+    write_docs(tmp_path)
+    (tmp_path / "flightdeck.yaml").write_text(SPEC.format(size=64), encoding="utf-8")
+    return tmp_path
+
+
+@pytest.fixture
+def records_file(tmp_path: Path) -> Path:
+    rows = [{"_id": f"d{i}", "title": f"Title {i}", "text": f"Record number {i} talks about topic {i % 3}."}
+            for i in range(10)]
+    path = tmp_path / "records.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,87 @@
+"""The thin real path with the real all-MiniLM-L6-v2 and FAISS: run, search, ask, model changes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flightdeck import IndexMismatchError, Project
+from flightdeck.cli.main import app
+from flightdeck.models.generators.extractive import NOT_FOUND
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    from conftest import SPEC, write_docs
+
+    root = tmp_path_factory.mktemp("real")
+    write_docs(root)
+    (root / "flightdeck.yaml").write_text(SPEC.format(size=64))
+    project = Project.load(root)
+    summary = project.run()
+    assert summary.status == "succeeded"
+    return project
+
+
+@pytest.mark.exercises("retrieval.embedding_model.sentence_transformers")
+@pytest.mark.exercises("retrieval.vector_database.faiss")
+def test_vector_search_with_the_packaged_minilm_finds_the_paraphrase(built: Project) -> None:
+    # the query shares no word with the answer's sentence but "widgets": the vectors have to do the work
+    hits = built.search("how warm or cold may the room be where widgets are kept", mode="vector", k=3).hits
+    assert hits[0].document_id == "docs/guide/care.html" and "dry place" in hits[0].text
+    assert built.embedder.model_id.startswith("sentence_transformers:all-MiniLM-L6-v2@")
+    assert built.embedder.dimension == 384
+
+
+@pytest.mark.exercises("scoping.use_case.rag")
+@pytest.mark.exercises("scoping.objective.retrieval_system")
+@pytest.mark.exercises("scoping.latency.real_time")
+def test_ask_answers_with_numbered_citations_or_says_not_found(built: Project) -> None:
+    answer = built.ask("What does installer error W42 mean?")
+    assert answer.found
+    assert "sprockets are not aligned" in answer.answer and "[1]" in answer.answer
+    first = answer.citations[0]
+    assert first.number == 1 and first.document_id == "docs/guide/install.md"
+    assert first.heading == "Installing Widgets > Troubleshooting" and first.quote in answer.answer
+    assert answer.index_version == built.workspace.get_state("current_index")
+    assert {"embed_query", "keyword", "vector", "answer", "total"} <= set(answer.timings_ms)
+    nothing = built.ask("Who won the football world cup in 1966?")
+    assert not nothing.found and nothing.answer == NOT_FOUND and nothing.citations == []
+
+
+def test_cli_search_and_ask_json(built: Project) -> None:
+    runner = CliRunner()
+    res = runner.invoke(app, ["search", "sprockets license key", "--json", "-k", "3", "--spec",
+                              str(built.spec_path)])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["index_version"] == built.workspace.get_state("current_index") and len(out["hits"]) == 3
+    hit = out["hits"][0]
+    assert {"chunk_id", "document_id", "source_uri", "score", "text", "metadata", "heading"} <= set(hit)
+    assert hit["source_uri"].startswith("file://") and hit["metadata"]["title"]
+    res = runner.invoke(app, ["ask", "Where should widgets be stored?", "--json", "--spec", str(built.spec_path)])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["found"] and out["citations"][0]["document_id"] == "docs/guide/care.html"
+    assert out["index_version"] and "answer" in out
+
+
+def test_a_changed_embedding_model_is_refused_until_rebuilt(built: Project, tmp_path: Path) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(built.loaded.base_dir, root)
+    spec = root / "flightdeck.yaml"
+    spec.write_text(spec.read_text().replace(
+        "embedding_model: sentence_transformers",
+        "embedding_model: {provider: sentence_transformers, document_prefix: 'passage: '}"))
+    changed = Project.load(root)
+    with pytest.raises(IndexMismatchError, match="was built with sentence_transformers:all-MiniLM-L6-v2"):
+        changed.search("sprockets")
+    steps = {s.step: s for s in changed.run().steps}
+    assert steps["ingest"].status == "succeeded" and steps["embed"].counts["embedded"] > 0
+    assert changed.search("sprockets").hits
