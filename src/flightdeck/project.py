@@ -38,20 +38,21 @@ class Project:
         return Workspace((self.loaded.base_dir / self.spec.workspace).resolve())
 
     # providers, built on first use -------------------------------------------------------------
-    def _settings(self, ref: Any) -> dict[str, Any]:
+    def provider_settings(self, ref: Any) -> dict[str, Any]:
+        """The settings of a provider reference with ``${ENV}`` references resolved."""
         return resolve_env(ref.settings, where=f"{self.spec_path}")
 
     @cached_property
     def embedder(self) -> Any:
         ref = self.spec.retrieval.embedding_model
-        settings = self._settings(ref)
+        settings = self.provider_settings(ref)
         if settings.get("model"):
             settings["model"] = str((self.loaded.base_dir / settings["model"]).expanduser())
         return registry().create(Category.EMBEDDER, ref.provider, settings)
 
-    def _store_factory(self) -> Any:
+    def store_factory(self) -> Any:
         ref = self.spec.retrieval.vector_database
-        settings = self._settings(ref)
+        settings = self.provider_settings(ref)
         return lambda: registry().create(Category.VECTOR_STORE, ref.provider, settings)
 
     @cached_property
@@ -60,13 +61,13 @@ class Project:
 
         return Tokenizer.from_model_dir(self.embedder.model_dir)
 
-    def _source_bindings(self) -> list[Any]:
+    def source_bindings(self) -> list[Any]:
         from flightdeck.pipeline.steps import SourceBinding
 
         bindings = []
         labels: set[str] = set()
         for ref in self.spec.data.sources:
-            settings = self._settings(ref)
+            settings = self.provider_settings(ref)
             label = settings.pop("name", None)
             if "path" in settings:
                 path = (self.loaded.base_dir / settings["path"]).resolve()
@@ -84,22 +85,9 @@ class Project:
         return bindings
 
     def steps(self) -> list[Any]:
-        """The pipeline of this spec (the RAG path: ingest, embed, index)."""
-        from flightdeck.pipeline.steps import EmbedStep, IndexStep, IngestStep
-
-        chunk_ref = self.spec.data.chunking
-        chunker = registry().create(Category.CHUNKER, chunk_ref.provider, self._settings(chunk_ref))
-        pipeline_config = {"chunker": chunk_ref.provider, "chunking": chunker.config.model_dump(),
-                           "tokenizer": self.embedder.model_id,
-                           "cleaning": "cleaning_normalization" in self.spec.data.preprocessing}
-        ws = self.workspace
-        store_ref = self.spec.retrieval.vector_database
-        return [
-            IngestStep(ws, self._source_bindings(), chunker, self.tokenizer, pipeline_config,
-                       clean="cleaning_normalization" in self.spec.data.preprocessing),
-            EmbedStep(ws, self.embedder),
-            IndexStep(ws, self.embedder, self._store_factory(), store_ref.provider, self._settings(store_ref)),
-        ]
+        """The pipeline of this spec's use case (the RAG path: ingest, embed, index)."""
+        build = registry().load(Category.USE_CASE, self.spec.scoping.use_case or "rag")
+        return build(self)
 
     # the public verbs ---------------------------------------------------------------------------
     def run(self, reporter: Reporter | None = None) -> RunSummary:
@@ -113,7 +101,7 @@ class Project:
     def searcher(self) -> Any:
         from flightdeck.retrieval.search import HybridSearcher
 
-        return HybridSearcher(self.workspace, self.embedder, self._store_factory(), self.spec.retrieval.search)
+        return HybridSearcher(self.workspace, self.embedder, self.store_factory(), self.spec.retrieval.search)
 
     def search(self, query: str, k: int | None = None, mode: str | None = None) -> Any:
         """Search the current index; returns a :class:`~flightdeck.retrieval.search.SearchResult`."""
@@ -122,7 +110,7 @@ class Project:
     @cached_property
     def generator(self) -> Any:
         ref = self.spec.model.generator
-        return registry().create(Category.GENERATOR, ref.provider, self._settings(ref))
+        return registry().create(Category.GENERATOR, ref.provider, self.provider_settings(ref))
 
     def ask(self, question: str) -> Any:
         """Answer ``question`` from the documents, with numbered citations."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import subprocess
 import sys
 import textwrap
@@ -204,8 +205,6 @@ def test_config_class_is_none_for_flavors_without_settings() -> None:
 def _modules_after(code: str) -> set[str]:
     probe = code + "\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))\n"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
-    import json
-
     return set(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -309,3 +308,14 @@ def test_broken_plugin_is_recorded_not_raised(plugin_path: Path) -> None:
     assert "myplug_broken_mod:NOPE" in broken
     wrong = next(e for e in reg.plugin_errors if "'wrongtype'" in e)
     assert "expected a Flavor, got int" in wrong
+
+
+def test_every_builtin_flavor_imports_its_implementation_and_config() -> None:
+    """A registered name must point at code that exists: `ready` is computed from this table."""
+    from flightdeck.registry import BUILTIN_FLAVORS
+    from flightdeck.registry.lookup import _import_path
+
+    for flavor in BUILTIN_FLAVORS:
+        assert callable(_import_path(flavor.impl)), flavor
+        if flavor.config:
+            assert hasattr(_import_path(flavor.config), "model_fields"), flavor

@@ -194,6 +194,10 @@ def _check_sections(ck: _Checker, raw: dict[str, Any]) -> None:
         category = PROVIDER_SECTIONS.get(section.path)
         if not section.multi:
             if isinstance(value, list):
+                if len(value) == 1:
+                    ck.add(loc, f"{section.heading} takes one value, not a list: write "
+                                f"`{section.key}: {value[0]}`.")
+                    continue
                 ck.add(loc, f"{section.heading} takes one value, got {len(value)}: "
                             f"{', '.join(str(v.get('provider', v) if isinstance(v, dict) else v) for v in value)}."
                             f" Choose one of: {', '.join(section.option_ids)}.")
@@ -291,7 +295,9 @@ def check_spec(path: Path, text: str | None = None) -> tuple[LoadedSpec | None, 
         from flightdeck.spec.rules import check_rules
 
         for loc, message in check_rules(loaded):
-            ck.add(loc, message)
+            # a value already reported (an unknown provider, a bad setting) would only repeat as noise here
+            if not ck.covered(loc):
+                ck.add(loc, message)
     if ck.problems:
         return None, ck.problems
     return loaded, []
