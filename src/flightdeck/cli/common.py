@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,7 +19,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 SpecOption = Annotated[
     Path | None,
-    typer.Option("--spec", "-s", help="the spec file, or a folder holding flightdeck.yaml (default: ./flightdeck.yaml)"),
+    typer.Option("--spec", "-s", help="the spec file or its folder (default: ./flightdeck.yaml)"),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="print the result as JSON on stdout")]
 
@@ -52,7 +52,3 @@ def errors_to_exit(as_json: bool = False) -> Iterator[None]:
         else:
             _stderr(f"error: {exc}")
         raise typer.Exit(EXIT_FAILED) from None
-
-
-def command(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return fn
