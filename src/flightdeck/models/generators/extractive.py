@@ -30,7 +30,7 @@ def split_sentences(text: str) -> list[str]:
         prose = " ".join(ln.strip() for ln in lines)
         for sentence in _SENTENCE_END.split(prose):
             sentence = sentence.strip()
-            if len(sentence.split()) >= 4 and len(sentence) <= 600:
+            if len(sentence.split()) >= 3 and len(sentence) <= 600:
                 out.append(sentence)
     return out
 
@@ -41,7 +41,7 @@ class ExtractiveConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     top_chunks: int = Field(5, ge=1, le=50, description="retrieved chunks the sentences are taken from")
     max_sentences: int = Field(3, ge=1, le=20)
-    min_score: float = Field(0.45, ge=-1, le=1, description="cosine similarity a sentence needs to be used")
+    min_score: float = Field(0.45, ge=-1, le=1, description="similarity (mean of sentence and chunk cosine) a sentence needs")
 
 
 @dataclass
@@ -82,9 +82,15 @@ class ExtractiveGenerator:
         if not candidates:
             return Answer(question, NOT_FOUND, False, [], index_version,
                           {"answer": round((time.perf_counter() - t0) * 1000, 3)})
-        q = embedder.embed_query(question)
+        q = np.asarray(embedder.embed_query(question), dtype=np.float32)
+        top = hits[: self.config.top_chunks]
+        # A short sentence out of its chunk loses context ("Rotate it monthly."), so a sentence scores the
+        # mean of its own similarity and its chunk's: the chunk says "this is the topic", the sentence
+        # says "this is the part that answers".
+        chunk_scores = {h.chunk_id: float(v @ q) for h, v in
+                        zip(top, embedder.embed_documents([h.text for h in top]), strict=True)}
         vectors = embedder.embed_documents([s for s, _ in candidates])
-        scores = vectors @ np.asarray(q, dtype=np.float32)
+        scores = 0.5 * (vectors @ q) + 0.5 * np.array([chunk_scores[h.chunk_id] for _, h in candidates])
         order = np.argsort(-scores, kind="stable")
         chosen = [int(i) for i in order[: self.config.max_sentences] if scores[i] >= self.config.min_score]
         timings = {"answer": round((time.perf_counter() - t0) * 1000, 3)}
