@@ -41,7 +41,7 @@ class ExtractiveConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     top_chunks: int = Field(5, ge=1, le=50, description="retrieved chunks the sentences are taken from")
     max_sentences: int = Field(3, ge=1, le=20)
-    min_score: float = Field(0.45, ge=-1, le=1, description="similarity (mean of sentence and chunk cosine) a sentence needs")
+    min_score: float = Field(0.45, ge=-1, le=1, description="mean of sentence and chunk cosine needed")
 
 
 @dataclass
