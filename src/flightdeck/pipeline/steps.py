@@ -48,6 +48,10 @@ class SourceBinding:
         return f"{self.label}/{item.uri}"
 
     def source_uri(self, item: SourceItem) -> str:
+        """Where a citation points: the source's own URI for the item when it has one."""
+        own = getattr(self.source, "source_uri", None)
+        if callable(own):
+            return str(own(item))
         if self.base_uri.endswith(".jsonl"):
             return f"{self.base_uri}#{item.uri.split('#', 1)[-1]}" if "#" in item.uri else self.base_uri
         return f"{self.base_uri.rstrip('/')}/{item.uri}"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from flightdeck.registry.categories import Category
 
-__all__ = ["Flavor", "BUILTIN_FLAVORS"]
+__all__ = ["Flavor", "BUILTIN_FLAVORS", "PLANNED_REASONS"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class Flavor:
     requires: tuple[str, ...] = ()
     options: tuple[str, ...] = ()
     summary: str = ""
+    note: str = ""  # what the tests could not reach here (e.g. "no BigQuery server: tested with ...")
 
 
 _C = Category
@@ -84,3 +85,6 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            "flightdeck.models.generators.extractive:ExtractiveConfig",
            summary="the sentences of the top chunks that best answer the question, with citations"),
 )
+
+# Options that stay `planned` for a stated reason (shown by `flightdeck checklist`), beyond "not yet".
+PLANNED_REASONS: dict[str, str] = {}

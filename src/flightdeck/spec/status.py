@@ -32,11 +32,14 @@ def option_status(option_key: str) -> OptionStatus:
     reg = registry()
     flavors: list[Flavor] = reg.for_option(option_key)
     if not flavors:
-        return OptionStatus("planned", "not implemented in this build yet")
+        from flightdeck.registry.flavors import PLANNED_REASONS
+
+        return OptionStatus("planned", PLANNED_REASONS.get(option_key, "not implemented in this build yet"))
     names = tuple(f"{f.category.value}:{f.name}" for f in flavors)
     usable = [f for f in flavors if not reg.missing_modules(f)]
     if usable:
-        summary = "; ".join(f"{f.name}: {f.summary}" if f.summary else f.name for f in usable)
+        summary = "; ".join(f"{f.name}: {f.summary}" + (f" ({f.note})" if f.note else "") if f.summary
+                            else f.name for f in usable)
         return OptionStatus("ready", summary, names)
     hints = sorted({reg.install_hint(f) for f in flavors})
     return OptionStatus("needs extra", " or ".join(hints), names)

@@ -29,7 +29,11 @@ class Source(Protocol):
     ``scan()`` lists every item with its content hash (cheap enough to run on every ingest, so that
     unchanged items can be skipped) and records items it had to skip in ``failures``; ``read(item)``
     returns the raw bytes of one listed item. A source that cannot be read at all raises
-    :class:`~flightdeck.errors.SourceError`.
+    :class:`~flightdeck.errors.SourceError` (after its own retries), before anything is written.
+
+    A source may also define ``source_uri(item) -> str``: the URI that citations show for an item
+    (``postgresql://host/db/articles#42``, ``s3://bucket/key``); without it, the item's URI is joined to the
+    source's root.
     """
 
     failures: list[ItemFailure]
