@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint bench clean venv
+.PHONY: demo test lint bench clean venv system-deps
 
 $(VENV)/bin/activate:
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..."; exit 2; }
@@ -28,7 +28,13 @@ demo: $(VENV)/.installed-embedded
 	  echo; echo "Q: $$q"; $(VENV)/bin/flightdeck ask --spec examples/python-docs "$$q" || exit 1; \
 	done
 
-test: $(VENV)/.installed-dev
+# Debian packages the tests need (OCR). Installed only when missing; CI runs as root.
+system-deps:
+	@command -v tesseract >/dev/null || { \
+	  echo "installing tesseract-ocr (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr tesseract-ocr-eng >/dev/null; }
+
+test: $(VENV)/.installed-dev system-deps
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed-dev

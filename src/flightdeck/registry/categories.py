@@ -16,6 +16,8 @@ class Category(StrEnum):
     SOURCE = "source"
     PREPROCESSOR = "preprocessor"
     CHUNKER = "chunker"
+    VERSIONING = "versioning"
+    SPLITTER = "splitter"
     EMBEDDER = "embedder"
     VECTOR_STORE = "vector_store"
     RETRIEVAL_FEATURE = "retrieval_feature"

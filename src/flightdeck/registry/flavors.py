@@ -66,6 +66,12 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            "flightdeck.data.chunkers.recursive:RecursiveConfig", requires=("tokenizers",),
            options=("data.preprocessing.chunking",),
            summary="token-aware recursive splitting that keeps the heading path"),
+    # --- issue 3: SQL and warehouse sources (insert below, keep this line) ---
+    # --- issue 3: document parsers and OCR (insert below, keep this line) ---
+    # --- issue 3: data lake and API sources (insert below, keep this line) ---
+    # --- issue 3: web scraping (insert below, keep this line) ---
+    # --- issue 3: versioning and lineage (insert below, keep this line) ---
+    # --- issue 3: cleaning, chunkers and splits (insert below, keep this line) ---
     # phase 2: retrieval
     Flavor(_C.EMBEDDER, "sentence_transformers",
            "flightdeck.retrieval.embedders.sentence_transformers:SentenceTransformersEmbedder",
@@ -87,4 +93,6 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
 )
 
 # Options that stay `planned` for a stated reason (shown by `flightdeck checklist`), beyond "not yet".
-PLANNED_REASONS: dict[str, str] = {}
+PLANNED_REASONS: dict[str, str] = {
+    # --- issue 3 reasons (insert below, keep this line) ---
+}

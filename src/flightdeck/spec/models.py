@@ -30,6 +30,8 @@ __all__ = [
 # Sections whose values name providers of a category (spec value == registry key == pip extra).
 PROVIDER_SECTIONS: dict[str, Category] = {
     "data.sources": Category.SOURCE,
+    "data.versioning": Category.VERSIONING,
+    "data.splits": Category.SPLITTER,
     "retrieval.embedding_model": Category.EMBEDDER,
     "retrieval.vector_database": Category.VECTOR_STORE,
 }
