@@ -49,8 +49,8 @@ def test_open_creates_the_db_with_every_table_at_head(tmp_path: Path) -> None:
         db = root / "metadata.db"
         assert db.is_file()
         assert TABLES <= _tables(db), TABLES - _tables(db)
-        assert HEAD_REVISION == "0001"
-        assert _revision(db) == ["0001"]
+        assert HEAD_REVISION == "0002"
+        assert _revision(db) == ["0002"]
         assert ws.artifacts.root == root / "artifacts"
     finally:
         ws.close()
@@ -82,7 +82,7 @@ def test_opening_twice_is_idempotent_and_keeps_data(tmp_path: Path) -> None:
     second = Workspace(root)
     try:
         assert second.get_state("index") == "abc"
-        assert _revision(root / "metadata.db") == ["0001"]
+        assert _revision(root / "metadata.db") == ["0002"]
         assert TABLES <= _tables(root / "metadata.db")
         # two live handles on one workspace see the same data
         third = Workspace(root)
@@ -247,3 +247,27 @@ def test_temp_path_then_put_file_leaves_no_temp_files(tmp_path: Path) -> None:
     digest = store.put_file(tmp)
     assert store.exists(digest)
     assert _leftovers(store) == []
+
+
+def test_a_workspace_at_revision_0001_is_upgraded_in_place_keeping_its_data(tmp_path: Path) -> None:
+    from alembic import command
+
+    from flightdeck.workspace.db import _alembic_config, open_engine
+
+    root = tmp_path / ".flightdeck"
+    root.mkdir()
+    engine = open_engine(root / "metadata.db")
+    with engine.begin() as conn:
+        cfg = _alembic_config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        Workspace.set_state(conn, "current_index", "old")
+    engine.dispose()
+    assert _revision(root / "metadata.db") == ["0001"]
+    ws = Workspace(root)
+    try:
+        assert _revision(root / "metadata.db") == ["0002"]
+        assert ws.get_state("current_index") == "old"
+        assert {"dataset_version_documents", "document_signatures", "dataset_splits"} <= _tables(root / "metadata.db")
+    finally:
+        ws.close()

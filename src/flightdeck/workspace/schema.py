@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 
 __all__ = ["metadata", "documents", "chunks", "embeddings", "runs", "step_runs", "dataset_versions",
-           "index_versions", "state"]
+           "index_versions", "state", "dataset_version_documents", "document_signatures", "dataset_splits"]
 
 metadata = MetaData()
 
@@ -109,4 +109,32 @@ state = Table(
     "state", metadata,
     Column("key", String, primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+# revision 0002
+dataset_version_documents = Table(
+    "dataset_version_documents", metadata,
+    Column("dataset_version", String(64), primary_key=True),
+    Column("document_id", String, primary_key=True),
+    Column("content_hash", String(64), nullable=False),
+    Column("source_uri", Text, nullable=False),
+    Column("chunks_artifact", String(64), comment="JSON of the document's chunks, content-addressed"),
+)
+
+document_signatures = Table(
+    "document_signatures", metadata,
+    Column("document_id", String, primary_key=True),
+    Column("content_hash", String(64), nullable=False),
+    Column("text_hash", String(64), nullable=False, comment="exact-duplicate key"),
+    Column("minhash", LargeBinary, comment="near-duplicate signature"),
+    Column("language", String(16)),
+    Index("ix_document_signatures_text", "text_hash"),
+)
+
+dataset_splits = Table(
+    "dataset_splits", metadata,
+    Column("dataset_version", String(64), primary_key=True),
+    Column("document_id", String, primary_key=True),
+    Column("split", String, nullable=False, comment="train | validation | test, or fold-N"),
+    Column("strategy", String, nullable=False),
 )
