@@ -95,7 +95,42 @@ class Project:
         reporter = reporter or NullReporter()
         spec_hash = stable_hash(self.spec.model_dump())
         with self.workspace.writer_lock():
-            return Runner(self.workspace, reporter).run(self.steps(), spec_hash)
+            return Runner(self.workspace, reporter, hooks=self.versioning_hooks()).run(self.steps(), spec_hash)
+
+    def versioning_hooks(self) -> list[Any]:
+        """The run hooks of the ``data.versioning`` providers (DVC/lakeFS snapshots, OpenLineage events)."""
+        from flightdeck.data.versioning.base import build_hooks
+
+        return build_hooks(self)
+
+    # dataset versions and lineage (flightdeck.governance) ----------------------------------------
+    def dataset_versions(self) -> list[Any]:
+        """Every dataset version, oldest first (:class:`~flightdeck.governance.versions.DatasetVersion`)."""
+        from flightdeck.governance.versions import list_versions
+
+        return list_versions(self.workspace)
+
+    def diff_datasets(self, a: str, b: str) -> Any:
+        """Documents added, changed and removed from dataset version ``a`` to ``b`` (ids or unique prefixes)."""
+        from flightdeck.governance.versions import diff_versions, resolve_version
+
+        return diff_versions(self.workspace, resolve_version(self.workspace, a), resolve_version(self.workspace, b))
+
+    def checkout_dataset(self, version: str, reporter: Reporter | None = None) -> Any:
+        """Restore dataset version ``version`` and rebuild its index; the next ``run`` returns to the sources."""
+        from flightdeck.governance.versions import checkout, resolve_version
+
+        full = resolve_version(self.workspace, version)
+        follow = [s for s in self.steps() if s.name in ("embed", "index")]
+        with self.workspace.writer_lock():
+            return checkout(self.workspace, full, follow, stable_hash(self.spec.model_dump()),
+                            reporter or NullReporter(), hooks=self.versioning_hooks())
+
+    def lineage(self, chunk_id: str) -> Any:
+        """Where chunk ``chunk_id`` came from (:class:`~flightdeck.governance.lineage.ChunkLineage`)."""
+        from flightdeck.governance.lineage import chunk_lineage
+
+        return chunk_lineage(self.workspace, chunk_id)
 
     @cached_property
     def searcher(self) -> Any:
@@ -106,6 +141,29 @@ class Project:
     def search(self, query: str, k: int | None = None, mode: str | None = None) -> Any:
         """Search the current index; returns a :class:`~flightdeck.retrieval.search.SearchResult`."""
         return self.searcher.search(query, k=k, mode=mode)
+
+    def split(self, name: str) -> list[str]:
+        """Ids of the documents in split ``name`` (``train``, ``validation``, ``test``, ``fold-0``…) of the
+        current dataset version, as recorded by the last run under ``data.splits``; sorted."""
+        from sqlalchemy import select
+
+        from flightdeck.errors import FlightdeckError
+        from flightdeck.workspace.schema import dataset_splits
+
+        version = self.workspace.get_state("current_dataset")
+        if not version:
+            raise FlightdeckError(f"{self.spec_path}: no dataset version yet; run `flightdeck run` first")
+        with self.workspace.engine.connect() as conn:
+            rows = conn.execute(select(dataset_splits.c.document_id, dataset_splits.c.split)
+                                .where(dataset_splits.c.dataset_version == version)).all()
+        if not rows:
+            raise FlightdeckError(f"dataset version {version[:12]} has no recorded splits; set data.splits in "
+                                  f"{self.spec_path} (e.g. splits: train_validation_test) and run again")
+        ids = sorted(d for d, s in rows if s == name)
+        if not ids and name not in {s for _, s in rows}:
+            raise FlightdeckError(f"no split {name!r} in dataset version {version[:12]}; "
+                                  f"its splits: {', '.join(sorted({s for _, s in rows}))}")
+        return ids
 
     @cached_property
     def generator(self) -> Any:

@@ -19,7 +19,7 @@ def folder(tmp_path):
         "sub/c.html": "<h1>C</h1><p>sea</p>",
         "sub/deeper/d.markdown": "dee",
         "drafts/e.md": "draft",
-        "image.png": "not included",
+        "image.gif": "not included",
         "Z.htm": "<p>z</p>",
     }
     for rel, text in files.items():
@@ -91,10 +91,10 @@ def test_too_big_file_is_a_failure_and_the_rest_still_come(folder):
 
 
 def test_unsupported_included_type_is_a_failure(folder):
-    src = _source(folder, include=["*.png", "*.txt"])
+    src = _source(folder, include=["*.gif", "*.txt"])
     assert [i.uri for i in src.scan()] == ["a.txt"]
-    assert src.failures == [ItemFailure("image.png", src.failures[0].reason)]
-    assert "unsupported file type '.png'" in src.failures[0].reason
+    assert src.failures == [ItemFailure("image.gif", src.failures[0].reason)]
+    assert "unsupported file type '.gif'" in src.failures[0].reason
 
 
 def test_missing_path_raises_with_the_path(tmp_path):

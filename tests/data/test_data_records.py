@@ -41,8 +41,8 @@ def test_bad_record_names_the_item():
 
 
 def test_unknown_media_type_lists_supported_ones():
-    with pytest.raises(SourceError, match=r"x\.pdf: no parser for media type 'application/pdf'.*text/html"):
-        parse(SourceItem("x.pdf", "h", "application/pdf"), b"%PDF")
+    with pytest.raises(SourceError, match=r"x\.zip: no parser for media type 'application/zip'.*text/html"):
+        parse(SourceItem("x.zip", "h", "application/zip"), b"PK")
 
 
 def test_plain_text_is_one_section_titled_by_stem():

@@ -130,3 +130,25 @@ def test_keyword_query_syntax_is_treated_as_text(project_dir: Path) -> None:
     for query in ['"unbalanced', "NEAR(a b)", "sprockets AND OR NOT", "*", "col:umn ^start"]:
         project.search(query, mode="keyword")
     assert project.search("!!!", mode="keyword").hits == []
+
+
+def test_an_item_the_scan_cannot_read_keeps_its_stored_version(project_dir: Path, monkeypatch) -> None:
+    from flightdeck.data.sources.base import ItemFailure
+    from flightdeck.data.sources.files import FilesSource
+
+    project, _ = _project(project_dir)
+    project.run()
+    real_scan = FilesSource.scan
+
+    def flaky_scan(self):  # notes.txt answers with an error this time, as a web page might
+        for item in real_scan(self):
+            if item.uri == "notes.txt":
+                self.failures.append(ItemFailure("notes.txt", "HTTP 500"))
+                continue
+            yield item
+
+    monkeypatch.setattr(FilesSource, "scan", flaky_scan)
+    again, _ = _project(project_dir)
+    ingest = _steps(again.run())["ingest"]
+    assert ingest.counts["removed"] == 0 and ingest.counts["failed"] == 1
+    assert any(h.document_id == "docs/notes.txt" for h in again.search("green widgets spring", mode="keyword").hits)

@@ -62,7 +62,7 @@ def test_names_are_kept_apart_by_category() -> None:
     reg = _registry_with()
     assert "faiss" not in reg.names(Category.EMBEDDER)
     assert "sentence_transformers" not in reg.names(Category.VECTOR_STORE)
-    assert reg.names(Category.PREPROCESSOR) == ["cleaning_normalization", "embedding_generation", "tokenization"]
+    assert reg.names(Category.PREPROCESSOR) == ["cleaning_normalization", "embedding_generation", "ocr", "tokenization"]
 
 
 def test_unknown_name_lists_the_valid_ones_and_suggests() -> None:

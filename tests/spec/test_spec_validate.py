@@ -151,7 +151,7 @@ def test_a_single_value_where_a_list_is_expected(tmp_path: Path) -> None:
     ("text", "line", "option"),
     [
         (MINIMAL + "retrieval:\n  vector_database: qdrant\n", 6, "qdrant"),  # a provider section
-        (MINIMAL + "  splits: k_fold\n", 5, "k_fold"),  # a plain single-select section
+        (MINIMAL + "scoping:\n  latency: batch\n", 6, "batch"),  # a plain single-select section
         (MINIMAL + "evaluation:\n  metrics: [f1]\n", 6, "f1"),  # a multi-select section
     ],
 )
@@ -306,7 +306,7 @@ data:
   sources:
     - {provider: files, path: ./docs}
   chunking: {provider: recursive, sise: 100}
-  splits: k_fold
+  versioning: [pachyderm]
 retrieval:
   vector_database: fiass
   system: [hybrid_serch]
@@ -317,7 +317,7 @@ MANY_EXPECTED = {
     (3, "scoping.use_case"),
     (4, "scoping.latency"),
     (8, "data.chunking.sise"),
-    (9, "data.splits"),
+    (9, "data.versioning.0"),
     (11, "retrieval.vector_database"),
     (12, "retrieval.system.0"),
     (13, "retreival"),
@@ -421,3 +421,8 @@ def test_schema_covers_every_phase_and_the_choices() -> None:
     assert "files" in source_names and "pdf_doc_ingestion" in source_names
     latency = json.dumps(defs["ScopingPhase"]["properties"]["latency"])
     assert '"real_time", "near_real_time", "batch"' in latency
+
+
+def test_a_registered_provider_whose_option_is_planned_is_refused(tmp_path: Path) -> None:
+    problem = _one(tmp_path, MINIMAL + "  versioning: [lakefs]\n")
+    assert "'lakefs'" in problem and "is planned: no lakeFS server can run here" in problem

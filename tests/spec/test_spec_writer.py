@@ -66,7 +66,7 @@ def test_comments_carry_the_seed_wording_and_status() -> None:
     text = render_spec("p", _rag(), sources=default_sources())
     assert "# 2.2 Choose Vector Database (Single-select): pinecone (planned) | " in text
     assert "# 1.3 Data Preprocessing (Multi-select): cleaning_normalization | tokenization" in text
-    assert "ocr (planned)" in text
+    assert "image_augmentation (planned)" in text
     # ready options carry no mark
     assert "faiss (" not in text and "| faiss\n" in text
     for phase in catalog().phases:

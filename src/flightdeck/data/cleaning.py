@@ -3,14 +3,71 @@
 Parsers hand over text as the source had it; this step makes equal text look equal (so that hashes,
 keyword search and chunk boundaries do not depend on how an editor saved the file) without touching
 what a reader sees, in particular the indentation of code blocks.
+
+Beyond :func:`clean_text`, the preprocessor has settings (``data.cleaning`` in the spec,
+:class:`CleaningSettings`) for what the ingest step does around it: boilerplate removal (this module),
+PII redaction (:mod:`~flightdeck.data.pii`), language detection (:mod:`~flightdeck.data.language`) and
+duplicate removal (:mod:`~flightdeck.data.dedupe`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import replace
+from importlib.util import find_spec
+from typing import TYPE_CHECKING, Literal
 
-__all__ = ["clean_text"]
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from flightdeck.data.documents import Document
+
+__all__ = ["clean_text", "CleaningSettings", "missing_cleaning_modules", "line_key", "boilerplate_keys",
+           "strip_boilerplate"]
+
+PiiTypeName = Literal["email", "phone", "card", "iban", "account"]
+
+
+class CleaningSettings(BaseModel):
+    """``data.cleaning``: what the ``cleaning_normalization`` preprocessor does besides normalising text.
+
+    - ``language``: detect each document's language (langdetect, fixed seed) into metadata ``language``;
+    - ``dedupe``: drop exact duplicates (same cleaned text), or exact and near duplicates (MinHash over
+      word 5-shingles, LSH, estimated Jaccard ``>= near_threshold``); the first document by id wins;
+    - ``pii``: ``redact`` replaces ``pii_types`` by ``[EMAIL]``, ``[PHONE]``… before anything is stored;
+    - ``strip_boilerplate``: drop lines (navigation, footers) found in at least ``boilerplate_share`` of
+      the documents of a source that has at least ``boilerplate_min_documents`` documents.
+
+    ``language`` and ``dedupe: near`` need ``pip install 'flightdeck[cleaning]'``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    language: bool = True
+    dedupe: Literal["off", "exact", "near"] = "exact"
+    near_threshold: float = Field(0.9, gt=0.0, le=1.0, description="estimated Jaccard similarity of shingles")
+    pii: Literal["off", "redact"] = "off"
+    pii_types: list[PiiTypeName] = Field(default_factory=lambda: ["email", "phone", "card", "iban", "account"])
+    strip_boilerplate: bool = True
+    boilerplate_min_documents: int = Field(5, ge=2, description="a source needs this many documents")
+    boilerplate_share: float = Field(0.5, gt=0.0, le=1.0, description="share of documents a line must be in")
+
+
+def missing_cleaning_modules(settings: CleaningSettings) -> list[tuple[str, str, str]]:
+    """``(setting, module, what it is for)`` for each library these settings need that is not installed.
+
+    Checked with ``find_spec`` (no import), so ``flightdeck validate`` can tell before a run.
+    """
+    out = []
+    if settings.language and find_spec("langdetect") is None:
+        out.append(("language", "langdetect", "language detection"))
+    if settings.dedupe == "near" and find_spec("datasketch") is None:
+        out.append(("dedupe", "datasketch", "near-duplicate removal"))
+    return out
 
 # Runs of 3+ newlines are 2+ blank lines; one blank line is enough to mark a paragraph break.
 _BLANK_RUN = re.compile(r"\n{3,}")
@@ -32,3 +89,67 @@ def clean_text(text: str) -> str:
     text = _BLANK_RUN.sub("\n\n", text)
     # strip("\n") rather than strip(): the first line may be indented code.
     return text.strip("\n")
+
+
+# A boilerplate line is short page furniture, not code: at least two words, no leading indentation.
+_MAX_BOILERPLATE_CHARS = 300
+_WORDS = re.compile(r"\w+")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+
+def line_key(line: str) -> str:
+    """Stable key of a line (its stripped text hashed), so lists of boilerplate lines store no text."""
+    return hashlib.sha256(line.strip().encode("utf-8")).hexdigest()[:20]
+
+
+def _lines(text: str) -> Iterable[tuple[str, bool]]:
+    """Every line of ``text`` with whether it may be boilerplate (outside fenced code, unindented, short)."""
+    fence: str | None = None
+    for line in text.split("\n"):
+        if fence is not None:
+            if line.strip().startswith(fence):
+                fence = None
+            yield line, False
+            continue
+        if m := _FENCE.match(line):
+            fence = m.group(1)
+            yield line, False
+            continue
+        yield line, bool(line and not line[0].isspace() and len(line) <= _MAX_BOILERPLATE_CHARS
+                         and len(_WORDS.findall(line)) >= 2)
+
+
+def boilerplate_keys(documents: Iterable[Document], source_size: int, min_documents: int = 5,
+                     share: float = 0.5) -> set[str]:
+    """Keys of the lines that appear in at least ``share`` of the ``source_size`` documents of a source.
+
+    ``documents`` may be a subset of the source (the documents re-read in an incremental run): counts are
+    taken over them but the share over the whole source, so a subset never flags a line that the whole
+    source would not. Nothing is flagged in a source of fewer than ``min_documents`` documents.
+    Lines inside fenced code and indented lines never count (code repeats for good reasons).
+    """
+    if source_size < min_documents:
+        return set()
+    counts: Counter[str] = Counter()
+    for doc in documents:
+        counts.update({line_key(line) for section in doc.sections
+                       for line, candidate in _lines(section.text) if candidate})
+    needed = max(2, share * source_size)
+    return {k for k, n in counts.items() if n >= needed}
+
+
+def strip_boilerplate(doc: Document, keys: set[str]) -> Document:
+    """``doc`` without the lines whose key is in ``keys`` (outside fenced code); the title is kept."""
+    if not keys:
+        return doc
+    sections = []
+    for section in doc.sections:
+        lines = list(_lines(section.text))
+        kept = [line for line, candidate in lines if not (candidate and line_key(line) in keys)]
+        if len(kept) == len(lines):
+            sections.append(section)
+            continue
+        text = clean_text("\n".join(kept))
+        if text:
+            sections.append(replace(section, text=text))
+    return replace(doc, sections=tuple(sections))

@@ -18,13 +18,20 @@ def build_rag_steps(project: Project) -> list[Any]:
     spec = project.spec
     chunk_ref = spec.data.chunking
     chunker = registry().create(Category.CHUNKER, chunk_ref.provider, project.provider_settings(chunk_ref))
+    if hasattr(chunker, "embedder"):  # the semantic chunker finds its breakpoints with the project's embedder
+        chunker.embedder = project.embedder
     clean = "cleaning_normalization" in spec.data.preprocessing
+    # IngestStep adds the data.cleaning settings to this hash when cleaning is on.
     pipeline_config = {"chunker": chunk_ref.provider, "chunking": chunker.config.model_dump(),
                        "tokenizer": project.embedder.model_id, "cleaning": clean}
+    split_ref = spec.data.splits
+    splitter = None if split_ref is None else registry().create(Category.SPLITTER, split_ref.provider,
+                                                                project.provider_settings(split_ref))
     ws = project.workspace
     store_ref = spec.retrieval.vector_database
     return [
-        IngestStep(ws, project.source_bindings(), chunker, project.tokenizer, pipeline_config, clean=clean),
+        IngestStep(ws, project.source_bindings(), chunker, project.tokenizer, pipeline_config, clean=clean,
+                   cleaning=spec.data.cleaning, splitter=splitter),
         EmbedStep(ws, project.embedder),
         IndexStep(ws, project.embedder, project.store_factory(), store_ref.provider,
                   project.provider_settings(store_ref)),

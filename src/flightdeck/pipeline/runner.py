@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -15,7 +17,9 @@ from flightdeck.pipeline.progress import NullReporter, Reporter
 from flightdeck.workspace import Workspace
 from flightdeck.workspace.schema import runs, step_runs
 
-__all__ = ["Step", "StepResult", "StepRecord", "RunSummary", "Runner", "stable_hash"]
+__all__ = ["Step", "StepResult", "StepRecord", "RunSummary", "RunHook", "Runner", "stable_hash"]
+
+_log = logging.getLogger(__name__)
 
 
 def stable_hash(obj: Any) -> str:
@@ -65,12 +69,55 @@ class RunSummary:
                 "steps": [s.__dict__ for s in self.steps]}
 
 
-class Runner:
-    """Executes steps against one workspace (holding its writer lock)."""
+class RunHook:
+    """Observes a run: versioning providers (DVC) and lineage emitters (OpenLineage) plug in here.
 
-    def __init__(self, workspace: Workspace, reporter: Reporter | None = None) -> None:
+    Subclasses override what they need. Only ``step_started`` may stop the pipeline: it runs right before
+    a step does its work (never for a skipped step), so an exception there fails the step before it has
+    written anything. Exceptions from the other methods, which report what already happened, are turned
+    into a ``hook_failed`` event and do not change the run's outcome.
+    """
+
+    def run_started(self, run_id: str, reporter: Reporter) -> None:
+        """The run ``run_id`` begins."""
+
+    def step_started(self, step: Step, run_id: str, reporter: Reporter) -> None:
+        """``step`` is about to run (its inputs or config changed)."""
+
+    def step_skipped(self, step: Step, run_id: str, record: StepRecord, reporter: Reporter) -> None:
+        """``step`` was skipped: its inputs and config are those of its last successful run."""
+
+    def step_finished(self, step: Step, run_id: str, record: StepRecord, reporter: Reporter) -> None:
+        """``step`` succeeded."""
+
+    def step_failed(self, step: Step, run_id: str, error: BaseException, reporter: Reporter) -> None:
+        """``step`` raised ``error`` (the run fails with it)."""
+
+    def run_finished(self, run_id: str, status: str, reporter: Reporter) -> None:
+        """The run ended with ``status`` (succeeded | failed)."""
+
+
+class Runner:
+    """Executes steps against one workspace (holding its writer lock).
+
+    ``lineage`` (an OpenLineage emitter) and ``hooks`` are :class:`RunHook` objects told about every step.
+    """
+
+    def __init__(self, workspace: Workspace, reporter: Reporter | None = None, *, lineage: RunHook | None = None,
+                 hooks: Sequence[RunHook] = ()) -> None:
         self.ws = workspace
         self.reporter = reporter or NullReporter()
+        self.hooks: list[RunHook] = [*hooks, *([lineage] if lineage is not None else [])]
+
+    def _notify(self, method: str, *args: Any) -> None:
+        # After-the-fact notifications must not change a run's outcome or mask its real error.
+        for hook in self.hooks:
+            try:
+                getattr(hook, method)(*args, self.reporter)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                self.reporter.event("hook_failed", hook=type(hook).__name__, method=method, error=error)
+                _log.warning("%s.%s failed: %s", type(hook).__name__, method, error)
 
     def _can_skip(self, step: str, input_hash: str, config_hash: str) -> dict | None:
         # Skip only if the most recent real execution of this step succeeded with the same hashes: a
@@ -91,6 +138,7 @@ class Runner:
             conn.execute(insert(runs).values(id=run_id, started_at=started, status="running",
                                              spec_hash=spec_hash))
         self.reporter.event("run_start", run_id=run_id)
+        self._notify("run_started", run_id)
         records: list[StepRecord] = []
         status = "succeeded"
         try:
@@ -106,6 +154,7 @@ class Runner:
                 conn.execute(update(runs).where(runs.c.id == run_id).values(
                     finished_at=finished, status=status, summary=summary.to_dict()))
             self.reporter.event("run_end", run_id=run_id, status=status, seconds=round(finished - started, 3))
+            self._notify("run_finished", run_id, status)
         return summary
 
     def _run_step(self, step: Step, run_id: str) -> StepRecord:
@@ -122,18 +171,22 @@ class Runner:
                     input_hash=input_hash, config_hash=config_hash, output_hash=previous["output_hash"],
                     counts={}))
             self.reporter.event("step_end", step=step.name, status="skipped", seconds=rec.seconds, counts={})
+            self._notify("step_skipped", step, run_id, rec)
             return rec
         with self.ws.engine.begin() as conn:
             step_run_id = conn.execute(insert(step_runs).values(
                 run_id=run_id, step=step.name, status="running", started_at=t0, input_hash=input_hash,
                 config_hash=config_hash)).inserted_primary_key[0]
         try:
+            for hook in self.hooks:
+                hook.step_started(step, run_id, self.reporter)
             result = step.run(run_id, self.reporter)
         except BaseException as exc:
             with self.ws.engine.begin() as conn:
                 conn.execute(update(step_runs).where(step_runs.c.id == step_run_id).values(
                     status="failed", finished_at=time.time(), error=f"{type(exc).__name__}: {exc}"))
             self.reporter.event("step_end", step=step.name, status="failed", error=str(exc))
+            self._notify("step_failed", step, run_id, exc)
             raise
         seconds = time.time() - t0
         with self.ws.engine.begin() as conn:
@@ -142,5 +195,7 @@ class Runner:
                 counts=result.counts))
         self.reporter.event("step_end", step=step.name, status="succeeded", seconds=round(seconds, 3),
                             counts=result.counts)
-        return StepRecord(step.name, "succeeded", seconds, input_hash, config_hash, result.output_hash,
-                          result.counts)
+        record = StepRecord(step.name, "succeeded", seconds, input_hash, config_hash, result.output_hash,
+                            result.counts)
+        self._notify("step_finished", step, run_id, record)
+        return record

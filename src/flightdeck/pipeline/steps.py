@@ -14,12 +14,13 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field, replace
+from importlib.util import find_spec
 from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, insert, select
 
-from flightdeck.data.cleaning import clean_text
+from flightdeck.data.cleaning import CleaningSettings, boilerplate_keys, clean_text, strip_boilerplate
 from flightdeck.data.documents import Document, SourceItem
 from flightdeck.data.parsers import parse
 from flightdeck.data.sources.base import Source
@@ -28,12 +29,25 @@ from flightdeck.pipeline.progress import Reporter
 from flightdeck.pipeline.runner import StepResult, stable_hash
 from flightdeck.retrieval.keyword import KeywordIndex
 from flightdeck.workspace import Workspace
-from flightdeck.workspace.schema import chunks, dataset_versions, documents, embeddings, index_versions
+from flightdeck.workspace.schema import (
+    chunks,
+    dataset_splits,
+    document_signatures,
+    documents,
+    embeddings,
+    index_versions,
+)
 
 __all__ = ["SourceBinding", "IngestStep", "EmbedStep", "IndexStep", "EMBED_COMMIT_ROWS"]
 
 # Vectors are committed in groups of this many rows: a kill loses at most one group of work.
 EMBED_COMMIT_ROWS = 128
+# Cleaning when the caller gives no data.cleaning settings: normalisation only.
+_TEXT_ONLY = CleaningSettings(language=False, dedupe="off", strip_boilerplate=False)
+# Workspace state: the dropped duplicates (so an unchanged duplicate is not read again every run) and the
+# boilerplate lines learnt per source (line hashes, no text).
+_DUPLICATES_STATE = "ingest/duplicates"
+_BOILERPLATE_STATE = "ingest/boilerplate/"
 
 
 @dataclass
@@ -76,13 +90,26 @@ class IngestStep:
     name = "ingest"
 
     def __init__(self, ws: Workspace, sources: list[SourceBinding], chunker: Any, tokenizer: Any,
-                 pipeline_config: dict[str, Any], clean: bool = True) -> None:
+                 pipeline_config: dict[str, Any], clean: bool = True, cleaning: CleaningSettings | None = None,
+                 splitter: Any = None) -> None:
         self.ws = ws
         self.sources = sources
         self.chunker = chunker
         self.tokenizer = tokenizer
         self.clean = clean
+        # ``cleaning`` is data.cleaning; without it, cleaning is clean_text alone (no language, dedupe, PII).
+        self.cleaning = (cleaning or _TEXT_ONLY) if clean else None
+        if self.cleaning is not None:  # changed cleaning settings must re-process every document
+            pipeline_config = {**pipeline_config, "cleaning": self.cleaning.model_dump(mode="json")}
+            if self.cleaning.dedupe == "near" and find_spec("datasketch") is not None:
+                from flightdeck.data.dedupe import signature_scheme
+
+                pipeline_config["minhash"] = signature_scheme()
         self.pipeline_hash = stable_hash(pipeline_config)
+        # Splits are recorded per dataset version (data.splits); changing them re-runs the step, not the documents.
+        self.splitter = splitter
+        split_key = None if splitter is None else [splitter.name, splitter.config.model_dump(mode="json")]
+        self.config_hash = self.pipeline_hash if split_key is None else stable_hash([self.pipeline_hash, split_key])
         self._manifest: Manifest | None = None
 
     def manifest(self) -> Manifest:
@@ -101,73 +128,261 @@ class IngestStep:
 
     def plan(self) -> tuple[str, str]:
         m = self.manifest()
-        return stable_hash([m.digest, m.failures]), self.pipeline_hash
+        return stable_hash([m.digest, m.failures]), self.config_hash
 
     def _prepare(self, doc: Document) -> Document:
-        if not self.clean:
+        """Per-document cleaning: Unicode/whitespace normalisation, then PII redaction when asked.
+
+        Redaction happens here, before chunking, so that no store (chunks, keyword index, embeddings,
+        document records) ever holds the original values; metadata strings are redacted too.
+        """
+        if self.cleaning is None:
             return doc
         sections = tuple(replace(s, text=clean_text(s.text)) for s in doc.sections)
-        return replace(doc, title=clean_text(doc.title), sections=sections)
+        doc = replace(doc, title=clean_text(doc.title), sections=sections)
+        if self.cleaning.pii == "redact":
+            from flightdeck.data.pii import redact_pii, redact_value
+
+            types = self.cleaning.pii_types
+            doc = replace(doc, title=redact_pii(doc.title, types), metadata=redact_value(doc.metadata, types),
+                          sections=tuple(replace(s, text=redact_pii(s.text, types),
+                                                 heading_path=tuple(redact_pii(h, types) for h in s.heading_path))
+                                         for s in doc.sections))
+        return doc
+
+    def _todo(self, m: Manifest, existing: dict[str, tuple[str, str]], signed: dict[str, str],
+              dropped: dict[str, dict[str, Any]]) -> tuple[list[tuple[str, str, str, str]], list[str]]:
+        """The entries to read, and the dropped duplicates that stay dropped without being read again."""
+        hashes = {e[0]: e[1] for e in m.entries}
+
+        def current(doc_id: str) -> bool:
+            chash = hashes.get(doc_id)
+            return existing.get(doc_id) == (chash, self.pipeline_hash) and signed.get(doc_id) == chash
+
+        changed = {e[0] for e in m.entries if not current(e[0])}
+        todo, still_dropped = [], []
+        for e in m.entries:
+            if e[0] not in changed:
+                continue
+            d = dropped.get(e[0])
+            # A duplicate is read again only when it, its original or the pipeline changed.
+            if d and (d["content_hash"], d["pipeline_hash"]) == (e[1], self.pipeline_hash) \
+                    and d["duplicate_of"] not in changed and current(d["duplicate_of"]):
+                still_dropped.append(e[0])
+                continue
+            todo.append(e)
+        return todo, still_dropped
+
+    def _clean_batch(self, prepared: list[tuple[tuple[str, str, str, str], Document]], m: Manifest,
+                     reporter: Reporter) -> list[tuple[tuple[str, str, str, str], Document]]:
+        """Cross-document cleaning: boilerplate lines per source, then each document's language."""
+        c = self.cleaning
+        if c is None:
+            return prepared
+        if c.strip_boilerplate:
+            per_source: dict[str, list[int]] = {}
+            for i, (entry, _) in enumerate(prepared):
+                per_source.setdefault(m.items[entry[0]][0].label, []).append(i)
+            sizes: dict[str, int] = {}
+            for binding, _ in m.items.values():
+                sizes[binding.label] = sizes.get(binding.label, 0) + 1
+            for label, idx in per_source.items():
+                found = boilerplate_keys((prepared[i][1] for i in idx), sizes[label],
+                                         c.boilerplate_min_documents, c.boilerplate_share)
+                # Lines learnt from a full read of the source replace what was known; an incremental run
+                # (a few documents) can only add, and documents re-read later still lose the known lines.
+                state_key = _BOILERPLATE_STATE + label
+                known = set(json.loads(self.ws.get_state(state_key) or "[]"))
+                keys = found if len(idx) == sizes[label] else known | found
+                if keys != known:
+                    with self.ws.engine.begin() as conn:
+                        self.ws.set_state(conn, state_key, json.dumps(sorted(keys)))
+                if keys:
+                    reporter.event("boilerplate", source=label, lines=len(keys))
+                for i in idx:
+                    prepared[i] = (prepared[i][0], strip_boilerplate(prepared[i][1], keys))
+        if c.language:
+            from flightdeck.data.language import detect_language
+
+            # A language the source states (a record field) is kept; detection fills in the rest.
+            prepared = [(e, d if d.metadata.get("language") else
+                         replace(d, metadata={**d.metadata, "language": detect_language(d.text)}))
+                        for e, d in prepared]
+        return prepared
+
+    def _signature(self, doc_id: str, doc: Document) -> Any:
+        from flightdeck.data.dedupe import Signature, minhash_bytes, text_hash
+
+        text = doc.text
+        near = self.cleaning is not None and self.cleaning.dedupe == "near"
+        return Signature(doc_id, text_hash(text), minhash_bytes(text) if near else None, empty=not text.strip())
+
+    def _duplicates(self, signatures: dict[str, Any], stored_ids: set[str]) -> list[Any]:
+        """Duplicates among this run's documents and the stored ones (compared by stored signature)."""
+        from flightdeck.data.dedupe import Signature, find_duplicates, text_hash
+
+        mode = self.cleaning.dedupe if self.cleaning is not None else "off"
+        if mode == "off":
+            return []
+        empty = text_hash("")
+        pool = dict(signatures)
+        with self.ws.engine.connect() as conn:
+            for r in conn.execute(select(document_signatures.c.document_id, document_signatures.c.text_hash,
+                                         document_signatures.c.minhash)):
+                if r.document_id in stored_ids and r.document_id not in pool:
+                    pool[r.document_id] = Signature(r.document_id, r.text_hash, r.minhash, r.text_hash == empty)
+        return find_duplicates(pool.values(), mode, self.cleaning.near_threshold if self.cleaning else 0.9)
+
+    def _write_signature(self, doc_id: str, chash: str, sig: Any, language: str | None) -> None:
+        with self.ws.engine.begin() as conn:
+            conn.execute(delete(document_signatures).where(document_signatures.c.document_id == doc_id))
+            conn.execute(insert(document_signatures).values(document_id=doc_id, content_hash=chash,
+                                                            text_hash=sig.text_hash, minhash=sig.minhash,
+                                                            language=language))
+
+    def _record_splits(self, dataset_id: str, reporter: Reporter) -> dict[str, Any] | None:
+        """Assign the documents of the dataset version to splits and record them (data.splits).
+
+        Written in its own transaction, after the version: the rows of the version are replaced as a whole,
+        so re-running gives the same rows, and a changed split setting replaces the old assignment.
+        """
+        with self.ws.engine.begin() as conn:
+            conn.execute(delete(dataset_splits).where(dataset_splits.c.dataset_version == dataset_id))
+            if self.splitter is None:
+                return None
+            docs = {r.id: (r.metadata or {}) for r in conn.execute(select(documents.c.id, documents.c.metadata))}
+            result = self.splitter.assign(docs)
+            if result.assignments:
+                conn.execute(insert(dataset_splits).prefix_with("OR IGNORE"), [
+                    {"dataset_version": dataset_id, "document_id": d, "split": s, "strategy": result.strategy}
+                    for d, s in sorted(result.assignments.items())])
+        for doc_id, reason in sorted(result.unassigned.items()):
+            reporter.event("split_skipped", uri=doc_id, reason=reason)
+        out: dict[str, Any] = {"strategy": result.strategy, **result.counts()}
+        if result.unassigned:
+            out["unassigned"] = [{"uri": d, "reason": r} for d, r in sorted(result.unassigned.items())]
+        return out
 
     def run(self, run_id: str, reporter: Reporter) -> StepResult:
         m = self.manifest()
+        if self.cleaning is not None:
+            from flightdeck.data.cleaning import missing_cleaning_modules
+            from flightdeck.errors import MissingDependencyError
+
+            missing = missing_cleaning_modules(self.cleaning)
+            if missing:  # before anything is read: a run must not fail half-way for a missing library
+                raise MissingDependencyError("; ".join(f"data.cleaning.{setting}: {purpose} needs {module}"
+                                                       for setting, module, purpose in missing)
+                                             + ": pip install 'flightdeck[cleaning]'")
         for failure in m.failures:
             reporter.event("item_failed", **failure)
         with self.ws.engine.connect() as conn:
             existing = {r.id: (r.content_hash, r.pipeline_hash) for r in
                         conn.execute(select(documents.c.id, documents.c.content_hash, documents.c.pipeline_hash))}
-        todo = [e for e in m.entries if existing.get(e[0]) != (e[1], self.pipeline_hash)]
+            signed = {r.document_id: r.content_hash for r in
+                      conn.execute(select(document_signatures.c.document_id, document_signatures.c.content_hash))}
+        dropped: dict[str, dict[str, Any]] = json.loads(self.ws.get_state(_DUPLICATES_STATE) or "{}")
+        todo, still_dropped = self._todo(m, existing, signed, dropped)
         failed: list[dict[str, str]] = list(m.failures)
         failed_ids: set[str] = set()
-        written_chunks = 0
+
+        def fail(doc_id: str, exc: Exception) -> None:
+            failed.append({"uri": doc_id, "reason": str(exc)})
+            failed_ids.add(doc_id)
+            reporter.event("item_failed", uri=doc_id, reason=str(exc))
+
+        # 1. Read, parse and clean each new or changed document. They stay in memory until written, because
+        #    boilerplate lines and duplicates are decided across documents.
         total = len(todo)
-        for n, (doc_id, chash, media_type, source_uri) in enumerate(todo, 1):
-            binding, item = m.items[doc_id]
+        prepared: list[tuple[tuple[str, str, str, str], Document]] = []
+        for n, entry in enumerate(todo, 1):
+            binding, item = m.items[entry[0]]
             try:
-                doc = self._prepare(parse(item, binding.source.read(item)))
+                prepared.append((entry, self._prepare(parse(item, binding.source.read(item)))))
+            except (FlightdeckError, ValueError, UnicodeError, OSError) as exc:
+                fail(entry[0], exc)
+            reporter.progress("parse", n, total)
+        prepared = self._clean_batch(prepared, m, reporter)
+        # 2. Duplicates: this run's documents against each other and against the stored ones; by id, the
+        #    first wins. A stored document can lose its place to a new one with a smaller id.
+        signatures = {e[0]: self._signature(e[0], d) for e, d in prepared}
+        present = {e[0] for e in m.entries}
+        stored_ids = {d for d in existing if d in present and d not in signatures and signed.get(d) == existing[d][0]}
+        duplicates = self._duplicates(signatures, stored_ids)
+        dup_ids = {d.uri for d in duplicates}
+        for dup in duplicates:
+            reporter.event("duplicate_dropped", **dup.to_dict())
+        # 3. Chunk and write the rest, one document per transaction.
+        written_chunks = 0
+        kept = [(e, d) for e, d in prepared if e[0] not in dup_ids]
+        for n, ((doc_id, chash, media_type, source_uri), doc) in enumerate(kept, 1):
+            try:
                 doc_chunks = self.chunker.chunk(doc, self.tokenizer)
             except (FlightdeckError, ValueError, UnicodeError, OSError) as exc:
-                failed.append({"uri": doc_id, "reason": str(exc)})
-                failed_ids.add(doc_id)
-                reporter.event("item_failed", uri=doc_id, reason=str(exc))
+                fail(doc_id, exc)
                 continue
             self._replace_document(run_id, doc_id, source_uri, chash, media_type, doc, doc_chunks)
+            language = doc.metadata.get("language") if self.cleaning and self.cleaning.language else None
+            self._write_signature(doc_id, chash, signatures[doc_id], None if language is None else str(language))
             written_chunks += len(doc_chunks)
-            reporter.progress(self.name, n, total)
-        present = {e[0] for e in m.entries}
-        removed = [d for d in existing if d not in present and d not in failed_ids]
-        for doc_id in removed:
+            reporter.progress(self.name, n, len(kept))
+        # An item the scan could not read this time (a page that answered 500) keeps its stored version:
+        # a transient failure must not look like a deletion.
+        unreadable = {f["uri"] for f in m.failures}
+        removed = [d for d in existing if d not in present and d not in failed_ids and d not in unreadable]
+        for doc_id in removed + sorted(dup_ids & set(existing)):
             self._remove_document(doc_id)
+        # 4. Remember the dropped duplicates; keep document_signatures in step with documents.
+        hashes = {e[0]: e[1] for e in m.entries}
+        now_dropped = {d: dropped[d] for d in still_dropped}
+        now_dropped.update({d.uri: {**d.to_dict(), "content_hash": hashes[d.uri], "pipeline_hash": self.pipeline_hash}
+                            for d in duplicates})
+        with self.ws.engine.begin() as conn:
+            self.ws.set_state(conn, _DUPLICATES_STATE, json.dumps(now_dropped, sort_keys=True))
+            conn.execute(delete(document_signatures).where(
+                document_signatures.c.document_id.not_in(select(documents.c.id))))
         dataset_id = self._record_dataset_version(run_id, m)
+        split_counts = self._record_splits(dataset_id, reporter)
         with self.ws.engine.connect() as conn:
             chunk_ids = [r[0] for r in conn.execute(select(chunks.c.id).order_by(chunks.c.id))]
-        counts = {"documents": len(m.entries), "parsed": total - len(failed_ids), "unchanged":
-                  len(m.entries) - total, "removed": len(removed), "failed": len(failed),
-                  "chunks_written": written_chunks, "chunks": len(chunk_ids), "dataset_version": dataset_id[:12]}
+        counts: dict[str, Any] = {
+            "documents": len(m.entries), "parsed": total - len(failed_ids),
+            "unchanged": len(m.entries) - total, "removed": len(removed), "failed": len(failed),
+            "duplicates_dropped": len(now_dropped), "chunks_written": written_chunks, "chunks": len(chunk_ids),
+            "dataset_version": dataset_id[:12]}
+        if split_counts is not None:
+            counts["splits"] = split_counts
+        if now_dropped:
+            counts["duplicates"] = [{k: v[k] for k in ("uri", "duplicate_of", "kind", "similarity")}
+                                    for _, v in sorted(now_dropped.items())]
         if failed:
             counts["failures"] = failed
         return StepResult(stable_hash(chunk_ids), counts)
 
     def _replace_document(self, run_id: str, doc_id: str, source_uri: str, chash: str, media_type: str,
                           doc: Document, doc_chunks: list[Any]) -> None:
+        from flightdeck.governance.versions import put_document_record
+
+        row = {"id": doc_id, "source_uri": source_uri, "content_hash": chash, "pipeline_hash": self.pipeline_hash,
+               "media_type": media_type, "title": doc.title, "metadata": doc.metadata}
+        rows = []
+        seen: set[str] = set()
+        for c in doc_chunks:
+            if c.id in seen:  # identical text at the same position cannot happen; guard anyway
+                continue
+            seen.add(c.id)
+            rows.append({"id": c.id, "document_id": doc_id, "ordinal": c.ordinal, "text": c.text,
+                         "indexed_text": c.indexed_text, "heading": " > ".join(c.heading_path),
+                         "token_count": c.token_count, "text_hash": c.text_hash, "metadata": c.metadata})
+        # The document version's record (row + chunks, content-addressed) is written before its rows: a
+        # crash leaves at worst an unreferenced artifact, never a version pointing at a missing record.
+        vars(self).setdefault("_records", {})[doc_id] = put_document_record(self.ws, row, rows)
         with self.ws.engine.begin() as conn:
             old = [r[0] for r in conn.execute(select(chunks.c.id).where(chunks.c.document_id == doc_id))]
             KeywordIndex.delete(conn, old)
             conn.execute(delete(chunks).where(chunks.c.document_id == doc_id))
             conn.execute(delete(documents).where(documents.c.id == doc_id))
-            conn.execute(insert(documents).values(
-                id=doc_id, source_uri=source_uri, content_hash=chash, pipeline_hash=self.pipeline_hash,
-                media_type=media_type, title=doc.title, metadata=doc.metadata, chunk_count=len(doc_chunks),
-                run_id=run_id))
-            rows = []
-            seen: set[str] = set()
-            for c in doc_chunks:
-                if c.id in seen:  # identical text at the same position cannot happen; guard anyway
-                    continue
-                seen.add(c.id)
-                rows.append({"id": c.id, "document_id": doc_id, "ordinal": c.ordinal, "text": c.text,
-                             "indexed_text": c.indexed_text, "heading": " > ".join(c.heading_path),
-                             "token_count": c.token_count, "text_hash": c.text_hash, "metadata": c.metadata})
+            conn.execute(insert(documents).values(**row, chunk_count=len(rows), run_id=run_id))
             if rows:
                 conn.execute(insert(chunks), rows)
                 KeywordIndex.add(conn, [(r["id"], r["indexed_text"]) for r in rows])
@@ -180,15 +395,13 @@ class IngestStep:
             conn.execute(delete(documents).where(documents.c.id == doc_id))
 
     def _record_dataset_version(self, run_id: str, m: Manifest) -> str:
-        manifest = json.dumps({"documents": m.entries}, sort_keys=True).encode()
-        digest = self.ws.artifacts.put_bytes(manifest)
-        with self.ws.engine.begin() as conn:
-            if conn.execute(select(dataset_versions.c.id).where(dataset_versions.c.id == digest)).first() is None:
-                conn.execute(insert(dataset_versions).values(id=digest, created_at=time.time(), run_id=run_id,
-                                                             manifest_artifact=digest,
-                                                             document_count=len(m.entries)))
-            self.ws.set_state(conn, "current_dataset", digest)
-        return digest
+        # The version lists the documents the workspace now holds (what was ingested; a failed item keeps
+        # its previous version), each with its record; versioning providers (DVC) add what they recorded
+        # before the step ran, as ``version_metadata`` (see flightdeck.data.versioning.base).
+        from flightdeck.governance.versions import record_dataset_version
+
+        return record_dataset_version(self.ws, run_id, vars(self).get("_records", {}),
+                                      vars(self).get("version_metadata", {}))
 
 
 def _text_hashes(ws: Workspace) -> list[tuple[str, str]]:

@@ -52,10 +52,14 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
     Flavor(_C.SOURCE, "files", "flightdeck.data.sources.files:FilesSource",
            "flightdeck.data.sources.files:FilesConfig", requires=("bs4",),
            options=("data.sources.pdf_doc_ingestion",),
-           summary="a folder of .md/.txt/.html files or a .jsonl file of records (PDF/DOCX: issue #3)"),
+           summary="a folder or file: .md/.txt/.html, .pdf (pages, font-size headings, tables; OCR for scans), "
+                   ".docx, .pptx, OCRed images, and .csv/.json/.jsonl/.parquet records with a column mapping; "
+                   "size, page and zip-bomb limits (PDF/Office/Parquet need the pdf, docx, pptx, parquet extras)"),
     Flavor(_C.PREPROCESSOR, "cleaning_normalization", "flightdeck.data.cleaning:clean_text",
            options=("data.preprocessing.cleaning_normalization",),
-           summary="Unicode NFKC, control characters and whitespace normalised"),
+           summary="Unicode NFKC and whitespace normalised, boilerplate lines removed, language detected,"
+                   " exact and MinHash near duplicates dropped with a report, optional PII redaction"
+                   " (data.cleaning; language and near-dedupe need pip install 'flightdeck[cleaning]')"),
     Flavor(_C.PREPROCESSOR, "tokenization", "flightdeck.data.tokenization:Tokenizer",
            requires=("tokenizers",), options=("data.preprocessing.tokenization",),
            summary="token counts with the embedder's own tokenizer"),
@@ -67,11 +71,99 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            options=("data.preprocessing.chunking",),
            summary="token-aware recursive splitting that keeps the heading path"),
     # --- issue 3: SQL and warehouse sources (insert below, keep this line) ---
+    # `requires` holds top-level names only: find_spec("a.b") raises when "a" is missing.
+    Flavor(_C.SOURCE, "sql", "flightdeck.data.sources.sql:SqlSource", "flightdeck.data.sources.sql:SqlConfig",
+           extra="sql", requires=("sqlalchemy", "sqlglot"), options=("data.sources.sql_databases",),
+           summary="rows of a table or one read-only SELECT from any SQLAlchemy URL (PostgreSQL, MySQL/MariaDB, "
+                   "SQLite...), text/metadata column mapping, incremental key (updated_at or id)"),
+    Flavor(_C.SOURCE, "snowflake", "flightdeck.data.sources.warehouses:SnowflakeSource",
+           "flightdeck.data.sources.warehouses:SnowflakeConfig", extra="snowflake",
+           requires=("snowflake", "sqlglot"), options=("data.sources.data_warehouses",),
+           summary="rows of a Snowflake table or read-only query via snowflake-connector-python, incremental",
+           note="tested with fakesnow (DuckDB behind the connector's API), not a Snowflake account"),
+    Flavor(_C.SOURCE, "bigquery", "flightdeck.data.sources.warehouses:BigQuerySource",
+           "flightdeck.data.sources.warehouses:BigQueryConfig", extra="bigquery",
+           requires=("google", "sqlglot"), options=("data.sources.data_warehouses",),
+           summary="rows of a BigQuery table or read-only query via google-cloud-bigquery, incremental",
+           note="no BigQuery server or emulator runs here: queries never executed in tests; tested are the "
+                "config checks, the row mapping of the library's Row objects and a refused connection"),
     # --- issue 3: document parsers and OCR (insert below, keep this line) ---
+    Flavor(_C.PREPROCESSOR, "ocr", "flightdeck.data.parsers.ocr:ocr_image", extra="ocr",
+           requires=("pytesseract",), options=("data.preprocessing.ocr",),
+           summary="Tesseract OCR of scanned PDF pages (automatic for pages without a text layer) and images, "
+                   "mean word confidence stored per page",
+           note="needs the tesseract-ocr Debian package (installed by make test)"),
     # --- issue 3: data lake and API sources (insert below, keep this line) ---
+    Flavor(_C.SOURCE, "s3", "flightdeck.data.sources.object_store:S3Source",
+           "flightdeck.data.sources.object_store:S3Config", extra="s3", requires=("s3fs",),
+           options=("data.sources.data_lakes",),
+           summary="objects under an s3://bucket/prefix via s3fs (AWS or any S3-compatible endpoint), "
+                   "include/exclude globs, ETag change detection without reading bodies, .jsonl/.csv records",
+           note="tested against moto's S3 server, not AWS"),
+    Flavor(_C.SOURCE, "gcs", "flightdeck.data.sources.object_store:GcsSource",
+           "flightdeck.data.sources.object_store:GcsConfig", extra="gcs", requires=("gcsfs",),
+           options=("data.sources.data_lakes",),
+           summary="objects under a gs://bucket/prefix via gcsfs, include/exclude globs, MD5/generation "
+                   "change detection without reading bodies, .jsonl/.csv records",
+           note="tested against gcp-storage-emulator with anonymous access, not Google Cloud (no real "
+                "credentials or HNS/zonal buckets)"),
+    Flavor(_C.SOURCE, "api", "flightdeck.data.sources.api:ApiSource",
+           "flightdeck.data.sources.api:ApiConfig", extra="api", requires=("httpx", "jsonpath_ng"),
+           options=("data.sources.apis",),
+           summary="records of a REST JSON API: JSONPath mapping to id/text/title/metadata, page/cursor/Link "
+                   "pagination, auth headers from ${ENV}, retries with backoff on 429/5xx (Retry-After)"),
     # --- issue 3: web scraping (insert below, keep this line) ---
+    Flavor(_C.SOURCE, "web", "flightdeck.data.sources.web:WebSource",
+           "flightdeck.data.sources.web:WebConfig", extra="web",
+           requires=("httpx", "trafilatura", "lxml_html_clean"),
+           options=("data.sources.web_scraping",),
+           summary="async crawler (httpx): robots.txt, sitemaps, allowed domains, depth/page limits, "
+                   "politeness delay; main content as Markdown via trafilatura"),
     # --- issue 3: versioning and lineage (insert below, keep this line) ---
+    Flavor(_C.VERSIONING, "dvc", "flightdeck.data.versioning.dvc:DvcVersioning",
+           "flightdeck.data.versioning.dvc:DvcConfig", extra="dvc", requires=("dvc",),
+           options=("data.versioning.dvc",),
+           summary="dvc add (and push) of the raw-data folder before each ingest; the .dvc md5 is recorded in "
+                   "the dataset version",
+           note="tested with DVC's Python API and a local-folder remote, with and without git"),
+    Flavor(_C.VERSIONING, "datahub", "flightdeck.data.versioning.openlineage:DatahubVersioning",
+           "flightdeck.data.versioning.openlineage:DatahubConfig", extra="datahub", requires=("openlineage",),
+           options=("data.versioning.datahub",),
+           summary="OpenLineage run events (START, COMPLETE/FAIL) for every run and step, file or HTTP transport",
+           note="no DataHub server here: events are validated against the OpenLineage 2-0-2 RunEvent structure "
+                "and posted to a local HTTP receiver"),
+    # Registered for teams that run lakeFS, but not `ready`: see PLANNED_REASONS["data.versioning.lakefs"].
+    Flavor(_C.VERSIONING, "lakefs", "flightdeck.data.versioning.lakefs:LakefsVersioning",
+           "flightdeck.data.versioning.lakefs:LakefsConfig", extra="lakefs", requires=("lakefs_spec",),
+           summary="mirror lakefs://repo/ref/path at its commit before each ingest and record the commit id",
+           note="never run against a lakeFS server"),
     # --- issue 3: cleaning, chunkers and splits (insert below, keep this line) ---
+    Flavor(_C.CHUNKER, "fixed", "flightdeck.data.chunkers.fixed:FixedChunker",
+           "flightdeck.data.chunkers.fixed:FixedConfig", requires=("tokenizers",),
+           options=("data.preprocessing.chunking",),
+           summary="fixed windows of the embedder's tokens with overlap"),
+    Flavor(_C.CHUNKER, "sentence", "flightdeck.data.chunkers.sentence:SentenceChunker",
+           "flightdeck.data.chunkers.sentence:SentenceConfig", requires=("tokenizers",),
+           options=("data.preprocessing.chunking",),
+           summary="whole sentences packed up to the token budget, overlap in whole sentences"),
+    Flavor(_C.CHUNKER, "markdown", "flightdeck.data.chunkers.markdown:MarkdownChunker",
+           "flightdeck.data.chunkers.markdown:MarkdownConfig", requires=("tokenizers",),
+           options=("data.preprocessing.chunking",),
+           summary="one chunk per Markdown/HTML heading section, small siblings merged, heading path kept"),
+    Flavor(_C.CHUNKER, "semantic", "flightdeck.data.chunkers.semantic:SemanticChunker",
+           "flightdeck.data.chunkers.semantic:SemanticConfig", requires=("tokenizers",),
+           options=("data.preprocessing.chunking",),
+           summary="breaks where the embedder's similarity of neighbouring sentences drops"),
+    Flavor(_C.SPLITTER, "train_validation_test", "flightdeck.data.splits:TrainValidationTestSplitter",
+           "flightdeck.data.splits:TrainValidationTestConfig",
+           options=("data.splits.train_validation_test",),
+           summary="seeded hash-based train/validation/test, stratified by a metadata label when asked"),
+    Flavor(_C.SPLITTER, "k_fold", "flightdeck.data.splits:KFoldSplitter", "flightdeck.data.splits:KFoldConfig",
+           options=("data.splits.k_fold",),
+           summary="seeded hash-based k folds, disjoint and covering, optionally stratified"),
+    Flavor(_C.SPLITTER, "time_series_split", "flightdeck.data.splits:TimeSeriesSplitter",
+           "flightdeck.data.splits:TimeSeriesConfig", options=("data.splits.time_series_split",),
+           summary="by a timestamp field: earliest to train, latest to test, no leakage from the future"),
     # phase 2: retrieval
     Flavor(_C.EMBEDDER, "sentence_transformers",
            "flightdeck.retrieval.embedders.sentence_transformers:SentenceTransformersEmbedder",
@@ -95,4 +187,17 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
 # Options that stay `planned` for a stated reason (shown by `flightdeck checklist`), beyond "not yet".
 PLANNED_REASONS: dict[str, str] = {
     # --- issue 3 reasons (insert below, keep this line) ---
+    "data.preprocessing.image_augmentation": "belongs to the vision use case (0.1 vision), not built yet",
+    "data.versioning.lakefs": (
+        "no lakeFS server can run here: lakeFS is a Go server, not on PyPI, and there is no Go toolchain, no"
+        " running container daemon and no network to fetch either, so reading lakefs://repo/ref/path and"
+        " recording its commit id were never exercised; the `lakefs` provider is registered and its URI"
+        " parsing, settings and unreachable-server error are tested"),
+    "data.versioning.pachyderm": (
+        "Pachyderm needs its pachd server on Kubernetes (with etcd, PostgreSQL and object storage); there is no"
+        " cluster and no running container daemon here, and pachyderm-sdk only talks to a live pachd, so"
+        " nothing can be exercised"),
+    "data.sources.synthetic_data_generation": (
+        "needs an LLM generator (llama_cpp or an OpenAI-compatible server), which arrives with the generation"
+        " issue; the extractive answerer cannot write questions"),
 }

@@ -25,6 +25,17 @@ def _import_path(path: str) -> Any:
     return getattr(module, attr) if attr else module
 
 
+def _installed(module: str) -> bool:
+    """Whether ``module`` (dotted names allowed) can be imported, without importing it.
+
+    ``find_spec("a.b")`` imports ``a`` and raises when ``a`` is missing: that counts as not installed.
+    """
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _did_you_mean(name: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f" Did you mean '{close[0]}'?" if close else ""
@@ -88,7 +99,7 @@ class Registry:
 
     def missing_modules(self, flavor: Flavor) -> list[str]:
         """Modules the flavor needs that are not installed (checked without importing them)."""
-        return [m for m in flavor.requires if importlib.util.find_spec(m) is None]
+        return [m for m in flavor.requires if not _installed(m)]
 
     def install_hint(self, flavor: Flavor) -> str:
         extra = flavor.extra or flavor.name

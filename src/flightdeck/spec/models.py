@@ -4,7 +4,7 @@ Each phase of the checklist is one top-level key; each section is one key of its
 catalog: a single-select section takes one option id, a multi-select section a list. Sections whose
 options are concrete systems (sources, embedding model, vector database) take provider references: a bare
 name or ``{provider: name, ...settings}``. A few keys that are not checklist sections carry settings
-(``data.chunking``, ``retrieval.search``, ``model.generator``).
+(``data.chunking``, ``data.cleaning``, ``retrieval.search``, ``model.generator``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, create_model
 
+from flightdeck.data.cleaning import CleaningSettings
 from flightdeck.registry.categories import Category
 from flightdeck.spec.catalog import catalog
 
@@ -104,7 +105,8 @@ class SearchSettings(BaseModel):
 
 
 _PHASE_EXTRA_FIELDS: dict[str, dict[str, tuple[Any, Any]]] = {
-    "data": {"chunking": (ProviderValue, _default_ref(EMBEDDED_DEFAULTS["data.chunking"]))},
+    "data": {"chunking": (ProviderValue, _default_ref(EMBEDDED_DEFAULTS["data.chunking"])),
+             "cleaning": (CleaningSettings, CleaningSettings())},
     "retrieval": {"search": (SearchSettings, SearchSettings())},
     "model": {"generator": (ProviderValue, _default_ref(EMBEDDED_DEFAULTS["model.generator"]))},
 }

@@ -35,6 +35,23 @@ def _embedder_max_tokens(settings: dict) -> int | None:
         return None
 
 
+def _cleaning_rules(spec: object) -> Iterator[tuple[tuple, str]]:
+    """``data.cleaning`` settings that need the cleaning extra, or that are off with their preprocessor."""
+    from flightdeck.data.cleaning import missing_cleaning_modules
+
+    data = spec.data  # type: ignore[attr-defined]
+    if "cleaning_normalization" not in data.preprocessing:
+        if data.cleaning.pii == "redact":
+            yield ("data", "cleaning", "pii"), (
+                "pii: redact runs in the cleaning_normalization preprocessor, which data.preprocessing leaves"
+                " out: add cleaning_normalization to data.preprocessing, or nothing is redacted.")
+        return
+    for setting, module, purpose in missing_cleaning_modules(data.cleaning):
+        off = "language: false" if setting == "language" else "dedupe: exact"
+        yield ("data", "cleaning", setting), (
+            f"{purpose} needs {module}: pip install 'flightdeck[cleaning]', or set data.cleaning.{off}.")
+
+
 def check_rules(loaded: LoadedSpec) -> Iterator[tuple[tuple, str]]:
     """Yield ``(location, message)`` for every rule the spec breaks."""
     spec = loaded.spec
@@ -60,9 +77,10 @@ def check_rules(loaded: LoadedSpec) -> Iterator[tuple[tuple, str]]:
     if spec.retrieval.search.mode == "hybrid" and "hybrid_search" not in spec.retrieval.system:
         yield ("retrieval", "search", "mode"), (
             "search mode 'hybrid' needs hybrid_search in retrieval.system; add it or set mode: vector.")
+    yield from _cleaning_rules(spec)
     emb = spec.retrieval.embedding_model
     chunking = spec.data.chunking
-    if emb is not None and emb.provider == "sentence_transformers" and chunking.provider == "recursive":
+    if emb is not None and emb.provider == "sentence_transformers":  # every chunker's size defaults to 256
         max_tokens = _embedder_max_tokens(emb.settings)
         size = int(chunking.settings.get("size", 256))
         if max_tokens is not None and size > max_tokens:

@@ -1,7 +1,8 @@
 """Parsers: raw bytes of a :class:`~flightdeck.data.documents.SourceItem` to a ``Document``.
 
 :func:`parse` picks the parser from the item's media type. Parser modules are imported on first use, so
-importing this package does not import BeautifulSoup.
+importing this package imports neither BeautifulSoup nor pdfplumber, python-docx, python-pptx or
+pytesseract.
 """
 
 from __future__ import annotations
@@ -20,6 +21,14 @@ PARSERS: dict[str, str] = {
     "text/markdown": "flightdeck.data.parsers.markdown:parse_markdown",
     "text/html": "flightdeck.data.parsers.html:parse_html",
     "application/x-record": "flightdeck.data.parsers.records:parse_record",
+    "application/pdf": "flightdeck.data.parsers.pdf:parse_pdf",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document":
+        "flightdeck.data.parsers.docx:parse_docx",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation":
+        "flightdeck.data.parsers.pptx:parse_pptx",
+    "image/png": "flightdeck.data.parsers.ocr:parse_image",
+    "image/jpeg": "flightdeck.data.parsers.ocr:parse_image",
+    "image/tiff": "flightdeck.data.parsers.ocr:parse_image",
 }
 
 

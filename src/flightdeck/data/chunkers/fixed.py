@@ -1,0 +1,108 @@
+"""The ``fixed`` chunker: windows of a fixed number of tokens over the whole document, with overlap.
+
+The baseline of the chunking literature: no structure, every chunk (but the last) holds ``size`` tokens
+of the embedder's tokenizer and repeats the last ``overlap`` tokens of the one before. Windows start at a
+word, so a chunk never begins with the tail of a cut word; section boundaries are ignored, and each
+chunk's ``metadata["heading"]`` names the section where it starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from flightdeck.data.chunkers.recursive import _HEADING_JOIN, RecursiveChunker
+from flightdeck.data.documents import Chunk, Document
+
+if TYPE_CHECKING:
+    from flightdeck.data.tokenization import Tokenizer
+
+__all__ = ["FixedConfig", "FixedChunker"]
+
+
+class FixedConfig(BaseModel):
+    """Options of the ``fixed`` chunker: ``size`` tokens per window, ``overlap`` tokens repeated."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    size: int = Field(256, ge=16)
+    overlap: int = Field(32, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap_below_half(self) -> FixedConfig:
+        if self.overlap * 2 >= self.size:
+            raise ValueError(f"overlap ({self.overlap}) must be less than half of size ({self.size}); "
+                             f"set overlap to at most {(self.size - 1) // 2} or raise size")
+        return self
+
+
+class FixedChunker:
+    """Fixed token windows (see :class:`FixedConfig`); ``tokenizer.count(chunk.indexed_text) <= size``.
+
+    Chunks carry no heading path in their indexed text (the windows ignore structure), so the indexed
+    text is exactly the window.
+    """
+
+    def __init__(self, config: FixedConfig | None = None) -> None:
+        self.config = config or FixedConfig()
+
+    def chunk(self, document: Document, tokenizer: Tokenizer) -> list[Chunk]:
+        """Return the windows of ``document``, numbered ``0..n-1``."""
+        text, starts = "", []  # starts: (character offset, heading path) of each section in ``text``
+        for section in document.sections:
+            if not section.text.strip():
+                continue
+            if text:
+                text += "\n\n"
+            starts.append((len(text), section.heading_path))
+            text += section.text
+        chunks: list[Chunk] = []
+        for start, piece in self._windows(text, tokenizer):
+            heading = next((h for s, h in reversed(starts) if s <= start), ())
+            meta = {**document.metadata, "title": document.title, "heading": _HEADING_JOIN.join(heading)}
+            chunk = Chunk(document.uri, len(chunks), piece, (), 0, meta)
+            chunks.append(replace(chunk, token_count=tokenizer.count(piece)))
+        return chunks
+
+    def _windows(self, text: str, tok: Tokenizer) -> list[tuple[int, str]]:
+        """``(character offset, text)`` of each window of at most ``size`` tokens."""
+        size, overlap = self.config.size, self.config.overlap
+        offsets = tok.offsets(text)
+        n = len(offsets)
+
+        def word_start(i: int) -> bool:
+            s = offsets[i][0]
+            return s == 0 or text[s - 1].isspace()
+
+        out: list[tuple[int, str]] = []
+        i = 0
+        while i < n:
+            j = min(i + size, n)
+            begin = offsets[i][0]
+            # A slice can re-tokenize into more tokens than it was cut from (WordPiece): shrink until it fits.
+            while j > i + 1 and tok.count(text[begin:offsets[j - 1][1]]) > size:
+                j -= 1
+            # End at a word too when that costs at most half a window (a long URL or code run is cut).
+            k = j
+            while i + size // 2 < k < n and not word_start(k):
+                k -= 1
+            if k > i + size // 2:
+                j = k
+            piece = text[begin:offsets[j - 1][1]]
+            if tok.count(piece) > size:  # one token that alone re-tokenizes longer: cut by characters
+                parts: list[str] = []
+                RecursiveChunker._emit(piece, lambda p: tok.count(p) <= size, size, tok, parts)
+                out.extend((begin, p) for p in parts)
+            elif piece.strip():
+                out.append((begin, piece.strip()))
+            if j >= n:
+                break
+            nxt = max(j - overlap, i + 1)
+            while nxt > i + 1 and not word_start(nxt):
+                nxt -= 1  # begin the next window at a word: the overlap grows by the part of a cut word
+            if not word_start(nxt):
+                nxt = j  # no word start inside the overlap: continue right after this window
+            i = nxt
+        return out

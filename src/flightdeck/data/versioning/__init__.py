@@ -1,0 +1,11 @@
+"""Data versioning and lineage providers (checklist 1.2): DVC, lakeFS, DataHub (OpenLineage).
+
+The built-in dataset versions (every ingest, always on) live in :mod:`flightdeck.governance.versions`;
+the providers here add to them: ``dvc`` and ``lakefs`` record what the external system holds in the
+dataset version's manifest, ``datahub`` emits OpenLineage run events for every step. Each one is a
+:class:`~flightdeck.pipeline.runner.RunHook`, built by :func:`~flightdeck.data.versioning.base.build_hooks`.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []
