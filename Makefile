@@ -9,15 +9,22 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint bench clean venv system-deps
+.PHONY: demo test lint bench clean venv system-deps lock
 
 $(VENV)/bin/activate:
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..."; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed-%: pyproject.toml | $(VENV)/bin/activate
-	$(PIP) install $(PIP_FLAGS) -e '.[$*]'
+# constraints.txt pins every dependency to the versions the suite passed with: without it pip's resolver
+# can backtrack for many minutes over the cloud SDKs' botocore/fsspec ranges.
+$(VENV)/.installed-%: pyproject.toml constraints.txt | $(VENV)/bin/activate
+	$(PIP) install $(PIP_FLAGS) -c constraints.txt -e '.[$*]'
 	@touch $@
+
+# Refresh the lock from the dev venv after changing dependencies (then run make test from a fresh clone).
+lock: $(VENV)/.installed-dev
+	{ head -2 constraints.txt; $(PIP) freeze --exclude-editable | grep -v '^-e' | grep -v '^llama-index'; } > constraints.tmp
+	mv constraints.tmp constraints.txt
 
 demo: $(VENV)/.installed-embedded
 	$(VENV)/bin/flightdeck validate --spec examples/python-docs
