@@ -152,3 +152,16 @@ def test_an_item_the_scan_cannot_read_keeps_its_stored_version(project_dir: Path
     ingest = _steps(again.run())["ingest"]
     assert ingest.counts["removed"] == 0 and ingest.counts["failed"] == 1
     assert any(h.document_id == "docs/notes.txt" for h in again.search("green widgets spring", mode="keyword").hits)
+
+
+def test_chunks_leave_room_for_the_encoders_special_tokens(project_dir: Path) -> None:
+    long_text = " ".join(f"sentence number {i} about widgets and sprockets." for i in range(400))
+    (project_dir / "docs" / "long.md").write_text(f"# Long\n\n{long_text}\n")
+    spec = project_dir / "flightdeck.yaml"
+    spec.write_text(spec.read_text().replace("size: 64, overlap: 16", "size: 256, overlap: 16"))
+    project, fake = _project(project_dir)
+    project.run()
+    with _db(project_dir) as db:
+        longest = db.execute("select max(token_count) from chunks").fetchone()[0]
+    # the model's window (256) holds the chunk plus [CLS] and [SEP]
+    assert 200 < longest <= fake.max_tokens - 2

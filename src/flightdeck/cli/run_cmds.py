@@ -17,7 +17,7 @@ def run(spec: SpecOption = None, as_json: JsonOption = False) -> None:
 
     With --json, progress is printed as JSON lines and the last line is the run summary.
     """
-    from flightdeck.pipeline.progress import default_reporter
+    from flightdeck.pipeline.progress import default_reporter, format_counts
     from flightdeck.project import Project
 
     with errors_to_exit(as_json):
@@ -33,7 +33,7 @@ def run(spec: SpecOption = None, as_json: JsonOption = False) -> None:
     failures = [f for s in summary.steps for f in s.counts.get("failures", [])]
     typer.echo(f"run {summary.run_id[:12]} {summary.status} in {summary.seconds:.1f}s")
     for s in summary.steps:
-        counts = ", ".join(f"{k} {v}" for k, v in s.counts.items() if k != "failures")
+        counts = format_counts(s.counts, skip=("failures",))
         typer.echo(f"  {s.step:<7} {s.status:<9} {counts}")
     if failures:
         typer.echo(f"{len(failures)} item(s) could not be ingested:", err=True)

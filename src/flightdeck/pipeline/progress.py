@@ -7,7 +7,24 @@ import sys
 import time
 from typing import Any, Protocol, TextIO
 
-__all__ = ["Reporter", "NullReporter", "JsonReporter", "RichReporter", "default_reporter"]
+__all__ = ["Reporter", "NullReporter", "JsonReporter", "RichReporter", "default_reporter", "format_counts"]
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, dict):
+        return "(" + " ".join(f"{k} {_format_value(v)}" for k, v in value.items()) + ")"
+    return str(value)
+
+
+def format_counts(counts: dict[str, Any], skip: tuple[str, ...] = ()) -> str:
+    """A step's counts on one line: ``documents 50, chunks 612, seconds (parse 1.20 chunk 0.85)``.
+
+    Nested dicts (per-stage ``seconds``, split sizes) print as one parenthesised group; floats with two
+    decimals. Keys in ``skip`` are left out.
+    """
+    return ", ".join(f"{k} {_format_value(v)}" for k, v in counts.items() if k not in skip)
 
 
 class Reporter(Protocol):
@@ -68,7 +85,7 @@ class RichReporter:
     def event(self, name: str, **fields: Any) -> None:
         if name == "step_end":
             counts = fields.get("counts") or {}
-            detail = ", ".join(f"{k} {v}" for k, v in counts.items())
+            detail = format_counts(counts)
             mark = {"succeeded": "[green]✓[/]", "skipped": "[dim]–[/]"}.get(fields.get("status", ""), "[red]✗[/]")
             took = fields.get("seconds")
             self._progress.console.print(

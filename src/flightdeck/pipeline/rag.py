@@ -10,14 +10,23 @@ from flightdeck.registry import Category, registry
 if TYPE_CHECKING:
     from flightdeck.project import Project
 
-__all__ = ["build_rag_steps"]
+__all__ = ["build_rag_steps", "SPECIAL_TOKENS"]
+
+SPECIAL_TOKENS = 2
 
 
 def build_rag_steps(project: Project) -> list[Any]:
     """The steps of the RAG path for ``project``'s spec, with its providers."""
     spec = project.spec
     chunk_ref = spec.data.chunking
-    chunker = registry().create(Category.CHUNKER, chunk_ref.provider, project.provider_settings(chunk_ref))
+    settings = project.provider_settings(chunk_ref)
+    # The encoder adds its special tokens ([CLS], [SEP]) to every text: a chunk of `size` tokens plus those
+    # must still fit the model's window, or the model silently cuts the chunk's end off.
+    window = project.embedder.max_tokens - SPECIAL_TOKENS
+    size = int(settings.get("size", 256))
+    if size > window:
+        settings["size"] = window
+    chunker = registry().create(Category.CHUNKER, chunk_ref.provider, settings)
     if hasattr(chunker, "embedder"):  # the semantic chunker finds its breakpoints with the project's embedder
         chunker.embedder = project.embedder
     clean = "cleaning_normalization" in spec.data.preprocessing

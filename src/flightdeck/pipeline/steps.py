@@ -111,9 +111,11 @@ class IngestStep:
         split_key = None if splitter is None else [splitter.name, splitter.config.model_dump(mode="json")]
         self.config_hash = self.pipeline_hash if split_key is None else stable_hash([self.pipeline_hash, split_key])
         self._manifest: Manifest | None = None
+        self._scan_seconds = 0.0
 
     def manifest(self) -> Manifest:
         if self._manifest is None:
+            t0 = time.perf_counter()
             m = Manifest([])
             for binding in self.sources:
                 for item in binding.source.scan():
@@ -124,6 +126,7 @@ class IngestStep:
                     m.failures.append({"uri": f"{binding.label}/{failure.uri}", "reason": failure.reason})
             m.entries.sort()
             self._manifest = m
+            self._scan_seconds = time.perf_counter() - t0
         return self._manifest
 
     def plan(self) -> tuple[str, str]:
@@ -265,6 +268,11 @@ class IngestStep:
 
     def run(self, run_id: str, reporter: Reporter) -> StepResult:
         m = self.manifest()
+        # Wall seconds per stage, reported in the counts (benchmarks/ingest_stages.py reads them). The scan
+        # usually happened in plan(), before run(); "finish" is removals, the dataset version and splits.
+        seconds = dict.fromkeys(("scan", "read_parse", "clean", "chunk", "write", "finish"), 0.0)
+        seconds["scan"] = self._scan_seconds
+        clock = time.perf_counter
         if self.cleaning is not None:
             from flightdeck.data.cleaning import missing_cleaning_modules
             from flightdeck.errors import MissingDependencyError
@@ -297,11 +305,18 @@ class IngestStep:
         prepared: list[tuple[tuple[str, str, str, str], Document]] = []
         for n, entry in enumerate(todo, 1):
             binding, item = m.items[entry[0]]
+            t0 = clock()
             try:
-                prepared.append((entry, self._prepare(parse(item, binding.source.read(item)))))
+                doc = parse(item, binding.source.read(item))
+                t1 = clock()
+                seconds["read_parse"] += t1 - t0
+                prepared.append((entry, self._prepare(doc)))
+                seconds["clean"] += clock() - t1
             except (FlightdeckError, ValueError, UnicodeError, OSError) as exc:
+                seconds["read_parse"] += clock() - t0
                 fail(entry[0], exc)
             reporter.progress("parse", n, total)
+        t0 = clock()
         prepared = self._clean_batch(prepared, m, reporter)
         # 2. Duplicates: this run's documents against each other and against the stored ones; by id, the
         #    first wins. A stored document can lose its place to a new one with a smaller id.
@@ -312,20 +327,27 @@ class IngestStep:
         dup_ids = {d.uri for d in duplicates}
         for dup in duplicates:
             reporter.event("duplicate_dropped", **dup.to_dict())
+        seconds["clean"] += clock() - t0
         # 3. Chunk and write the rest, one document per transaction.
         written_chunks = 0
         kept = [(e, d) for e, d in prepared if e[0] not in dup_ids]
         for n, ((doc_id, chash, media_type, source_uri), doc) in enumerate(kept, 1):
+            t0 = clock()
             try:
                 doc_chunks = self.chunker.chunk(doc, self.tokenizer)
             except (FlightdeckError, ValueError, UnicodeError, OSError) as exc:
+                seconds["chunk"] += clock() - t0
                 fail(doc_id, exc)
                 continue
+            t1 = clock()
+            seconds["chunk"] += t1 - t0
             self._replace_document(run_id, doc_id, source_uri, chash, media_type, doc, doc_chunks)
             language = doc.metadata.get("language") if self.cleaning and self.cleaning.language else None
             self._write_signature(doc_id, chash, signatures[doc_id], None if language is None else str(language))
+            seconds["write"] += clock() - t1
             written_chunks += len(doc_chunks)
             reporter.progress(self.name, n, len(kept))
+        t0 = clock()
         # An item the scan could not read this time (a page that answered 500) keeps its stored version:
         # a transient failure must not look like a deletion.
         unreadable = {f["uri"] for f in m.failures}
@@ -345,6 +367,7 @@ class IngestStep:
         split_counts = self._record_splits(dataset_id, reporter)
         with self.ws.engine.connect() as conn:
             chunk_ids = [r[0] for r in conn.execute(select(chunks.c.id).order_by(chunks.c.id))]
+        seconds["finish"] = clock() - t0
         counts: dict[str, Any] = {
             "documents": len(m.entries), "parsed": total - len(failed_ids),
             "unchanged": len(m.entries) - total, "removed": len(removed), "failed": len(failed),
@@ -357,6 +380,7 @@ class IngestStep:
                                     for _, v in sorted(now_dropped.items())]
         if failed:
             counts["failures"] = failed
+        counts["seconds"] = {k: round(v, 4) for k, v in seconds.items()}
         return StepResult(stable_hash(chunk_ids), counts)
 
     def _replace_document(self, run_id: str, doc_id: str, source_uri: str, chash: str, media_type: str,
@@ -425,6 +449,10 @@ class EmbedStep:
 
     def run(self, run_id: str, reporter: Reporter) -> StepResult:
         model_id = self.embedder.model_id
+        # Wall seconds per stage, reported in the counts: the model load is kept apart from the encoding.
+        seconds = dict.fromkeys(("read", "model_load", "encode", "write"), 0.0)
+        clock = time.perf_counter
+        t0 = clock()
         with self.ws.engine.connect() as conn:
             have = {r[0] for r in conn.execute(select(embeddings.c.text_hash)
                                                .where(embeddings.c.model_id == model_id))}
@@ -436,19 +464,32 @@ class EmbedStep:
         # Longest texts first within the run keeps padding low inside each encoder batch.
         todo.sort(key=lambda kv: len(kv[1]), reverse=True)
         total, done = len(todo), 0
+        seconds["read"] = clock() - t0
+        warm_up = getattr(self.embedder, "warm_up", None)
+        if total and callable(warm_up):  # nothing to embed: the model is not loaded at all
+            t0 = clock()
+            warm_up()
+            seconds["model_load"] = clock() - t0
         reporter.progress(self.name, 0, total)
         for start in range(0, total, EMBED_COMMIT_ROWS):
             batch = todo[start:start + EMBED_COMMIT_ROWS]
+            t0 = clock()
             vectors = self.embedder.embed_documents([t for _, t in batch])
+            t1 = clock()
             with self.ws.engine.begin() as conn:
                 conn.execute(insert(embeddings).prefix_with("OR IGNORE"), [
                     {"model_id": model_id, "text_hash": h, "dim": int(v.shape[0]),
                      "vector": np.asarray(v, dtype="<f4").tobytes()} for (h, _), v in zip(batch, vectors, strict=True)])
+            seconds["encode"] += t1 - t0
+            seconds["write"] += clock() - t1
             done += len(batch)
             reporter.progress(self.name, done, total)
+        t0 = clock()
         hashes = sorted({h for _, h in _text_hashes(self.ws)})
-        return StepResult(stable_hash([model_id, hashes]), {"embedded": total, "cached": len(hashes) - total
-                                                           if len(hashes) >= total else 0})
+        seconds["read"] += clock() - t0
+        return StepResult(stable_hash([model_id, hashes]), {
+            "embedded": total, "cached": len(hashes) - total if len(hashes) >= total else 0,
+            "seconds": {k: round(v, 4) for k, v in seconds.items()}})
 
 
 class IndexStep:
