@@ -9,7 +9,6 @@ the objects.
 from __future__ import annotations
 
 import socket
-import sqlite3
 import time
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from flightdeck import Project
 from flightdeck.data.versioning.lakefs import LakefsConfig, LakefsVersioning, parse_lakefs_uri
 from flightdeck.errors import SourceError
 from flightdeck.spec.status import option_status
-from flightdeck.testing import FakeEmbedder
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +51,10 @@ def test_lakefs_stays_planned_with_its_reason() -> None:
     assert option_status("data.versioning.pachyderm").state == "planned"
 
 
-def test_an_unreachable_lakefs_server_fails_the_run_after_retries_and_writes_nothing(project_dir: Path) -> None:
+def test_an_unreachable_lakefs_server_fails_after_retries_and_writes_nothing(project_dir: Path) -> None:
+    from flightdeck.data.versioning.base import VersioningContext
+    from flightdeck.errors import SpecError
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
@@ -62,18 +63,20 @@ def test_an_unreachable_lakefs_server_fails_the_run_after_retries_and_writes_not
         "data:\n  versioning:\n    - {provider: lakefs, uri: 'lakefs://docs-repo/main/raw', "
         f"host: 'http://127.0.0.1:{port}', access_key_id: AKIA, secret_access_key: s, path: ./docs, "
         "retries: 3, backoff: 0.05}\n"), 1))
-    project = Project.load(project_dir)
-    project.__dict__["embedder"] = FakeEmbedder()
+    # the option is planned (no server to test against), so a spec cannot select it yet ...
+    with pytest.raises(SpecError, match=r"'lakefs' .* is planned: no lakeFS server can run here"):
+        Project.load(project_dir)
+    # ... but the provider itself fails cleanly against an unreachable server
+    config = LakefsConfig(uri="lakefs://docs-repo/main/raw", host=f"http://127.0.0.1:{port}", access_key_id="AKIA",
+                          secret_access_key="s", path=str(project_dir / "docs"), retries=3, backoff=0.05)
     t0 = time.perf_counter()
     with pytest.raises(SourceError) as err:
-        project.run()
+        LakefsVersioning(config).snapshot(VersioningContext("p", project_dir, None, ()))  # type: ignore[arg-type]
     assert time.perf_counter() - t0 >= 0.15  # two waits between three attempts: 0.05 + 0.1
     message = str(err.value)
     assert "lakefs://docs-repo/main/raw" in message and "after 3 attempts" in message
     assert f"127.0.0.1:{port}" in message
-    with sqlite3.connect(project_dir / ".flightdeck" / "metadata.db") as db:
-        assert db.execute("select count(*) from documents").fetchone()[0] == 0
-        assert db.execute("select count(*) from dataset_versions").fetchone()[0] == 0
+    assert not (project_dir / ".flightdeck").exists()
     assert sorted(p.name for p in (project_dir / "docs").iterdir()) == ["guide", "notes.txt"]  # untouched
 
 

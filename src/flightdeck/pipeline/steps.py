@@ -78,6 +78,7 @@ class Manifest:
     entries: list[tuple[str, str, str, str]]
     items: dict[str, tuple[SourceBinding, SourceItem]] = field(default_factory=dict)
     failures: list[dict[str, str]] = field(default_factory=list)
+    unreadable: set[str] = field(default_factory=set)  # failed this scan but not gone: keep what is stored
 
     @property
     def digest(self) -> str:
@@ -124,6 +125,8 @@ class IngestStep:
                     m.items[doc_id] = (binding, item)
                 for failure in getattr(binding.source, "failures", []):
                     m.failures.append({"uri": f"{binding.label}/{failure.uri}", "reason": failure.reason})
+                    if not getattr(failure, "gone", False):
+                        m.unreadable.add(f"{binding.label}/{failure.uri}")
             m.entries.sort()
             self._manifest = m
             self._scan_seconds = time.perf_counter() - t0
@@ -350,8 +353,7 @@ class IngestStep:
         t0 = clock()
         # An item the scan could not read this time (a page that answered 500) keeps its stored version:
         # a transient failure must not look like a deletion.
-        unreadable = {f["uri"] for f in m.failures}
-        removed = [d for d in existing if d not in present and d not in failed_ids and d not in unreadable]
+        removed = [d for d in existing if d not in present and d not in failed_ids and d not in m.unreadable]
         for doc_id in removed + sorted(dup_ids & set(existing)):
             self._remove_document(doc_id)
         # 4. Remember the dropped duplicates; keep document_signatures in step with documents.

@@ -166,9 +166,9 @@ def _check_provider(ck: _Checker, loc: Loc, value: Any, category: Category, sect
     option = section.option(str(name)) if section else None
     if option is not None and section is not None:
         # a registered provider whose checklist option is still planned (lakefs: no server to test against)
-        msg = _status_problem(section, option.id, option_status(option.key))
-        if msg:
-            ck.add(loc, msg)
+        status = option_status(option.key)
+        if status.state == "planned":
+            ck.add(loc, _status_problem(section, option.id, status) or "")
             return
     flavor = reg.get(category, name)
     missing = reg.missing_modules(flavor)

@@ -17,6 +17,9 @@ class ItemFailure:
 
     uri: str
     reason: str
+    # The item is known to be gone at the source (HTTP 404/410): downstream treats it as removed. Any other
+    # failure keeps the item's stored version, so that a transient error never looks like a deletion.
+    gone: bool = False
 
     def __str__(self) -> str:
         return f"{self.uri}: {self.reason}"

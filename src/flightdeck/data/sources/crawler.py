@@ -506,7 +506,7 @@ class Crawler:
         if resp.error is not None:
             return self._page_failed(url, start, resp.error)
         if not 200 <= resp.status < 300:
-            return self._page_failed(url, start, _status_text(resp))
+            return self._page_failed(url, start, _status_text(resp), gone=resp.status in (404, 410))
         if not resp.media_type and not resp.body.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")):
             return self._page_failed(url, start, "no content type, and the body is not HTML")
         assert self._executor is not None
@@ -525,12 +525,12 @@ class Crawler:
         self._pages.append(Page(current, depth, media_type, body, processed.title))
         return None
 
-    def _page_failed(self, url: str, start: bool, reason: str, unreachable: bool = False) -> None:
+    def _page_failed(self, url: str, start: bool, reason: str, unreachable: bool = False, gone: bool = False) -> None:
         if start:
             what = "is unreachable" if unreachable else "cannot be crawled"
             self._start_problems.append(f"{url}: start URL {what}: {reason}")
         else:
-            self.result.failures.append(ItemFailure(url, reason))
+            self.result.failures.append(ItemFailure(url, reason, gone=gone))
 
     def _raise_for_start(self) -> None:
         if self._start_problems:
