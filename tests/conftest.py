@@ -15,7 +15,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SPEC = """\
 project: test-project
-scoping: {{use_case: rag, objective: retrieval_system, latency: real_time}}
+scoping: {{use_case: rag, objective: retrieval_system}}
 data:
   sources:
     - {{provider: files, path: ./docs}}

@@ -89,7 +89,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _project(root: Path, corpus: Path) -> Project:
     (root / "flightdeck.yaml").write_text(f"""\
 project: bad-corpus
-scoping: {{use_case: rag, objective: retrieval_system, latency: real_time}}
+scoping: {{use_case: rag, objective: retrieval_system}}
 data:
   sources:
     - {{provider: files, path: {json.dumps(str(corpus))}}}

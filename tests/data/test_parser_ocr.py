@@ -137,7 +137,7 @@ def test_image_over_the_pixel_limit_or_not_an_image_is_refused() -> None:
 
 SPEC = """\
 project: mixed-formats
-scoping: {use_case: rag, objective: retrieval_system, latency: real_time}
+scoping: {use_case: rag, objective: retrieval_system}
 data:
   sources:
     - {provider: files, path: ./docs, id_field: id, title_field: question, text_fields: [question, answer]}

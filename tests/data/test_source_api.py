@@ -299,7 +299,7 @@ def test_bearer_token_from_the_environment(api: tuple[str, Api], monkeypatch: py
 
 SPEC = """\
 project: api-test
-scoping: {{use_case: rag, objective: retrieval_system, latency: real_time}}
+scoping: {{use_case: rag, objective: retrieval_system}}
 data:
   sources:
     - provider: api

@@ -42,7 +42,7 @@ DOCS = {
 
 SPEC = """\
 project: lake-test
-scoping: {{use_case: rag, objective: retrieval_system, latency: real_time}}
+scoping: {{use_case: rag, objective: retrieval_system}}
 data:
   sources:
     - {source}

@@ -120,7 +120,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
 def _spec(root: Path, source: dict[str, Any]) -> Path:
     spec = {
         "project": "sql-source-test",
-        "scoping": {"use_case": "rag", "objective": "retrieval_system", "latency": "real_time"},
+        "scoping": {"use_case": "rag", "objective": "retrieval_system"},
         "data": {"sources": [{"provider": "sql", **source}],
                  "chunking": {"provider": "recursive", "size": 64, "overlap": 16}},
         "retrieval": {"embedding_model": "sentence_transformers", "vector_database": "faiss",

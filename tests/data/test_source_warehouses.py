@@ -68,7 +68,7 @@ def snow(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 def _spec(root: Path, source: dict[str, Any]) -> None:
     spec = {
         "project": "warehouse-source-test",
-        "scoping": {"use_case": "rag", "objective": "retrieval_system", "latency": "real_time"},
+        "scoping": {"use_case": "rag", "objective": "retrieval_system"},
         "data": {"sources": [source], "chunking": {"provider": "recursive", "size": 64, "overlap": 16}},
         "retrieval": {"embedding_model": "sentence_transformers", "vector_database": "faiss",
                       "system": ["hybrid_search"], "search": {"mode": "hybrid", "k": 5}},

@@ -510,7 +510,7 @@ def test_missing_library_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
 
 SPEC = """\
 project: web-test
-scoping: {{use_case: rag, objective: retrieval_system, latency: real_time}}
+scoping: {{use_case: rag, objective: retrieval_system}}
 data:
   sources:
     - {{provider: web, start_urls: ["{start}"], delay_seconds: 0, max_bytes: 50000, retries: 1,

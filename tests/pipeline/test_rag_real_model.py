@@ -41,7 +41,6 @@ def test_vector_search_with_the_packaged_minilm_finds_the_paraphrase(built: Proj
 
 @pytest.mark.exercises("scoping.use_case.rag")
 @pytest.mark.exercises("scoping.objective.retrieval_system")
-@pytest.mark.exercises("scoping.latency.real_time")
 def test_ask_answers_with_numbered_citations_or_says_not_found(built: Project) -> None:
     answer = built.ask("What does installer error W42 mean?")
     assert answer.found

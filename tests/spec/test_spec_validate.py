@@ -64,7 +64,7 @@ def test_minimal_spec_is_valid_and_gets_the_embedded_defaults(tmp_path: Path) ->
     assert [(s.provider, s.settings) for s in spec.data.sources] == [("files", {"path": "./docs"})]
     # unset sections mean the embedded stack, as typed values (not raw dicts)
     assert spec.scoping.use_case == "rag"
-    assert spec.scoping.latency == "real_time"
+    assert spec.scoping.latency is None  # no latency tier is claimed until one is benchmarked
     assert spec.retrieval.vector_database.provider == "faiss"
     assert spec.retrieval.embedding_model.provider == "sentence_transformers"
     assert spec.data.chunking.provider == "recursive"

@@ -46,7 +46,6 @@ PROVIDER_SETTINGS: dict[str, Category] = {
 EMBEDDED_DEFAULTS: dict[str, Any] = {
     "scoping.use_case": "rag",
     "scoping.objective": "retrieval_system",
-    "scoping.latency": "real_time",
     "data.preprocessing": ["cleaning_normalization", "tokenization", "chunking", "embedding_generation"],
     "data.chunking": "recursive",
     "retrieval.embedding_model": "sentence_transformers",
