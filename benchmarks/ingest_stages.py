@@ -162,7 +162,7 @@ def write_spec(tmp: Path, name: str, source: dict[str, Any]) -> Path:
     spec = {
         "project": f"ingest-stages-{name}",
         "workspace": str(tmp / "workspace"),
-        "scoping": {"use_case": "rag", "objective": "retrieval_system", "latency": "real_time"},
+        "scoping": {"use_case": "rag", "objective": "retrieval_system"},
         "data": {"sources": [source],
                  "preprocessing": ["cleaning_normalization", "tokenization", "chunking", "embedding_generation"],
                  "chunking": {"provider": "recursive", "size": CHUNK_SIZE, "overlap": CHUNK_OVERLAP}},
