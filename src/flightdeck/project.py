@@ -45,14 +45,21 @@ class Project:
     @cached_property
     def embedder(self) -> Any:
         ref = self.spec.retrieval.embedding_model
-        settings = self.provider_settings(ref)
-        if settings.get("model"):
-            settings["model"] = str((self.loaded.base_dir / settings["model"]).expanduser())
+        settings = self._resolve_paths(Category.EMBEDDER, ref.provider, self.provider_settings(ref))
         return registry().create(Category.EMBEDDER, ref.provider, settings)
+
+    def _resolve_paths(self, category: Category, provider: str, settings: dict[str, Any]) -> dict[str, Any]:
+        """Settings that are local paths (each config lists them in ``path_settings``) resolve from the spec's
+        folder, not the current one; a remote model name such as Cohere's "embed-v4.0" is not a path."""
+        config_cls = registry().config_class(category, provider)
+        for key in getattr(config_cls, "path_settings", ()):
+            if settings.get(key):
+                settings[key] = str(self.loaded.base_dir / Path(settings[key]).expanduser())
+        return settings
 
     def store_factory(self) -> Any:
         ref = self.spec.retrieval.vector_database
-        settings = self.provider_settings(ref)
+        settings = self._resolve_paths(Category.VECTOR_STORE, ref.provider, self.provider_settings(ref))
         return lambda: registry().create(Category.VECTOR_STORE, ref.provider, settings)
 
     @cached_property
@@ -138,9 +145,26 @@ class Project:
 
         return HybridSearcher(self.workspace, self.embedder, self.store_factory(), self.spec.retrieval.search)
 
-    def search(self, query: str, k: int | None = None, mode: str | None = None) -> Any:
-        """Search the current index; returns a :class:`~flightdeck.retrieval.search.SearchResult`."""
-        return self.searcher.search(query, k=k, mode=mode)
+    def search(self, query: str, k: int | None = None, mode: str | None = None,
+               where: dict[str, Any] | None = None) -> Any:
+        """Search the current index; returns a :class:`~flightdeck.retrieval.search.SearchResult`.
+
+        ``where`` is a metadata filter such as ``{"lang": "en", "year": {"$gte": 2020}}`` (the language is
+        described in :mod:`flightdeck.retrieval.filters`); it needs ``metadata_filtering`` in
+        ``retrieval.system``.
+        """
+        if where:
+            self.require_filtering()
+        return self.searcher.search(query, k=k, mode=mode, where=where)
+
+    def require_filtering(self) -> None:
+        """Refuse metadata filters unless the spec turns them on (the feature is opt-in, like every option)."""
+        from flightdeck.errors import SpecError, SpecProblem
+
+        if "metadata_filtering" not in (self.spec.retrieval.system or []):
+            raise SpecError([SpecProblem(str(self.spec_path), "retrieval.system",
+                                         "a metadata filter was given, but metadata_filtering is not enabled; add "
+                                         "it: retrieval: {system: [hybrid_search, metadata_filtering]}")])
 
     def split(self, name: str) -> list[str]:
         """Ids of the documents in split ``name`` (``train``, ``validation``, ``test``, ``fold-0``…) of the

@@ -44,7 +44,14 @@ def _number(section_path: str, option_id: str) -> str:
 
 def _first_planned(section_path: str) -> str:
     section = catalog().section(section_path)
-    return next(o.id for o in section.options if option_status(o.key).state == "planned")
+    planned = [o.id for o in section.options if option_status(o.key).state == "planned"]
+    assert planned, f"every option of {section_path} is ready now: pick a section that still has a planned one"
+    return planned[0]
+
+
+def _ready(section_path: str) -> list[str]:
+    section = catalog().section(section_path)
+    return [o.id for o in section.options if option_status(o.key).state == "ready"]
 
 
 def test_template_rag_yes_writes_a_valid_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,21 +122,26 @@ def test_unknown_template_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.M
 
 def test_questionnaire_reasks_after_a_planned_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    planned = _first_planned("retrieval.vector_database")
+    # 0.1 (single-select) keeps planned use cases for a long time; rag, the template's, is always ready
+    planned = _first_planned("scoping.use_case")
     answers = _answers({
+        "scoping.use_case": [_number("scoping.use_case", planned), _number("scoping.use_case", "rag")],
         "data.preprocessing": ["99", "4, 3 2,1"],  # out of range, then the four ready steps in any order
-        "retrieval.vector_database": [_number("retrieval.vector_database", planned),
-                                      _number("retrieval.vector_database", "faiss")],
         "retrieval.system": ["-"],  # none: search falls back to vector mode
     })
     result = runner.invoke(app, ["init"], input="kb-assistant\n./kb\n" + answers)
     assert result.exit_code == 0, result.output
     out = result.output
+    assert "0.1 Define AI Use Case (Single-select)" in out
     assert "2.2 Choose Vector Database (Single-select)" in out
-    assert f"'{planned}' is planned: not implemented in this build yet" in out
-    assert "Ready here: faiss" in out
+    ready = _ready("scoping.use_case")
+    assert "rag" in ready and planned not in ready
+    from flightdeck.spec.status import option_status
+
+    reason = option_status(f"scoping.use_case.{planned}").detail  # the stated reason, as validate gives it
+    assert (f"'{planned}' is planned: {reason}. Ready here: {', '.join(ready)}. Choose again.") in out
     assert "'99' is not a choice" in out
-    assert out.count("2.2 Choose Vector Database") == 1  # the question is re-asked, not the section re-shown
+    assert out.count("0.1 Define AI Use Case") == 1  # the question is re-asked, not the section re-shown
     assert "nothing ready in this build yet" in out
     assert "next: flightdeck validate && flightdeck run" in out
 

@@ -35,6 +35,15 @@ def _registry_with(*extra: Flavor) -> Registry:
     return Registry([*BUILTIN_FLAVORS, *extra], plugins=False)
 
 
+def _registry_without(option_key: str, *extra: Flavor) -> Registry:
+    """The built-ins minus every flavor that implements ``option_key`` (so that it is planned), plus ``extra``."""
+    return Registry([*(f for f in BUILTIN_FLAVORS if option_key not in f.options), *extra], plugins=False)
+
+
+def _store(name: str, impl: str = "x:Y", **kw: object) -> Flavor:
+    return Flavor(Category.VECTOR_STORE, name, impl, **kw)
+
+
 # --- names and lookups -------------------------------------------------------------------------------------
 
 
@@ -59,39 +68,79 @@ def test_builtin_names_per_category(category: Category, name: str) -> None:
 
 
 def test_names_are_kept_apart_by_category() -> None:
-    reg = _registry_with()
-    assert "faiss" not in reg.names(Category.EMBEDDER)
-    assert "sentence_transformers" not in reg.names(Category.VECTOR_STORE)
-    assert reg.names(Category.PREPROCESSOR) == ["cleaning_normalization", "embedding_generation", "ocr", "tokenization"]
+    reg = Registry([
+        _store("faiss", "s:Faiss"),
+        Flavor(Category.EMBEDDER, "sentence_transformers", "e:St"),
+        Flavor(Category.PREPROCESSOR, "tokenization", "p:Tok"),
+        Flavor(Category.PREPROCESSOR, "cleaning_normalization", "p:Clean"),
+        _store("shared", "s:Shared"),
+        Flavor(Category.EMBEDDER, "shared", "e:Shared"),  # the same name in another category is another flavor
+    ], plugins=False)
+    assert reg.names(Category.VECTOR_STORE) == ["faiss", "shared"]
+    assert reg.names(Category.EMBEDDER) == ["sentence_transformers", "shared"]
+    assert reg.names(Category.PREPROCESSOR) == ["cleaning_normalization", "tokenization"]
+    assert reg.names(Category.CHUNKER) == []
+    assert reg.get(Category.VECTOR_STORE, "shared").impl == "s:Shared"
+    assert reg.get(Category.EMBEDDER, "shared").impl == "e:Shared"
+    with pytest.raises(UnknownProviderError):
+        reg.get(Category.EMBEDDER, "faiss")
+    # the built-in table keeps its categories apart too
+    assert "faiss" not in registry().names(Category.EMBEDDER)
+    assert "sentence_transformers" not in registry().names(Category.VECTOR_STORE)
 
 
 def test_unknown_name_lists_the_valid_ones_and_suggests() -> None:
-    reg = _registry_with()
+    # names of other categories are not offered: only faiss is a vector store here
+    reg = Registry([_store("faiss"), Flavor(Category.EMBEDDER, "fiass_embedder", "x:Y")], plugins=False)
     with pytest.raises(UnknownProviderError) as info:
         reg.get(Category.VECTOR_STORE, "fiass")
     message = str(info.value)
     assert message == "Unknown vector_store 'fiass'. Available: faiss. Did you mean 'faiss'?"
     assert isinstance(info.value, LookupError)
     assert info.value.__cause__ is None  # raised `from None`: the KeyError is noise
+    # the built-in registry lists whatever vector stores it has, sorted, and still suggests faiss
+    names = registry().names(Category.VECTOR_STORE)
+    with pytest.raises(UnknownProviderError) as info:
+        registry().get(Category.VECTOR_STORE, "fiass")
+    assert str(info.value) == f"Unknown vector_store 'fiass'. Available: {', '.join(names)}. Did you mean 'faiss'?"
 
 
 def test_unknown_name_without_a_close_match_has_no_suggestion() -> None:
-    reg = _registry_with(Flavor(Category.VECTOR_STORE, "chroma", "x:Y"))
+    reg = Registry([_store("faiss"), _store("chroma")], plugins=False)  # listed sorted, not as registered
     with pytest.raises(UnknownProviderError) as info:
         reg.get(Category.VECTOR_STORE, "zzzz")
     assert str(info.value) == "Unknown vector_store 'zzzz'. Available: chroma, faiss."
 
 
 def test_later_registration_replaces_earlier() -> None:
-    reg = _registry_with(Flavor(Category.VECTOR_STORE, "faiss", "elsewhere:Store"))
-    assert reg.names(Category.VECTOR_STORE) == ["faiss"]
+    reg = Registry([_store("faiss", "first:Store"), _store("chroma"), _store("faiss", "elsewhere:Store")],
+                   plugins=False)
+    assert reg.names(Category.VECTOR_STORE) == ["chroma", "faiss"]
+    assert reg.get(Category.VECTOR_STORE, "faiss").impl == "elsewhere:Store"
+    reg.add(_store("chroma", "added:Store"))
+    assert reg.names(Category.VECTOR_STORE) == ["chroma", "faiss"]
+    assert reg.get(Category.VECTOR_STORE, "chroma").impl == "added:Store"
+    # a built-in is replaced the same way
+    reg = _registry_with(_store("faiss", "elsewhere:Store"))
+    assert reg.names(Category.VECTOR_STORE) == registry().names(Category.VECTOR_STORE)
     assert reg.get(Category.VECTOR_STORE, "faiss").impl == "elsewhere:Store"
 
 
 def test_for_option_finds_the_implementing_flavor() -> None:
-    flavors = registry().for_option("retrieval.vector_database.faiss")
-    assert [(f.category, f.name) for f in flavors] == [(Category.VECTOR_STORE, "faiss")]
-    assert registry().for_option("retrieval.vector_database.pinecone") == []
+    reg = Registry([
+        _store("faiss", options=("retrieval.vector_database.faiss",)),
+        _store("chroma", options=("retrieval.vector_database.chroma",)),
+        Flavor(Category.EMBEDDER, "st", "x:Y"),
+        _store("faiss_gpu", options=("retrieval.vector_database.faiss", "retrieval.system.metadata_filtering")),
+    ], plugins=False)
+    flavors = reg.for_option("retrieval.vector_database.faiss")
+    assert [(f.category, f.name) for f in flavors] == [(Category.VECTOR_STORE, "faiss"),
+                                                        (Category.VECTOR_STORE, "faiss_gpu")]
+    assert [f.name for f in reg.for_option("retrieval.system.metadata_filtering")] == ["faiss_gpu"]
+    assert reg.for_option("retrieval.vector_database.pinecone") == []
+    # the built-in faiss store implements its option
+    assert (Category.VECTOR_STORE, "faiss") in [
+        (f.category, f.name) for f in registry().for_option("retrieval.vector_database.faiss")]
 
 
 # --- missing dependencies ------------------------------------------------------------------------------------
@@ -134,8 +183,10 @@ def test_missing_modules_does_not_import(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
 def test_option_status_needs_extra_for_an_uninstalled_flavor(monkeypatch: pytest.MonkeyPatch) -> None:
     key = "retrieval.vector_database.qdrant"
-    assert option_status(key).state == "planned"  # the real build: nothing implements it
-    reg = _registry_with(MISSING_QDRANT)
+    unimplemented = _registry_without(key)
+    monkeypatch.setattr(status_mod, "registry", lambda: unimplemented)
+    assert option_status(key).state == "planned"  # nothing implements it
+    reg = _registry_without(key, MISSING_QDRANT)
     monkeypatch.setattr(status_mod, "registry", lambda: reg)
     status = option_status(key)
     assert status.state == "needs extra"
@@ -147,7 +198,7 @@ def test_option_status_needs_extra_for_an_uninstalled_flavor(monkeypatch: pytest
 def test_option_status_ready_when_one_of_several_flavors_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     ok = Flavor(Category.VECTOR_STORE, "qdrant_lite", "json:loads", requires=("json",),
                 options=("retrieval.vector_database.qdrant",), summary="in-process")
-    reg = _registry_with(MISSING_QDRANT, ok)
+    reg = _registry_without("retrieval.vector_database.qdrant", MISSING_QDRANT, ok)
     monkeypatch.setattr(status_mod, "registry", lambda: reg)
     status = option_status("retrieval.vector_database.qdrant")
     assert status.state == "ready"
@@ -274,7 +325,10 @@ def test_entry_point_plugin_registers_a_provider(plugin_path: Path) -> None:
     assert "faiss" in reg.names(Category.VECTOR_STORE)
     assert reg.plugin_errors == []
     assert reg.load(Category.VECTOR_STORE, "mystore").__name__ == "Store"
-    assert [f.name for f in reg.for_option("retrieval.vector_database.chroma")] == ["mystore"]
+    # the plugin implements its option, after whatever built-ins implement it
+    builtin = [f.name for f in Registry(plugins=False).for_option("retrieval.vector_database.chroma")]
+    assert "mystore" not in builtin
+    assert [f.name for f in reg.for_option("retrieval.vector_database.chroma")] == [*builtin, "mystore"]
     # plugins=False keeps only the given flavors
     assert "mystore" not in Registry(plugins=False).names(Category.VECTOR_STORE)
 

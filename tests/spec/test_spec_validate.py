@@ -10,10 +10,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import flightdeck.spec.loader as loader_mod
+import flightdeck.spec.status as status_mod
 from flightdeck.cli.main import app
 from flightdeck.errors import SpecError
+from flightdeck.registry import BUILTIN_FLAVORS, Category, Flavor, Registry, registry
+from flightdeck.registry.flavors import PLANNED_REASONS
 from flightdeck.spec.catalog import catalog
 from flightdeck.spec.loader import check_spec, load_spec
+from flightdeck.spec.models import spec_model
+from flightdeck.spec.status import option_status
 
 pytestmark = pytest.mark.unit
 
@@ -50,6 +56,29 @@ def _one(tmp_path: Path, text: str) -> str:
 
 def _validate(path: Path, *extra: str):
     return runner.invoke(app, ["validate", "--spec", str(path), *extra])
+
+
+def _use_registry(monkeypatch: pytest.MonkeyPatch, flavors: list[Flavor]) -> Registry:
+    """Validate against a private registry of ``flavors``, so that which options are ready is the test's choice.
+
+    The loader and the option status read it; the spec model is built first, from the real registry, so
+    that its cached JSON schema is not built from this one.
+    """
+    spec_model()
+    reg = Registry(flavors, plugins=False)
+    monkeypatch.setattr(status_mod, "registry", lambda: reg)
+    monkeypatch.setattr(loader_mod, "registry", lambda: reg)
+    return reg
+
+
+def _builtins_without(*option_keys: str) -> list[Flavor]:
+    """The built-in flavors minus every one that implements one of ``option_keys`` (which become planned)."""
+    return [f for f in BUILTIN_FLAVORS if not set(option_keys) & set(f.options)]
+
+
+def _only_vector_stores(*names: str) -> list[Flavor]:
+    """The built-in flavors, with ``names`` the only vector stores."""
+    return [f for f in BUILTIN_FLAVORS if f.category != Category.VECTOR_STORE or f.name in names]
 
 
 # --- valid specs ----------------------------------------------------------------------------------------------
@@ -115,10 +144,23 @@ def test_typo_in_a_provider_value(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert f"{path}:6:20:" in result.output
     assert "retrieval.vector_database" in result.output
-    assert "unknown vector_store 'fiass'" in result.output
-    assert "Available: faiss." in result.output
-    assert "Did you mean 'faiss'?" in result.output
-    assert "pinecone, weaviate, qdrant, chroma" in result.output  # the planned choices are named too
+    names = registry().names(Category.VECTOR_STORE)
+    assert "faiss" in names
+    section = catalog().section("retrieval.vector_database")
+    planned = [o.id for o in section.options if option_status(o.key).state == "planned"]
+    hint = f" Planned, not yet available: {', '.join(planned)}." if planned else ""
+    assert f"unknown vector_store 'fiass'. Available: {', '.join(names)}. Did you mean 'faiss'?{hint}\n" \
+        in result.output
+    assert "1 problem in" in result.output
+
+
+def test_typo_in_a_provider_value_names_the_planned_choices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _use_registry(monkeypatch, _only_vector_stores("faiss"))
+    path = _write(tmp_path, MINIMAL + "retrieval:\n  vector_database: fiass\n")
+    result = _validate(path)
+    assert result.exit_code == 1
+    assert f"{path}:6:20: retrieval.vector_database: unknown vector_store 'fiass'. Available: faiss. " \
+           "Did you mean 'faiss'? Planned, not yet available: pinecone, weaviate, qdrant, chroma.\n" in result.output
     assert "1 problem in" in result.output
 
 
@@ -148,26 +190,40 @@ def test_a_single_value_where_a_list_is_expected(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "line", "option"),
+    ("text", "line", "key"),
     [
-        (MINIMAL + "retrieval:\n  vector_database: qdrant\n", 6, "qdrant"),  # a provider section
-        (MINIMAL + "scoping:\n  latency: batch\n", 6, "batch"),  # a plain single-select section
-        (MINIMAL + "evaluation:\n  metrics: [f1]\n", 6, "f1"),  # a multi-select section
+        (MINIMAL + "retrieval:\n  vector_database: qdrant\n", 6, "retrieval.vector_database.qdrant"),  # a provider
+        (MINIMAL + "scoping:\n  latency: batch\n", 6, "scoping.latency.batch"),  # a plain single-select section
+        (MINIMAL + "evaluation:\n  metrics: [f1]\n", 6, "evaluation.metrics.f1"),  # a multi-select section
     ],
 )
-def test_planned_option_is_refused(tmp_path: Path, text: str, line: int, option: str) -> None:
+def test_planned_option_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, line: int, key: str) -> None:
+    # whatever this build implements, the option is planned in a registry where nothing implements it
+    _use_registry(monkeypatch, _builtins_without(key))
+    assert option_status(key).state == "planned"
+    section_path, option = key.rsplit(".", 1)
+    section = catalog().section(section_path)
+    detail = PLANNED_REASONS.get(key, "not implemented in this build yet")
     path = _write(tmp_path, text)
     result = _validate(path)
     assert result.exit_code == 1
     assert f"{path}:{line}:" in result.output
-    assert f"'{option}'" in result.output
-    assert "is planned: not implemented in this build yet" in result.output
+    assert f"'{option}' ({section.heading}) is planned: {detail}. Ready choices: " in result.output
     assert "1 problem in" in result.output
 
 
-def test_planned_vector_database_names_the_ready_choice(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("stores", "ready"),
+    [(("faiss",), "faiss"), (("faiss", "chroma"), "chroma, faiss")],  # in the checklist's order
+)
+def test_planned_vector_database_names_the_ready_choices(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stores: tuple[str, ...], ready: str) -> None:
+    _use_registry(monkeypatch, _only_vector_stores(*stores))
     problem = _one(tmp_path, MINIMAL + "retrieval:\n  vector_database: qdrant\n")
-    assert "Ready choices: faiss." in problem
+    assert ":6:20:" in problem
+    assert "'qdrant' (2.2 Choose Vector Database (Single-select)) is planned" in problem
+    assert problem.endswith(f" Ready choices: {ready}.")
 
 
 def test_typo_in_a_multi_select_option(tmp_path: Path) -> None:
@@ -228,7 +284,9 @@ def test_unknown_generator(tmp_path: Path) -> None:
     # one problem: the latency rule must not repeat it as "real_time cannot be met by generator 'gpt4'"
     problem = _one(tmp_path, MINIMAL + "model:\n  generator: {provider: gpt4}\n")
     assert ":6:" in problem
-    assert "unknown generator 'gpt4'. Available: extractive." in problem
+    generators = registry().names(Category.GENERATOR)
+    assert "extractive" in generators
+    assert f"unknown generator 'gpt4'. Available: {', '.join(generators)}." in problem
 
 
 def test_out_of_range_search_setting(tmp_path: Path) -> None:
@@ -412,8 +470,11 @@ def test_schema_covers_every_phase_and_the_choices() -> None:
         assert {s.key for s in phase.sections} <= set(phase_def["properties"]), phase.key
     vector_db = defs["RetrievalPhase"]["properties"]["vector_database"]
     enums = [b.get("enum") for b in vector_db["anyOf"] if b.get("type") == "string"]
-    assert enums == [catalog().section("retrieval.vector_database").option_ids]
-    assert enums[0] == ["pinecone", "weaviate", "qdrant", "chroma", "faiss"]
+    option_ids = catalog().section("retrieval.vector_database").option_ids
+    assert option_ids == ["pinecone", "weaviate", "qdrant", "chroma", "faiss"]
+    # the checklist's options first, in its order, then registered stores that no option names (pgvector…)
+    registered = [n for n in registry().names(Category.VECTOR_STORE) if n not in option_ids]
+    assert enums == [[*option_ids, *registered]]
     # a bare name is as valid as {provider: name}: the schema must say so (the example spec uses both)
     assert {b.get("type") for b in vector_db["anyOf"]} >= {"string", "object"}
     sources = defs["DataPhase"]["properties"]["sources"]["items"]

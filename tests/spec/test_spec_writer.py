@@ -10,7 +10,7 @@ from ruamel.yaml import YAML
 from flightdeck.spec import writer
 from flightdeck.spec.catalog import catalog
 from flightdeck.spec.loader import check_spec
-from flightdeck.spec.status import OptionStatus
+from flightdeck.spec.status import OptionStatus, option_status
 from flightdeck.spec.writer import default_choices, default_sources, format_value, render_spec
 
 pytestmark = pytest.mark.unit
@@ -30,6 +30,23 @@ def _check(tmp_path: Path, text: str):
     path = tmp_path / "flightdeck.yaml"
     path.write_text(text, encoding="utf-8")
     return check_spec(path)
+
+
+def _marks(text: str, heading: str) -> list[str]:
+    """The options written next to a section's heading comment, its wrapped continuation lines included."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"  # {heading}: "))
+    body = lines[start][len(f"  # {heading}: "):]
+    for line in lines[start + 1:]:
+        if not line.startswith("  #     "):
+            break
+        body += " " + line[len("  #     "):]
+    return [m.strip() for m in body.split(" | ")]
+
+
+def _expected_mark(key: str, option_id: str) -> str:
+    state = option_status(key).state
+    return option_id if state == "ready" else f"{option_id} ({state})"
 
 
 def test_rag_template_parses_and_validates(tmp_path: Path) -> None:
@@ -64,11 +81,14 @@ def test_chosen_sections_are_real_yaml(tmp_path: Path) -> None:
 
 def test_comments_carry_the_seed_wording_and_status() -> None:
     text = render_spec("p", _rag(), sources=default_sources())
-    assert "# 2.2 Choose Vector Database (Single-select): pinecone (planned) | " in text
+    # every option of the section, in the seed's order, marked with its status in this build
+    section = catalog().section("retrieval.vector_database")
+    marks = _marks(text, section.heading)
+    assert marks == [_expected_mark(o.key, o.id) for o in section.options]
     assert "# 1.3 Data Preprocessing (Multi-select): cleaning_normalization | tokenization" in text
     assert "image_augmentation (planned)" in text
     # ready options carry no mark
-    assert "faiss (" not in text and "| faiss\n" in text
+    assert "faiss" in marks and "faiss (" not in text
     for phase in catalog().phases:
         assert f"# {phase.heading}" in text
         for section in phase.sections:
@@ -182,4 +202,7 @@ def test_needs_extra_options_are_marked(monkeypatch: pytest.MonkeyPatch) -> None
 
     monkeypatch.setattr(writer, "option_status", fake)
     text = render_spec("p", _rag(), sources=default_sources())
-    assert "| faiss (needs extra)\n" in text
+    marks = _marks(text, "2.2 Choose Vector Database (Single-select)")
+    assert marks[-1] == "faiss (needs extra)"  # faiss is the section's last option
+    assert "faiss" not in marks
+    assert [m.split(" ")[0] for m in marks] == catalog().section("retrieval.vector_database").option_ids

@@ -174,7 +174,7 @@ class _Questionnaire:
         for option_id in picked:
             status = states[f"{section.path}.{option_id}"]
             if status.state == "planned":
-                return (f"'{option_id}' is planned: not implemented in this build yet. "
+                return (f"'{option_id}' is planned: {status.detail}. "
                         f"Ready here: {', '.join(ready) or 'nothing yet'}. Choose again.")
             if status.state == "needs extra":
                 return (f"'{option_id}' is not installed: {status.detail}. Install it and run init again, "

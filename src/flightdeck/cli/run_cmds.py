@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -47,18 +48,38 @@ class Mode(StrEnum):
     keyword = "keyword"
 
 
+def parse_where_option(raw: str | None) -> dict[str, Any] | None:
+    """``--where`` as a filter dict, or a usage error (exit 2) that says what is wrong with it."""
+    if raw is None:
+        return None
+    from flightdeck.retrieval.filters import FilterError, parse_filter
+
+    try:
+        value = json.loads(raw)
+        parse_filter(value, "--where")
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not valid JSON ({exc.msg} at character {exc.pos})", param_hint="--where") from None
+    except FilterError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--where") from None
+    return value
+
+
 def search(
     query: Annotated[str, typer.Argument(help="what to look for")],
     k: Annotated[int | None, typer.Option("--k", "-k", min=1, max=1000, help="hits to return")] = None,
     mode: Annotated[Mode | None, typer.Option("--mode", "-m", help="hybrid, vector or keyword")] = None,
+    where: Annotated[str | None, typer.Option(
+        "--where", "-w", help='metadata filter as JSON, e.g. \'{"lang": "en", "year": {"$gte": 2020}}\'; '
+        "needs metadata_filtering in retrieval.system")] = None,
     spec: SpecOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Search the index: BM25 and vectors fused by reciprocal rank (or one of them with --mode)."""
+    """Search the index: BM25 and vectors fused (or one of them with --mode), optionally filtered."""
     from flightdeck.project import Project
 
+    condition = parse_where_option(where)
     with errors_to_exit(as_json):
-        result = Project.load(spec).search(query, k=k, mode=mode.value if mode else None)
+        result = Project.load(spec).search(query, k=k, mode=mode.value if mode else None, where=condition)
     if as_json:
         print_json(result.to_dict())
         return

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flightdeck.pipeline.steps import EmbedStep, IndexStep, IngestStep
+from flightdeck.pipeline.index_step import IndexStep
+from flightdeck.pipeline.steps import EmbedStep, IngestStep
 from flightdeck.registry import Category, registry
 
 if TYPE_CHECKING:
@@ -43,5 +44,5 @@ def build_rag_steps(project: Project) -> list[Any]:
                    cleaning=spec.data.cleaning, splitter=splitter),
         EmbedStep(ws, project.embedder),
         IndexStep(ws, project.embedder, project.store_factory(), store_ref.provider,
-                  project.provider_settings(store_ref)),
+                  project.provider_settings(store_ref), keyword_index=spec.retrieval.search.keyword_index),
     ]

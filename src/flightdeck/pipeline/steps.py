@@ -10,8 +10,6 @@ produces the same result as an uninterrupted run.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from dataclasses import dataclass, field, replace
 from importlib.util import find_spec
@@ -35,10 +33,9 @@ from flightdeck.workspace.schema import (
     document_signatures,
     documents,
     embeddings,
-    index_versions,
 )
 
-__all__ = ["SourceBinding", "IngestStep", "EmbedStep", "IndexStep", "EMBED_COMMIT_ROWS"]
+__all__ = ["SourceBinding", "IngestStep", "EmbedStep", "EMBED_COMMIT_ROWS"]
 
 # Vectors are committed in groups of this many rows: a kill loses at most one group of work.
 EMBED_COMMIT_ROWS = 128
@@ -492,73 +489,3 @@ class EmbedStep:
         return StepResult(stable_hash([model_id, hashes]), {
             "embedded": total, "cached": len(hashes) - total if len(hashes) >= total else 0,
             "seconds": {k: round(v, 4) for k, v in seconds.items()}})
-
-
-class IndexStep:
-    """Build the vector index from cached vectors into a new folder, then switch ``current_index``."""
-
-    name = "index"
-
-    def __init__(self, ws: Workspace, embedder: Any, store_factory: Any, store_name: str,
-                 store_config: dict[str, Any]) -> None:
-        self.ws = ws
-        self.embedder = embedder
-        self.store_factory = store_factory
-        self.store_name = store_name
-        self.store_config = store_config
-
-    def plan(self) -> tuple[str, str]:
-        return (stable_hash(_text_hashes(self.ws)),
-                stable_hash({"model": self.embedder.model_id, "store": self.store_name, **self.store_config}))
-
-    def run(self, run_id: str, reporter: Reporter) -> StepResult:
-        model_id = self.embedder.model_id
-        pairs = _text_hashes(self.ws)
-        with self.ws.engine.connect() as conn:
-            vecs = {r[0]: r[1] for r in conn.execute(select(embeddings.c.text_hash, embeddings.c.vector)
-                                                     .where(embeddings.c.model_id == model_id))}
-        missing = [cid for cid, h in pairs if h not in vecs]
-        if missing:
-            raise FlightdeckError(f"{len(missing)} chunks have no vector for {model_id} (first: {missing[0]});"
-                                  " the embed step did not finish — run again")
-        dim = self.embedder.dimension
-        matrix = np.frombuffer(b"".join(vecs[h] for _, h in pairs), dtype="<f4").reshape(len(pairs), dim) \
-            if pairs else np.zeros((0, dim), dtype=np.float32)
-        store = self.store_factory()
-        store.build([cid for cid, _ in pairs], matrix)
-        indexes = self.ws.root / "indexes"
-        tmp = indexes / f".tmp-{run_id}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        store.save(tmp)
-        file_hashes = {p.name: self.ws.artifacts.put_bytes(p.read_bytes()) for p in sorted(tmp.iterdir())}
-        index_id = stable_hash({"files": file_hashes, "model": model_id, "store": self.store_name})
-        final = indexes / index_id
-        if final.exists():
-            shutil.rmtree(tmp)
-        else:
-            for p in tmp.iterdir():
-                with p.open("rb+") as fh:
-                    os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        with self.ws.engine.begin() as conn:
-            if conn.execute(select(index_versions.c.id).where(index_versions.c.id == index_id)).first() is None:
-                conn.execute(insert(index_versions).values(
-                    id=index_id, created_at=time.time(), run_id=run_id,
-                    dataset_version=self.ws.get_state("current_dataset") or "", embedder=model_id, dim=dim,
-                    store=self.store_name, chunk_count=len(pairs),
-                    index_artifact=next(iter(file_hashes.values()), ""),
-                    ids_artifact=stable_hash(file_hashes)))
-            self.ws.set_state(conn, "current_index", index_id)
-        self._drop_old_folders(keep=index_id)
-        return StepResult(index_id, {"vectors": len(pairs), "index_version": index_id[:12]})
-
-    def _drop_old_folders(self, keep: str) -> None:
-        # Older index folders stay reproducible from their artifacts; keep the two newest for readers that
-        # opened the previous one moments ago.
-        folders = sorted((p for p in (self.ws.root / "indexes").iterdir() if p.is_dir() and not p.name.startswith(".")),
-                         key=lambda p: p.stat().st_mtime, reverse=True)
-        for p in folders[2:]:
-            if p.name != keep:
-                shutil.rmtree(p, ignore_errors=True)
-        for p in (self.ws.root / "indexes").glob(".tmp-*"):
-            shutil.rmtree(p, ignore_errors=True)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from sqlalchemy import Connection, Engine, text
+
+from flightdeck.retrieval.filters import Filter, to_sql
 
 __all__ = ["KeywordIndex", "fts_query"]
 
@@ -38,14 +41,22 @@ class KeywordIndex:
             marks = ", ".join(f":p{i}" for i in range(len(batch)))
             conn.execute(text(f"DELETE FROM chunks_fts WHERE chunk_id IN ({marks})"), params)
 
-    def search(self, query: str, k: int) -> list[tuple[str, float]]:
-        """``(chunk_id, bm25 score)``, best first; higher is better."""
+    def search(self, query: str, k: int, where: Filter | None = None) -> list[tuple[str, float]]:
+        """``(chunk_id, bm25 score)``, best first; higher is better. ``where`` filters on the chunk payloads
+        that the index step keeps in ``chunk_payloads``, inside the same SQL query (pushed down)."""
         match = fts_query(query)
         if not match:
             return []
+        params: dict[str, Any] = {"q": match, "k": k}
+        if where is None:
+            sql = ("SELECT chunk_id, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH :q "
+                   "ORDER BY s LIMIT :k")
+        else:
+            condition = to_sql(where, "p.payload", params)
+            sql = ("SELECT chunks_fts.chunk_id, bm25(chunks_fts) AS s FROM chunks_fts "
+                   "JOIN chunk_payloads p ON p.chunk_id = chunks_fts.chunk_id "
+                   f"WHERE chunks_fts MATCH :q AND {condition} ORDER BY s LIMIT :k")
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                text("SELECT chunk_id, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH :q "
-                     "ORDER BY s LIMIT :k"), {"q": match, "k": k}).fetchall()
+            rows = conn.execute(text(sql), params).fetchall()
         # FTS5's bm25() is negative, lower is better: flip it so that every retriever ranks high-first.
         return [(cid, -float(s)) for cid, s in rows]

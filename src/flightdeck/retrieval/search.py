@@ -1,4 +1,5 @@
-"""Search over the current index: BM25, vectors, or both fused by weighted reciprocal rank."""
+"""Search over the current index: BM25, vectors, or both fused — by weighted reciprocal rank (``rrf``) or by
+weighted min-max-normalised scores (``weighted``) — with metadata filters pushed into both retrievers."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from typing import Any
 from sqlalchemy import select
 
 from flightdeck.errors import IndexMismatchError, WorkspaceError
+from flightdeck.retrieval.filters import Filter, parse_filter
 from flightdeck.retrieval.keyword import KeywordIndex
 from flightdeck.workspace import Workspace
 from flightdeck.workspace.schema import chunks, documents, index_versions
 
-__all__ = ["SearchHit", "SearchResult", "HybridSearcher", "reciprocal_rank_fusion"]
+__all__ = ["SearchHit", "SearchResult", "HybridSearcher", "reciprocal_rank_fusion", "weighted_score_fusion"]
 
 
 @dataclass
@@ -58,6 +60,24 @@ def reciprocal_rank_fusion(rankings: dict[str, list[str]], weights: dict[str, fl
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
+def weighted_score_fusion(results: dict[str, list[tuple[str, float]]], weights: dict[str, float]
+                          ) -> list[tuple[str, float]]:
+    """Fuse scored lists: each retriever's scores min-max normalised to [0, 1] over its own candidates, then
+    ``score(d) = Σ weight_r · norm_r(d)`` (a document a retriever did not return gets 0 from it)."""
+    scores: dict[str, float] = {}
+    for name, hits in results.items():
+        if not hits:
+            continue
+        w = weights.get(name, 1.0)
+        values = [s for _, s in hits]
+        lo, hi = min(values), max(values)
+        span = hi - lo
+        for doc, s in hits:
+            norm = (s - lo) / span if span > 0 else 1.0
+            scores[doc] = scores.get(doc, 0.0) + w * norm
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
 class HybridSearcher:
     """Reads the workspace's current index version; checks it was built with the configured embedder."""
 
@@ -69,6 +89,8 @@ class HybridSearcher:
         self.keyword = KeywordIndex(ws.engine)
         self._store: Any = None
         self._store_version: str | None = None
+        self._bm25: Any = None
+        self._bm25_version: str | None = None
 
     def index_version(self) -> str:
         version = self.ws.get_state("current_index")
@@ -79,6 +101,8 @@ class HybridSearcher:
     def _vector_store(self, version: str) -> Any:
         if self._store is not None and self._store_version == version:
             return self._store
+        from flightdeck.pipeline.index_step import store_location
+
         with self.ws.engine.connect() as conn:
             row = conn.execute(select(index_versions).where(index_versions.c.id == version)).mappings().first()
         if row is None:
@@ -88,20 +112,43 @@ class HybridSearcher:
                 f"the index ({version[:12]}) was built with {row['embedder']} (dimension {row['dim']}), but the "
                 f"spec configures {self.embedder.model_id}; run `flightdeck run` to rebuild the vectors")
         store = self.store_factory()
-        store.load(self.ws.root / "indexes" / version)
+        versioned = bool(getattr(store, "versioned", False))
+        if not versioned and not row["collection"]:
+            raise IndexMismatchError(
+                f"the index ({version[:12]}) was built with the {row['store']} store, not with the one the spec "
+                "configures now; run `flightdeck run` to rebuild it")
+        store.open(store_location(self.ws, versioned, version, row["store"], row["collection"] or version[:20],
+                                  int(row["dim"])))
+        if self._store is not None:
+            self._store.close()
         self._store, self._store_version = store, version
         return store
 
-    def search(self, query: str, k: int | None = None, mode: str | None = None) -> SearchResult:
+    def _bm25_index(self, version: str) -> Any:
+        """The index version's BM25 index, or None to search FTS5 (``keyword_index: fts5``, or an index
+        built before the BM25 index existed)."""
+        if getattr(self.settings, "keyword_index", "bm25") != "bm25":
+            return None
+        if self._bm25_version != version:
+            from flightdeck.retrieval.bm25 import KEYWORD_FOLDER, Bm25Index
+
+            folder = self.ws.root / "indexes" / version / KEYWORD_FOLDER
+            self._bm25 = Bm25Index.load(folder) if Bm25Index.exists(folder) else None
+            self._bm25_version = version
+        return self._bm25
+
+    def search(self, query: str, k: int | None = None, mode: str | None = None,
+               where: dict[str, Any] | Filter | None = None) -> SearchResult:
+        """The top ``k`` chunks for ``query``; ``where`` is a metadata filter (see :mod:`..filters`)."""
         s = self.settings
         k = k or s.k
         mode = mode or s.mode
         if mode not in ("hybrid", "vector", "keyword"):
             raise ValueError(f"unknown search mode {mode!r}; use hybrid, vector or keyword")
+        condition = parse_filter(where, "where") if isinstance(where, dict) or where is None else where
         version = self.index_version()
         timings: dict[str, float] = {}
-        rankings: dict[str, list[str]] = {}
-        ranks: dict[str, dict[str, int]] = {}
+        results: dict[str, list[tuple[str, float]]] = {}
         depth = max(s.candidates, k)
         if mode in ("vector", "hybrid"):
             store = self._vector_store(version)
@@ -109,25 +156,25 @@ class HybridSearcher:
             qv = self.embedder.embed_query(query)
             timings["embed_query"] = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
-            vec_hits = store.search(qv, depth)
+            results["vector"] = store.search(qv, depth, condition)
             timings["vector"] = (time.perf_counter() - t) * 1000
-            rankings["vector"] = [cid for cid, _ in vec_hits]
         if mode in ("keyword", "hybrid"):
             t = time.perf_counter()
-            kw_hits = self.keyword.search(query, depth)
+            bm25 = self._bm25_index(version)
+            results["keyword"] = (bm25 or self.keyword).search(query, depth, condition)
             timings["keyword"] = (time.perf_counter() - t) * 1000
-            rankings["keyword"] = [cid for cid, _ in kw_hits]
-        for name, ids in rankings.items():
-            for rank, cid in enumerate(ids, 1):
+        ranks: dict[str, dict[str, int]] = {}
+        for name, hits in results.items():
+            for rank, (cid, _) in enumerate(hits, 1):
                 ranks.setdefault(cid, {})[name] = rank
         t = time.perf_counter()
-        if mode == "hybrid":
-            fused = reciprocal_rank_fusion(rankings, {"keyword": s.keyword_weight, "vector": s.vector_weight},
-                                           s.rrf_k)[:k]
-        elif mode == "vector":
-            fused = vec_hits[:k]
+        weights = {"keyword": s.keyword_weight, "vector": s.vector_weight}
+        if mode != "hybrid":
+            fused = results[mode][:k]
+        elif s.fusion == "weighted":
+            fused = weighted_score_fusion(results, weights)[:k]
         else:
-            fused = kw_hits[:k]
+            fused = reciprocal_rank_fusion({n: [c for c, _ in h] for n, h in results.items()}, weights, s.rrf_k)[:k]
         hits = self._hydrate(fused, ranks)
         timings["fuse_fetch"] = (time.perf_counter() - t) * 1000
         return SearchResult(query, mode, hits, version, {n: round(v, 3) for n, v in timings.items()})

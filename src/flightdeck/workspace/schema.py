@@ -17,7 +17,8 @@ from sqlalchemy import (
 )
 
 __all__ = ["metadata", "documents", "chunks", "embeddings", "runs", "step_runs", "dataset_versions",
-           "index_versions", "state", "dataset_version_documents", "document_signatures", "dataset_splits"]
+           "index_versions", "chunk_payloads", "store_sync", "state", "dataset_version_documents",
+           "document_signatures", "dataset_splits"]
 
 metadata = MetaData()
 
@@ -103,6 +104,21 @@ index_versions = Table(
     Column("chunk_count", Integer, nullable=False),
     Column("index_artifact", String(64), nullable=False),
     Column("ids_artifact", String(64), nullable=False),
+    Column("collection", String, nullable=True, comment="the live collection of a non-versioned store"),
+)
+
+chunk_payloads = Table(
+    "chunk_payloads", metadata,
+    Column("chunk_id", String, ForeignKey("chunks.id", ondelete="CASCADE"), primary_key=True),
+    Column("payload", JSON, nullable=False, comment="normalised, filterable metadata"),
+    Column("payload_hash", String(64), nullable=False),
+)
+
+store_sync = Table(
+    "store_sync", metadata,
+    Column("collection", String, primary_key=True),
+    Column("chunk_id", String, primary_key=True),
+    Column("entry_hash", String(64), nullable=False, comment="hash of the vector's text and payload"),
 )
 
 state = Table(

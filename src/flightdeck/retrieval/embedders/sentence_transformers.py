@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -30,6 +30,7 @@ class SentenceTransformersConfig(BaseModel):
     """Settings of ``embedding_model: {provider: sentence_transformers, ...}``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    path_settings: ClassVar[tuple[str, ...]] = ("model",)  # resolved from the spec's folder
     model: str | None = Field(None, description="local model folder; default: the packaged all-MiniLM-L6-v2")
     batch_size: int = Field(64, ge=1, le=4096)
     device: str | None = Field(None, description="cpu, cuda, cuda:1, mps; default: cuda when present")

