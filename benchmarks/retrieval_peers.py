@@ -86,8 +86,13 @@ def source_state() -> dict[str, Any]:
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    return {"flightdeck_module": str(Path(flightdeck.__file__).parent), "checkout_commit": git("rev-parse", "HEAD"),
-            "checkout_dirty_files": len(git("status", "--porcelain").splitlines())}
+    module = Path(flightdeck.__file__).resolve().parent
+    out: dict[str, Any] = {"flightdeck_module": str(module), "checkout_commit": git("rev-parse", "HEAD"),
+                           "checkout_dirty_files": len(git("status", "--porcelain").splitlines())}
+    marker = module.parent.parent / "COMMIT"  # a snapshot made as benchmarks/README.md shows
+    if not module.is_relative_to(ROOT) and marker.is_file():
+        out["snapshot_commit"] = marker.read_text().strip()
+    return out
 
 
 def _version(package: str) -> str | None:
@@ -480,7 +485,7 @@ def ratios(results: dict[str, dict[str, Any]]) -> None:
 
 
 def markdown(out: dict[str, Any]) -> str:
-    res, ds, m = out["results"], out["dataset"], out["machine"]
+    res, ds, m, src = out["results"], out["dataset"], out["machine"], out.get("source")
     lines = [
         f"## Hybrid retrieval beside LlamaIndex, Haystack and a plain script ({ds['source'].rsplit('/', 1)[-1]}, "
         f"{ds['split']} split)",
@@ -493,7 +498,10 @@ def markdown(out: dict[str, Any]) -> str:
         "",
         f"Machine: {m['cpu']} ({m['cores']} cores), torch {m['torch']} with {m['torch_threads']} threads, "
         f"sentence-transformers {m['sentence_transformers']}, Python {m['python']}. "
-        f"{ds['documents']:,} documents, {ds['queries']} judged queries; one run. The indexes are built one "
+        + (f"flightdeck at commit {src['snapshot_commit'][:7]} (a snapshot of `src/`). " if src and "snapshot_commit"
+           in src else f"flightdeck from the checkout at {src['checkout_commit'][:7]} with "
+           f"{src['checkout_dirty_files']} uncommitted files. " if src else "")
+        + f"{ds['documents']:,} documents, {ds['queries']} judged queries; one run. The indexes are built one "
         "after the other; then every query goes through every framework in turn (interleaved), one query at a "
         "time after one warm-up query each; latencies are the median (p50) and p99 over the queries. "
         f"1-minute load average during the queries: median {statistics.median(out['query_loadavg1']):.1f} "

@@ -76,8 +76,13 @@ def source_state() -> dict[str, Any]:
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    return {"flightdeck_module": str(Path(flightdeck.__file__).parent), "checkout_commit": git("rev-parse", "HEAD"),
-            "checkout_dirty_files": len(git("status", "--porcelain").splitlines())}
+    module = Path(flightdeck.__file__).resolve().parent
+    out: dict[str, Any] = {"flightdeck_module": str(module), "checkout_commit": git("rev-parse", "HEAD"),
+                           "checkout_dirty_files": len(git("status", "--porcelain").splitlines())}
+    marker = module.parent.parent / "COMMIT"  # a snapshot made as benchmarks/README.md shows
+    if not module.is_relative_to(ROOT) and marker.is_file():
+        out["snapshot_commit"] = marker.read_text().strip()
+    return out
 
 
 # --------------------------------------------------------------------------------------------- the index
@@ -400,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def markdown(out: dict[str, Any]) -> str:
     rows = sorted(out["rows"], key=lambda r: -r["metrics"]["ndcg@10"])
-    m = out["machine"]
+    m, src = out["machine"], out["source"]
     best, chosen, default_row = out["best"], out["chosen"], out["default_row"]
 
     def line(r: dict[str, Any], mark: str = "") -> str:
@@ -429,7 +434,11 @@ def markdown(out: dict[str, Any]) -> str:
         out["command"],
         "```",
         "",
-        f"Machine: {m['cpu']} ({m['cores']} cores), torch {m['torch']}. {out['queries']} judged queries of the "
+        f"Machine: {m['cpu']} ({m['cores']} cores), torch {m['torch']}. "
+        + (f"flightdeck at commit {src['snapshot_commit'][:7]} (a snapshot of `src/`). " if "snapshot_commit" in src
+           else f"flightdeck from the checkout at {src['checkout_commit'][:7]} with {src['checkout_dirty_files']} "
+           "uncommitted files. ")
+        + f"{out['queries']} judged queries of the "
         f"{out['split']} split; the test split stays held out. Each retriever's top {fetch['depth']} chunks per "
         f"query were fetched once through `project.search` ({fetch['s']} s"
         + (f", load average {statistics.median(loads):.1f}" if loads else "") + "); the "
@@ -482,7 +491,7 @@ def markdown(out: dict[str, Any]) -> str:
     ratio_grid = WEIGHTED_RATIOS if bs.get("fusion") == "weighted" else RRF_RATIOS
     if bs["keyword_weight"] in (min(ratio_grid), max(ratio_grid)):
         edges.append(f"keyword:vector {bs['keyword_weight']:g}:1")
-    if bs["candidates"] in (min(CANDIDATES), EVAL_API_CHUNKS):
+    if bs["candidates"] in (min(CANDIDATES), max(CANDIDATES), EVAL_API_CHUNKS):
         edges.append(f"candidates {bs['candidates']}")
     lines += [
         "",

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from flightdeck import IndexMismatchError, Project
 from flightdeck.cli.main import app
 from flightdeck.models.generators.extractive import NOT_FOUND
+from flightdeck.pipeline.progress import NullReporter
 
 pytestmark = pytest.mark.integration
 
@@ -81,6 +82,17 @@ def test_a_changed_embedding_model_is_refused_until_rebuilt(built: Project, tmp_
     changed = Project.load(root)
     with pytest.raises(IndexMismatchError, match="was built with sentence_transformers:all-MiniLM-L6-v2"):
         changed.search("sprockets")
-    steps = {s.step: s for s in changed.run().steps}
+    events: list[tuple[str, dict]] = []
+
+    class Recorder(NullReporter):
+        def event(self, name: str, **fields: object) -> None:
+            events.append((name, fields))
+
+    steps = {s.step: s for s in changed.run(Recorder()).steps}
     assert steps["ingest"].status == "succeeded" and steps["embed"].counts["embedded"] > 0
+    # the run says so: in the embed step's counts and as an event (a line on the terminal, JSON with --json)
+    old_id, new_id = built.embedder.model_id, changed.embedder.model_id
+    assert steps["embed"].counts["model_changed"] == f"{old_id} -> {new_id}"
+    changed_events = [f for n, f in events if n == "model_changed"]
+    assert changed_events and changed_events[0]["previous"] == old_id and changed_events[0]["current"] == new_id
     assert changed.search("sprockets").hits

@@ -93,6 +93,10 @@ class RichReporter:
                 + (f" in {took:.1f}s" if took is not None else "") + (f" ({detail})" if detail else ""))
         elif name == "item_failed":
             self._progress.console.print(f"[yellow]![/] {fields.get('uri')}: {fields.get('reason')}")
+        elif name == "model_changed":
+            self._progress.console.print(
+                f"[yellow]![/] the embedding model changed ({fields.get('previous')} -> {fields.get('current')}): "
+                f"embedding {fields.get('texts')} chunk texts again and rebuilding the index")
 
     def progress(self, step: str, done: int, total: int) -> None:
         task = self._tasks.get(step)

@@ -33,6 +33,7 @@ from flightdeck.workspace.schema import (
     document_signatures,
     documents,
     embeddings,
+    index_versions,
 )
 
 __all__ = ["SourceBinding", "IngestStep", "EmbedStep", "EMBED_COMMIT_ROWS"]
@@ -459,6 +460,11 @@ class EmbedStep:
             for text_hash, indexed_text in conn.execute(select(chunks.c.text_hash, chunks.c.indexed_text)):
                 if text_hash not in have:
                     texts.setdefault(text_hash, indexed_text)
+        previous = self._previous_model()
+        if previous and previous != model_id:
+            # say so: every chunk is embedded again (vectors of one model never mix with another's)
+            reporter.event("model_changed", step=self.name, previous=previous, current=model_id,
+                           texts=len(texts))
         todo = sorted(texts.items())
         # Longest texts first within the run keeps padding low inside each encoder batch.
         todo.sort(key=lambda kv: len(kv[1]), reverse=True)
@@ -486,6 +492,16 @@ class EmbedStep:
         t0 = clock()
         hashes = sorted({h for _, h in _text_hashes(self.ws)})
         seconds["read"] += clock() - t0
-        return StepResult(stable_hash([model_id, hashes]), {
-            "embedded": total, "cached": len(hashes) - total if len(hashes) >= total else 0,
-            "seconds": {k: round(v, 4) for k, v in seconds.items()}})
+        counts: dict[str, Any] = {"embedded": total, "cached": len(hashes) - total if len(hashes) >= total else 0}
+        if previous and previous != model_id:
+            counts["model_changed"] = f"{previous} -> {model_id}"
+        counts["seconds"] = {k: round(v, 4) for k, v in seconds.items()}
+        return StepResult(stable_hash([model_id, hashes]), counts)
+
+    def _previous_model(self) -> str | None:
+        """The embedding model of the current index, if there is one."""
+        version = self.ws.get_state("current_index")
+        if version is None:
+            return None
+        with self.ws.engine.connect() as conn:
+            return conn.execute(select(index_versions.c.embedder).where(index_versions.c.id == version)).scalar()

@@ -6,14 +6,16 @@ step therefore also builds this static index next to the vectors of each index v
 term's BM25 contribution per chunk as a sparse matrix, so a query is a sum of a few sparse rows — a few
 milliseconds at a million chunks — and it is memory-mapped, so opening it is instant.
 
-Tokens are made as FTS5's ``unicode61`` tokenizer makes them (lower case, diacritics removed, split on
-anything that is not a letter or a digit), so BM25 ranks the same in both; BM25 parameters are Lucene's
-(k1 1.2, b 0.75). Metadata filters are applied to the scores before the top k is taken (pushed down),
+Tokens are made as the workspace's FTS5 tokenizer (``porter unicode61``) makes them: lower case,
+diacritics removed, split on anything that is not a letter or a digit, then Porter-stemmed (PyStemmer's
+``porter``, the same algorithm), so BM25 ranks the same in both; BM25 parameters are Lucene's (k1 1.2,
+b 0.75). Metadata filters are applied to the scores before the top k is taken (pushed down),
 with the payloads saved beside the index.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
@@ -40,11 +42,21 @@ def _bm25s() -> Any:
     return bm25s
 
 
+@functools.cache
+def _stemmer() -> Any:
+    try:
+        import Stemmer
+    except ImportError as exc:
+        raise MissingDependencyError("the BM25 keyword index needs: pip install 'flightdeck[bm25s]'"
+                                     " (PyStemmer)") from exc
+    return Stemmer.Stemmer("porter")
+
+
 def tokenize(text: str) -> list[str]:
-    """Lower-cased words without diacritics, split as FTS5's unicode61 tokenizer splits them."""
+    """Lower-cased, Porter-stemmed words without diacritics, as FTS5's ``porter unicode61`` makes them."""
     folded = unicodedata.normalize("NFKD", text.lower())
     folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
-    return _TOKEN.findall(folded)
+    return _stemmer().stemWords(_TOKEN.findall(folded))
 
 
 class Bm25Index:
