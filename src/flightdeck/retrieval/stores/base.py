@@ -25,7 +25,7 @@ import numpy as np
 
 from flightdeck.retrieval.filters import Filter
 
-__all__ = ["VectorStore", "StoreLocation", "check_batch"]
+__all__ = ["VectorStore", "StoreLocation", "check_batch", "typed_key", "typed_payload"]
 
 
 @dataclass(frozen=True)
@@ -81,3 +81,24 @@ def check_batch(ids: list[str], vectors: np.ndarray, payloads: list[dict[str, An
     if len(set(ids)) != len(ids):
         raise ValueError("upsert got the same id twice in one batch")
     return matrix
+
+
+def typed_key(key: str, value: Any) -> str:
+    """The key under which a store without typed filters keeps ``value``: ``b_``, ``n_`` or ``s_`` + ``key``.
+
+    Weaviate and Pinecone compare values across types (``true`` with ``1``), so a store keeps each type
+    under its own key: a boolean condition then never reads a number and a range only reads numbers."""
+    if isinstance(value, bool):
+        return f"b_{key}"
+    if isinstance(value, (int, float)):
+        return f"n_{key}"
+    if isinstance(value, str):
+        return f"s_{key}"
+    raise TypeError(f"payload value {value!r} under {key!r} is not a string, number or boolean")
+
+
+def typed_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """Every payload value under its :func:`typed_key`, integers as floats."""
+    return {typed_key(k, v): float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+            for k, v in payload.items()}
+

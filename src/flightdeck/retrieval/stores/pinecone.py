@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from flightdeck.errors import FlightdeckError, MissingDependencyError
 from flightdeck.retrieval.filters import AllOf, AnyOf, Condition, Filter
-from flightdeck.retrieval.stores.base import StoreLocation, check_batch
+from flightdeck.retrieval.stores.base import StoreLocation, check_batch, typed_key, typed_payload
 
 __all__ = ["PineconeConfig", "PineconeStore", "PineconeStoreError", "CHUNK_ID_KEY", "ID_PREFIX",
            "vector_id", "metadata_key", "pinecone_metadata", "to_pinecone_filter", "index_name"]
@@ -130,24 +130,12 @@ def vector_id(chunk_id: str) -> str:
     return ID_PREFIX + str(uuid.uuid5(CHUNK_NAMESPACE, chunk_id))
 
 
-def metadata_key(key: str, value: Any) -> str:
-    """The typed metadata key that stores ``value`` under the payload key ``key``."""
-    if isinstance(value, bool):
-        return f"b_{key}"
-    if isinstance(value, (int, float)):
-        return f"n_{key}"
-    if isinstance(value, str):
-        return f"s_{key}"
-    raise TypeError(f"payload value {value!r} under {key!r} is not a string, number or boolean")
+metadata_key = typed_key  # the typed metadata key that stores a value under a payload key
 
 
 def pinecone_metadata(chunk_id: str, payload: dict[str, Any]) -> dict[str, Any]:
     """A vector's metadata: the chunk id plus each payload value under its typed key."""
-    meta: dict[str, Any] = {CHUNK_ID_KEY: chunk_id}
-    for key, value in payload.items():
-        meta[metadata_key(key, value)] = float(value) if isinstance(value, int) and not isinstance(
-            value, bool) else value
-    return meta
+    return {CHUNK_ID_KEY: chunk_id, **typed_payload(payload)}
 
 
 def to_pinecone_filter(f: Filter) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from flightdeck.errors import FlightdeckError, MissingDependencyError
 from flightdeck.retrieval.filters import AllOf, AnyOf, Condition, Filter
-from flightdeck.retrieval.stores.base import StoreLocation, check_batch
+from flightdeck.retrieval.stores.base import StoreLocation, check_batch, typed_key, typed_payload
 
 __all__ = ["WeaviateConfig", "WeaviateStore", "WeaviateStoreError", "CHUNK_ID_PROPERTY", "VECTOR_NAME",
            "object_uuid", "property_name", "to_weaviate_filter", "weaviate_properties"]
@@ -122,24 +122,12 @@ def object_uuid(chunk_id: str) -> str:
     return str(uuid.uuid5(CHUNK_NAMESPACE, chunk_id))
 
 
-def property_name(key: str, value: Any) -> str:
-    """The typed property that stores ``value`` under the payload key ``key``."""
-    if isinstance(value, bool):
-        return f"b_{key}"
-    if isinstance(value, (int, float)):
-        return f"n_{key}"
-    if isinstance(value, str):
-        return f"s_{key}"
-    raise TypeError(f"payload value {value!r} under {key!r} is not a string, number or boolean")
+property_name = typed_key  # the typed property that stores a value under a payload key
 
 
 def weaviate_properties(chunk_id: str, payload: dict[str, Any]) -> dict[str, Any]:
     """The object's properties: the chunk id plus each payload value under its typed name."""
-    props: dict[str, Any] = {CHUNK_ID_PROPERTY: chunk_id}
-    for key, value in payload.items():
-        props[property_name(key, value)] = float(value) if isinstance(value, int) and not isinstance(
-            value, bool) else value
-    return props
+    return {CHUNK_ID_PROPERTY: chunk_id, **typed_payload(payload)}
 
 
 def _data_type(prop: str) -> str:
