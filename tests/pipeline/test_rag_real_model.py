@@ -96,3 +96,28 @@ def test_a_changed_embedding_model_is_refused_until_rebuilt(built: Project, tmp_
     changed_events = [f for n, f in events if n == "model_changed"]
     assert changed_events and changed_events[0]["previous"] == old_id and changed_events[0]["current"] == new_id
     assert changed.search("sprockets").hits
+
+
+def test_a_query_is_embedded_on_one_thread_and_the_count_is_restored(built: Project) -> None:
+    import torch
+
+    from flightdeck.retrieval.embedders.sentence_transformers import cpu_threads
+
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    original = built.embedder._encode
+
+    def spy(texts: list[str]):
+        seen.append(torch.get_num_threads())
+        return original(texts)
+
+    built.embedder._encode = spy
+    try:
+        built.embedder.embed_query("sprockets")
+        built.embedder.embed_documents(["a widget", "a sprocket"])
+    finally:
+        del built.embedder._encode
+    assert seen == [1, before]
+    assert torch.get_num_threads() == before
+    with cpu_threads(None):
+        assert torch.get_num_threads() == before

@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from flightdeck.errors import FlightdeckError, MissingDependencyError
-from flightdeck.retrieval.embedders.sentence_transformers import packaged_model_dir
+from flightdeck.retrieval.embedders.sentence_transformers import cpu_threads, packaged_model_dir
 
 __all__ = ["HuggingFaceConfig", "HuggingFaceEmbedder"]
 
@@ -284,4 +284,5 @@ class HuggingFaceEmbedder:
         return self._encode([prefix + t for t in texts] if prefix else list(texts))
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self._encode([self.config.effective_query_prefix + text])[0]
+        with cpu_threads(1):  # one short text: one thread is fastest and never oversubscribes the cores
+            return self._encode([self.config.effective_query_prefix + text])[0]

