@@ -90,3 +90,21 @@ def test_query_of_wrong_dimension_is_refused(tmp_path: Path) -> None:
     store.upsert(["a"], _unit(1, 8), [{}])
     with pytest.raises(ValueError, match="dimension"):
         store.search(np.ones(9, dtype=np.float32), 1)
+
+
+def test_a_search_leaves_the_process_thread_count_as_it_found_it(tmp_path: Path) -> None:
+    # FAISS and torch share one OpenMP runtime: a search that left it at one thread would slow every later
+    # embedding batch in the process (found by benchmarks/retrieval_peers.py)
+    import faiss
+
+    store = FaissStore(FaissConfig(search_threads=1))
+    store.open(StoreLocation(tmp_path / "t", "t", 8))
+    store.upsert(["a", "b"], _unit(2, 8), [{"k": "x"}, {"k": "y"}])
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(2)
+    try:
+        store.search(_unit(1, 8)[0], 1)
+        store.search(_unit(1, 8)[0], 1, parse_filter({"k": "x"}))
+        assert faiss.omp_get_max_threads() == 2
+    finally:
+        faiss.omp_set_num_threads(before)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +35,22 @@ def _faiss() -> Any:
     except ImportError as exc:
         raise MissingDependencyError("vector_store 'faiss' needs: pip install 'flightdeck[faiss]'") from exc
     return faiss
+
+
+@contextmanager
+def _omp_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` OpenMP threads, then restore the count. FAISS and torch share one OpenMP
+    runtime: a count left at 1 after a search would slow every later embedding batch in the process."""
+    faiss = _faiss()
+    before = faiss.omp_get_max_threads()
+    if before == n:
+        yield
+        return
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 class FaissConfig(BaseModel):
@@ -184,7 +201,6 @@ class FaissStore:
         if not self._dirty and self._index is not None:
             return
         faiss = _faiss()
-        faiss.omp_set_num_threads(os.cpu_count() or 1)  # building uses every core; searching sets its own
         vectors = self._materialise()
         n, dim = len(vectors), self._dim or 1
         kind = self._choose_kind(n)
@@ -224,9 +240,12 @@ class FaissStore:
         if n == 0 or k <= 0:
             return []
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
-        _faiss().omp_set_num_threads(self.config.search_threads)
         if q.shape[1] != self._dim:
             raise ValueError(f"query of dimension {q.shape[1]} for an index of dimension {self._dim}")
+        with _omp_threads(self.config.search_threads):
+            return self._search(q, n, k, where)
+
+    def _search(self, q: np.ndarray, n: int, k: int, where: Filter | None) -> list[tuple[str, float]]:
         if where is None:
             scores, rows = self._index.search(q, min(k, n))
             return self._pairs(rows[0], scores[0])
