@@ -120,7 +120,9 @@ def test_the_pipeline_builds_the_index_the_spec_asks_for(tmp_path: Path, kind: s
     assert folder.is_dir() == (kind == "bm25")
     index_counts = {s.step: s for s in summary.steps}["index"].counts
     assert ("bm25_seconds" in index_counts) == (kind == "bm25")
-    hits = project.search("turbines electricity", mode="keyword", k=3).hits
-    assert hits[0].document_id.endswith("d1.txt")
+    result = project.search("turbines electricity", mode="keyword", k=3)
+    assert result.hits[0].document_id.endswith("d1.txt")
+    assert result.keyword_index == kind and result.to_dict()["keyword_index"] == kind  # says which answered
+    assert project.search("turbines", mode="vector").keyword_index == ""
     if kind == "bm25":
         assert json.loads((folder / "ids.json").read_text()) == sorted(json.loads((folder / "ids.json").read_text()))

@@ -43,10 +43,12 @@ class SearchResult:
     hits: list[SearchHit]
     index_version: str
     timings_ms: dict[str, float]
+    keyword_index: str = ""  # which keyword index answered: "bm25", "fts5", or "" when none was asked
 
     def to_dict(self) -> dict[str, Any]:
         return {"query": self.query, "mode": self.mode, "index_version": self.index_version,
-                "timings_ms": self.timings_ms, "hits": [h.to_dict() for h in self.hits]}
+                "keyword_index": self.keyword_index, "timings_ms": self.timings_ms,
+                "hits": [h.to_dict() for h in self.hits]}
 
 
 def reciprocal_rank_fusion(rankings: dict[str, list[str]], weights: dict[str, float], k: int = 60
@@ -149,6 +151,7 @@ class HybridSearcher:
         version = self.index_version()
         timings: dict[str, float] = {}
         results: dict[str, list[tuple[str, float]]] = {}
+        keyword_index = ""
         depth = max(s.candidates, k)
         if mode in ("vector", "hybrid"):
             store = self._vector_store(version)
@@ -162,6 +165,7 @@ class HybridSearcher:
             t = time.perf_counter()
             bm25 = self._bm25_index(version)
             results["keyword"] = (bm25 or self.keyword).search(query, depth, condition)
+            keyword_index = "bm25" if bm25 is not None else "fts5"
             timings["keyword"] = (time.perf_counter() - t) * 1000
         ranks: dict[str, dict[str, int]] = {}
         for name, hits in results.items():
@@ -177,7 +181,8 @@ class HybridSearcher:
             fused = reciprocal_rank_fusion({n: [c for c, _ in h] for n, h in results.items()}, weights, s.rrf_k)[:k]
         hits = self._hydrate(fused, ranks)
         timings["fuse_fetch"] = (time.perf_counter() - t) * 1000
-        return SearchResult(query, mode, hits, version, {n: round(v, 3) for n, v in timings.items()})
+        return SearchResult(query, mode, hits, version, {n: round(v, 3) for n, v in timings.items()},
+                            keyword_index)
 
     def _hydrate(self, scored: list[tuple[str, float]], ranks: dict[str, dict[str, int]]) -> list[SearchHit]:
         if not scored:
