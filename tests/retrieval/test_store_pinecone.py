@@ -33,10 +33,12 @@ pytest.importorskip("pinecone")
 
 from flightdeck.errors import MissingDependencyError  # noqa: E402
 from flightdeck.retrieval.filters import parse_filter  # noqa: E402
-from flightdeck.retrieval.stores.base import StoreLocation  # noqa: E402
+from flightdeck.retrieval.stores.base import (
+    CHUNK_NAMESPACE,
+    StoreLocation,  # noqa: E402
+)
 from flightdeck.retrieval.stores.pinecone import (  # noqa: E402
     CHUNK_ID_KEY,
-    CHUNK_NAMESPACE,
     PineconeConfig,
     PineconeStore,
     PineconeStoreError,

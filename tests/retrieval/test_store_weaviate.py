@@ -45,10 +45,12 @@ from weaviate.proto.v1 import (  # noqa: E402
 
 from flightdeck.errors import MissingDependencyError  # noqa: E402
 from flightdeck.retrieval.filters import parse_filter  # noqa: E402
-from flightdeck.retrieval.stores.base import StoreLocation  # noqa: E402
+from flightdeck.retrieval.stores.base import (
+    CHUNK_NAMESPACE,
+    StoreLocation,  # noqa: E402
+)
 from flightdeck.retrieval.stores.weaviate import (  # noqa: E402
     CHUNK_ID_PROPERTY,
-    CHUNK_NAMESPACE,
     WeaviateConfig,
     WeaviateStore,
     WeaviateStoreError,

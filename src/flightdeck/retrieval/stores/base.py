@@ -17,6 +17,7 @@ unit-length vectors.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -25,7 +26,7 @@ import numpy as np
 
 from flightdeck.retrieval.filters import Filter
 
-__all__ = ["VectorStore", "StoreLocation", "check_batch", "typed_key", "typed_payload"]
+__all__ = ["VectorStore", "StoreLocation", "check_batch", "typed_key", "typed_payload", "chunk_uuid"]
 
 
 @dataclass(frozen=True)
@@ -101,4 +102,13 @@ def typed_payload(payload: dict[str, Any]) -> dict[str, Any]:
     """Every payload value under its :func:`typed_key`, integers as floats."""
     return {typed_key(k, v): float(v) if isinstance(v, int) and not isinstance(v, bool) else v
             for k, v in payload.items()}
+
+
+# uuid5 namespace of flightdeck chunk ids: the same chunk id maps to the same UUID in every store.
+CHUNK_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "flightdeck:chunk-id")
+
+
+def chunk_uuid(chunk_id: str) -> str:
+    """The UUID of a chunk id, for stores whose ids must be UUIDs (Qdrant, Weaviate, Pinecone's fallback)."""
+    return str(uuid.uuid5(CHUNK_NAMESPACE, chunk_id))
 

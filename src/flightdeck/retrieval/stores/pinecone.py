@@ -32,7 +32,6 @@ import logging
 import os
 import re
 import time
-import uuid
 from typing import Any, Literal
 
 import numpy as np
@@ -40,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from flightdeck.errors import FlightdeckError, MissingDependencyError
 from flightdeck.retrieval.filters import AllOf, AnyOf, Condition, Filter
-from flightdeck.retrieval.stores.base import StoreLocation, check_batch, typed_key, typed_payload
+from flightdeck.retrieval.stores.base import StoreLocation, check_batch, chunk_uuid, typed_key, typed_payload
 
 __all__ = ["PineconeConfig", "PineconeStore", "PineconeStoreError", "CHUNK_ID_KEY", "ID_PREFIX",
            "vector_id", "metadata_key", "pinecone_metadata", "to_pinecone_filter", "index_name"]
@@ -53,7 +52,6 @@ MAX_ID = 512
 TOP_K_MAX = 10_000
 LIST_PAGE = 100
 FETCH_BATCH = 100
-CHUNK_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "flightdeck:chunk-id")
 _INDEX_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,43}[a-z0-9])?$")
 _VECTOR_FIELD = "_values"  # the field name the vectors API addresses (a dimension/metric index)
 
@@ -127,7 +125,7 @@ def vector_id(chunk_id: str) -> str:
     if (0 < len(chunk_id) <= MAX_ID and chunk_id.isascii() and chunk_id.isprintable()
             and not chunk_id.startswith(ID_PREFIX)):
         return chunk_id
-    return ID_PREFIX + str(uuid.uuid5(CHUNK_NAMESPACE, chunk_id))
+    return ID_PREFIX + chunk_uuid(chunk_id)
 
 
 metadata_key = typed_key  # the typed metadata key that stores a value under a payload key

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import re
 import threading
-import uuid
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -35,14 +34,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from flightdeck.errors import FlightdeckError, IndexMismatchError, MissingDependencyError, WorkspaceError
 from flightdeck.retrieval.filters import AllOf, AnyOf, Filter, FilterError
-from flightdeck.retrieval.stores.base import StoreLocation, check_batch
+from flightdeck.retrieval.stores.base import StoreLocation, check_batch, chunk_uuid
 
 __all__ = ["QdrantConfig", "QdrantStore", "to_qdrant_filter", "point_id", "ID_KEY"]
 
 # The payload key that holds the chunk id: "-" keeps it out of reach of normalised keys and filter names.
 ID_KEY = "fd-chunk-id"
 # Fixed namespace of the UUIDv5 point ids: changing it would orphan every point already written.
-_NAMESPACE = uuid.UUID("6f1d2c3e-9a4b-5c6d-8e7f-0a1b2c3d4e5f")
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _COLLECTION = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 
@@ -64,7 +62,7 @@ def _models() -> Any:
 
 def point_id(chunk_id: str) -> str:
     """The Qdrant point id of a chunk id: its UUIDv5, as a string."""
-    return str(uuid.uuid5(_NAMESPACE, chunk_id))
+    return chunk_uuid(chunk_id)
 
 
 class QdrantConfig(BaseModel):

@@ -27,7 +27,6 @@ How flightdeck's model maps onto Weaviate:
 from __future__ import annotations
 
 import re
-import uuid
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -36,15 +35,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from flightdeck.errors import FlightdeckError, MissingDependencyError
 from flightdeck.retrieval.filters import AllOf, AnyOf, Condition, Filter
-from flightdeck.retrieval.stores.base import StoreLocation, check_batch, typed_key, typed_payload
+from flightdeck.retrieval.stores.base import StoreLocation, check_batch, chunk_uuid, typed_key, typed_payload
 
 __all__ = ["WeaviateConfig", "WeaviateStore", "WeaviateStoreError", "CHUNK_ID_PROPERTY", "VECTOR_NAME",
            "object_uuid", "property_name", "to_weaviate_filter", "weaviate_properties"]
 
 CHUNK_ID_PROPERTY = "fd_chunk_id"
 VECTOR_NAME = "default"
-# uuid5 namespace of flightdeck chunk ids: the same chunk id maps to the same object id everywhere.
-CHUNK_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "flightdeck:chunk-id")
 _COLLECTION = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,230}$")
 
 
@@ -119,7 +116,7 @@ class WeaviateConfig(BaseModel):
 
 def object_uuid(chunk_id: str) -> str:
     """The Weaviate object id of a chunk id (uuid5, stable across runs and machines)."""
-    return str(uuid.uuid5(CHUNK_NAMESPACE, chunk_id))
+    return chunk_uuid(chunk_id)
 
 
 property_name = typed_key  # the typed property that stores a value under a payload key
