@@ -121,7 +121,8 @@ def open_project(args: argparse.Namespace, dataset: Any) -> Any:
 def keyword_indexes(search_settings: Any) -> list[str]:
     """The keyword indexes ``retrieval.search.keyword_index`` offers; FTS5 alone where it has no such field."""
     field = search_settings.model_fields.get("keyword_index")
-    return list(get_args(field.annotation)) if field is not None else ["fts5"]
+    # postgres needs a server (keyword_url): benchmarks/keyword_postgres.py compares it with bm25
+    return [o for o in get_args(field.annotation) if o != "postgres"] if field is not None else ["fts5"]
 
 
 def fetch_rankings(project: Any, dataset: Any, depth: int, cache: Path | None) -> dict[str, Any]:

@@ -9,6 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from llm_fixtures import (  # noqa: F401 - fixtures shared by the retrieval, models and data tests
+    gemma_gguf,
+    llama_chat_server,
+    llama_generator,
+    llama_server,
+    start_llama_server,
+    unused_port,
+)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -50,17 +50,31 @@ class Project:
 
     def _resolve_paths(self, category: Category, provider: str, settings: dict[str, Any]) -> dict[str, Any]:
         """Settings that are local paths (each config lists them in ``path_settings``) resolve from the spec's
-        folder, not the current one; a remote model name such as Cohere's "embed-v4.0" is not a path."""
+        folder, not the current one; a remote model name such as Cohere's "embed-v4.0" is not a path. A config
+        whose settings hold paths in another form (the file of a ``sqlite:///`` URL) resolves them itself, in
+        its ``resolve_relative(settings, base_dir)``."""
         config_cls = registry().config_class(category, provider)
         for key in getattr(config_cls, "path_settings", ()):
             if settings.get(key):
                 settings[key] = str(self.loaded.base_dir / Path(settings[key]).expanduser())
+        resolve_relative = getattr(config_cls, "resolve_relative", None)
+        if callable(resolve_relative):
+            settings = resolve_relative(settings, self.loaded.base_dir)
         return settings
 
     def store_factory(self) -> Any:
         ref = self.spec.retrieval.vector_database
         settings = self._resolve_paths(Category.VECTOR_STORE, ref.provider, self.provider_settings(ref))
         return lambda: registry().create(Category.VECTOR_STORE, ref.provider, settings)
+
+    def keyword_store(self) -> Any:
+        """The PostgreSQL keyword index (``retrieval.search.keyword_index: postgres``), else None."""
+        search = self.spec.retrieval.search
+        if search.keyword_index != "postgres":
+            return None
+        from flightdeck.retrieval.postgres_fts import from_settings
+
+        return from_settings(self.workspace.root, search, where=str(self.spec_path))
 
     @cached_property
     def tokenizer(self) -> Any:
@@ -74,7 +88,9 @@ class Project:
         bindings = []
         labels: set[str] = set()
         for ref in self.spec.data.sources:
-            settings = self.provider_settings(ref)
+            if ref.provider == "synthetic":  # writes examples from the chunks (SynthesizeStep); reads no documents
+                continue
+            settings = self._resolve_paths(Category.SOURCE, ref.provider, self.provider_settings(ref))
             label = settings.pop("name", None)
             if "path" in settings:
                 path = (self.loaded.base_dir / settings["path"]).resolve()
@@ -117,6 +133,19 @@ class Project:
 
         return list_versions(self.workspace)
 
+    def synthetic_sets(self) -> list[Any]:
+        """Every synthetic set, oldest first (:class:`~flightdeck.data.synthetic_sets.SyntheticSet`)."""
+        from flightdeck.data.synthetic_sets import list_sets
+
+        return list_sets(self.workspace)
+
+    def synthetic_examples(self, set_id: str | None = None) -> list[Any]:
+        """The examples of synthetic set ``set_id`` (an id, a unique prefix or ``current``; default: the set of
+        the last run), each with its source chunk (:class:`~flightdeck.data.synthetic_sets.SyntheticExample`)."""
+        from flightdeck.data.synthetic_sets import set_examples
+
+        return set_examples(self.workspace, set_id)
+
     def diff_datasets(self, a: str, b: str) -> Any:
         """Documents added, changed and removed from dataset version ``a`` to ``b`` (ids or unique prefixes)."""
         from flightdeck.governance.versions import diff_versions, resolve_version
@@ -143,10 +172,23 @@ class Project:
     def searcher(self) -> Any:
         from flightdeck.retrieval.search import HybridSearcher
 
-        return HybridSearcher(self.workspace, self.embedder, self.store_factory(), self.spec.retrieval.search)
+        searcher = HybridSearcher(self.workspace, self.embedder, self.store_factory(), self.spec.retrieval.search,
+                                  keyword_store=self.keyword_store())
+        searcher.transform = self.query_transformation
+        return searcher
+
+    @cached_property
+    def query_transformation(self) -> Any:
+        """The ``retrieval.query_transformation`` provider with the LLM generator attached, or None."""
+        ref = self.spec.retrieval.query_transformation
+        if ref is None:
+            return None
+        transform = registry().create(Category.QUERY_TRANSFORMATION, ref.provider, self.provider_settings(ref))
+        transform.generator = self.generator
+        return transform
 
     def search(self, query: str, k: int | None = None, mode: str | None = None,
-               where: dict[str, Any] | None = None) -> Any:
+               where: dict[str, Any] | None = None, transform: bool = True) -> Any:
         """Search the current index; returns a :class:`~flightdeck.retrieval.search.SearchResult`.
 
         ``where`` is a metadata filter such as ``{"lang": "en", "year": {"$gte": 2020}}`` (the language is
@@ -155,7 +197,7 @@ class Project:
         """
         if where:
             self.require_filtering()
-        return self.searcher.search(query, k=k, mode=mode, where=where)
+        return self.searcher.search(query, k=k, mode=mode, where=where, transform=transform)
 
     def require_filtering(self) -> None:
         """Refuse metadata filters unless the spec turns them on (the feature is opt-in, like every option)."""
@@ -192,7 +234,8 @@ class Project:
     @cached_property
     def generator(self) -> Any:
         ref = self.spec.model.generator
-        return registry().create(Category.GENERATOR, ref.provider, self.provider_settings(ref))
+        settings = self._resolve_paths(Category.GENERATOR, ref.provider, self.provider_settings(ref))
+        return registry().create(Category.GENERATOR, ref.provider, settings)
 
     def ask(self, question: str) -> Any:
         """Answer ``question`` from the documents, with numbered citations."""

@@ -1,6 +1,6 @@
 """Cleaning beyond normalisation: PII redaction, language, duplicates and boilerplate, alone and in a run.
 
-Uses the real langdetect and datasketch libraries; the pipeline runs with the deterministic FakeEmbedder.
+Uses the real py3langid and datasketch libraries; the pipeline runs with the deterministic FakeEmbedder.
 """
 
 from __future__ import annotations

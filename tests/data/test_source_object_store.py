@@ -17,12 +17,16 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
+from typer.testing import CliRunner
 
 from flightdeck import Project
+from flightdeck.cli.main import app
 from flightdeck.data.documents import SourceItem
 from flightdeck.data.parsers import parse
+from flightdeck.data.parsers.records import RECORD_FIELDS_KEY
 from flightdeck.data.sources.base import Source
 from flightdeck.data.sources.object_store import GcsConfig, GcsSource, S3Config, S3Source
 from flightdeck.errors import MissingDependencyError, SourceError
@@ -407,3 +411,157 @@ def test_items_are_source_items(store: Store) -> None:
     store.put("docs/a.md", "# A")
     (item,) = store.source().scan()
     assert isinstance(item, SourceItem) and item.metadata == {}
+
+
+# ------------------------------------------------------------------------------------------------------
+# record files: downloaded again only when they change (the scan cache)
+
+
+@pytest.fixture
+def body_gets(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every body download that any s3fs or gcsfs filesystem makes, as it leaves for the server.
+
+    s3fs reads a body with a GetObject call, gcsfs with a GET on the object's ``?alt=media`` URL; listings
+    and metadata requests are other calls, so they are not counted. Each is recorded as ``bucket/key``.
+    """
+    import s3fs
+    from gcsfs.core import GCSFileSystem
+
+    gets: list[str] = []
+    call_s3, call_gcs = s3fs.S3FileSystem._call_s3, GCSFileSystem._call
+
+    async def counting_call_s3(self: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        if method == "get_object":
+            gets.append(f"{kwargs['Bucket']}/{kwargs['Key']}")
+        return await call_s3(self, method, *args, **kwargs)
+
+    async def counting_call_gcs(self: Any, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        if method.upper() == "GET" and "alt=media" in path:  # .../download/storage/v1/b/<bucket>/o/<key>?alt=media
+            bucket, _, key = path.split("/b/", 1)[1].partition("/o/")
+            gets.append(f"{bucket}/{unquote(key.split('?', 1)[0])}")
+        return await call_gcs(self, method, path, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", counting_call_s3)
+    monkeypatch.setattr(GCSFileSystem, "_call", counting_call_gcs)
+    return gets
+
+
+def _next_source(store: Store, previous: S3Source | GcsSource, **extra: Any) -> S3Source | GcsSource:
+    """A new source, as the next run builds it, handed the scan cache the workspace kept (through JSON)."""
+    source = store.source(**extra)
+    source.scan_cache = json.loads(json.dumps(previous.scan_cache))
+    return source
+
+
+def _listed(source: S3Source | GcsSource) -> tuple[list[tuple[str, str, str, dict[str, Any]]], list[Any]]:
+    items = [(i.uri, i.content_hash, i.media_type, i.metadata) for i in source.scan()]
+    return items, [(f.uri, f.reason, f.gone) for f in source.failures]
+
+
+def test_an_unchanged_record_file_is_listed_without_a_download(store: Store, body_gets: list[str]) -> None:
+    _fill(store)
+    store.put("docs/bad.jsonl", '{"_id": "ok", "text": "fine"}\nnot json\n')
+    first = store.source()
+    first_items, first_failures = _listed(first)
+    assert len(body_gets) == 2  # rows.jsonl and bad.jsonl: a scan without a cache must read them
+    assert any("bad.jsonl:2" == f[0] for f in first_failures)
+
+    body_gets.clear()
+    second = _next_source(store, first)
+    assert _listed(second) == (first_items, first_failures)  # the same records, hashes, metadata, refusals
+    assert body_gets == []
+    assert second.scan_cache == first.scan_cache
+
+    # Reading a record the cache listed (a changed pipeline re-parses everything) downloads its object
+    # once, for all of its records, and gives what the first scan's split gave.
+    items = {i.uri: i for i in second.scan()}
+    assert second.read(items["rows.jsonl#r2"]) == first.read(items["rows.jsonl#r2"])
+    assert second.read(items["rows.jsonl#r1"]) == first.read(items["rows.jsonl#r1"])
+    assert len(body_gets) == 1 and body_gets[0].endswith("rows.jsonl")
+    record = parse(items["rows.jsonl#r2"], second.read(items["rows.jsonl#r2"]))
+    assert record.title == "Frames" and record.content_hash == items["rows.jsonl#r2"].content_hash
+
+
+def test_a_changed_record_file_or_mapping_is_read_again(store: Store, body_gets: list[str]) -> None:
+    _fill(store)
+    first = store.source()
+    before = dict((uri, chash) for uri, chash, *_ in _listed(first)[0])
+
+    store.put("docs/rows.jsonl", DOCS["rows.jsonl"].replace("made of oak", "made of ash"))
+    body_gets.clear()
+    second = _next_source(store, first)
+    after = dict((uri, chash) for uri, chash, *_ in _listed(second)[0])
+    assert len(body_gets) == 1 and body_gets[0].endswith("rows.jsonl")
+    assert after["rows.jsonl#r1"] == before["rows.jsonl#r1"]  # an unchanged row keeps its hash: not parsed
+    assert after["rows.jsonl#r2"] != before["rows.jsonl#r2"]
+    items = {i.uri: i for i in second.scan()}
+    assert b"made of ash" in second.read(items["rows.jsonl#r2"])
+
+    # The same bytes split another way (other field names) is not what the cache holds.
+    body_gets.clear()
+    third = _next_source(store, second, title_field="heading")
+    fields = [metadata[RECORD_FIELDS_KEY]["title"] for uri, _, _, metadata in _listed(third)[0] if "#" in uri]
+    assert fields == ["heading", "heading"]
+    assert len(body_gets) == 1
+
+
+def test_a_deleted_record_file_leaves_the_cache(store: Store, body_gets: list[str]) -> None:
+    _fill(store)
+    first = store.source()
+    _listed(first)
+    assert "rows.jsonl" in first.scan_cache
+    store.delete("docs/rows.jsonl")
+    second = _next_source(store, first)
+    assert all(not uri.startswith("rows.jsonl") for uri, *_ in _listed(second)[0])
+    assert second.scan_cache == {}
+
+
+def test_runs_read_no_record_body_that_did_not_change(store: Store, tmp_path: Path, body_gets: list[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    _fill(store)
+    _write_spec(tmp_path, {"provider": store.provider, **store.settings()})
+    fake = FakeEmbedder()
+    monkeypatch.setattr(Project, "embedder", property(lambda self: fake))  # the source is under test
+
+    def run() -> dict[str, Any]:
+        result = CliRunner().invoke(app, ["run", "--json", "--spec", str(tmp_path)])
+        assert result.exit_code == 0, result.output
+        lines = result.stdout.splitlines()
+        summary = json.loads("\n".join(lines[lines.index("{"):]))
+        return {s["step"]: s for s in summary["steps"]}
+
+    def records() -> dict[str, str]:
+        with _db(tmp_path) as db:
+            return dict(db.execute("select id, content_hash from documents where id like '%#%'").fetchall())
+
+    assert run()["ingest"]["counts"]["parsed"] == 5
+    assert len(body_gets) == 4  # three documents, and rows.jsonl once (at scan time)
+    first_records = records()
+
+    body_gets.clear()
+    assert [s["status"] for s in run().values()] == ["skipped"] * 3
+    assert body_gets == []  # was 1 (rows.jsonl) before the scan cache
+
+    # A pipeline change re-parses every document: each record file is downloaded once, at read time.
+    (tmp_path / "flightdeck.yaml").write_text((tmp_path / "flightdeck.yaml").read_text().replace(
+        "size: 64", "size: 48"), encoding="utf-8")
+    body_gets.clear()
+    assert run()["ingest"]["counts"]["parsed"] == 5
+    assert len(body_gets) == 4 and sum(g.endswith("rows.jsonl") for g in body_gets) == 1
+    assert records() == first_records
+
+    # One row changed: the object is read again, and only that row is parsed.
+    store.put("docs/rows.jsonl", DOCS["rows.jsonl"].replace("made of oak", "made of ash"))
+    body_gets.clear()
+    counts = run()["ingest"]["counts"]
+    assert counts["parsed"] == 1 and counts["unchanged"] == 4
+    assert len(body_gets) == 1 and body_gets[0].endswith("rows.jsonl")
+
+    # The record file deleted: its records leave the dataset, and nothing is downloaded.
+    store.delete("docs/rows.jsonl")
+    body_gets.clear()
+    counts = run()["ingest"]["counts"]
+    assert counts["removed"] == 2 and counts["documents"] == 3 and body_gets == []
+    assert records() == {}
+    with _db(tmp_path) as db:
+        assert db.execute("select count(*) from chunks where document_id like '%rows.jsonl%'").fetchone()[0] == 0

@@ -206,3 +206,15 @@ def test_needs_extra_options_are_marked(monkeypatch: pytest.MonkeyPatch) -> None
     assert marks[-1] == "faiss (needs extra)"  # faiss is the section's last option
     assert "faiss" not in marks
     assert [m.split(" ")[0] for m in marks] == catalog().section("retrieval.vector_database").option_ids
+
+
+def test_choosing_query_transformation_writes_a_spec_that_validates(tmp_path: Path) -> None:
+    from flightdeck.spec.loader import check_spec
+
+    choices = {**_rag(), "retrieval.system": ["hybrid_search", "query_transformation"]}
+    path = tmp_path / "flightdeck.yaml"
+    path.write_text(render_spec("p", choices, sources=default_sources()))
+    assert check_spec(path)[1] == []
+    text = path.read_text()
+    assert "\n  query_transformation: {provider: multi_query, queries: 3}\n" in text
+    assert "\n  generator: llama_cpp\n" in text  # the transformation needs an LLM; extractive cannot write

@@ -1,16 +1,18 @@
-"""``flightdeck data versions|diff|checkout`` and ``flightdeck lineage chunk``: thin shells over Project."""
+"""``flightdeck data versions|diff|checkout|synthetic`` and ``flightdeck lineage chunk``: thin shells over
+Project."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from flightdeck.cli.common import JsonOption, SpecOption, errors_to_exit, print_json
 
-__all__ = ["data_app", "lineage_app", "versions", "diff", "checkout", "chunk"]
+__all__ = ["data_app", "lineage_app", "versions", "diff", "checkout", "synthetic", "chunk"]
 
-data_app = typer.Typer(name="data", help="Dataset versions: list them, diff two, check one out.",
+data_app = typer.Typer(name="data", help="Dataset versions: list them, diff two, check one out; synthetic sets.",
                        no_args_is_help=True)
 lineage_app = typer.Typer(name="lineage", help="Where things came from: the lineage of a chunk.",
                           no_args_is_help=True)
@@ -91,6 +93,68 @@ def checkout(version: VersionArg, spec: SpecOption = None, as_json: JsonOption =
                f"{c['restored']} restored, {c['removed']} removed, {c['kept']} unchanged); "
                f"{c.get('embedded', 0)} texts embedded; index version {(result.index_version or '?')[:12]}")
     typer.echo(f"note: {result.note}")
+
+
+@data_app.command("synthetic")
+def synthetic(
+    set_id: Annotated[str | None, typer.Option("--set", help="a set id, a unique prefix or 'current': list its "
+                                                             "examples")] = None,
+    export: Annotated[Path | None, typer.Option("--export", help="write the set's examples (default: the "
+                                                                 "current set) to this JSONL file")] = None,
+    spec: SpecOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the synthetic sets (data.sources: synthetic), or the examples of one set with their source chunk."""
+    import json
+
+    from flightdeck.data.synthetic_sets import resolve_set
+    from flightdeck.errors import FlightdeckError
+    from flightdeck.project import Project
+
+    with errors_to_exit(as_json):
+        project = Project.load(spec)
+        sets = project.synthetic_sets()
+        if set_id is not None or export is not None:
+            full_id = resolve_set(project.workspace, set_id)
+            chosen = next(s for s in sets if s.id == full_id)
+            examples = project.synthetic_examples(full_id)
+            if export is not None:
+                try:
+                    with export.open("w", encoding="utf-8") as fh:
+                        for e in examples:
+                            fh.write(json.dumps({**e.to_dict(), "dataset_version": chosen.dataset_version},
+                                                ensure_ascii=False) + "\n")
+                except OSError as exc:
+                    raise FlightdeckError(f"{export}: cannot write the export: {exc.strerror or exc}") from exc
+    if set_id is None and export is None:
+        if as_json:
+            print_json([s.to_dict() for s in sets])
+            return
+        if not sets:
+            typer.echo("no synthetic sets yet; add - {provider: synthetic} to data.sources and `flightdeck run`")
+        for s in sets:
+            c = s.counts
+            dropped = ", ".join(f"{n} {r}" for r, n in c.get("dropped", {}).items() if n) or "none"
+            typer.echo(f"{'*' if s.current else ' '} {s.id[:12]}  {_short_time(s.to_dict()['created_at'])}  "
+                       f"dataset {s.dataset_version[:12]}  {s.generator}  {c.get('chunks', 0)} chunks: "
+                       f"{c.get('qa', 0)} qa, {c.get('paraphrase', 0)} paraphrases; dropped: {dropped}")
+        return
+    if export is not None:
+        if as_json:
+            print_json({"set": chosen.id, "examples": len(examples), "path": str(export)})
+        else:
+            typer.echo(f"wrote {len(examples)} examples of set {chosen.id[:12]} to {export}")
+        return
+    if as_json:
+        print_json({**chosen.to_dict(dropped=True), "examples": [e.to_dict() for e in examples]})
+        return
+    typer.echo(f"set {chosen.id[:12]}  dataset {chosen.dataset_version[:12]}  {chosen.generator}  "
+               f"{len(examples)} examples")
+    for e in examples:
+        typer.echo(f"  [{e.kind}] {e.question}")
+        if e.kind == "qa":
+            typer.echo(f"      answer: {e.answer}")
+        typer.echo(f"      chunk {e.chunk_id}  {e.document_id}")
 
 
 @lineage_app.command("chunk")

@@ -71,18 +71,25 @@ def search(
     where: Annotated[str | None, typer.Option(
         "--where", "-w", help='metadata filter as JSON, e.g. \'{"lang": "en", "year": {"$gte": 2020}}\'; '
         "needs metadata_filtering in retrieval.system")] = None,
+    transform: Annotated[bool, typer.Option(
+        "--transform/--no-transform", help="apply retrieval.query_transformation when the spec sets one")] = True,
     spec: SpecOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Search the index: BM25 and vectors fused (or one of them with --mode), optionally filtered."""
+    """Search the index: BM25 and vectors fused (or one of them with --mode), optionally filtered; with a query
+    transformation in the spec, the LLM's rewritten queries are searched and fused too."""
     from flightdeck.project import Project
 
     condition = parse_where_option(where)
     with errors_to_exit(as_json):
-        result = Project.load(spec).search(query, k=k, mode=mode.value if mode else None, where=condition)
+        result = Project.load(spec).search(query, k=k, mode=mode.value if mode else None, where=condition,
+                                           transform=transform)
     if as_json:
         print_json(result.to_dict())
         return
+    for variant in result.queries:
+        typer.echo(f"searched [{variant['label']}]: {variant['keyword'] or variant['vector_query'] or ''}"
+                   + (f"  (+ passage: {variant['passages'][0][:120]}…)" if variant["passages"] else ""))
     if not result.hits:
         typer.echo("no hits")
     for i, h in enumerate(result.hits, 1):

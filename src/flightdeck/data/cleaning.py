@@ -35,7 +35,7 @@ PiiTypeName = Literal["email", "phone", "card", "iban", "account"]
 class CleaningSettings(BaseModel):
     """``data.cleaning``: what the ``cleaning_normalization`` preprocessor does besides normalising text.
 
-    - ``language``: detect each document's language (langdetect, fixed seed) into metadata ``language``;
+    - ``language``: detect each document's language (py3langid) into metadata ``language``;
     - ``dedupe``: drop exact duplicates (same cleaned text), or exact and near duplicates (MinHash over
       word 5-shingles, LSH, estimated Jaccard ``>= near_threshold``); the first document by id wins;
     - ``pii``: ``redact`` replaces ``pii_types`` by ``[EMAIL]``, ``[PHONE]``… before anything is stored;
@@ -63,8 +63,8 @@ def missing_cleaning_modules(settings: CleaningSettings) -> list[tuple[str, str,
     Checked with ``find_spec`` (no import), so ``flightdeck validate`` can tell before a run.
     """
     out = []
-    if settings.language and find_spec("langdetect") is None:
-        out.append(("language", "langdetect", "language detection"))
+    if settings.language and find_spec("py3langid") is None:
+        out.append(("language", "py3langid", "language detection"))
     if settings.dedupe == "near" and find_spec("datasketch") is None:
         out.append(("dedupe", "datasketch", "near-duplicate removal"))
     return out

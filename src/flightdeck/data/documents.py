@@ -36,10 +36,17 @@ class SourceItem:
 
 @dataclass(frozen=True)
 class Section:
-    """A run of text under one heading path, e.g. ``("Tutorial", "Lists")``."""
+    """A run of text under one heading path, e.g. ``("Tutorial", "Lists")``.
+
+    ``metadata`` says where the text comes from, when the parser knows: ``{"page": 3}`` (PDF),
+    ``{"slide": 2}`` (PPTX), ``{"page": 1, "ocr_confidence": 91.4}`` (an OCRed page). Chunkers carry it
+    into each chunk's metadata (see :func:`flightdeck.data.chunkers.base.chunk_metadata`).
+    """
 
     heading_path: tuple[str, ...]
     text: str
+    # hash=False: a dict is unhashable, and sections stay usable wherever they were hashable before
+    metadata: dict[str, Any] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ Two kinds of store (see :mod:`flightdeck.retrieval.stores.base`):
   what may not have landed (upserts are idempotent) and never duplicates.
 
 The step also keeps ``chunk_payloads`` — the filterable metadata of every chunk — so that the keyword
-index applies the same metadata filters as the vector store.
+index applies the same metadata filters as the vector store. With ``keyword_index: postgres`` it syncs the
+PostgreSQL keyword table (:mod:`flightdeck.retrieval.postgres_fts`) the same way as a live store, its
+``store_sync`` records under the table's name.
 """
 
 from __future__ import annotations
@@ -70,13 +72,14 @@ class IndexStep:
     name = "index"
 
     def __init__(self, ws: Workspace, embedder: Any, store_factory: Any, store_name: str,
-                 store_config: dict[str, Any], keyword_index: str = "bm25") -> None:
+                 store_config: dict[str, Any], keyword_index: str = "bm25", keyword_store: Any = None) -> None:
         self.ws = ws
         self.embedder = embedder
         self.store_factory = store_factory
         self.store_name = store_name
         self.store_config = store_config
         self.keyword_index = keyword_index  # "bm25": build the static BM25 index too; "fts5": FTS5 only
+        self.keyword_store = keyword_store  # "postgres": the PostgresKeywordIndex to sync
         self._rows: list[dict[str, Any]] | None = None
 
     # what the index is made of ------------------------------------------------------------------
@@ -100,8 +103,9 @@ class IndexStep:
         return inputs, self._config_hash()
 
     def _config_hash(self) -> str:
+        keyword = self.keyword_store.describe() if self.keyword_store is not None else None
         return stable_hash({"model": self.embedder.model_id, "store": self.store_name, **self.store_config,
-                            "keyword_index": self.keyword_index})
+                            "keyword_index": self.keyword_index, **({"keyword_store": keyword} if keyword else {})})
 
     # the run ------------------------------------------------------------------------------------
     def run(self, run_id: str, reporter: Reporter) -> StepResult:
@@ -122,6 +126,8 @@ class IndexStep:
             counts = self._sync_collection(store, rows, collection, index_id, model_id, dim, reporter)
             counts.update(self._build_folder(None, rows, index_id, run_id, model_id, dim, reporter))
             collection_col = collection
+        if self.keyword_store is not None:
+            counts.update(self._sync_keyword(rows, reporter))
         with self.ws.engine.begin() as conn:
             if conn.execute(select(index_versions.c.id).where(index_versions.c.id == index_id)).first() is None:
                 conn.execute(insert(index_versions).values(
@@ -208,41 +214,67 @@ class IndexStep:
                          model_id: str, dim: int, reporter: Reporter) -> dict[str, Any]:
         store.open(store_location(self.ws, False, index_id, self.store_name, collection, dim))
         try:
-            wanted = {r["id"]: stable_hash([r["text_hash"], r["payload_hash"]]) for r in rows}
-            with self.ws.engine.connect() as conn:
-                synced = {r[0]: r[1] for r in conn.execute(
-                    select(store_sync.c.chunk_id, store_sync.c.entry_hash)
-                    .where(store_sync.c.collection == collection))}
-            present = store.ids()
-            stale = sorted(present - wanted.keys())
-            todo = [r for r in rows if r["id"] not in present or synced.get(r["id"]) != wanted[r["id"]]]
-            for start in range(0, len(stale), UPSERT_BATCH):
-                batch = stale[start:start + UPSERT_BATCH]
-                store.delete(batch)
-                with self.ws.engine.begin() as conn:
-                    conn.execute(delete(store_sync).where(store_sync.c.collection == collection,
-                                                          store_sync.c.chunk_id.in_(batch)))
-            for start in range(0, len(todo), UPSERT_BATCH):
-                batch = todo[start:start + UPSERT_BATCH]
-                ids = [r["id"] for r in batch]
-                store.upsert(ids, self._vectors([r["text_hash"] for r in batch], model_id, dim),
-                             [r["payload"] for r in batch])
-                with self.ws.engine.begin() as conn:
-                    conn.execute(delete(store_sync).where(store_sync.c.collection == collection,
-                                                          store_sync.c.chunk_id.in_(ids)))
-                    conn.execute(insert(store_sync), [{"collection": collection, "chunk_id": cid,
-                                                       "entry_hash": wanted[cid]} for cid in ids])
-                reporter.progress(self.name, min(start + UPSERT_BATCH, len(todo)), len(todo))
-            # forget sync records of ids that are neither wanted nor present (e.g. dropped by hand)
-            with self.ws.engine.begin() as conn:
-                gone = set(synced) - wanted.keys()
-                for start in range(0, len(gone), 900):
-                    conn.execute(delete(store_sync).where(store_sync.c.collection == collection,
-                                                          store_sync.c.chunk_id.in_(list(gone)[start:start + 900])))
+            upserted, deleted = self._sync_entries(
+                store, rows, collection, reporter,
+                lambda batch: store.upsert([r["id"] for r in batch],
+                                           self._vectors([r["text_hash"] for r in batch], model_id, dim),
+                                           [r["payload"] for r in batch]))
             store.flush()
         finally:
             store.close()
-        return {"upserted": len(todo), "deleted": len(stale), "collection": collection}
+        return {"upserted": upserted, "deleted": deleted, "collection": collection}
+
+    def _sync_keyword(self, rows: list[dict[str, Any]], reporter: Reporter) -> dict[str, Any]:
+        """Sync the PostgreSQL keyword table: its chunks' indexed text and payloads."""
+        index = self.keyword_store
+
+        def write(batch: list[dict[str, Any]]) -> None:
+            ids = [r["id"] for r in batch]
+            with self.ws.engine.connect() as conn:
+                texts = dict(conn.execute(select(chunks.c.id, chunks.c.indexed_text).where(chunks.c.id.in_(ids))).all())
+            index.upsert(ids, [texts[i] for i in ids], [r["payload"] for r in batch])
+
+        try:
+            upserted, deleted = self._sync_entries(index, rows, index.table, reporter, write)
+        finally:
+            index.close()
+        return {"keyword_upserted": upserted, "keyword_deleted": deleted, "keyword_table": index.table}
+
+    def _sync_entries(self, target: Any, rows: list[dict[str, Any]], collection: str, reporter: Reporter,
+                      write: Any) -> tuple[int, int]:
+        """Make ``target`` (a live store, or the keyword table) hold exactly ``rows``: delete the ids it has that
+        are gone, and ``write`` the rows it lacks or that changed since ``store_sync`` recorded them; returns
+        ``(upserted, deleted)``."""
+        wanted = {r["id"]: stable_hash([r["text_hash"], r["payload_hash"]]) for r in rows}
+        with self.ws.engine.connect() as conn:
+            synced = {r[0]: r[1] for r in conn.execute(
+                select(store_sync.c.chunk_id, store_sync.c.entry_hash).where(store_sync.c.collection == collection))}
+        present = target.ids()
+        stale = sorted(present - wanted.keys())
+        todo = [r for r in rows if r["id"] not in present or synced.get(r["id"]) != wanted[r["id"]]]
+        for start in range(0, len(stale), UPSERT_BATCH):
+            batch = stale[start:start + UPSERT_BATCH]
+            target.delete(batch)
+            with self.ws.engine.begin() as conn:
+                conn.execute(delete(store_sync).where(store_sync.c.collection == collection,
+                                                      store_sync.c.chunk_id.in_(batch)))
+        for start in range(0, len(todo), UPSERT_BATCH):
+            batch = todo[start:start + UPSERT_BATCH]
+            ids = [r["id"] for r in batch]
+            write(batch)
+            with self.ws.engine.begin() as conn:
+                conn.execute(delete(store_sync).where(store_sync.c.collection == collection,
+                                                      store_sync.c.chunk_id.in_(ids)))
+                conn.execute(insert(store_sync), [{"collection": collection, "chunk_id": cid,
+                                                   "entry_hash": wanted[cid]} for cid in ids])
+            reporter.progress(self.name, min(start + UPSERT_BATCH, len(todo)), len(todo))
+        # forget sync records of ids that are neither wanted nor present (e.g. dropped by hand)
+        with self.ws.engine.begin() as conn:
+            gone = list(set(synced) - wanted.keys())
+            for start in range(0, len(gone), 900):
+                conn.execute(delete(store_sync).where(store_sync.c.collection == collection,
+                                                      store_sync.c.chunk_id.in_(gone[start:start + 900])))
+        return len(todo), len(stale)
 
     def _drop_old_folders(self, keep: str) -> None:
         # Older index folders stay reproducible from their artifacts; keep the two newest for readers that

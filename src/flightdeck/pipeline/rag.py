@@ -1,4 +1,4 @@
-"""The RAG pipeline (use case ``rag``, objective ``retrieval_system``): ingest → embed → index."""
+"""The RAG pipeline (use case ``rag``, objective ``retrieval_system``): ingest → (synthesize) → embed → index."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from flightdeck.registry import Category, registry
 if TYPE_CHECKING:
     from flightdeck.project import Project
 
-__all__ = ["build_rag_steps", "SPECIAL_TOKENS"]
+__all__ = ["build_rag_steps", "SPECIAL_TOKENS", "SYNTHETIC"]
 
 SPECIAL_TOKENS = 2
+SYNTHETIC = "synthetic"  # the data.sources provider that writes examples from chunks instead of reading documents
 
 
 def build_rag_steps(project: Project) -> list[Any]:
@@ -39,10 +40,20 @@ def build_rag_steps(project: Project) -> list[Any]:
                                                                 project.provider_settings(split_ref))
     ws = project.workspace
     store_ref = spec.retrieval.vector_database
-    return [
+    steps: list[Any] = [
         IngestStep(ws, project.source_bindings(), chunker, project.tokenizer, pipeline_config, clean=clean,
                    cleaning=spec.data.cleaning, splitter=splitter),
         EmbedStep(ws, project.embedder),
         IndexStep(ws, project.embedder, project.store_factory(), store_ref.provider,
-                  project.provider_settings(store_ref), keyword_index=spec.retrieval.search.keyword_index),
+                  project.provider_settings(store_ref), keyword_index=spec.retrieval.search.keyword_index,
+                  keyword_store=project.keyword_store()),
     ]
+    synthetic = [ref for ref in spec.data.sources if ref.provider == SYNTHETIC]
+    if synthetic:  # validation allows one entry; it reads the chunks ingest wrote
+        from flightdeck.pipeline.synthesize_step import SynthesizeStep
+
+        settings = project.provider_settings(synthetic[0])
+        settings.pop("name", None)
+        source = registry().create(Category.SOURCE, SYNTHETIC, settings)
+        steps.insert(1, SynthesizeStep(ws, source, project.generator, spec.model.generator.provider))
+    return steps

@@ -46,6 +46,8 @@ _TEXT_ONLY = CleaningSettings(language=False, dedupe="off", strip_boilerplate=Fa
 # boilerplate lines learnt per source (line hashes, no text).
 _DUPLICATES_STATE = "ingest/duplicates"
 _BOILERPLATE_STATE = "ingest/boilerplate/"
+# What a source learnt from the bodies it read to list its items (its ``scan_cache``), per source.
+_SCAN_CACHE_STATE = "ingest/scan_cache/"
 
 
 @dataclass
@@ -71,16 +73,23 @@ class SourceBinding:
 
 @dataclass
 class Manifest:
-    """What the sources hold now: (document id, content hash, media type, source uri), sorted."""
+    """What the sources hold now: (document id, content hash, media type, source uri), sorted.
+
+    ``settings`` maps a document id to the hash of what its source hands the parser besides the bytes: the
+    item's metadata, which holds the source's parser settings (OCR mode, page and zip limits, record field
+    names). It is part of the document's pipeline hash, so changing a source's settings re-processes that
+    source's documents, and only those its settings reach.
+    """
 
     entries: list[tuple[str, str, str, str]]
     items: dict[str, tuple[SourceBinding, SourceItem]] = field(default_factory=dict)
     failures: list[dict[str, str]] = field(default_factory=list)
     unreadable: set[str] = field(default_factory=set)  # failed this scan but not gone: keep what is stored
+    settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def digest(self) -> str:
-        return stable_hash(self.entries)
+        return stable_hash([self.entries, sorted(self.settings.items())])
 
 
 class IngestStep:
@@ -117,14 +126,27 @@ class IngestStep:
             t0 = time.perf_counter()
             m = Manifest([])
             for binding in self.sources:
+                cache_key = _SCAN_CACHE_STATE + binding.label
+                cached = self.ws.get_state(cache_key) if hasattr(binding.source, "scan_cache") else None
+                if cached is not None:
+                    binding.source.scan_cache = json.loads(cached)
                 for item in binding.source.scan():
                     doc_id = binding.document_id(item)
                     m.entries.append((doc_id, item.content_hash, item.media_type, binding.source_uri(item)))
                     m.items[doc_id] = (binding, item)
+                    if item.metadata:
+                        m.settings[doc_id] = stable_hash(item.metadata)
                 for failure in getattr(binding.source, "failures", []):
                     m.failures.append({"uri": f"{binding.label}/{failure.uri}", "reason": failure.reason})
                     if not getattr(failure, "gone", False):
                         m.unreadable.add(f"{binding.label}/{failure.uri}")
+                if hasattr(binding.source, "scan_cache"):
+                    # Saved now, not with the documents: it only says what the source's bytes held, true
+                    # whatever this run does next, and a skipped step must not lose it.
+                    fresh = json.dumps(binding.source.scan_cache, sort_keys=True)
+                    if fresh != (cached or "{}"):
+                        with self.ws.engine.begin() as conn:
+                            self.ws.set_state(conn, cache_key, fresh)
             m.entries.sort()
             self._manifest = m
             self._scan_seconds = time.perf_counter() - t0
@@ -154,6 +176,14 @@ class IngestStep:
                                          for s in doc.sections))
         return doc
 
+    def _document_pipeline_hash(self, m: Manifest, doc_id: str) -> str:
+        """The pipeline hash of one document: the step's, plus its source's settings (``Manifest.settings``).
+
+        A document its source hands no settings keeps the step's hash as it is.
+        """
+        settings = m.settings.get(doc_id)
+        return self.pipeline_hash if settings is None else stable_hash([self.pipeline_hash, settings])
+
     def _todo(self, m: Manifest, existing: dict[str, tuple[str, str]], signed: dict[str, str],
               dropped: dict[str, dict[str, Any]]) -> tuple[list[tuple[str, str, str, str]], list[str]]:
         """The entries to read, and the dropped duplicates that stay dropped without being read again."""
@@ -161,7 +191,8 @@ class IngestStep:
 
         def current(doc_id: str) -> bool:
             chash = hashes.get(doc_id)
-            return existing.get(doc_id) == (chash, self.pipeline_hash) and signed.get(doc_id) == chash
+            return (existing.get(doc_id) == (chash, self._document_pipeline_hash(m, doc_id))
+                    and signed.get(doc_id) == chash)
 
         changed = {e[0] for e in m.entries if not current(e[0])}
         todo, still_dropped = [], []
@@ -170,7 +201,7 @@ class IngestStep:
                 continue
             d = dropped.get(e[0])
             # A duplicate is read again only when it, its original or the pipeline changed.
-            if d and (d["content_hash"], d["pipeline_hash"]) == (e[1], self.pipeline_hash) \
+            if d and (d["content_hash"], d["pipeline_hash"]) == (e[1], self._document_pipeline_hash(m, e[0])) \
                     and d["duplicate_of"] not in changed and current(d["duplicate_of"]):
                 still_dropped.append(e[0])
                 continue
@@ -342,7 +373,8 @@ class IngestStep:
                 continue
             t1 = clock()
             seconds["chunk"] += t1 - t0
-            self._replace_document(run_id, doc_id, source_uri, chash, media_type, doc, doc_chunks)
+            self._replace_document(run_id, doc_id, source_uri, chash, self._document_pipeline_hash(m, doc_id),
+                                   media_type, doc, doc_chunks)
             language = doc.metadata.get("language") if self.cleaning and self.cleaning.language else None
             self._write_signature(doc_id, chash, signatures[doc_id], None if language is None else str(language))
             seconds["write"] += clock() - t1
@@ -357,8 +389,8 @@ class IngestStep:
         # 4. Remember the dropped duplicates; keep document_signatures in step with documents.
         hashes = {e[0]: e[1] for e in m.entries}
         now_dropped = {d: dropped[d] for d in still_dropped}
-        now_dropped.update({d.uri: {**d.to_dict(), "content_hash": hashes[d.uri], "pipeline_hash": self.pipeline_hash}
-                            for d in duplicates})
+        now_dropped.update({d.uri: {**d.to_dict(), "content_hash": hashes[d.uri],
+                                    "pipeline_hash": self._document_pipeline_hash(m, d.uri)} for d in duplicates})
         with self.ws.engine.begin() as conn:
             self.ws.set_state(conn, _DUPLICATES_STATE, json.dumps(now_dropped, sort_keys=True))
             conn.execute(delete(document_signatures).where(
@@ -383,11 +415,11 @@ class IngestStep:
         counts["seconds"] = {k: round(v, 4) for k, v in seconds.items()}
         return StepResult(stable_hash(chunk_ids), counts)
 
-    def _replace_document(self, run_id: str, doc_id: str, source_uri: str, chash: str, media_type: str,
-                          doc: Document, doc_chunks: list[Any]) -> None:
+    def _replace_document(self, run_id: str, doc_id: str, source_uri: str, chash: str, pipeline_hash: str,
+                          media_type: str, doc: Document, doc_chunks: list[Any]) -> None:
         from flightdeck.governance.versions import put_document_record
 
-        row = {"id": doc_id, "source_uri": source_uri, "content_hash": chash, "pipeline_hash": self.pipeline_hash,
+        row = {"id": doc_id, "source_uri": source_uri, "content_hash": chash, "pipeline_hash": pipeline_hash,
                "media_type": media_type, "title": doc.title, "metadata": doc.metadata}
         rows = []
         seen: set[str] = set()

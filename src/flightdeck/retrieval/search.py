@@ -1,5 +1,8 @@
-"""Search over the current index: BM25, vectors, or both fused — by weighted reciprocal rank (``rrf``) or by
-weighted min-max-normalised scores (``weighted``) — with metadata filters pushed into both retrievers."""
+"""Search over the current index: keywords, vectors, or both fused — by weighted reciprocal rank (``rrf``) or by
+weighted min-max-normalised scores (``weighted``) — with metadata filters pushed into both retrievers.
+
+The keyword retriever is the one ``retrieval.search.keyword_index`` names: the index version's BM25 index
+(``bm25``), the workspace's SQLite FTS5 table (``fts5``) or PostgreSQL full-text search (``postgres``)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from sqlalchemy import select
 from flightdeck.errors import IndexMismatchError, WorkspaceError
 from flightdeck.retrieval.filters import Filter, parse_filter
 from flightdeck.retrieval.keyword import KeywordIndex
+from flightdeck.retrieval.query_transform import QueryVariant
 from flightdeck.workspace import Workspace
 from flightdeck.workspace.schema import chunks, documents, index_versions
 
@@ -43,12 +47,16 @@ class SearchResult:
     hits: list[SearchHit]
     index_version: str
     timings_ms: dict[str, float]
-    keyword_index: str = ""  # which keyword index answered: "bm25", "fts5", or "" when none was asked
+    keyword_index: str = ""  # which keyword index answered: "bm25", "fts5", "postgres", or "" when none was asked
+    queries: list[dict[str, Any]] = field(default_factory=list)  # the searches a query transformation made
 
     def to_dict(self) -> dict[str, Any]:
-        return {"query": self.query, "mode": self.mode, "index_version": self.index_version,
-                "keyword_index": self.keyword_index, "timings_ms": self.timings_ms,
-                "hits": [h.to_dict() for h in self.hits]}
+        out = {"query": self.query, "mode": self.mode, "index_version": self.index_version,
+               "keyword_index": self.keyword_index, "timings_ms": self.timings_ms,
+               "hits": [h.to_dict() for h in self.hits]}
+        if self.queries:
+            out["queries"] = self.queries
+        return out
 
 
 def reciprocal_rank_fusion(rankings: dict[str, list[str]], weights: dict[str, float], k: int = 60
@@ -81,18 +89,24 @@ def weighted_score_fusion(results: dict[str, list[tuple[str, float]]], weights: 
 
 
 class HybridSearcher:
-    """Reads the workspace's current index version; checks it was built with the configured embedder."""
+    """Reads the workspace's current index version; checks it was built with the configured embedder.
 
-    def __init__(self, ws: Workspace, embedder: Any, store_factory: Any, settings: Any) -> None:
+    ``keyword_store`` is the PostgreSQL keyword index for ``keyword_index: postgres``; when not given, it is
+    made from ``settings`` (``keyword_url``, ``keyword_language``) on first use."""
+
+    def __init__(self, ws: Workspace, embedder: Any, store_factory: Any, settings: Any,
+                 keyword_store: Any = None) -> None:
         self.ws = ws
         self.embedder = embedder
         self.store_factory = store_factory
         self.settings = settings
         self.keyword = KeywordIndex(ws.engine)
+        self._postgres = keyword_store
         self._store: Any = None
         self._store_version: str | None = None
         self._bm25: Any = None
         self._bm25_version: str | None = None
+        self.transform: Any = None  # a query transformation (retrieval.query_transformation), attached by Project
 
     def index_version(self) -> str:
         version = self.ws.get_state("current_index")
@@ -139,9 +153,24 @@ class HybridSearcher:
             self._bm25_version = version
         return self._bm25
 
+    def _keyword_index(self, version: str) -> tuple[Any, str]:
+        """The keyword index to search, and its name for ``SearchResult.keyword_index``."""
+        if getattr(self.settings, "keyword_index", "bm25") == "postgres":
+            if self._postgres is None:
+                from flightdeck.retrieval.postgres_fts import from_settings
+
+                self._postgres = from_settings(self.ws.root, self.settings)
+            return self._postgres, "postgres"
+        bm25 = self._bm25_index(version)
+        return (bm25, "bm25") if bm25 is not None else (self.keyword, "fts5")
+
     def search(self, query: str, k: int | None = None, mode: str | None = None,
-               where: dict[str, Any] | Filter | None = None) -> SearchResult:
-        """The top ``k`` chunks for ``query``; ``where`` is a metadata filter (see :mod:`..filters`)."""
+               where: dict[str, Any] | Filter | None = None, transform: bool = True) -> SearchResult:
+        """The top ``k`` chunks for ``query``; ``where`` is a metadata filter (see :mod:`..filters`).
+
+        With a query transformation configured (``self.transform``) and ``transform`` true, every variant it
+        returns is searched and all the ranked lists are fused; ``SearchResult.queries`` lists the variants.
+        """
         s = self.settings
         k = k or s.k
         mode = mode or s.mode
@@ -150,39 +179,66 @@ class HybridSearcher:
         condition = parse_filter(where, "where") if isinstance(where, dict) or where is None else where
         version = self.index_version()
         timings: dict[str, float] = {}
+        variants = [QueryVariant("original", query, query)]
+        if transform and self.transform is not None:
+            t = time.perf_counter()
+            variants = self.transform.variants(query)
+            timings["transform"] = (time.perf_counter() - t) * 1000
         results: dict[str, list[tuple[str, float]]] = {}
+        kinds: dict[str, str] = {}
         keyword_index = ""
         depth = max(s.candidates, k)
-        if mode in ("vector", "hybrid"):
-            store = self._vector_store(version)
-            t = time.perf_counter()
-            qv = self.embedder.embed_query(query)
-            timings["embed_query"] = (time.perf_counter() - t) * 1000
-            t = time.perf_counter()
-            results["vector"] = store.search(qv, depth, condition)
-            timings["vector"] = (time.perf_counter() - t) * 1000
-        if mode in ("keyword", "hybrid"):
-            t = time.perf_counter()
-            bm25 = self._bm25_index(version)
-            results["keyword"] = (bm25 or self.keyword).search(query, depth, condition)
-            keyword_index = "bm25" if bm25 is not None else "fts5"
-            timings["keyword"] = (time.perf_counter() - t) * 1000
+        for variant in variants:
+            suffix = "" if len(variants) == 1 else f":{variant.label}"
+            if mode in ("vector", "hybrid") and (variant.vector_query or variant.passages):
+                store = self._vector_store(version)
+                t = time.perf_counter()
+                qv = self._query_vector(variant)
+                timings["embed_query"] = timings.get("embed_query", 0.0) + (time.perf_counter() - t) * 1000
+                t = time.perf_counter()
+                results["vector" + suffix] = store.search(qv, depth, condition)
+                kinds["vector" + suffix] = "vector"
+                timings["vector"] = timings.get("vector", 0.0) + (time.perf_counter() - t) * 1000
+            if mode in ("keyword", "hybrid") and variant.keyword:
+                t = time.perf_counter()
+                index, keyword_index = self._keyword_index(version)
+                results["keyword" + suffix] = index.search(variant.keyword, depth, condition)
+                kinds["keyword" + suffix] = "keyword"
+                timings["keyword"] = timings.get("keyword", 0.0) + (time.perf_counter() - t) * 1000
         ranks: dict[str, dict[str, int]] = {}
         for name, hits in results.items():
             for rank, (cid, _) in enumerate(hits, 1):
                 ranks.setdefault(cid, {})[name] = rank
         t = time.perf_counter()
-        weights = {"keyword": s.keyword_weight, "vector": s.vector_weight}
-        if mode != "hybrid":
-            fused = results[mode][:k]
+        by_kind = {"keyword": s.keyword_weight, "vector": s.vector_weight}
+        weights = {name: by_kind[kind] for name, kind in kinds.items()}
+        if len(results) <= 1:
+            fused = next(iter(results.values()), [])[:k]
         elif s.fusion == "weighted":
             fused = weighted_score_fusion(results, weights)[:k]
         else:
             fused = reciprocal_rank_fusion({n: [c for c, _ in h] for n, h in results.items()}, weights, s.rrf_k)[:k]
         hits = self._hydrate(fused, ranks)
         timings["fuse_fetch"] = (time.perf_counter() - t) * 1000
+        shown = [] if self.transform is None or not transform else [v.to_dict() for v in variants]
         return SearchResult(query, mode, hits, version, {n: round(v, 3) for n, v in timings.items()},
-                            keyword_index)
+                            keyword_index, shown)
+
+    def _query_vector(self, variant: QueryVariant) -> Any:
+        """The variant's query vector: its query embedded as a query, averaged with its passages embedded as
+        documents (HyDE), renormalised."""
+        import numpy as np
+
+        parts = []
+        if variant.vector_query:
+            parts.append(np.asarray(self.embedder.embed_query(variant.vector_query), dtype=np.float32)[None, :])
+        if variant.passages:
+            parts.append(np.asarray(self.embedder.embed_documents(list(variant.passages)), dtype=np.float32))
+        if len(parts) == 1 and parts[0].shape[0] == 1:
+            return parts[0][0]
+        mean = np.concatenate(parts).mean(axis=0)
+        norm = float(np.linalg.norm(mean))
+        return mean / norm if norm > 0 else mean
 
     def _hydrate(self, scored: list[tuple[str, float]], ranks: dict[str, dict[str, int]]) -> list[SearchHit]:
         if not scored:

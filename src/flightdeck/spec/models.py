@@ -4,15 +4,26 @@ Each phase of the checklist is one top-level key; each section is one key of its
 catalog: a single-select section takes one option id, a multi-select section a list. Sections whose
 options are concrete systems (sources, embedding model, vector database) take provider references: a bare
 name or ``{provider: name, ...settings}``. A few keys that are not checklist sections carry settings
-(``data.chunking``, ``data.cleaning``, ``retrieval.search``, ``model.generator``).
+(``data.chunking``, ``data.cleaning``, ``retrieval.search``, ``retrieval.query_transformation``,
+``model.generator``).
 """
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, create_model
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from flightdeck.data.cleaning import CleaningSettings
 from flightdeck.registry.categories import Category
@@ -39,6 +50,7 @@ PROVIDER_SECTIONS: dict[str, Category] = {
 # Keys that are not checklist sections but hold one provider with its settings.
 PROVIDER_SETTINGS: dict[str, Category] = {
     "data.chunking": Category.CHUNKER,
+    "retrieval.query_transformation": Category.QUERY_TRANSFORMATION,
     "model.generator": Category.GENERATOR,
 }
 
@@ -91,6 +103,11 @@ def _default_ref(name: str) -> ProviderRef:
     return ProviderRef(provider=name)
 
 
+_ENV_REF = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+_PG_URL = re.compile(r"^postgres(?:ql)?(?:\+[A-Za-z0-9_]+)?://", re.IGNORECASE)
+_TS_CONFIG = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
 class SearchSettings(BaseModel):
     """How ``search`` and ``ask`` retrieve: the mode, the depth of each retriever and the fusion."""
 
@@ -98,9 +115,17 @@ class SearchSettings(BaseModel):
     mode: Literal["hybrid", "vector", "keyword"] = "hybrid"
     k: int = Field(10, ge=1, le=1000, description="hits returned")
     candidates: int = Field(200, ge=1, le=10000, description="hits taken from each retriever before fusion")
-    keyword_index: Literal["bm25", "fts5"] = Field(
+    keyword_index: Literal["bm25", "fts5", "postgres"] = Field(
         "bm25", description="bm25: a static BM25 index per index version (bm25s; milliseconds at a million "
-        "chunks); fts5: SQLite FTS5 only (no extra dependency, slow beyond ~10k chunks)")
+        "chunks); fts5: SQLite FTS5 only (no extra dependency, slow beyond ~10k chunks); postgres: PostgreSQL "
+        "full-text search (tsvector, GIN index, ts_rank_cd) in one table per workspace on the server at "
+        "keyword_url, synced incrementally by `flightdeck run`")
+    keyword_url: str | None = Field(
+        None, description="keyword_index postgres: the PostgreSQL URL, ${ENV} references resolved at use, e.g. "
+        "\"${KB_PG_URL}\" or postgresql://user:${PGPASSWORD}@db:5432/kb")
+    keyword_language: str = Field(
+        "english", description="keyword_index postgres: the text search configuration (stemming, stop words), "
+        "e.g. english, simple, german")
     # The defaults (weighted fusion, 1:1, 200 candidates) were chosen on SciFact's train split only
     # (benchmarks/tune_hybrid.py, BENCHMARKS.md): nDCG@10 0.736 against 0.722 for RRF k=60 over 100.
     fusion: Literal["rrf", "weighted"] = Field(
@@ -109,11 +134,36 @@ class SearchSettings(BaseModel):
     keyword_weight: float = Field(1.0, ge=0, description="weight of the BM25 ranks (or scores) in the fusion")
     vector_weight: float = Field(1.0, ge=0, description="weight of the vector ranks (or scores) in the fusion")
 
+    @field_validator("keyword_url")
+    @classmethod
+    def _postgres_url(cls, v: str | None) -> str | None:
+        if v and v.strip() and not _ENV_REF.search(v) and not _PG_URL.match(v):  # blank: refused as missing below
+            raise ValueError("keyword_url must be a PostgreSQL URL, e.g. postgresql://user:${PGPASSWORD}@db:5432/kb "
+                             "or \"${KB_PG_URL}\"")
+        return v
+
+    @field_validator("keyword_language")
+    @classmethod
+    def _ts_config_name(cls, v: str) -> str:
+        if not _TS_CONFIG.match(v):
+            raise ValueError(f"keyword_language {v!r} is not a text search configuration name; use one such as "
+                             "english, simple or german (SELECT cfgname FROM pg_ts_config lists the server's)")
+        return v
+
+    @model_validator(mode="after")
+    def _postgres_needs_url(self) -> SearchSettings:
+        if self.keyword_index == "postgres" and not (self.keyword_url or "").strip():
+            raise ValueError("keyword_index: postgres needs keyword_url, the PostgreSQL server that holds the "
+                             "keyword index; add e.g. keyword_url: \"${KB_PG_URL}\" under retrieval.search")
+        return self
+
 
 _PHASE_EXTRA_FIELDS: dict[str, dict[str, tuple[Any, Any]]] = {
     "data": {"chunking": (ProviderValue, _default_ref(EMBEDDED_DEFAULTS["data.chunking"])),
              "cleaning": (CleaningSettings, CleaningSettings())},
-    "retrieval": {"search": (SearchSettings, SearchSettings())},
+    "retrieval": {"search": (SearchSettings, SearchSettings()),
+                  # unset: queries are searched as written; set, it needs query_transformation in system
+                  "query_transformation": (ProviderValue | None, None)},
     "model": {"generator": (ProviderValue, _default_ref(EMBEDDED_DEFAULTS["model.generator"]))},
 }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from flightdeck.spec.loader import LoadedSpec
@@ -74,6 +74,8 @@ def check_rules(loaded: LoadedSpec) -> Iterator[tuple[tuple, str]]:
         yield ("model", "generator"), (
             f"latency real_time (< 100 ms) cannot be met by generator '{spec.model.generator.provider}';"
             " use generator: extractive, or choose latency: near_real_time.")
+    yield from _query_transformation_rules(spec)
+    yield from _synthetic_rules(spec)
     if spec.retrieval.search.mode == "hybrid" and "hybrid_search" not in spec.retrieval.system:
         yield ("retrieval", "search", "mode"), (
             "search mode 'hybrid' needs hybrid_search in retrieval.system; add it or set mode: vector.")
@@ -87,3 +89,44 @@ def check_rules(loaded: LoadedSpec) -> Iterator[tuple[tuple, str]]:
             yield ("data", "chunking", "size"), (
                 f"chunk size {size} exceeds the embedding model's maximum sequence length {max_tokens};"
                 f" set size <= {max_tokens}.")
+
+
+# Generators that can write text on request (the extractive one only selects sentences).
+LLM_GENERATORS = frozenset({"llama_cpp", "openai"})
+
+
+def _query_transformation_rules(spec: Any) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """query_transformation in 2.3 and retrieval.query_transformation go together, and need an LLM."""
+    chosen = "query_transformation" in (spec.retrieval.system or [])
+    transform = spec.retrieval.query_transformation
+    if chosen and transform is None:
+        yield ("retrieval", "system"), (
+            "query_transformation in retrieval.system needs retrieval.query_transformation: rewrite, "
+            "multi_query or hyde, e.g. query_transformation: {provider: multi_query, queries: 3}.")
+    if transform is not None and not chosen:
+        yield ("retrieval", "query_transformation"), (
+            f"retrieval.query_transformation ({transform.provider}) is set, but query_transformation is not in "
+            "retrieval.system; add it there, or remove this key.")
+    if transform is not None and spec.model.generator.provider not in LLM_GENERATORS:
+        yield ("model", "generator"), (
+            f"query transformation '{transform.provider}' needs an LLM generator that writes text; generator "
+            f"'{spec.model.generator.provider}' cannot. Use generator: llama_cpp (local GGUF) or openai.")
+
+
+def _synthetic_rules(spec: Any) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """A synthetic entry in data.sources needs an LLM generator and a document source to sample chunks from."""
+    from flightdeck.data.synthetic import needs_llm_message
+
+    sources = spec.data.sources or []
+    found = [i for i, ref in enumerate(sources) if ref.provider == "synthetic"]
+    if not found:
+        return
+    for i in found[1:]:
+        yield ("data", "sources", i), (
+            "only one synthetic entry is allowed in data.sources; merge its settings into the first one.")
+    if len(found) == len(sources):
+        yield ("data", "sources", found[0]), (
+            "synthetic data generation writes questions from the chunks of the other sources, and there are none;"
+            " add a document source, e.g. - {provider: files, path: ./docs}.")
+    if spec.model.generator.provider not in LLM_GENERATORS:
+        yield ("model", "generator"), needs_llm_message(spec.model.generator.provider)

@@ -136,13 +136,23 @@ def _settings_lines(phase: Phase, choices: Mapping[str, object]) -> list[str]:
         system = choices.get("retrieval.system")
         hybrid = isinstance(system, (list, tuple)) and "hybrid_search" in system
         value = choices.get("retrieval.search", {"mode": "hybrid" if hybrid else "vector", "k": 10})
-        fields = ", ".join(f for f in SearchSettings.model_fields if f != "mode")
+        fields = [f for f in SearchSettings.model_fields if f != "mode"]
         lines.append("  # search: how `search` and `ask` retrieve (not a checklist section):")
         lines.append("  #   mode: hybrid (needs hybrid_search in 2.3) | vector | keyword")
-        lines.append(f"  #   other settings: {fields}")
+        lines += _wrap("  ", "  other settings: ", fields, sep=", ")
         lines.append(f"  search: {format_value(value)}")
+        transform = choices.get("retrieval.query_transformation")
+        if transform is None and isinstance(system, (list, tuple)) and "query_transformation" in system:
+            transform = {"provider": "multi_query", "queries": 3}  # chosen in 2.3: a working default
+        lines += _wrap("  ", "query_transformation: for query_transformation in 2.3; needs an LLM generator: ",
+                       _names_with_status(PROVIDER_SETTINGS["retrieval.query_transformation"]))
+        lines.append(f"  query_transformation: {format_value(transform)}" if transform else
+                     "  # query_transformation: {provider: multi_query, queries: 3}")
     elif phase.key == "model":
-        value = choices.get("model.generator", EMBEDDED_DEFAULTS["model.generator"])
+        system = choices.get("retrieval.system")
+        # query transformation needs a generator that writes text: the local LLM, unless one was chosen
+        wants_llm = isinstance(system, (list, tuple)) and "query_transformation" in system
+        value = choices.get("model.generator", "llama_cpp" if wants_llm else EMBEDDED_DEFAULTS["model.generator"])
         lines += _wrap("  ", "generator: the generator that writes answers (not a checklist section): ",
                        _names_with_status(PROVIDER_SETTINGS["model.generator"]))
         lines.append(f"  generator: {format_value(value)}")

@@ -18,7 +18,8 @@ from sqlalchemy import (
 
 __all__ = ["metadata", "documents", "chunks", "embeddings", "runs", "step_runs", "dataset_versions",
            "index_versions", "chunk_payloads", "store_sync", "state", "dataset_version_documents",
-           "document_signatures", "dataset_splits"]
+           "document_signatures", "dataset_splits", "synthetic_sets", "synthetic_examples",
+           "synthetic_generations"]
 
 metadata = MetaData()
 
@@ -153,4 +154,43 @@ dataset_splits = Table(
     Column("document_id", String, primary_key=True),
     Column("split", String, nullable=False, comment="train | validation | test, or fold-N"),
     Column("strategy", String, nullable=False),
+)
+
+# revision 0004
+synthetic_sets = Table(
+    "synthetic_sets", metadata,
+    Column("id", String(64), primary_key=True,
+           comment="hash of the dataset version, generator, config and examples"),
+    Column("created_at", Float, nullable=False),
+    Column("run_id", String, nullable=False),
+    Column("dataset_version", String(64), nullable=False),
+    Column("generator", String, nullable=False, comment="the generator's model id"),
+    Column("config", JSON, nullable=False, comment="the synthetic settings and the generator's sampling settings"),
+    Column("counts", JSON, nullable=False, comment="chunks, qa, paraphrase, dropped by reason"),
+    Column("dropped", JSON, nullable=False, comment="every dropped item: chunk, kind, reason, text"),
+)
+
+synthetic_examples = Table(
+    "synthetic_examples", metadata,
+    Column("set_id", String(64), ForeignKey("synthetic_sets.id", ondelete="CASCADE"), primary_key=True),
+    Column("ordinal", Integer, primary_key=True),
+    Column("id", String(32), nullable=False, comment="hash of chunk id, kind and question"),
+    Column("kind", String, nullable=False, comment="qa | paraphrase"),
+    Column("question", Text, nullable=False),
+    Column("answer", Text, nullable=False),
+    Column("parent_question", Text, comment="the question a paraphrase rephrases"),
+    Column("chunk_id", String, nullable=False, comment="the ground truth: the chunk the question was written from"),
+    Column("document_id", String, nullable=False),
+    Column("source_uri", Text, nullable=False),
+    Column("chunk_hash", String(64), nullable=False, comment="sha256 of the chunk's text"),
+    Column("generation_key", String(64), nullable=False),
+)
+
+synthetic_generations = Table(
+    "synthetic_generations", metadata,
+    Column("key", String(64), primary_key=True, comment="hash of chunk hash, model, sampling and prompt settings"),
+    Column("chunk_hash", String(64), nullable=False),
+    Column("generator", String, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("result", JSON, nullable=False, comment="kept items and dropped items of one chunk"),
 )

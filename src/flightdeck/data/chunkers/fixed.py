@@ -3,7 +3,8 @@
 The baseline of the chunking literature: no structure, every chunk (but the last) holds ``size`` tokens
 of the embedder's tokenizer and repeats the last ``overlap`` tokens of the one before. Windows start at a
 word, so a chunk never begins with the tail of a cut word; section boundaries are ignored, and each
-chunk's ``metadata["heading"]`` names the section where it starts.
+chunk's ``metadata["heading"]`` names the section where it starts. A window over several sections takes
+the metadata of all of them (``page_start``/``page_end``, the lowest ``ocr_confidence``).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from flightdeck.data.chunkers.recursive import _HEADING_JOIN, RecursiveChunker
-from flightdeck.data.documents import Chunk, Document
+from flightdeck.data.chunkers.base import chunk_metadata
+from flightdeck.data.chunkers.recursive import RecursiveChunker
+from flightdeck.data.documents import Chunk, Document, Section
 
 if TYPE_CHECKING:
     from flightdeck.data.tokenization import Tokenizer
@@ -50,18 +52,22 @@ class FixedChunker:
 
     def chunk(self, document: Document, tokenizer: Tokenizer) -> list[Chunk]:
         """Return the windows of ``document``, numbered ``0..n-1``."""
-        text, starts = "", []  # starts: (character offset, heading path) of each section in ``text``
+        text = ""
+        spans: list[tuple[int, int, Section]] = []  # (start, end) character offsets of each section in ``text``
         for section in document.sections:
             if not section.text.strip():
                 continue
             if text:
                 text += "\n\n"
-            starts.append((len(text), section.heading_path))
+            spans.append((len(text), len(text) + len(section.text), section))
             text += section.text
         chunks: list[Chunk] = []
         for start, piece in self._windows(text, tokenizer):
-            heading = next((h for s, h in reversed(starts) if s <= start), ())
-            meta = {**document.metadata, "title": document.title, "heading": _HEADING_JOIN.join(heading)}
+            end = start + len(piece)
+            # Every section the window overlaps gives it metadata (its pages); the first one, its heading.
+            covered = [sec for s, e, sec in spans if s < end and e > start] or \
+                [next((sec for s, _, sec in reversed(spans) if s <= start), spans[0][2])]
+            meta = chunk_metadata(document, covered, covered[0].heading_path)
             chunk = Chunk(document.uri, len(chunks), piece, (), 0, meta)
             chunks.append(replace(chunk, token_count=tokenizer.count(piece)))
         return chunks

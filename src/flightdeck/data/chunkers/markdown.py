@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from flightdeck.data.chunkers.base import chunk_metadata
 from flightdeck.data.chunkers.recursive import _HEADING_JOIN, RecursiveChunker, RecursiveConfig
 from flightdeck.data.documents import Chunk, Document, Section
 
@@ -59,7 +60,8 @@ def _common_prefix(paths: list[tuple[str, ...]]) -> tuple[str, ...]:
 class MarkdownChunker:
     """Heading-aware chunking (see :class:`MarkdownConfig`); ``tokenizer.count(indexed_text) <= size``.
 
-    ``metadata["heading"]`` holds the full heading path shared by the chunk's sections.
+    ``metadata["heading"]`` holds the full heading path shared by the chunk's sections; a chunk of merged
+    sections takes the metadata of all of them (``page_start``/``page_end``, the lowest ``ocr_confidence``).
     """
 
     def __init__(self, config: MarkdownConfig | None = None) -> None:
@@ -71,15 +73,21 @@ class MarkdownChunker:
 
     def chunk(self, document: Document, tokenizer: Tokenizer) -> list[Chunk]:
         """Return the chunks of ``document``, numbered ``0..n-1``; sections without text give none."""
-        out: list[tuple[tuple[str, ...], tuple[str, ...], str]] = []  # (heading, full path, text)
+        out: list[tuple[tuple[str, ...], tuple[str, ...], str, list[Section]]] = []  # (heading, path, text, sections)
         group: list[Section] = []
+
+        def emit(group: list[Section]) -> None:
+            rendered = self._render(group, tokenizer)
+            assert rendered is not None  # a group is only formed while it fits
+            out.append((*rendered, group))
+
         for section in (s for s in document.sections if s.text.strip()):
             if tokenizer.count(section.text) > self.config.size:  # too long even alone: cut it, as recursive does
                 if group:
-                    out.append(self._render(group, tokenizer))  # type: ignore[arg-type]
+                    emit(group)
                     group = []
                 heading = self._splitter._heading(section, tokenizer)
-                out.extend((heading, section.heading_path, t)
+                out.extend((heading, section.heading_path, t, [section])
                            for t in self._splitter._section_texts(section.text, heading, tokenizer))
                 continue
             if group and self.config.merge_siblings and self._joins(group, section):
@@ -88,20 +96,19 @@ class MarkdownChunker:
                     group.append(section)
                     continue
             if group:
-                out.append(self._render(group, tokenizer))  # type: ignore[arg-type]  # a group always fits
+                emit(group)
                 group = []
             if self._render([section], tokenizer) is not None:
                 group = [section]
             else:
                 heading = self._splitter._heading(section, tokenizer)
-                out.extend((heading, section.heading_path, t)
+                out.extend((heading, section.heading_path, t, [section])
                            for t in self._splitter._section_texts(section.text, heading, tokenizer))
         if group:
-            out.append(self._render(group, tokenizer))  # type: ignore[arg-type]
+            emit(group)
         chunks: list[Chunk] = []
-        for heading, path, text in out:
-            meta = {**document.metadata, "title": document.title, "heading": _HEADING_JOIN.join(path)}
-            chunk = Chunk(document.uri, len(chunks), text, heading, 0, meta)
+        for heading, path, text, sections in out:
+            chunk = Chunk(document.uri, len(chunks), text, heading, 0, chunk_metadata(document, sections, path))
             chunks.append(replace(chunk, token_count=tokenizer.count(chunk.indexed_text)))
         return chunks
 

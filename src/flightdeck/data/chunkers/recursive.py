@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from flightdeck.data.chunkers.base import chunk_metadata
 from flightdeck.data.documents import Chunk, Document, Section
 
 if TYPE_CHECKING:
@@ -67,7 +68,8 @@ class RecursiveChunker:
     Guarantees ``tokenizer.count(chunk.indexed_text) <= config.size`` for every chunk. With
     ``include_heading`` on, ``chunk.heading_path`` is the section's path, shortened from the front only
     if it alone would take more than half the budget; with it off, ``heading_path`` is ``()`` so nothing
-    but the text is indexed. ``metadata["heading"]`` always holds the full path.
+    but the text is indexed. ``metadata["heading"]`` always holds the full path, and the section's own
+    metadata (``page``, ``slide``, ``ocr_confidence``) is carried over (see ``chunkers.base``).
     """
 
     def __init__(self, config: RecursiveConfig | None = None) -> None:
@@ -78,8 +80,7 @@ class RecursiveChunker:
         chunks: list[Chunk] = []
         for section in document.sections:
             heading = self._heading(section, tokenizer)
-            base_meta = {**document.metadata, "title": document.title,
-                         "heading": _HEADING_JOIN.join(section.heading_path)}
+            base_meta = chunk_metadata(document, [section], section.heading_path)
             for text in self._section_texts(section.text, heading, tokenizer):
                 chunk = Chunk(document.uri, len(chunks), text, heading, 0, dict(base_meta))
                 chunks.append(replace(chunk, token_count=tokenizer.count(chunk.indexed_text)))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from flightdeck.data.chunkers.recursive import _HEADING_JOIN
+from flightdeck.data.chunkers.base import chunk_metadata
 from flightdeck.data.chunkers.sentence import SentenceChunker, SentenceConfig, split_sentences
 from flightdeck.data.documents import Chunk, Document
 from flightdeck.errors import FlightdeckError
@@ -82,8 +82,7 @@ class SemanticChunker:
         k = 0  # index of the current sentence across the document
         for section, sents in zip(sections, sentences, strict=True):
             heading = self._packer._heading(section, tokenizer)
-            meta = {**document.metadata, "title": document.title,
-                    "heading": _HEADING_JOIN.join(section.heading_path)}
+            meta = chunk_metadata(document, [section], section.heading_path)
             runs: list[str] = []
             current = ""
             for i, sentence in enumerate(sents):

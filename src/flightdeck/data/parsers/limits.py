@@ -11,16 +11,15 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from flightdeck.data.documents import Section, SourceItem
+from flightdeck.data.documents import SourceItem
 from flightdeck.errors import SourceError
 
 __all__ = [
     "PARSER_OPTIONS_KEY",
     "ParserOptions",
-    "SectionWithMetadata",
     "document_metadata",
     "check_zip_container",
     "render_table",
@@ -62,19 +61,6 @@ class ParserOptions:
     def to_metadata(self) -> dict[str, Any]:
         """A JSON-friendly dict to put under :data:`PARSER_OPTIONS_KEY`."""
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class SectionWithMetadata(Section):
-    """A section that also says where it comes from: ``{"page": 3}``, ``{"slide": 2}``,
-    ``{"page": 1, "ocr_confidence": 91.4}``.
-
-    A subclass, so that everything that takes a :class:`Section` takes it unchanged
-    (``dataclasses.replace`` keeps the metadata).
-    """
-
-    # hash=False: a dict is unhashable, and sections are compared, never used as keys
-    metadata: dict[str, Any] = field(default_factory=dict, hash=False)
 
 
 def document_metadata(item: SourceItem, **extra: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flightdeck.data.documents import Document, Section, SourceItem
-from flightdeck.data.parsers.limits import ParserOptions, SectionWithMetadata, document_metadata
+from flightdeck.data.parsers.limits import ParserOptions, document_metadata
 from flightdeck.data.parsers.text import title_from_uri
 from flightdeck.errors import MissingDependencyError, SourceError
 
@@ -133,7 +133,7 @@ def parse_image(item: SourceItem, data: bytes) -> Document:
                     meta: dict[str, Any] = {"ocr_confidence": result.confidence}
                     if frames > 1:
                         meta["page"] = number
-                    sections.append(SectionWithMetadata((title,), result.text, meta))
+                    sections.append(Section((title,), result.text, meta))
     except SourceError as e:
         if str(e).startswith(item.uri):
             raise

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flightdeck.data.documents import Document, Section, SourceItem
-from flightdeck.data.parsers.limits import ParserOptions, SectionWithMetadata, document_metadata, render_table
+from flightdeck.data.parsers.limits import ParserOptions, document_metadata, render_table
 from flightdeck.data.parsers.ocr import fit_resolution, ocr_available, ocr_image
 from flightdeck.data.parsers.text import title_from_uri
 from flightdeck.errors import MissingDependencyError, SourceError
@@ -205,7 +205,7 @@ def _sections(pages: list[_Page], default_title: str, meta_title: str) -> tuple[
         meta: dict[str, Any] = {"page": page.number}
         if page.ocr:
             meta["ocr_confidence"] = page.ocr_confidence
-        sections.append(SectionWithMetadata(names, text, meta))
+        sections.append(Section(names, text, meta))
     return title, sections
 
 
@@ -269,7 +269,7 @@ def parse_pdf(item: SourceItem, data: bytes) -> Document:
         raise SourceError(f"{item.uri}: corrupt PDF, no page could be read ({first_error})")
     meta_title = info.get("Title") if isinstance(info.get("Title"), str) else ""
     title, sections = _sections(pages, title_from_uri(item.uri), (meta_title or "").strip())
-    with_text = {s.metadata["page"] for s in sections if isinstance(s, SectionWithMetadata)}
+    with_text = {s.metadata["page"] for s in sections}
     extra: dict[str, Any] = {"page_count": count}
     without = [p.number for p in pages if p.number not in with_text]
     if without:

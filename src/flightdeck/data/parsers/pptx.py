@@ -11,13 +11,7 @@ import io
 from typing import Any
 
 from flightdeck.data.documents import Document, Section, SourceItem
-from flightdeck.data.parsers.limits import (
-    ParserOptions,
-    SectionWithMetadata,
-    check_zip_container,
-    document_metadata,
-    render_table,
-)
+from flightdeck.data.parsers.limits import ParserOptions, check_zip_container, document_metadata, render_table
 from flightdeck.data.parsers.text import title_from_uri
 from flightdeck.errors import MissingDependencyError, SourceError
 
@@ -94,6 +88,6 @@ def parse_pptx(item: SourceItem, data: bytes) -> Document:
         if not text.strip():
             continue
         path = (title, slide_title) if slide_title and slide_title != title else (title,)
-        sections.append(SectionWithMetadata(path, text, {"slide": number}))
+        sections.append(Section(path, text, {"slide": number}))
     return Document(item.uri, item.content_hash, title, tuple(sections),
                     document_metadata(item, slide_count=len(slides)))

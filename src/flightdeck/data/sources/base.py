@@ -37,6 +37,10 @@ class Source(Protocol):
     A source may also define ``source_uri(item) -> str``: the URI that citations show for an item
     (``postgresql://host/db/articles#42``, ``s3://bucket/key``); without it, the item's URI is joined to the
     source's root.
+
+    A source that must read bodies to list its items (a bucket's record files) may keep a ``scan_cache``
+    attribute, a JSON-able dict: the ingest step sets it from the workspace before ``scan()`` and stores what
+    the scan left there, so that the next run's scan can skip what did not change.
     """
 
     failures: list[ItemFailure]

@@ -11,6 +11,12 @@ read again, and a deleted one disappears from the scan (and so from the dataset)
 bodies are read at scan time and split by the ``files`` source's own record code, with the same column
 mapping settings (``id_field``, ``title_field``, ``text_field``, ``text_fields``, ``metadata_fields``).
 
+A record file is read only when it changed: :attr:`ObjectStoreSource.scan_cache` keeps, per key, the change
+signal and what the split gave (record ids and hashes, their metadata, the rows it refused), and the ingest
+step keeps that cache in the workspace between runs. An object whose signal (and the column mapping) is
+unchanged is listed from the cache without a download; its records' bytes are fetched only if the pipeline
+asks for one of them (after a pipeline change), one download per object.
+
 Item URIs are keys relative to the prefix (``guide/install.md``, ``rows.jsonl#42``); citations show the
 full object URL (``s3://bucket/docs/guide/install.md``). A bucket that cannot be listed (down, wrong
 endpoint, no such bucket, no access) fails the scan with :class:`~flightdeck.errors.SourceError`, after
@@ -19,6 +25,7 @@ endpoint, no such bucket, no access) fails the scan with :class:`~flightdeck.err
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -44,6 +51,8 @@ _DEFAULT_INCLUDE = [f"**/*{suffix}" for suffix, media in MEDIA_TYPES.items() if 
     + [f"**/*{suffix}" for suffix in RECORD_SUFFIXES]
 # The longest wait between two attempts, whatever `backoff` and the attempt number say.
 _MAX_BACKOFF_S = 30.0
+# Part of every scan-cache key: raise it when record splitting changes what it yields for the same bytes.
+_SCAN_CACHE_FORMAT = 1
 
 
 class _ObjectUnreadable(SourceError):
@@ -186,8 +195,13 @@ class ObjectStoreSource:
     def __init__(self, config: ObjectStoreConfig) -> None:
         self.config = config
         self.failures: list[ItemFailure] = []
+        #: What the record files split into, per key (JSON): set it before a scan to skip downloading the
+        #: unchanged ones; each scan replaces it with the entries of the record files it listed.
+        self.scan_cache: dict[str, Any] = {}
         self._fs: Any = None
         self._records: dict[str, bytes] = {}
+        self._record_objects: dict[str, str] = {}  # record uri -> key, for records listed from the cache
+        self._objects_read: set[str] = set()  # keys of those read since, when the pipeline asked for a record
         self._root = f"{config.bucket}/{config.prefix}".rstrip("/")
         self._paths: dict[str, str] = {}  # uri -> bucket/key, from the last listing
 
@@ -196,6 +210,10 @@ class ObjectStoreSource:
         """Yield every included object (or record of a record file) in key order, with its change hash."""
         self.failures = []
         self._records = {}
+        self._record_objects = {}
+        self._objects_read = set()
+        previous = self.scan_cache if isinstance(self.scan_cache, dict) else {}
+        self.scan_cache = {}
         listing = self._list()
         supported = ", ".join(sorted([*MEDIA_TYPES, *RECORD_SUFFIXES]))
         for rel, info in listing:
@@ -209,17 +227,10 @@ class ObjectStoreSource:
                 self._fail(rel, f"object is {size:,} bytes, over max_file_bytes={self.config.max_file_bytes:,}; "
                                 "raise max_file_bytes or add the key to `exclude`")
                 continue
-            if suffix in RECORD_SUFFIXES:
-                try:
-                    data = self._read_object(rel)
-                except _ObjectUnreadable as e:
-                    self._fail(rel, str(e))
-                    continue
-                # Any other error propagates: after the retries the store is down, and reporting the
-                # file as failed would read as all of its records having been deleted.
-                yield from self._split_records(rel, suffix, data)
-                continue
             signal = self._signal(info)
+            if suffix in RECORD_SUFFIXES:
+                yield from self._scan_record_file(rel, suffix, signal, size, previous.get(rel))
+                continue
             if signal is None:
                 self._fail(rel, "the listing gives no ETag, generation or checksum for this object, so a change "
                                 "could not be detected; the store does not look like S3 or GCS")
@@ -229,6 +240,16 @@ class ObjectStoreSource:
     def read(self, item: SourceItem) -> bytes:
         """The bytes of a listed object, or the JSON of a listed record."""
         if item.media_type == RECORD_MEDIA_TYPE and "#" in item.uri:
+            rel = self._record_objects.get(item.uri)
+            if rel is not None and item.uri not in self._records:
+                if rel not in self._objects_read:
+                    # Listed from the scan cache: download and split the object once, for all of its records.
+                    data = self._read_object(rel)
+                    self._records.update(self._split_records(rel, PurePosixPath(rel).suffix.lower(), data)[0])
+                    self._objects_read.add(rel)
+                if item.uri not in self._records:
+                    raise SourceError(f"{item.uri}: no longer in {self.config.scheme}://{self._key_path(rel)}; "
+                                      "run again to drop it")
             try:
                 return self._records[item.uri]
             except KeyError:
@@ -290,7 +311,46 @@ class ObjectStoreSource:
             raise SourceError(f"{self.config.scheme}://{path}: object is over max_file_bytes={limit:,}")
         return data
 
-    def _split_records(self, rel: str, suffix: str, data: bytes) -> Iterator[SourceItem]:
+    def _scan_record_file(self, rel: str, suffix: str, signal: str | None, size: int,
+                          cached: Any) -> Iterator[SourceItem]:
+        # The key says which bytes, split how: the same object under the same mapping splits the same way.
+        key = None if signal is None else content_hash(json.dumps(
+            [_SCAN_CACHE_FORMAT, self.config.scheme, self._root, rel, signal, size, self.config.files_settings()],
+            sort_keys=True))
+        if key is not None and isinstance(cached, dict) and cached.get("key") == key:
+            try:
+                items = [SourceItem(rel + suffix_, chash, RECORD_MEDIA_TYPE, dict(cached["metadata"]))
+                         for suffix_, chash in cached["items"]]
+                failures = [ItemFailure(uri, reason) for uri, reason in cached["failures"]]
+            except (KeyError, TypeError, ValueError):
+                pass  # an entry this code did not write: read the object instead
+            else:
+                self.scan_cache[rel] = cached
+                self.failures.extend(failures)
+                self._record_objects.update((item.uri, rel) for item in items)
+                yield from items
+                return
+        try:
+            data = self._read_object(rel)
+        except _ObjectUnreadable as e:
+            self._fail(rel, str(e))
+            return
+        # Any other error propagates: after the retries the store is down, and reporting the file as
+        # failed would read as all of its records having been deleted.
+        records, items, failures = self._split_records(rel, suffix, data)
+        self._records.update(records)
+        self.failures.extend(failures)
+        metadata = [item.metadata for item in items]
+        # The files source gives every record of a file the same metadata (its field names): kept once.
+        if key is not None and all(m == metadata[0] for m in metadata):
+            self.scan_cache[rel] = {"key": key, "metadata": metadata[0] if metadata else {},
+                                    "items": [[item.uri[len(rel):], item.content_hash] for item in items],
+                                    "failures": [[f.uri, f.reason] for f in failures]}
+        yield from items
+
+    def _split_records(self, rel: str, suffix: str,
+                       data: bytes) -> tuple[dict[str, bytes], list[SourceItem], list[ItemFailure]]:
+        """The records of one record file: their bytes by uri, their items, and the rows refused."""
         # The files source owns record splitting (formats, column mapping, per-row errors); it works on
         # files, so the body goes through a temporary file with a fixed name, replaced by the key below.
         from flightdeck.data.sources.files import FilesConfig, FilesSource
@@ -300,16 +360,14 @@ class ObjectStoreSource:
             local = Path(tmp, local_name)
             local.write_bytes(data)
             splitter = FilesSource(FilesConfig(path=str(local), **self.config.files_settings()))
-            items = list(splitter.scan())
-            records = {item.uri: splitter.read(item) for item in items}
+            found = list(splitter.scan())
+            records = {rel + item.uri[len(local_name):]: splitter.read(item) for item in found}
+        failures = []
         for failure in splitter.failures:
             where = failure.uri
             where = rel + where[len(local_name):] if where.startswith(local_name) else f"{rel}: {where}"
-            self.failures.append(ItemFailure(where, failure.reason))
-        for item in items:
-            uri = rel + item.uri[len(local_name):]
-            self._records[uri] = records[item.uri]
-            yield replace(item, uri=uri)
+            failures.append(ItemFailure(where, failure.reason))
+        return records, [replace(item, uri=rel + item.uri[len(local_name):]) for item in found], failures
 
     def _retry(self, what: str, call: Callable[[], _T]) -> _T:
         attempts = self.config.retries + 1

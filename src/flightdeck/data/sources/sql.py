@@ -35,7 +35,7 @@ from flightdeck.spec.resolve import ENV_REF
 
 __all__ = [
     "RowSourceConfig", "SqlConfig", "SqlSource", "RowSource", "RowReader", "RecordMapping",
-    "TransientSourceError", "check_select_only", "resolve_column", "to_scalar",
+    "TransientSourceError", "check_select_only", "resolve_column", "resolve_sqlite_url", "to_scalar",
 ]
 
 _T = TypeVar("_T")
@@ -569,11 +569,19 @@ class SqlConfig(RowSourceConfig):
     ``url`` is any SQLAlchemy URL, e.g. ``sqlite:////data/kb.db``,
     ``postgresql+psycopg://user:${PGPASSWORD}@db:5432/kb`` or ``mysql+pymysql://root@db:3306/kb``; a URL
     without a driver (``postgresql://``, ``mysql://``) uses the driver the ``sql`` extra installs (psycopg,
-    PyMySQL). The session is read-only where the database supports it (PostgreSQL, MySQL/MariaDB,
-    SQLite), on top of the parse check of ``query``.
+    PyMySQL). The file of a relative SQLite URL (``sqlite:///data/kb.db``) is found from the spec's folder,
+    as every path of a spec is. The session is read-only where the database supports it (PostgreSQL,
+    MySQL/MariaDB, SQLite), on top of the parse check of ``query``.
     """
 
     url: str
+
+    @classmethod
+    def resolve_relative(cls, settings: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+        """``settings`` with a relative SQLite ``url`` resolved from ``base_dir`` (the spec's folder)."""
+        if isinstance(settings.get("url"), str):
+            settings["url"] = resolve_sqlite_url(settings["url"], base_dir)
+        return settings
 
     @field_validator("url")
     @classmethod
@@ -602,6 +610,28 @@ class SqlConfig(RowSourceConfig):
             return _GLOT_DIALECTS.get(make_url(self.url).get_backend_name())
         except Exception:  # an invalid URL is reported by its own validator
             return None
+
+
+def resolve_sqlite_url(url: str, base_dir: Path) -> str:
+    """``url`` with its SQLite database file made absolute from ``base_dir`` when it is relative.
+
+    Every other URL comes back unchanged: another database, an absolute file (``sqlite:////abs/kb.db``),
+    the in-memory database (``sqlite://``, ``sqlite:///:memory:``), a ``file:`` URI, and a URL SQLAlchemy
+    cannot read (its validator reports that).
+    """
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+    except Exception:  # ImportError (the error comes when the source is built) or an invalid URL
+        return url
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" \
+            or database.startswith("file:") or Path(database).is_absolute():
+        return url
+    # "~/kb.db" is the home folder, as in every other path of a spec (SQLite itself would not expand it).
+    resolved = (Path(base_dir) / Path(database).expanduser()).resolve()
+    return parsed.set(database=str(resolved)).render_as_string(hide_password=False)
 
 
 class _SqlReader:

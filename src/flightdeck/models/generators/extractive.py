@@ -63,6 +63,7 @@ class Answer:
     citations: list[Citation]
     index_version: str
     timings_ms: dict[str, float] = field(default_factory=dict)
+    usage: dict[str, int] = field(default_factory=dict)  # tokens an LLM read and wrote (empty: no LLM)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,4 +1,6 @@
-"""A real OpenAI-compatible server for the retrieval tests: llama-cpp-python's, with the packaged Gemma 3 GGUF."""
+"""Real LLM fixtures for the whole suite: the packaged Gemma 3 270M GGUF, llama-cpp-python's OpenAI-compatible
+server started on 127.0.0.1, and an in-process llama.cpp generator. Loaded as a pytest plugin by
+tests/conftest.py, so tests of every phase (retrieval, models, data) share one model file and one server."""
 
 from __future__ import annotations
 
@@ -16,23 +18,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-
-def _root_conftest_helpers() -> None:
-    """Keep ``from conftest import SPEC, write_docs`` (tests/conftest.py's helpers) working everywhere.
-
-    pytest imports every conftest.py outside a package as the module ``conftest``, each replacing the last in
-    sys.modules; tests that import the root's helpers at run time would otherwise find this file instead.
-    """
-    path = Path(__file__).resolve().parents[1] / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_flightdeck_tests_root_conftest", path)
-    assert spec is not None and spec.loader is not None
-    root = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(root)
-    globals().update({name: getattr(root, name) for name in ("SPEC", "DOCS", "write_docs")})
-
-
-_root_conftest_helpers()
-
 LLAMA_API_KEY = "flightdeck-test-key"
 LLAMA_MODEL_ALIAS = "gemma-3-270m"
 LLAMA_N_CTX = 512
@@ -40,7 +25,7 @@ LLAMA_N_CTX = 512
 
 @dataclass(frozen=True)
 class LlamaServer:
-    """A running ``python -m llama_cpp.server`` in embedding mode."""
+    """A running ``python -m llama_cpp.server`` (embedding or chat mode)."""
 
     base_url: str  # http://127.0.0.1:<port>/v1
     model: str  # the alias the server lists in GET /v1/models
@@ -67,8 +52,10 @@ def gemma_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @contextmanager
-def running_llama_server(model: Path, folder: Path, *, pooling: bool = True) -> Iterator[LlamaServer]:
-    """``python -m llama_cpp.server`` in embedding mode on a free port of 127.0.0.1, stopped on exit.
+def running_llama_server(model: Path, folder: Path, *, pooling: bool = True, embedding: bool = True,
+                         n_ctx: int = LLAMA_N_CTX) -> Iterator[LlamaServer]:
+    """``python -m llama_cpp.server`` on a free port of 127.0.0.1, stopped on exit: in embedding mode, or
+    (``embedding=False``) serving chat completions.
 
     Gemma 3 is a causal LM whose GGUF names no pooling, so llama.cpp would return one vector per token;
     ``pooling`` overrides the GGUF's ``gemma3.pooling_type`` with mean pooling (1) to get one per text.
@@ -77,9 +64,11 @@ def running_llama_server(model: Path, folder: Path, *, pooling: bool = True) -> 
     port = free_port()
     log = folder / f"llama-server-{port}.log"
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", LLAMA_MODEL_ALIAS,
-           "--embedding", "true", "--host", "127.0.0.1", "--port", str(port), "--api_key", LLAMA_API_KEY,
-           "--n_ctx", str(LLAMA_N_CTX), "--n_batch", str(LLAMA_N_CTX), "--n_threads", "2"]
-    if pooling:
+           "--embedding", str(embedding).lower(), "--host", "127.0.0.1", "--port", str(port),
+           "--api_key", LLAMA_API_KEY, "--n_ctx", str(n_ctx), "--n_batch", "512", "--n_threads", "2"]
+    if not embedding:  # the GGUF has no chat template; without this the server would guess llama-2's
+        cmd += ["--chat_format", "gemma"]
+    if pooling and embedding:
         cmd += ["--kv_overrides", "gemma3.pooling_type=int:1"]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -101,7 +90,7 @@ def running_llama_server(model: Path, folder: Path, *, pooling: bool = True) -> 
                 pytest.fail(f"llama_cpp.server did not answer {base_url}/models within 180 s:\n"
                             f"{log.read_text(errors='replace')[-3000:]}")
             time.sleep(0.25)
-        yield LlamaServer(base_url, LLAMA_MODEL_ALIAS, LLAMA_API_KEY, LLAMA_N_CTX, log)
+        yield LlamaServer(base_url, LLAMA_MODEL_ALIAS, LLAMA_API_KEY, n_ctx, log)
     finally:
         proc.terminate()
         try:
@@ -128,3 +117,21 @@ def llama_server(gemma_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     """llama-cpp-python's OpenAI-compatible server, serving mean-pooled Gemma 3 270M embeddings."""
     with running_llama_server(gemma_gguf, tmp_path_factory.mktemp("llama_server")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def llama_chat_server(gemma_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """llama-cpp-python's OpenAI-compatible server answering chat completions with Gemma 3 270M."""
+    with running_llama_server(gemma_gguf, tmp_path_factory.mktemp("llama_chat"), embedding=False,
+                              n_ctx=4096) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def llama_generator(gemma_gguf: Path) -> Iterator[object]:
+    """flightdeck's in-process llama_cpp generator on the packaged Gemma 3 270M (loaded once per session)."""
+    from flightdeck.models.generators.llama_cpp import LlamaCppConfig, LlamaCppGenerator
+
+    generator = LlamaCppGenerator(LlamaCppConfig(model_path=str(gemma_gguf), n_threads=2))
+    yield generator
+    generator.close()

