@@ -308,7 +308,8 @@ def run_flightdeck(dataset: Any, docs: list[tuple[str, str]], args: argparse.Nam
                       "search": s.model_dump(),
                       "eval": report.settings,
                       "candidates": ("evaluate_project searches k=300 chunks, so each retriever returns "
-                                     "max(candidates, k) = 300 chunks before RRF; documents ranked by best chunk")}}
+                                     f"max(candidates, k) = 300 chunks before fusion ({s.fusion}); documents "
+                                     "ranked by best chunk")}}
 
 
 def rrf(rankings: list[list[str]], k: int = RRF_K) -> list[str]:

@@ -151,3 +151,15 @@ def test_ask_uses_the_llama_cpp_generator_from_the_spec(tmp_path: Path, gemma_gg
     assert {c.document_id for c in answer.citations} <= {h.document_id for h in project.search(
         "Which error means the sprockets are not aligned?", k=3).hits}
     project.generator.close()
+
+
+def test_openai_generator_asks_for_a_key_only_for_openai_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flightdeck.models.generators.openai import OpenAIGenerator, OpenAIGeneratorConfig, OpenAIGeneratorError
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(OpenAIGeneratorError, match=r"needs an API key for https://api\.openai\.com/v1.*model\.gen"):
+        OpenAIGenerator(OpenAIGeneratorConfig()).complete([{"role": "user", "content": "hi"}])
+    local = OpenAIGenerator(OpenAIGeneratorConfig(base_url="http://127.0.0.1:9/v1"))
+    assert local.host == "127.0.0.1:9" and local.model_id == "openai:127.0.0.1:9/gpt-4o-mini"
+    assert local._sdk().api_key == "not-needed"

@@ -7,14 +7,12 @@ characters a token — a safe overestimate for English prose, so prompts stay in
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
 
-from flightdeck.errors import FlightdeckError, MissingDependencyError
+from flightdeck.errors import FlightdeckError
 from flightdeck.models.generators.base import (
     COMPLETION_STOP,
     Completion,
@@ -22,10 +20,10 @@ from flightdeck.models.generators.base import (
     LlmSettings,
     render_completion_prompt,
 )
+from flightdeck.openai_endpoint import OPENAI_BASE_URL, api_key, endpoint_host, endpoint_url, sdk_client
 
 __all__ = ["OpenAIGeneratorConfig", "OpenAIGenerator", "OpenAIGeneratorError"]
 
-OPENAI_BASE_URL = "https://api.openai.com/v1"
 CHARS_PER_TOKEN = 3
 
 
@@ -58,32 +56,18 @@ class OpenAIGenerator(LlmGenerator):
 
     @property
     def base_url(self) -> str:
-        return (self.config.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL).rstrip("/")
+        return endpoint_url(self.config.base_url)
 
     @property
     def host(self) -> str:
-        return urlsplit(self.base_url).netloc or self.base_url
-
-    def _api_key(self) -> str:
-        if self.config.api_key is not None:
-            return self.config.api_key.get_secret_value()
-        key = os.environ.get("OPENAI_API_KEY")
-        if key:
-            return key
-        if self.host == "api.openai.com":
-            raise OpenAIGeneratorError(
-                f"generator 'openai' needs an API key for {self.base_url}: set OPENAI_API_KEY, or "
-                "`api_key: ${YOUR_KEY_VAR}` under model.generator in the spec")
-        return "not-needed"  # local servers take any key, but the SDK refuses to start without one
+        return endpoint_host(self.base_url)
 
     def _sdk(self) -> Any:
         if self._client is None:
-            try:
-                import openai
-            except ImportError as e:
-                raise MissingDependencyError("generator 'openai' needs: pip install 'flightdeck[openai]'") from e
-            self._client = openai.OpenAI(base_url=self.base_url, api_key=self._api_key(),
-                                         timeout=self.config.timeout, max_retries=self.config.max_retries)
+            key = api_key(self.config.api_key, self.base_url, who="generator 'openai'", section="model.generator",
+                          error=OpenAIGeneratorError)
+            self._client = sdk_client(self.base_url, key, timeout=self.config.timeout,
+                                      max_retries=self.config.max_retries, who="generator 'openai'")
         return self._client
 
     def count_tokens(self, text: str) -> int:

@@ -11,19 +11,17 @@ room between the chunk size and the server's context (``max_tokens``).
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from flightdeck.errors import FlightdeckError, MissingDependencyError
+from flightdeck.openai_endpoint import OPENAI_BASE_URL, api_key, endpoint_host, endpoint_url, sdk_client
 
 __all__ = ["OpenAIConfig", "OpenAIEmbedder", "OpenAIEmbedderError", "OPENAI_BASE_URL"]
 
-OPENAI_BASE_URL = "https://api.openai.com/v1"
 # text-embedding-3-small/-large and ada-002 all take at most 8191 tokens per input.
 OPENAI_MAX_TOKENS = 8191
 # Used when a compatible server does not say its context length and the max_tokens setting is unset.
@@ -86,12 +84,12 @@ class OpenAIEmbedder:
     @property
     def base_url(self) -> str:
         """The endpoint in use: the setting, else ``$OPENAI_BASE_URL``, else OpenAI's."""
-        return (self.config.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL).rstrip("/")
+        return endpoint_url(self.config.base_url)
 
     @property
     def host(self) -> str:
         """``host[:port]`` of the endpoint: part of ``model_id``, since another server may serve other vectors."""
-        return urlsplit(self.base_url).netloc or self.base_url
+        return endpoint_host(self.base_url)
 
     @property
     def is_openai(self) -> bool:
@@ -197,27 +195,13 @@ class OpenAIEmbedder:
         return self._dim
 
     # the client -----------------------------------------------------------------------------------
-    def _api_key(self) -> str:
-        if self.config.api_key is not None:
-            return self.config.api_key.get_secret_value()
-        key = os.environ.get("OPENAI_API_KEY")
-        if key:
-            return key
-        if self.is_openai:
-            raise OpenAIEmbedderError(
-                f"embedder 'openai' needs an API key for {self.base_url}: set the OPENAI_API_KEY environment "
-                "variable, or `api_key: ${YOUR_KEY_VAR}` under retrieval.embedding_model in the spec")
-        return "not-needed"  # local servers take any key, but the SDK refuses to start without one
-
     def warm_client(self) -> Any:
         """The SDK client (built once), without any request."""
         if self._client is None:
-            try:
-                import openai
-            except ImportError as exc:
-                raise MissingDependencyError("embedder 'openai' needs: pip install 'flightdeck[openai]'") from exc
-            self._client = openai.OpenAI(base_url=self.base_url, api_key=self._api_key(),
-                                         timeout=self.config.timeout, max_retries=self.config.max_retries)
+            key = api_key(self.config.api_key, self.base_url, who="embedder 'openai'",
+                          section="retrieval.embedding_model", error=OpenAIEmbedderError)
+            self._client = sdk_client(self.base_url, key, timeout=self.config.timeout,
+                                      max_retries=self.config.max_retries, who="embedder 'openai'")
         return self._client
 
     def warm_up(self) -> Any:
