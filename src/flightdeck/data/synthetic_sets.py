@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy import func, insert, select
 
-from flightdeck.errors import WorkspaceError
 from flightdeck.workspace import Workspace
+from flightdeck.workspace.ids import resolve_id
 from flightdeck.workspace.schema import synthetic_examples, synthetic_generations, synthetic_sets
 
 __all__ = ["CURRENT_SET_STATE", "SyntheticSet", "SyntheticExample", "cached_generation", "cache_generation",
@@ -109,24 +109,9 @@ def list_sets(ws: Workspace) -> list[SyntheticSet]:
 
 def resolve_set(ws: Workspace, ref: str | None) -> str:
     """The full id of the set named by ``ref``: a full id, a unique prefix, or ``current``/None."""
-    ref = (ref or "current").strip()
-    if ref == "current":
-        current = ws.get_state(CURRENT_SET_STATE)
-        if current is None:
-            raise WorkspaceError(f"{ws.root}: no synthetic set yet; add {{provider: synthetic}} to data.sources "
-                                 "and run `flightdeck run`")
-        return current
-    if any(c not in "0123456789abcdef" for c in ref.lower()):
-        raise WorkspaceError(f"{ref!r} is not a synthetic set id; `flightdeck data synthetic` lists them")
-    with ws.engine.connect() as conn:
-        matches = [r[0] for r in conn.execute(select(synthetic_sets.c.id)
-                                              .where(synthetic_sets.c.id.startswith(ref.lower())))]
-    if not matches:
-        raise WorkspaceError(f"no synthetic set matches {ref!r}; `flightdeck data synthetic` lists them")
-    if len(matches) > 1:
-        raise WorkspaceError(f"{ref!r} matches {len(matches)} synthetic sets "
-                             f"({', '.join(m[:12] for m in sorted(matches))}); give more characters")
-    return matches[0]
+    return resolve_id(ws, synthetic_sets.c.id, ref or "current", current_state=CURRENT_SET_STATE,
+                      what="synthetic set", lister="flightdeck data synthetic",
+                      none_yet="add {provider: synthetic} to data.sources and run `flightdeck run`")
 
 
 def set_examples(ws: Workspace, ref: str | None = None) -> list[SyntheticExample]:

@@ -30,6 +30,7 @@ from flightdeck.pipeline.progress import NullReporter, Reporter
 from flightdeck.pipeline.runner import RunHook, Runner, RunSummary, StepResult, stable_hash
 from flightdeck.retrieval.keyword import KeywordIndex
 from flightdeck.workspace import Workspace
+from flightdeck.workspace.ids import resolve_id
 from flightdeck.workspace.schema import (
     chunks,
     dataset_version_documents,
@@ -235,23 +236,8 @@ def list_versions(ws: Workspace) -> list[DatasetVersion]:
 
 def resolve_version(ws: Workspace, ref: str) -> str:
     """The full id of the version named by ``ref``: a full id, a unique prefix, or ``current``."""
-    ref = ref.strip()
-    if ref == "current":
-        current = ws.get_state("current_dataset")
-        if current is None:
-            raise WorkspaceError(f"{ws.root}: no dataset version yet; run `flightdeck run` first")
-        return current
-    if not ref or any(c not in "0123456789abcdef" for c in ref.lower()):
-        raise WorkspaceError(f"{ref!r} is not a dataset version id; `flightdeck data versions` lists them")
-    with ws.engine.connect() as conn:
-        matches = [r[0] for r in conn.execute(select(dataset_versions.c.id)
-                                              .where(dataset_versions.c.id.startswith(ref.lower())))]
-    if not matches:
-        raise WorkspaceError(f"no dataset version matches {ref!r}; `flightdeck data versions` lists them")
-    if len(matches) > 1:
-        raise WorkspaceError(f"{ref!r} matches {len(matches)} dataset versions "
-                             f"({', '.join(m[:12] for m in sorted(matches))}); give more characters")
-    return matches[0]
+    return resolve_id(ws, dataset_versions.c.id, ref, current_state="current_dataset", what="dataset version",
+                      lister="flightdeck data versions", none_yet="run `flightdeck run` first")
 
 
 @dataclass(frozen=True)
