@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint bench clean venv system-deps lock
+.PHONY: demo test verified lint bench clean venv system-deps lock
 
 $(VENV)/bin/activate:
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..."; exit 2; }
@@ -53,8 +53,14 @@ system-deps:
 	  echo "installing tesseract-ocr (apt-get)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr tesseract-ocr-eng >/dev/null; }
 
+# The suite also checks src/flightdeck/spec/verified.json, the proof `flightdeck checklist` reads (which options'
+# marked tests passed, needing what): a full run fails when the file and the run disagree.
 test: $(VENV)/.installed-dev system-deps
 	$(PY) -m pytest -q
+
+# After adding, removing or renaming a test marked @pytest.mark.exercises: rewrite the proof from a full green run.
+verified: $(VENV)/.installed-dev system-deps
+	$(PY) -m pytest -q --update-verified
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check src tests benchmarks

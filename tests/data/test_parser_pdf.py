@@ -164,3 +164,32 @@ def test_limits_and_ocr_mode_are_validated_settings(tmp_path: Path) -> None:
     cfg = FilesConfig(path=str(tmp_path))
     assert (cfg.max_file_bytes, cfg.max_pages, cfg.max_unzipped_bytes, cfg.max_zip_ratio, cfg.ocr) == (
         50_000_000, 2000, 200_000_000, 100.0, "auto")
+
+
+def test_scanned_pages_that_need_ocr_without_tesseract_are_document_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    import flightdeck.data.parsers.ocr as ocr
+
+    monkeypatch.setattr(ocr.shutil, "which", lambda cmd, *a, **k: None)  # no tesseract binary on PATH
+    doc = _parse(blank_image_pdf(), "scans/scan.pdf")  # ocr: auto
+    assert doc.sections == () and doc.metadata["pages_without_text"] == [1]
+    assert doc.warnings == ("1 page(s) of scan.pdf need OCR and were left out (pages 1): the tesseract binary "
+                            "('tesseract') is not installed: apt-get install tesseract-ocr",)
+    assert _parse(blank_image_pdf(), "scan.pdf", ocr="off").warnings == ()  # off: asked for, not a warning
+    assert _parse(manual_pdf()).warnings == ()  # pages with text need no OCR
+
+
+def test_pages_that_cannot_be_read_are_document_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    import flightdeck.data.parsers.pdf as pdf_parser
+
+    real = pdf_parser._text_blocks
+
+    def broken_second_page(page):  # a broken content stream on page 2
+        if page.page_number == 2:
+            raise ValueError("bad content stream")
+        return real(page)
+
+    monkeypatch.setattr(pdf_parser, "_text_blocks", broken_second_page)
+    doc = _parse(manual_pdf())
+    assert doc.metadata["pages_failed"] == [2] and {s.metadata["page"] for s in doc.sections} == {1}
+    assert doc.warnings == ("1 page(s) of manual.pdf could not be read and were left out (pages 2; page 2: "
+                            "ValueError: bad content stream)",)

@@ -7,16 +7,19 @@ needs a bearer token, and one with malformed records.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import socket
 import sqlite3
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
@@ -71,7 +74,7 @@ def _handler(api: Api) -> type[BaseHTTPRequestHandler]:
             with api.lock:
                 api.hits[path] = api.hits.get(path, 0) + 1
                 hits = api.hits[path]
-                api.headers.append(dict(self.headers))
+                api.headers.append({**dict(self.headers), **getattr(self, "extra", {})})
                 articles = list(api.articles)
             if api.down or path == "/down":
                 return self._send(500, {"error": "internal"})
@@ -105,6 +108,10 @@ def _handler(api: Api) -> type[BaseHTTPRequestHandler]:
                     {"id": 1, "attributes": {"body": "a duplicate"}}, _article(7)]})
             if path == "/loop":
                 return self._send(200, {"results": articles[:1], "next_cursor": "same"})
+            if path == "/hop":  # a redirect to wherever `to` says, with the status `status` says
+                return self._send(int(query.get("status", 302)), {}, {"Location": query["to"]})
+            if path == "/redirect-loop":
+                return self._send(302, {}, {"Location": "/redirect-loop"})
             if path == "/elsewhere":
                 return self._send(200, articles[:1], {"Link": '<http://example.invalid/next>; rel="next"'})
             if path == "/html":
@@ -113,21 +120,68 @@ def _handler(api: Api) -> type[BaseHTTPRequestHandler]:
                 return self._send(200, {"data": articles[:1]})
             return self._send(404, {"error": "no such path"})
 
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.extra = {"method": "POST", "body": body.decode()}  # recorded with the headers by do_GET
+            self.do_GET()
+
     return Handler
 
 
-@pytest.fixture
-def api() -> Iterator[tuple[str, Api]]:
+@contextmanager
+def _serve(host: str = "127.0.0.1", port: int = 0) -> Iterator[tuple[str, Api]]:
     state = Api()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    server = ThreadingHTTPServer((host, port), _handler(state))
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", state
+        yield f"http://{host}:{server.server_address[1]}", state
     finally:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.fixture
+def api() -> Iterator[tuple[str, Api]]:
+    with _serve() as served:
+        yield served
+
+
+@pytest.fixture
+def other() -> Iterator[tuple[str, Api]]:
+    """A second server, on another port: another origin, which must never see the source's headers."""
+    with _serve() as served:
+        yield served
+
+
+@pytest.fixture
+def connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every address a socket of this process tries to connect to during the test.
+
+    A safety net as well as a witness: a connection to anything but loopback fails here, so that a test of
+    the guard can never send traffic to a private or public address, even when the guard is broken.
+    """
+    seen: list[Any] = []
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def _check(address: Any) -> None:
+        seen.append(address)
+        host = address[0] if isinstance(address, tuple) else ""
+        if not ipaddress.ip_address(str(host).split("%")[0]).is_loopback:
+            raise OSError(f"test safety net: no traffic to {host} from this test")
+
+    def connect(self: socket.socket, address: Any) -> None:
+        _check(address)
+        return real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        _check(address)
+        return real_connect_ex(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    return seen
 
 
 MAPPING = {"id_path": "$.id", "text_paths": ["$.attributes.body"], "title_path": "$.attributes.title",
@@ -135,7 +189,9 @@ MAPPING = {"id_path": "$.id", "text_paths": ["$.attributes.body"], "title_path":
 
 
 def _source(url: str, **settings: Any) -> ApiSource:
-    return ApiSource(ApiConfig(url=url, **{**MAPPING, "backoff": 0.0, "retries": 2, "timeout": 5, **settings}))
+    # The test server is on 127.0.0.1, which the source refuses unless the spec allows it.
+    return ApiSource(ApiConfig(url=url, **{**MAPPING, "backoff": 0.0, "retries": 2, "timeout": 5,
+                                           "allow_private_networks": True, **settings}))
 
 
 def _ids(source: ApiSource) -> list[str]:
@@ -276,7 +332,7 @@ def test_an_unreachable_api_fails_after_the_retries() -> None:
 def test_bearer_token_from_the_environment(api: tuple[str, Api], monkeypatch: pytest.MonkeyPatch) -> None:
     base, state = api
     monkeypatch.setenv("API_TOKEN", TOKEN)
-    settings = {"url": f"{base}/secure", "items_path": "$.data", **MAPPING,
+    settings = {"url": f"{base}/secure", "items_path": "$.data", **MAPPING, "allow_private_networks": True,
                 "headers": {"Authorization": "Bearer ${API_TOKEN}"}}
     config = ApiConfig(**resolve_env(settings))  # what Project does with a spec's ${ENV} references
     assert TOKEN not in repr(config) and TOKEN not in str(config.model_dump())
@@ -292,6 +348,93 @@ def test_bearer_token_from_the_environment(api: tuple[str, Api], monkeypatch: py
         list(wrong.scan())
     assert "wrong" not in str(err.value) and TOKEN not in str(err.value)
     assert state.hits["/secure"] == 3  # a 401 is not retried
+
+
+# ------------------------------------------------------------------------------------------------------
+# where the source may connect, and where its headers go
+
+KEY = "k-7c1e55"  # an API key header value: must reach the source's own origin only
+
+
+def _lower(headers: dict[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/v1/items", "http://169.254.169.254/latest/meta-data/",
+                                 "http://10.0.0.1/v1/items", "http://[::1]:9/v1/items", "http://localhost:9/v1/items"])
+def test_private_and_metadata_targets_are_refused_before_any_connection(url: str, connections: list[Any]) -> None:
+    source = ApiSource(ApiConfig(url=url, retries=3, backoff=1.0, headers={"X-Api-Key": KEY}))
+    t0 = time.perf_counter()
+    with pytest.raises(SourceError) as err:
+        list(source.scan())
+    message = str(err.value)
+    assert message.startswith(url) and "refused to connect to" in message
+    assert "`allow_private_networks: true`" in message  # the setting to change
+    if "localhost" in url:
+        assert "localhost (127.0.0.1)" in message or "localhost (::1)" in message  # the resolved address
+    assert KEY not in message
+    assert connections == []  # refused before any socket connected anywhere
+    assert time.perf_counter() - t0 < 1  # not retried: the answer would be the same
+
+
+def test_a_redirect_to_a_denied_address_is_refused(connections: list[Any]) -> None:
+    # Both servers are on loopback; only 127.0.0.1 is allowed, so the hop to 127.0.0.2 must not happen.
+    with _serve("127.0.0.1") as (base, state), _serve("127.0.0.2") as (denied, denied_state):
+        source = _source(f"{base}/hop?to={quote(denied + '/page', safe='')}", items_path="$.data",
+                         allow_private_networks=["127.0.0.1/32"])
+        with pytest.raises(SourceError) as err:
+            list(source.scan())
+        assert str(err.value).startswith(f"{denied}/page: refused to connect to 127.0.0.2")
+        assert state.hits == {"/hop": 1} and denied_state.hits == {}
+        assert all(address[0] == "127.0.0.1" for address in connections)
+        # the allowed address itself works
+        assert _ids(_source(f"{base}/page", items_path="$.data", allow_private_networks=["127.0.0.1/32"])) == \
+            ["1", "2"]
+
+
+def test_headers_follow_a_redirect_only_within_the_origin(api: tuple[str, Api], other: tuple[str, Api]) -> None:
+    base, state = api
+    elsewhere, other_state = other
+    secret = {"X-Api-Key": KEY, "Authorization": f"Bearer {TOKEN}"}
+    # same origin: the headers stay
+    assert _ids(_source(f"{base}/hop?to=/page", items_path="$.data", headers=secret)) == ["1", "2"]
+    assert _lower(state.headers[-1])["x-api-key"] == KEY
+    assert _lower(state.headers[-1])["authorization"] == f"Bearer {TOKEN}"
+    # another port is another origin: the records come, the headers do not go there
+    source = _source(f"{base}/hop?to={quote(elsewhere + '/page', safe='')}", items_path="$.data", headers=secret)
+    assert _ids(source) == ["1", "2"]
+    assert _lower(state.headers[-1])["x-api-key"] == KEY  # the first hop, to the source's own origin
+    received = _lower(other_state.headers[-1])
+    assert "x-api-key" not in received and "authorization" not in received
+    assert KEY not in str(other_state.headers) and TOKEN not in str(other_state.headers)
+    # a chain that left the origin does not get them back when it returns
+    back = quote(f"{elsewhere}/hop?to={quote(base + '/page', safe='')}", safe="")
+    state.headers.clear()
+    assert _ids(_source(f"{base}/hop?to={back}", items_path="$.data", headers=secret)) == ["1", "2"]
+    assert [("x-api-key" in _lower(h)) for h in state.headers] == [True, False]
+
+
+def test_redirects_are_bounded_and_keep_or_drop_the_body_like_browsers(api: tuple[str, Api]) -> None:
+    base, state = api
+    with pytest.raises(SourceError, match=r"/redirect-loop: more than max_redirects=3 redirects"):
+        list(_source(f"{base}/redirect-loop", max_redirects=3).scan())
+    assert state.hits["/redirect-loop"] == 4
+    post = {"method": "POST", "body": {"q": "widgets"}, "items_path": "$.data"}
+    assert _ids(_source(f"{base}/hop?status=307&to=/page", **post)) == ["1", "2"]
+    assert state.headers[-1]["method"] == "POST" and json.loads(state.headers[-1]["body"]) == {"q": "widgets"}
+    state.headers.clear()
+    assert _ids(_source(f"{base}/hop?status=303&to=/page", **post)) == ["1", "2"]
+    assert [h.get("method", "GET") for h in state.headers] == ["POST", "GET"]
+
+
+def test_allow_private_networks_takes_true_or_networks() -> None:
+    assert ApiConfig(url="https://x.test").allow_private_networks is False
+    assert ApiConfig(url="https://x.test", allow_private_networks=["10.1.0.0/16", "fd12::/48", "192.168.4.7"]) \
+        .allow_private_networks == ["10.1.0.0/16", "fd12::/48", "192.168.4.7/32"]
+    with pytest.raises(ValueError, match=r"'10.1.0.1/16' is not a network .*did you mean 10.1.0.0/16"):
+        ApiConfig(url="https://x.test", allow_private_networks=["10.1.0.1/16"])
+    with pytest.raises(ValueError, match="'intranet' is not a network"):
+        ApiConfig(url="https://x.test", allow_private_networks=["intranet"])
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -314,6 +457,7 @@ data:
       pagination: {{type: page, param: page, size_param: per_page, size: 2}}
       retries: 1
       backoff: 0
+      allow_private_networks: true
   chunking: {{provider: recursive, size: 64, overlap: 16}}
 retrieval:
   embedding_model: sentence_transformers

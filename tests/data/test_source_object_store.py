@@ -390,9 +390,12 @@ def test_configs_validate_urls_and_credentials() -> None:
         S3Config(url="s3://b", endpoint_url="localhost:9000")
     assert S3Config(url="${DOCS_BUCKET_URL}").url == "${DOCS_BUCKET_URL}"  # resolved later, checked then
     assert GcsConfig(url="gcs://b/p").url == "gs://b/p"
-    cfg = S3Config(url="s3://b/p/", key="AKIA", secret="very-secret")
+    cfg = S3Config(url="s3://b/p/", key="AKIA-key-id", secret="very-secret")
     assert cfg.bucket == "b" and cfg.prefix == "p"
-    assert "very-secret" not in repr(cfg) and "very-secret" not in str(cfg.model_dump())
+    for secret in ("very-secret", "AKIA-key-id"):
+        assert secret not in repr(cfg) and secret not in str(cfg.model_dump()) and secret not in cfg.model_dump_json()
+    gcs = GcsConfig(url="gs://b", token="ya29.raw-access-token")
+    assert "ya29.raw-access-token" not in repr(gcs) and "ya29.raw-access-token" not in gcs.model_dump_json()
 
 
 @pytest.mark.parametrize(("cls", "config", "module", "extra"), [

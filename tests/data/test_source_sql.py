@@ -377,6 +377,40 @@ def test_a_url_without_a_driver_uses_the_one_the_extra_installs() -> None:
     assert source.describe().startswith("postgresql+psycopg://")
 
 
+# --- credentials in the URL ----------------------------------------------------------------------------
+
+PASSWORD = "pw-5f2c9e"  # the server trusts 127.0.0.1, so any password connects; it must show nowhere
+
+
+@pytest.mark.parametrize("url", [
+    f"postgresql+psycopg://postgres:{PASSWORD}@127.0.0.1:5432/test",
+    f"postgresql+psycopg://postgres@127.0.0.1:5432/test?password={PASSWORD}&sslmode=disable",
+    f"postgresql://postgres@127.0.0.1:5432/test?sslmode=disable&sslpassword={PASSWORD}&application_name=fd",
+])
+def test_the_password_is_in_no_stored_uri_error_or_repr(url: str) -> None:
+    config = SqlConfig(url=url, query="SELECT 1 AS id, 'x' AS b", id="id", text=["b"])
+    assert PASSWORD not in repr(config) and PASSWORD not in str(config) and "***" in repr(config)
+    source = SqlSource(config)
+    items = list(source.scan())
+    uris = [source.source_uri(i) for i in items]  # what documents and citations keep
+    assert uris and all(PASSWORD not in u and u.startswith("postgresql+psycopg://postgres") for u in uris)
+    assert "sslmode=disable" in uris[0] or "sslmode" not in url  # settings that are no secret stay visible
+    assert PASSWORD not in source.describe()
+    # an error that quotes the URL, and one that quotes the server (a missing table, a refused query)
+    for settings in ({"table": "fd_no_such_table"}, {"query": "SELECT no_such_column AS id, 1 AS b"}):
+        failing = SqlSource(SqlConfig(url=url, id="id", text=["b"], **settings))
+        with pytest.raises(SourceError) as err:
+            list(failing.scan())
+        assert PASSWORD not in str(err.value) and "127.0.0.1" in str(err.value)
+
+
+def test_a_server_message_that_quotes_the_password_is_scrubbed() -> None:
+    source = SqlSource(SqlConfig(url=f"postgresql+psycopg://app:{PASSWORD}@127.0.0.1:9/kb?token=tk-81d2e",
+                                 table="t", id="id", text=["b"]))
+    assert source._scrub(f"login app/{PASSWORD} with tk-81d2e failed") == "login app/*** with *** failed"
+    assert source.describe() == "postgresql+psycopg://app:***@127.0.0.1:9/kb?token=***"
+
+
 # --- the SELECT-only rule -----------------------------------------------------------------------------
 
 
@@ -424,7 +458,6 @@ def test_config_mistakes_say_what_to_do(settings: dict[str, Any], expected: str)
         SqlConfig(**{"url": "sqlite:///x.db", "id": "id", "text": ["body"], **settings})
 
 
-@pytest.mark.exercises("data.sources.sql_databases")
 @pytest.mark.parametrize("url", [SERVERS["postgresql"], "${FD_TEST_DB_URL}"])
 @pytest.mark.parametrize(("query", "expected"), [
     ("DELETE FROM t", "query is a DELETE statement"),

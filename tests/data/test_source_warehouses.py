@@ -17,10 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import fakesnow
 import pytest
-import snowflake.connector
-from google.cloud.bigquery.table import Row
 from pydantic import ValidationError
 
 from flightdeck import Project
@@ -38,6 +35,10 @@ from flightdeck.data.sources.warehouses import (
 from flightdeck.errors import SourceError
 from flightdeck.testing import FakeEmbedder
 
+fakesnow = pytest.importorskip("fakesnow")
+snowflake_connector = pytest.importorskip("snowflake.connector")
+Row = pytest.importorskip("google.cloud.bigquery.table").Row
+
 pytestmark = [pytest.mark.integration,
               pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")]
 
@@ -50,7 +51,7 @@ def snow(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A fakesnow database KB.DOCS with an ARTICLES table; yields a cursor to change it."""
     monkeypatch.setenv("FD_TEST_SNOWFLAKE_PASSWORD", "sn0w-secret")
     with fakesnow.patch():
-        conn = snowflake.connector.connect(database="KB", schema="DOCS")
+        conn = snowflake_connector.connect(database="KB", schema="DOCS")
         cur = conn.cursor()
         cur.execute("CREATE TABLE articles (id INT, title VARCHAR, body VARCHAR, category VARCHAR, "
                     "price NUMBER(10, 2), updated_at TIMESTAMP_NTZ)")
@@ -196,6 +197,26 @@ def test_snowflake_config_mistakes(settings: dict[str, Any], expected: str) -> N
         SnowflakeConfig(**{**base, **settings})
 
 
+def test_snowflake_password_is_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = SnowflakeConfig(**{**SNOWFLAKE, "password": "sn0w-secret"}, table="t", id="id", text=["body"])
+    assert "sn0w-secret" not in repr(config) and "sn0w-secret" not in str(config.model_dump())
+    assert "sn0w-secret" not in config.model_dump_json()
+    source = SnowflakeSource(config)
+    assert "sn0w-secret" not in source.describe()
+    assert source._scrub("login loader/sn0w-secret refused") == "login loader/*** refused"
+    # the connector gets the real value
+    seen: dict[str, Any] = {}
+
+    def connect(**kwargs: Any) -> Any:
+        seen.update(kwargs)
+        raise snowflake_connector.errors.DatabaseError("250001: Incorrect username or password: sn0w-secret")
+
+    monkeypatch.setattr(snowflake_connector, "connect", connect)
+    with pytest.raises(SourceError) as err:
+        list(SnowflakeSource(config.model_copy(update={"retries": 0})).scan())
+    assert seen["password"] == "sn0w-secret" and "sn0w-secret" not in str(err.value)
+
+
 # --- BigQuery (no server here: queries never executed) -----------------------------------------------
 
 
@@ -290,3 +311,17 @@ def test_bigquery_without_credentials_says_how_to_get_them(tmp_path: Path, monke
         list(BigQuerySource(_bq(table="docs.articles", credentials_file=str(tmp_path / "k.json"))).scan())
     with pytest.raises(SourceError, match="cannot load the service-account key from credentials_json"):
         list(BigQuerySource(_bq(table="docs.articles", credentials_json='{"type": "service_account"}')).scan())
+
+
+def test_bigquery_credentials_json_is_a_secret() -> None:
+    key = {"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----\nMIIEvQ-secret-key\n", "x": 1}
+    config = _bq(table="docs.articles", credentials_json=json.dumps(key))
+    for shown in (repr(config), str(config.model_dump()), config.model_dump_json()):
+        assert "MIIEvQ-secret-key" not in shown
+    with pytest.raises(SourceError) as err:  # a key without client_email and token_uri: the library refuses it
+        list(BigQuerySource(config).scan())
+    assert "cannot load the service-account key from credentials_json" in str(err.value)
+    assert "MIIEvQ-secret-key" not in str(err.value)
+    with pytest.raises(SourceError) as err:  # not JSON at all: the parser's message must not quote it
+        list(BigQuerySource(_bq(table="docs.articles", credentials_json="MIIEvQ-secret-key")).scan())
+    assert "MIIEvQ-secret-key" not in str(err.value) and "JSONDecodeError" in str(err.value)

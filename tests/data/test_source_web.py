@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import ipaddress
 import socket
 import sys
 import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -83,12 +85,12 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture
-def site() -> Iterator[Site]:
+@contextmanager
+def _serve(host: str = "127.0.0.1", port: int = 0) -> Iterator[Site]:
     s = Site()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(s))
+    server = ThreadingHTTPServer((host, port), _handler(s))
     server.daemon_threads = True
-    s.base = f"http://127.0.0.1:{server.server_address[1]}"
+    s.base = f"http://{host}:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
@@ -97,6 +99,41 @@ def site() -> Iterator[Site]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    with _serve() as s:
+        yield s
+
+
+@pytest.fixture
+def connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every address a socket of this process tries to connect to during the test.
+
+    A safety net as well as a witness: a connection to anything but loopback fails here, so that a test of
+    the guard can never send traffic to a private or public address, even when the guard is broken.
+    """
+    seen: list[Any] = []
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def _check(address: Any) -> None:
+        seen.append(address)
+        host = address[0] if isinstance(address, tuple) else ""
+        if not ipaddress.ip_address(str(host).split("%")[0]).is_loopback:
+            raise OSError(f"test safety net: no traffic to {host} from this test")
+
+    def connect(self: socket.socket, address: Any) -> None:
+        _check(address)
+        return real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        _check(address)
+        return real_connect_ex(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    return seen
 
 
 def _page(title: str, body: str, nav: str = "Home | Products | NAVMARKER menu | Contact") -> str:
@@ -182,8 +219,9 @@ def build_site(site: Site, huge_bytes: int = 200_000) -> None:
 
 
 def _config(site: Site, **kw: Any) -> WebConfig:
+    # The site is on 127.0.0.1, which the crawler refuses unless the spec allows it.
     settings: dict[str, Any] = {"start_urls": [site.url("/")], "delay_seconds": 0, "max_bytes": 50_000,
-                                "backoff_seconds": 0.01, "retries": 1, "timeout": 5}
+                                "backoff_seconds": 0.01, "retries": 1, "timeout": 5, "allow_private_networks": True}
     settings.update(kw)
     return WebConfig(**settings)
 
@@ -246,6 +284,10 @@ def test_pages_are_main_content_markdown_without_boilerplate(site: Site) -> None
     empty = items[site.url("/empty")]
     assert empty.media_type == "text/html" and empty.metadata["extracted_by"] == "html"
     assert b"<title>Empty</title>" in source.read(empty)
+    # ... and the run says so: only that page was delivered whole
+    assert [(w.uri, w.message) for w in source.warnings] == [
+        (site.url("/empty"), "main-content extraction found no text (trafilatura); the whole page was kept as "
+                             "HTML, menus and footers included")]
     assert items[site.url("/new-home")].metadata["depth"] == 1
     assert items[site.url("/from-sitemap")].metadata["depth"] == 1
     with pytest.raises(SourceError, match="not a page of the last crawl"):
@@ -409,7 +451,8 @@ def _free_port() -> int:
 
 def test_unreachable_start_url_raises_after_retries() -> None:
     url = f"http://127.0.0.1:{_free_port()}/"
-    source = WebSource(WebConfig(start_urls=[url], retries=2, backoff_seconds=0.01, delay_seconds=0))
+    source = WebSource(WebConfig(start_urls=[url], retries=2, backoff_seconds=0.01, delay_seconds=0,
+                                 allow_private_networks=["127.0.0.0/8"]))
     with pytest.raises(SourceError, match="unreachable") as info:
         list(source.scan())
     assert url in str(info.value) and "after 3 attempts" in str(info.value)
@@ -428,6 +471,77 @@ def test_start_url_answering_5xx_or_404_or_disallowed_raises(site: Site) -> None
     with pytest.raises(SourceError, match="disallowed by the site's robots.txt"):
         list(WebSource(_config(site)).scan())
     assert site.paths[before:] == ["/robots.txt"]
+
+
+# --- where the crawler may connect ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("start", ["http://127.0.0.1:9/", "http://169.254.169.254/latest/meta-data/",
+                                   "http://10.0.0.1/", "http://[::1]:9/", "http://localhost:9/docs/"])
+@pytest.mark.parametrize("respect_robots", [True, False])
+def test_private_and_metadata_start_urls_are_refused_before_any_connection(
+        start: str, respect_robots: bool, connections: list[Any]) -> None:
+    source = WebSource(WebConfig(start_urls=[start], retries=3, backoff_seconds=1.0, delay_seconds=0,
+                                 respect_robots=respect_robots))
+    t0 = time.perf_counter()
+    with pytest.raises(SourceError) as info:
+        list(source.scan())
+    message = str(info.value)
+    assert f"{normalize_url(start)}: " in message and "refused to connect to " in message
+    assert "`allow_private_networks: true`" in message  # the setting to change
+    if "localhost" in start:
+        assert "localhost (127.0.0.1)" in message or "localhost (::1)" in message  # the resolved address
+    assert connections == []  # refused before any socket connected anywhere
+    assert time.perf_counter() - t0 < 1  # not retried: the answer would be the same
+
+
+@pytest.mark.parametrize("respect_robots", [True, False])
+def test_a_redirect_to_a_denied_address_is_refused(respect_robots: bool, connections: list[Any]) -> None:
+    # Both sites are on loopback and both hosts are allowed domains; only 127.0.0.1 is an allowed network,
+    # so the page that redirects to 127.0.0.2 fails, and 127.0.0.2 never sees a request.
+    with _serve("127.0.0.1") as site, _serve("127.0.0.2") as denied:
+        denied.routes["/"] = "<h1>Internal</h1><p>INTERNALMARKER must never be read.</p>"
+        denied.routes["/robots.txt"] = (200, {}, b"User-agent: *\nAllow: /\n")
+        site.routes["/"] = (f'<h1>Home</h1><p>The public home page.</p><a href="/inside">inside</a>'
+                            f'<a href="{denied.url("/direct")}">a direct link</a>')
+        site.routes["/inside"] = (302, {"Location": denied.url("/")}, b"")
+        source = WebSource(_config(site, allowed_domains=["127.0.0.1", "127.0.0.2"], sitemap=False,
+                                   respect_robots=respect_robots, allow_private_networks=["127.0.0.1/32"]))
+        items = {i.uri for i in source.scan()}
+        assert items == {site.url("/")}
+        reason = {f.uri: f.reason for f in source.failures}[site.url("/inside")]
+        assert reason.startswith(f"redirects to {denied.url('/')}: refused to connect to 127.0.0.2")
+        assert "allow_private_networks" in reason
+        direct = {f.uri: f.reason for f in source.failures}[denied.url("/direct")]
+        assert direct.startswith("refused to connect to 127.0.0.2") and "allow_private_networks" in direct
+        assert denied.log == []
+        assert {address[0] for address in connections} == {"127.0.0.1"}
+
+
+def test_trafilatura_failing_on_a_page_is_a_warning_and_the_page_is_kept(site: Site,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import trafilatura
+
+    site.routes["/"] = _page("Home", '<h1>Home</h1><p>Widgets since 1921.</p><a href="/odd">odd</a>')
+    site.routes["/odd"] = _page("Odd", "<h1>Odd page</h1><p>ODDMARKER breaks the extractor.</p>")
+    real = trafilatura.extract
+
+    def extract(text: str, *args: Any, **kwargs: Any) -> Any:
+        if "ODDMARKER" in text:
+            raise RuntimeError("extractor exploded\nwith a traceback")
+        return real(text, *args, **kwargs)
+
+    monkeypatch.setattr(trafilatura, "extract", extract)
+    source, items = _crawl(site, sitemap=False)
+    odd = items[site.url("/odd")]
+    assert odd.media_type == "text/html" and b"ODDMARKER" in source.read(odd)  # delivered whole, not lost
+    assert [(w.uri, w.message) for w in source.warnings] == [
+        (site.url("/odd"), "main-content extraction failed (trafilatura: RuntimeError: extractor exploded); the "
+                           "whole page was kept as HTML, menus and footers included")]
+    assert items[site.url("/")].media_type == "text/markdown"
+    # warnings are per scan
+    monkeypatch.setattr(trafilatura, "extract", real)
+    list(source.scan())
+    assert source.warnings == []
 
 
 def test_scan_works_inside_a_running_event_loop(site: Site) -> None:
@@ -514,7 +628,7 @@ scoping: {{use_case: rag, objective: retrieval_system}}
 data:
   sources:
     - {{provider: web, start_urls: ["{start}"], delay_seconds: 0, max_bytes: 50000, retries: 1,
-       backoff_seconds: 0.01}}
+       backoff_seconds: 0.01, allow_private_networks: true}}
   chunking: {{provider: recursive, size: 64, overlap: 16}}
 retrieval:
   embedding_model: sentence_transformers

@@ -146,6 +146,35 @@ def test_time_series_by_cut_points_and_mixed_timestamp_forms() -> None:
     assert set(result.unassigned) == {"e", "f"} and "not a timestamp" in result.unassigned["e"]
 
 
+def test_numeric_timestamps_are_years_or_epochs_by_an_explicit_rule() -> None:
+    from datetime import UTC, datetime
+
+    from flightdeck.data.splits import parse_timestamp
+
+    y2023 = datetime(2023, 1, 1, tzinfo=UTC).timestamp()
+    assert parse_timestamp("2023") == parse_timestamp(2023) == parse_timestamp(" 2023 ") == y2023  # not 1970
+    assert parse_timestamp("2023-05") == datetime(2023, 5, 1, tzinfo=UTC).timestamp()
+    assert parse_timestamp("20230101") == y2023  # ISO 8601's basic date
+    assert parse_timestamp(1706745600) == parse_timestamp("1706745600") == 1706745600.0  # epoch seconds
+    assert parse_timestamp(1706745600000) == parse_timestamp("1706745600000.0") == 1706745600.0  # milliseconds
+    for refused in (12345, "12345", -5, "2023.5", 2023.5, 99, "2023-13"):
+        assert parse_timestamp(refused) is None, refused
+
+
+def test_a_number_that_is_no_year_or_epoch_is_refused_naming_the_field_and_value() -> None:
+    docs = {"a": {"year": "2021-06-01"}, "b": {"year": 2022}, "c": {"year": "2023"}, "e": {"year": "2020-01-01"},
+            "d": {"year": "12345"}}
+    result = _splitter("time_series_split", timestamp_field="year", ratios=[0.5, 0.5]).assign(docs)
+    # 2020 < 2021 < 2022 < 2023: the bare years are years, not seconds after 1970 (which would come first)
+    assert result.assignments == {"e": "train", "a": "train", "b": "test", "c": "test"}
+    assert result.unassigned["d"].startswith("year='12345' is not a timestamp: a number is a year (1000-9999), "
+                                             "seconds since 1970")
+    cut = _splitter("time_series_split", timestamp_field="year", cut_points=[2022])
+    assert cut.assign(docs).assignments == {"e": "train", "a": "train", "b": "test", "c": "test"}
+    with pytest.raises(ValidationError, match=r"cut_points='500' is not a timestamp: a number is a year"):
+        _splitter("time_series_split", timestamp_field="year", cut_points=["500"])
+
+
 def test_time_series_needs_a_timestamp_field(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="timestamp_field"):
         _splitter("time_series_split")

@@ -1,4 +1,4 @@
-"""The datahub provider: OpenLineage run events through the real openlineage-python transports.
+"""The openlineage provider: OpenLineage run events through the real openlineage-python transports.
 
 Every emitted event is checked two ways:
 
@@ -24,12 +24,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 
 from flightdeck import Project
-from flightdeck.data.versioning.openlineage import DatahubConfig, step_run_id
+from flightdeck.data.versioning.openlineage import OpenLineageConfig, step_run_id
 from flightdeck.testing import FakeEmbedder
+
+jsonschema = pytest.importorskip("jsonschema")
 
 pytestmark = pytest.mark.integration
 
@@ -173,9 +174,8 @@ class _Recorder:
         pass
 
 
-@pytest.mark.exercises("data.versioning.datahub")
 def test_file_transport_writes_valid_start_and_complete_events_for_every_step(project_dir: Path) -> None:
-    project = _project(project_dir, "{provider: datahub, transport: file, path: ./lineage, namespace: acme}")
+    project = _project(project_dir, "{provider: openlineage, transport: file, path: ./lineage, namespace: acme}")
     summary = project.run()
     events = _read(project_dir / "lineage" / "openlineage.jsonl")
     for e in events:
@@ -224,7 +224,7 @@ class _BrokenEmbedder(FakeEmbedder):
 
 
 def test_a_failing_step_emits_fail_with_its_error(project_dir: Path) -> None:
-    project = _project(project_dir, "{provider: datahub, path: ./ol/events.jsonl}", embedder=_BrokenEmbedder())
+    project = _project(project_dir, "{provider: openlineage, path: ./ol/events.jsonl}", embedder=_BrokenEmbedder())
     with pytest.raises(RuntimeError, match="GPU on fire"):
         project.run()
     events = _read(project_dir / "ol" / "events.jsonl")
@@ -262,11 +262,11 @@ def receiver() -> Any:
     server.server_close()
 
 
-def test_http_transport_posts_every_event_to_the_datahub_endpoint(project_dir: Path, receiver: Any,
+def test_http_transport_posts_every_event_to_the_datahub_endpoint_path(project_dir: Path, receiver: Any,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LINEAGE_TOKEN", "s3cret")
     url = f"http://127.0.0.1:{receiver.server_address[1]}"
-    project = _project(project_dir, f"{{provider: datahub, transport: http, url: '{url}', "
+    project = _project(project_dir, f"{{provider: openlineage, transport: http, url: '{url}', "
                                     "api_key: '${LINEAGE_TOKEN}'}")
     project.run()
     received = _Receiver.received
@@ -282,7 +282,7 @@ def test_an_unreachable_receiver_does_not_fail_the_run(project_dir: Path) -> Non
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
-    project = _project(project_dir, f"{{provider: datahub, transport: http, url: 'http://127.0.0.1:{port}', "
+    project = _project(project_dir, f"{{provider: openlineage, transport: http, url: 'http://127.0.0.1:{port}', "
                                     "retries: 0, timeout: 1}")
     recorder = _Recorder()
     summary = project.run(recorder)
@@ -291,16 +291,16 @@ def test_an_unreachable_receiver_does_not_fail_the_run(project_dir: Path) -> Non
     assert len(failed) == 1 and str(port) in failed[0]["target"] and "no more lineage events" in failed[0]["note"]
 
 
-def test_datahub_settings_are_checked() -> None:
+def test_openlineage_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="needs `url:`"):
-        DatahubConfig(transport="http")
+        OpenLineageConfig(transport="http")
     with pytest.raises(ValueError, match="extra"):
-        DatahubConfig(topic="x")  # type: ignore[call-arg]
-    assert DatahubConfig().endpoint == "openapi/openlineage/api/v1/lineage"
+        OpenLineageConfig(topic="x")  # type: ignore[call-arg]
+    assert OpenLineageConfig().endpoint == "openapi/openlineage/api/v1/lineage"
 
 
 def test_the_checks_reject_a_broken_event(project_dir: Path) -> None:
-    project = _project(project_dir, "{provider: datahub}")
+    project = _project(project_dir, "{provider: openlineage}")
     project.run()
     good = _read(project_dir / "lineage" / "openlineage.jsonl")[2]  # ingest COMPLETE, with facets
     _validate(good)
@@ -327,6 +327,16 @@ def test_missing_openlineage_names_the_extra(tmp_path: Path, monkeypatch: pytest
     from flightdeck.errors import MissingDependencyError
 
     monkeypatch.setitem(sys.modules, "openlineage.client", None)  # as if openlineage-python were not installed
-    emitter = OpenLineageEmitter(DatahubConfig(), VersioningContext("p", tmp_path, None, ()))  # type: ignore[arg-type]
-    with pytest.raises(MissingDependencyError, match=r"pip install 'flightdeck\[datahub\]'"):
+    emitter = OpenLineageEmitter(OpenLineageConfig(), VersioningContext("p", tmp_path, None, ()))  # type: ignore[arg-type]
+    with pytest.raises(MissingDependencyError, match=r"pip install 'flightdeck\[openlineage\]'"):
         emitter._make_client()
+
+
+def test_datahub_is_planned_and_points_to_the_openlineage_provider(project_dir: Path) -> None:
+    from flightdeck.errors import SpecError
+
+    spec = project_dir / "flightdeck.yaml"
+    spec.write_text(spec.read_text().replace("data:\n", "data:\n  versioning: [datahub]\n", 1))
+    with pytest.raises(SpecError, match=r"'datahub' .* is planned: no DataHub server can run here.*"
+                                        r"provider: openlineage"):
+        Project.load(project_dir)

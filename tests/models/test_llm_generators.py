@@ -67,10 +67,36 @@ def test_llama_cpp_completes_greedily_and_repeatably(llama_generator) -> None:
     assert llama_generator.count_tokens("hello world") == 2
 
 
-def test_llama_cpp_answers_from_the_sources_with_citations(llama_generator) -> None:
+class _Scripted(LlmGenerator):
+    """An LLM whose text is known, to check what ``answer`` makes of it (the real model's text is not)."""
+
+    def __init__(self, text: str) -> None:
+        self.config, self.text, self.stops = LlmSettings(), text, None
+
+    def complete(self, messages, *, max_tokens=None, temperature=None, stop=None):  # noqa: ANN001, ANN201
+        from flightdeck.models.generators.base import Completion
+
+        self.stops = stop
+        return Completion(self.text, 50, 10, "stop", 1.0)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+def test_an_answers_citations_point_at_the_sources_given_and_invented_ones_are_dropped() -> None:
+    scripted = _Scripted("It needs two sprockets [2] and a frame [1, 7].")
+    answer = scripted.answer("What does a widget need?", WIDGET_HITS, None, "v1")
+    assert answer.found and answer.answer == "It needs two sprockets [2] and a frame [1]."
+    assert [(c.number, c.chunk_id) for c in answer.citations] == [(2, "c2"), (1, "c1")]
+    assert "\nQuestion:" in scripted.stops  # the answer ends before a base model writes the next turn
+
+
+def test_llama_cpp_answers_from_the_sources_and_shows_only_real_citations(llama_generator) -> None:
     answer = llama_generator.answer("What does a widget need?", WIDGET_HITS, None, "v1")
     assert answer.found, answer.answer
     assert "sprocket" in answer.answer.lower() or "frame" in answer.answer.lower()
+    # one answer, not the model's continuation into invented question/answer pairs or source blocks
+    assert "Question:" not in answer.answer and "<source" not in answer.answer
     assert answer.index_version == "v1" and answer.usage["prompt_tokens"] > 50
     for citation in answer.citations:  # every citation shown is one of the sources given
         assert citation.chunk_id in {"c1", "c2"} and f"[{citation.number}]" in answer.answer
@@ -146,7 +172,11 @@ def test_ask_uses_the_llama_cpp_generator_from_the_spec(tmp_path: Path, gemma_gg
     project = Project.load(tmp_path / "flightdeck.yaml")
     project.run()
     answer = project.ask("Which error means the sprockets are not aligned?")
-    assert answer.found and answer.usage["prompt_tokens"] > 0
+    assert answer.found and answer.usage["prompt_tokens"] > 0  # written by the model (extractive has no usage)
+    assert "sprocket" in answer.answer.lower() or "w42" in answer.answer.lower()  # from the retrieved chunk
+    assert "Question:" not in answer.answer and "<source" not in answer.answer
+    # the packaged 270M base model rarely writes [n]: whatever it cites must be a retrieved chunk (the mapping
+    # itself is checked with a scripted model above)
     assert answer.timings_ms["answer"] > 0 and answer.timings_ms["total"] >= answer.timings_ms["answer"]
     assert {c.document_id for c in answer.citations} <= {h.document_id for h in project.search(
         "Which error means the sprockets are not aligned?", k=3).hits}

@@ -28,7 +28,6 @@ def _db(root: Path) -> sqlite3.Connection:
     return sqlite3.connect(root / ".flightdeck" / "metadata.db")
 
 
-@pytest.mark.exercises("data.preprocessing.embedding_generation")
 def test_first_run_ingests_embeds_and_indexes_everything(project_dir: Path) -> None:
     project, fake = _project(project_dir)
     steps = _steps(project.run())
@@ -105,7 +104,6 @@ def test_changing_the_chunk_size_rechunks_every_document(project_dir: Path) -> N
     assert ingest.counts["parsed"] == 3 and ingest.counts["chunks"] > first
 
 
-@pytest.mark.exercises("retrieval.system.hybrid_search")
 def test_hybrid_search_fuses_keyword_and_vector_ranks(project_dir: Path) -> None:
     project, _ = _project(project_dir)
     project.run()

@@ -55,6 +55,48 @@ def test_ask_answers_with_numbered_citations_or_says_not_found(built: Project) -
     assert not nothing.found and nothing.answer == NOT_FOUND and nothing.citations == []
 
 
+@pytest.mark.exercises("retrieval.system.hybrid_search")
+def test_hybrid_search_fuses_bm25_and_minilm_where_each_alone_falls_short(built: Project) -> None:
+    # BM25 alone ranks the installer's introduction first (it repeats "installer"); the vectors know the question
+    # is about a failure, and the fused list follows them while keeping BM25's evidence
+    question = "what to do when the installer fails"
+    keyword = built.search(question, mode="keyword", k=3).hits
+    assert "If the installer stops" not in keyword[0].text
+    fused = built.search(question, k=3)
+    assert fused.mode == "hybrid" and fused.hits[0].text.startswith("If the installer stops with error W42")
+    assert set(fused.hits[0].ranks) == {"keyword", "vector"}
+    # an error code the model's vocabulary splits into pieces: the fused list is led by the chunk both found
+    top = built.search("installer error W42 sprockets aligned", k=3).hits[0]
+    assert top.document_id == "docs/guide/install.md" and "W42" in top.text
+    assert set(top.ranks) == {"keyword", "vector"}  # ranked by BM25 and by the vectors, then fused
+    # the fused score is neither list's own: weighted min-max fusion of both
+    vector_top = built.search("installer error W42 sprockets aligned", mode="vector", k=3).hits[0]
+    keyword_top = built.search("installer error W42 sprockets aligned", mode="keyword", k=3).hits[0]
+    assert top.score not in (vector_top.score, keyword_top.score)
+
+
+@pytest.mark.exercises("data.preprocessing.embedding_generation")
+def test_every_chunk_is_embedded_once_by_the_real_model_and_cached(built: Project) -> None:
+    import sqlite3
+
+    import numpy as np
+
+    db = sqlite3.connect(built.workspace.root / "metadata.db")
+    chunks = db.execute("select distinct text_hash, indexed_text from chunks").fetchall()
+    stored = {h: np.frombuffer(v, dtype="<f4") for h, v in db.execute(
+        "select text_hash, vector from embeddings where model_id = ?", (built.embedder.model_id,))}
+    assert chunks and {h for h, _ in chunks} <= set(stored)
+    texts = [t for _, t in chunks]
+    fresh = built.embedder.embed_documents(texts)
+    for (text_hash, _), vector in zip(chunks, fresh, strict=True):
+        got = stored[text_hash]
+        assert got.shape == (384,) and abs(float(np.linalg.norm(got)) - 1) < 1e-3
+        assert float(np.dot(got, vector)) > 0.999  # the vector of that very text, by all-MiniLM-L6-v2
+    # a second run embeds nothing: the vectors are cached by model and content hash
+    rerun = {s.step: s for s in Project.load(built.loaded.base_dir).run().steps}
+    assert rerun["embed"].status == "skipped" or rerun["embed"].counts.get("embedded") == 0
+
+
 def test_cli_search_and_ask_json(built: Project) -> None:
     runner = CliRunner()
     res = runner.invoke(app, ["search", "sprockets license key", "--json", "-k", "3", "--spec",

@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -26,6 +25,8 @@ from flightdeck.registry import Category, registry
 from flightdeck.retrieval.embedders.base import Embedder
 from flightdeck.retrieval.embedders.cohere import KNOWN_DIMENSIONS, CohereConfig, CohereEmbedder, CohereError
 from flightdeck.retrieval.embedders.sentence_transformers import packaged_model_dir
+
+httpx = pytest.importorskip("httpx")
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cohere"
 KEY = "test-key-0123"
@@ -52,6 +53,30 @@ DOCS = {
                      " sprockets.\n\n## Storage\n\nStore widgets in a dry place between 5 and 25 degrees Celsius.\n",
     "notes.txt": "Widget colours: red, blue and green. Green widgets are the most popular in spring.\n",
 }
+
+
+@pytest.fixture
+def cohere_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let a spec choose cohere, as it will once a real Cohere endpoint proves it.
+
+    Cohere is `planned` (no Cohere server can run here: these exchanges are replayed), so `validate` refuses
+    it like weaviate and pinecone; the tests below check what the provider does inside a project.
+    """
+    import flightdeck.spec.loader as loader_mod
+    from flightdeck.spec.status import OptionStatus
+
+    real = loader_mod.option_usable
+
+    def usable(key: str) -> OptionStatus:
+        return OptionStatus("ready", "cohere (test)") if key == "retrieval.embedding_model.cohere" else real(key)
+
+    monkeypatch.setattr(loader_mod, "option_usable", usable)
+
+
+def test_a_spec_choosing_cohere_is_refused_as_planned_and_says_why(tmp_path: Path) -> None:
+    write_project(tmp_path, "{provider: cohere, model: embed-v4.0}")
+    with pytest.raises(FlightdeckError, match=r"'cohere' .* is planned: no Cohere server can run here"):
+        Project.load(tmp_path)
 
 
 def write_project(root: Path, embedder: str) -> None:
@@ -277,9 +302,8 @@ def test_the_api_key_is_never_shown() -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.exercises("retrieval.embedding_model.cohere")
 def test_a_project_runs_and_searches_with_cohere(tmp_path: Path, server: ReplayedCohere,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+                                                 monkeypatch: pytest.MonkeyPatch, cohere_allowed: None) -> None:
     import cohere
 
     real_client = cohere.ClientV2
@@ -310,7 +334,7 @@ def test_a_project_runs_and_searches_with_cohere(tmp_path: Path, server: Replaye
 
 
 @pytest.mark.unit
-def test_a_spec_with_an_unknown_setting_is_refused_by_name(tmp_path: Path) -> None:
+def test_a_spec_with_an_unknown_setting_is_refused_by_name(tmp_path: Path, cohere_allowed: None) -> None:
     write_project(tmp_path, "{provider: cohere, modle: embed-v4.0}")
     with pytest.raises(FlightdeckError, match="unknown setting 'modle' for embedder 'cohere'.*Did you mean 'model'"):
         Project.load(tmp_path)
@@ -319,7 +343,7 @@ def test_a_spec_with_an_unknown_setting_is_refused_by_name(tmp_path: Path) -> No
 
 @pytest.mark.unit
 def test_spec_model_names_stay_names_and_tokenizer_paths_are_relative_to_the_spec(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cohere_allowed: None) -> None:
     root = tmp_path / "project"
     root.mkdir()
     write_project(root, "{provider: cohere, model: embed-v4.0, tokenizer: ./tok, api_key: x}")
@@ -341,3 +365,27 @@ def test_without_the_sdk_the_error_names_the_extra(monkeypatch: pytest.MonkeyPat
                        ) as info:
         CohereEmbedder(CohereConfig(api_key=KEY)).embed_query("x")
     assert isinstance(info.value.__cause__, ImportError)
+
+
+@pytest.mark.integration
+def test_the_environment_key_goes_only_to_coheres_own_api(server: ReplayedCohere,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CO_API_KEY", KEY)
+    # Cohere's own API: the environment's key is used
+    CohereEmbedder(CohereConfig(), httpx_client=server.client()).embed_query("x")
+    assert _http(server)[-1].headers["authorization"] == f"Bearer {KEY}"
+    # another endpoint named by the spec: the key is not sent, and the error says how to send it on purpose
+    elsewhere = CohereEmbedder(CohereConfig(base_url="https://collector.example/"), httpx_client=server.client())
+    with pytest.raises(CohereError, match=r"no Cohere API key for https://collector\.example/: the CO_API_KEY "
+                                          r"environment variable is sent only to .*`api_key: \$\{CO_API_KEY\}`"):
+        elsewhere.embed_query("x")
+    plain_http = CohereEmbedder(CohereConfig(base_url="http://api.cohere.com"), httpx_client=server.client())
+    with pytest.raises(CohereError, match="sent only to"):
+        plain_http.embed_query("x")
+    assert len(_http(server)) == 1  # nothing went to either
+    # named in the spec, it goes where the spec says
+    named = CohereEmbedder(CohereConfig(base_url="https://collector.example/", api_key=KEY),
+                           httpx_client=server.client())
+    named.embed_query("x")
+    assert str(_http(server)[-1].url) == "https://collector.example/v2/embed"
+    assert _http(server)[-1].headers["authorization"] == f"Bearer {KEY}"

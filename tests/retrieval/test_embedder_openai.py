@@ -9,13 +9,14 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
 from flightdeck import Project
 from flightdeck.registry import Category, registry
 from flightdeck.retrieval.embedders.openai import OpenAIConfig, OpenAIEmbedder, OpenAIEmbedderError
+
+httpx = pytest.importorskip("httpx")
 
 pytestmark = pytest.mark.integration
 
@@ -142,7 +143,13 @@ def test_a_wrong_key_says_which_setting_holds_it(llama_server, monkeypatch) -> N
     with pytest.raises(OpenAIEmbedderError, match=r"refused the API key from the `api_key` setting \(401"):
         make(llama_server, api_key="wrong", max_retries=0).embed_documents(["hello"])
     monkeypatch.setenv("OPENAI_API_KEY", "also-wrong")
+    # $OPENAI_API_KEY goes only to OpenAI and to $OPENAI_BASE_URL: to a base_url of the spec, nothing is sent
     emb = OpenAIEmbedder(OpenAIConfig(base_url=llama_server.base_url, model=llama_server.model, max_retries=0))
+    with pytest.raises(OpenAIEmbedderError, match=r"wants an API key \(401.* and none was sent: the OPENAI_API_KEY "
+                                                  r"environment variable is sent only to"):
+        emb.warm_up()
+    monkeypatch.setenv("OPENAI_BASE_URL", llama_server.base_url)  # the environment pairs its key with its URL
+    emb = OpenAIEmbedder(OpenAIConfig(model=llama_server.model, max_retries=0))
     with pytest.raises(OpenAIEmbedderError, match="from the OPENAI_API_KEY environment variable"):
         emb.warm_up()
 

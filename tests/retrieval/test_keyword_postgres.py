@@ -14,9 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -29,6 +27,9 @@ from flightdeck.retrieval.filters import matches, parse_filter
 from flightdeck.retrieval.postgres_fts import PostgresFtsError, PostgresKeywordIndex, keyword_table
 from flightdeck.testing import FakeEmbedder
 from flightdeck.workspace.schema import chunk_payloads, chunks, store_sync
+
+psycopg = pytest.importorskip("psycopg")
+sql = pytest.importorskip("psycopg.sql")
 
 pytestmark = pytest.mark.integration
 
@@ -124,7 +125,6 @@ def test_flightdeck_run_fills_the_table_and_keyword_search_finds_the_chunk(
     assert [h["score"] for h in out["hits"]] == sorted((h["score"] for h in out["hits"]), reverse=True)
 
 
-@pytest.mark.exercises("retrieval.system.hybrid_search")
 def test_hybrid_search_fuses_postgres_with_the_vectors(tmp_path: Path, build: Callable[..., Project]) -> None:
     project = build(tmp_path)
     result = project.search("installer error W42 sprockets aligned", k=3)

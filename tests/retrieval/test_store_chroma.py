@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -27,6 +26,8 @@ from flightdeck.retrieval.stores.base import StoreLocation
 from flightdeck.retrieval.stores.chroma import ChromaConfig, ChromaStore, ChromaStoreError, to_chroma_where
 from flightdeck.testing.store_contract import VectorStoreContract, contract_collection
 from flightdeck.workspace.schema import chunks
+
+httpx = pytest.importorskip("httpx")
 
 chromadb = pytest.importorskip("chromadb")
 

@@ -20,9 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psycopg
 import pytest
-from psycopg import sql
 from pydantic import ValidationError
 
 from flightdeck import Project
@@ -32,6 +30,9 @@ from flightdeck.retrieval.filters import Condition, FilterError, matches, parse_
 from flightdeck.retrieval.stores.base import StoreLocation, VectorStore
 from flightdeck.retrieval.stores.pgvector import PgvectorConfig, PgvectorError, PgvectorStore, libpq_url
 from flightdeck.testing.store_contract import SIZE, VectorStoreContract, contract_collection
+
+psycopg = pytest.importorskip("psycopg")
+sql = pytest.importorskip("psycopg.sql")
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from flightdeck.registry.flavors import PLANNED_REASONS
 from flightdeck.spec.catalog import catalog
 from flightdeck.spec.loader import check_spec, load_spec
 from flightdeck.spec.models import spec_model
-from flightdeck.spec.status import option_status
+from flightdeck.spec.status import option_usable
 
 pytestmark = pytest.mark.unit
 
@@ -147,7 +147,7 @@ def test_typo_in_a_provider_value(tmp_path: Path) -> None:
     names = registry().names(Category.VECTOR_STORE)
     assert "faiss" in names
     section = catalog().section("retrieval.vector_database")
-    planned = [o.id for o in section.options if option_status(o.key).state == "planned"]
+    planned = [o.id for o in section.options if option_usable(o.key).state == "planned"]
     hint = f" Planned, not yet available: {', '.join(planned)}." if planned else ""
     assert f"unknown vector_store 'fiass'. Available: {', '.join(names)}. Did you mean 'faiss'?{hint}\n" \
         in result.output
@@ -201,7 +201,7 @@ def test_planned_option_is_refused(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, line: int, key: str) -> None:
     # whatever this build implements, the option is planned in a registry where nothing implements it
     _use_registry(monkeypatch, _builtins_without(key))
-    assert option_status(key).state == "planned"
+    assert option_usable(key).state == "planned"
     section_path, option = key.rsplit(".", 1)
     section = catalog().section(section_path)
     detail = PLANNED_REASONS.get(key, "not implemented in this build yet")

@@ -10,7 +10,7 @@ from ruamel.yaml import YAML
 from flightdeck.spec import writer
 from flightdeck.spec.catalog import catalog
 from flightdeck.spec.loader import check_spec
-from flightdeck.spec.status import OptionStatus, option_status
+from flightdeck.spec.status import OptionStatus, option_usable
 from flightdeck.spec.writer import default_choices, default_sources, format_value, render_spec
 
 pytestmark = pytest.mark.unit
@@ -45,7 +45,7 @@ def _marks(text: str, heading: str) -> list[str]:
 
 
 def _expected_mark(key: str, option_id: str) -> str:
-    state = option_status(key).state
+    state = option_usable(key).state
     return option_id if state == "ready" else f"{option_id} ({state})"
 
 
@@ -193,14 +193,14 @@ def test_unknown_choice_keys_are_refused() -> None:
 
 
 def test_needs_extra_options_are_marked(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = writer.option_status
+    real = writer.option_usable
 
     def fake(key: str) -> OptionStatus:
         if key == "retrieval.vector_database.faiss":
             return OptionStatus("needs extra", "pip install 'flightdeck[faiss]'")
         return real(key)
 
-    monkeypatch.setattr(writer, "option_status", fake)
+    monkeypatch.setattr(writer, "option_usable", fake)
     text = render_spec("p", _rag(), sources=default_sources())
     marks = _marks(text, "2.2 Choose Vector Database (Single-select)")
     assert marks[-1] == "faiss (needs extra)"  # faiss is the section's last option

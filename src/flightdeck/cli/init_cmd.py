@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # rich and the spec modules are imported when init runs, not 
 
 __all__ = ["init", "Template"]
 
-_STATE_STYLE = {"ready": "green", "needs extra": "yellow", "planned": "dim"}
+_STATE_STYLE = {"ready": "green", "needs extra": "yellow", "unverified": "cyan", "planned": "dim"}
 
 
 class Template(StrEnum):
@@ -56,12 +56,12 @@ class _Questionnaire:
     def run(self, folder: str) -> tuple[dict[str, object], list[dict[str, object]] | None]:
         """The choices by ``phase.section`` and the sources (None when the sources section was not asked)."""
         from flightdeck.spec.catalog import catalog
-        from flightdeck.spec.status import option_status
+        from flightdeck.spec.status import option_usable
 
         choices: dict[str, object] = {}
         sources: list[dict[str, object]] | None = None
         for phase in catalog().phases:
-            states = {o.key: option_status(o.key) for s in phase.sections for o in s.options}
+            states = {o.key: option_usable(o.key) for s in phase.sections for o in s.options}
             askable = [s for s in phase.sections if any(states[o.key].state == "ready" for o in s.options)]
             self.say("")
             self.say(phase.heading, "bold")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from flightdeck.cli.common import JsonOption, SpecOption, errors_to_exit, print_json
+from flightdeck.cli.common import EXIT_FAILED, JsonOption, SpecOption, errors_to_exit, print_json
 
 __all__ = ["run", "search", "ask"]
 
@@ -16,30 +16,61 @@ __all__ = ["run", "search", "ask"]
 def run(spec: SpecOption = None, as_json: JsonOption = False) -> None:
     """Ingest → chunk → embed → index, with progress; steps whose inputs are unchanged are skipped.
 
-    With --json, progress is printed as JSON lines and the last line is the run summary.
+    With --json, progress is printed as JSON lines and the last line is the run summary. The run fails
+    (exit 1) when nothing was ingested or when the failures pass data.failures; the documents that were
+    ingested are kept.
     """
-    from flightdeck.pipeline.progress import default_reporter, format_counts
+    from flightdeck.pipeline.progress import default_reporter
+    from flightdeck.pipeline.runner import StepFailedError
     from flightdeck.project import Project
 
+    failure: StepFailedError | None = None
     with errors_to_exit(as_json):
         project = Project.load(spec)
         reporter = default_reporter(as_json)
         try:
             summary = project.run(reporter)
+        except StepFailedError as exc:  # the run did work before it failed: show it, then exit 1
+            if exc.summary is None:
+                raise
+            summary, failure = exc.summary, exc
         finally:
             reporter.close()
     if as_json:
         print_json({"event": "summary", **summary.to_dict()})
-        return
-    failures = [f for s in summary.steps for f in s.counts.get("failures", [])]
+    else:
+        _print_summary(summary)
+    if failure is not None:
+        if not as_json:
+            typer.echo(f"error: {failure}", err=True)
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _print_summary(summary: Any) -> None:
+    """The text summary of a run: one line per step, then the failures and warnings (the first of each).
+
+    Printed with typer.echo, never as Rich markup: file names and reasons are data.
+    """
+    from flightdeck.pipeline.progress import ITEM_LISTS, format_counts, item_lines
+
     typer.echo(f"run {summary.run_id[:12]} {summary.status} in {summary.seconds:.1f}s")
     for s in summary.steps:
-        counts = format_counts(s.counts, skip=("failures",))
+        counts = format_counts(s.counts, skip=ITEM_LISTS)
         typer.echo(f"  {s.step:<7} {s.status:<9} {counts}")
+    failures = [f for s in summary.steps for f in s.counts.get("failures", [])]
+    warnings = [w for s in summary.steps for w in s.counts.get("warnings", [])]
     if failures:
         typer.echo(f"{len(failures)} item(s) could not be ingested:", err=True)
-        for f in failures:
-            typer.echo(f"  {f['uri']}: {f['reason']}", err=True)
+        for line in item_lines(failures, "reason"):
+            typer.echo(f"  {line}", err=True)
+    if warnings:
+        typer.echo(f"{len(warnings)} warning(s) about items that were ingested in part:", err=True)
+        for line in item_lines(warnings, "message"):
+            typer.echo(f"  {line}", err=True)
+    if summary.warnings:
+        typer.echo(f"{len(summary.warnings)} warning(s) about the run:", err=True)
+        for w in summary.warnings:
+            typer.echo(f"  {w['source']}: {w['message']}", err=True)
 
 
 class Mode(StrEnum):
@@ -61,6 +92,10 @@ def parse_where_option(raw: str | None) -> dict[str, Any] | None:
         raise typer.BadParameter(f"not valid JSON ({exc.msg} at character {exc.pos})", param_hint="--where") from None
     except FilterError as exc:
         raise typer.BadParameter(str(exc), param_hint="--where") from None
+    except RecursionError:
+        raise typer.BadParameter("not valid JSON (nested too deeply to read)", param_hint="--where") from None
+    except ValueError as exc:  # json's limit on the digits of an integer (4300)
+        raise typer.BadParameter(f"not valid JSON ({exc})", param_hint="--where") from None
     return value
 
 

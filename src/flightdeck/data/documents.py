@@ -58,6 +58,10 @@ class Document:
     title: str
     sections: tuple[Section, ...]
     metadata: dict[str, Any] = field(default_factory=dict)
+    # What the parser could not do for this document (pages skipped, a fallback decoding...): shown as the
+    # run's warnings, never stored with the chunks. Not part of equality: two parses of the same bytes are
+    # the same document whatever was warned.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def text(self) -> str:

@@ -26,12 +26,19 @@ The time-series split orders documents by their timestamp field (ties by id) and
 points; documents sharing a timestamp always land in the same split, so nothing in ``train`` is later
 than anything in ``validation`` or ``test`` (no leakage from the future). Documents whose timestamp is
 missing or unreadable are left out and reported.
+
+Timestamps are ISO 8601 strings (``2024-02-01``, ``2024-02-01T12:00:00Z``, ``20240201``), ``YYYY-MM``, dates
+and datetimes, or numbers (also as strings) read by an explicit rule, never guessed: an integer from 1000 to
+9999 is a year (``2023`` is 2023-01-01, not 33 minutes after 1970); from 10^8 (1973) up, seconds since 1970;
+from 10^11 up, milliseconds since 1970. Any other number (``12345``, ``-5``, ``2023.5``) is refused, with
+the field and the value in the reason.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -40,7 +47,8 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = ["Splitter", "SplitResult", "TrainValidationTestConfig", "TrainValidationTestSplitter", "KFoldConfig",
-           "KFoldSplitter", "TimeSeriesConfig", "TimeSeriesSplitter", "split_unit", "parse_timestamp"]
+           "KFoldSplitter", "TimeSeriesConfig", "TimeSeriesSplitter", "split_unit", "parse_timestamp",
+           "timestamp_problem", "NUMBER_RULE"]
 
 _NAMES_3 = ("train", "validation", "test")
 _NAMES_2 = ("train", "test")
@@ -178,26 +186,53 @@ class KFoldSplitter:
         return SplitResult(self.name, _assign(documents, [1.0 / c.k] * c.k, names, c.seed, c.stratify_by))
 
 
+_NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?\Z")
+_YEAR_MONTH = re.compile(r"(\d{4})-(\d{2})\Z")
+_EPOCH_SECONDS_FROM = 10**8  # 1973-03-03: below it (and outside 1000-9999) a number is no plausible time
+_EPOCH_MILLIS_FROM = 10**11  # year 5138 in seconds: from here on, the number counts milliseconds
+_EPOCH_MILLIS_TO = 10**14
+#: How numbers are read, for the reasons that refuse one.
+NUMBER_RULE = ("a number is a year (1000-9999), seconds since 1970 (from 100000000) or milliseconds since "
+               "1970 (from 100000000000)")
+
+
+def _from_number(v: float) -> float | None:
+    if not math.isfinite(v):
+        return None
+    if v == int(v) and 1000 <= v <= 9999:
+        return datetime(int(v), 1, 1, tzinfo=UTC).timestamp()
+    if _EPOCH_SECONDS_FROM <= v < _EPOCH_MILLIS_FROM:
+        return float(v)
+    if _EPOCH_MILLIS_FROM <= v < _EPOCH_MILLIS_TO:
+        return v / 1000.0
+    return None
+
+
 def parse_timestamp(value: Any) -> float | None:
     """Seconds since the epoch of an ISO 8601 string, a date, a datetime or a number (None if unreadable).
 
-    Naive times are taken as UTC, so that mixing naive and zoned values still orders them.
+    Numbers follow :data:`NUMBER_RULE` (module docstring): a year, epoch seconds or epoch milliseconds, and
+    nothing else. Naive times are taken as UTC, so that mixing naive and zoned values still orders them.
     """
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
-        return float(value) if math.isfinite(value) else None
+        return _from_number(value)
     if isinstance(value, datetime):
         dt = value
     elif isinstance(value, date):
         dt = datetime(value.year, value.month, value.day)
     elif isinstance(value, str):
         s = value.strip()
-        try:
-            dt = datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith(("Z", "z")) else s)
-        except ValueError:
+        if _NUMBER.match(s) and not (len(s) == 8 and s.isdigit()):  # 20240201 is ISO 8601's basic date
+            return _from_number(float(s))
+        if m := _YEAR_MONTH.match(s):
+            if not 1 <= int(m.group(2)) <= 12:
+                return None
+            dt = datetime(int(m.group(1)), int(m.group(2)), 1)
+        else:
             try:
-                return float(s)
+                dt = datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith(("Z", "z")) else s)
             except ValueError:
                 return None
     else:
@@ -205,6 +240,14 @@ def parse_timestamp(value: Any) -> float | None:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
+
+
+def timestamp_problem(field_name: str, value: Any) -> str:
+    """Why ``value`` of metadata field ``field_name`` is not a timestamp, naming both."""
+    numeric = ((isinstance(value, (int, float)) and not isinstance(value, bool))
+               or (isinstance(value, str) and _NUMBER.match(value.strip()) is not None))
+    why = NUMBER_RULE if numeric else "use ISO 8601 (2024-02-01 or 2024-02-01T12:00:00Z), YYYY-MM or a number"
+    return f"{field_name}={value!r} is not a timestamp: {why}"
 
 
 class TimeSeriesConfig(BaseModel):
@@ -234,8 +277,10 @@ class TimeSeriesConfig(BaseModel):
             if len(self.cut_points) not in (1, 2):
                 raise ValueError("cut_points takes one timestamp (train | test) or two (train | validation | test)")
             parsed = [parse_timestamp(p) for p in self.cut_points]
-            if any(p is None for p in parsed):
-                raise ValueError(f"cut_points must be ISO 8601 timestamps or numbers, got {self.cut_points}")
+            bad = [p for p, t in zip(self.cut_points, parsed, strict=True) if t is None]
+            if bad:
+                raise ValueError(f"cut_points must be ISO 8601 timestamps, years or epoch seconds; "
+                                 f"{timestamp_problem('cut_points', bad[0])}")
             if len(parsed) == 2 and not parsed[0] < parsed[1]:  # type: ignore[operator]
                 raise ValueError("cut_points must be in increasing order")
         return self
@@ -263,7 +308,7 @@ class TimeSeriesSplitter:
             ts = parse_timestamp(raw)
             if ts is None:
                 unassigned[d] = (f"no metadata field {c.timestamp_field!r}" if raw is None
-                                 else f"{c.timestamp_field}={raw!r} is not a timestamp")
+                                 else timestamp_problem(c.timestamp_field, raw))
             else:
                 timed.append((ts, d))
         timed.sort()

@@ -7,7 +7,14 @@ import sys
 import time
 from typing import Any, Protocol, TextIO
 
-__all__ = ["Reporter", "NullReporter", "JsonReporter", "RichReporter", "default_reporter", "format_counts"]
+__all__ = ["Reporter", "NullReporter", "JsonReporter", "RichReporter", "default_reporter", "format_counts",
+           "item_lines", "ITEM_LISTS"]
+
+
+#: Lists of items in a step's counts (failures, warnings, duplicates): printed apart, by :func:`item_lines`.
+ITEM_LISTS = ("failures", "warnings", "duplicates")
+#: How many items of each list a terminal shows; ``--json`` has them all.
+SHOWN_ITEMS = 10
 
 
 def _format_value(value: Any) -> str:
@@ -15,6 +22,8 @@ def _format_value(value: Any) -> str:
         return f"{value:.2f}"
     if isinstance(value, dict):
         return "(" + " ".join(f"{k} {_format_value(v)}" for k, v in value.items()) + ")"
+    if isinstance(value, (list, tuple)):  # a list of items (unassigned documents...): its length on this line
+        return str(len(value))
     return str(value)
 
 
@@ -22,9 +31,20 @@ def format_counts(counts: dict[str, Any], skip: tuple[str, ...] = ()) -> str:
     """A step's counts on one line: ``documents 50, chunks 612, seconds (parse 1.20 chunk 0.85)``.
 
     Nested dicts (per-stage ``seconds``, split sizes) print as one parenthesised group; floats with two
-    decimals. Keys in ``skip`` are left out.
+    decimals; lists as their length. Keys in ``skip`` are left out.
     """
     return ", ".join(f"{k} {_format_value(v)}" for k, v in counts.items() if k not in skip)
+
+
+def item_lines(items: list[dict[str, Any]], text_key: str, shown: int = SHOWN_ITEMS) -> list[str]:
+    """``uri: reason`` for the first ``shown`` items, then ``… and N more (--json lists them all)``.
+
+    Plain text: whoever prints it through Rich escapes it (file names such as ``bad[/x].pdf`` are data).
+    """
+    lines = [f"{i.get('uri', '')}: {i.get(text_key, '')}" for i in items[:shown]]
+    if len(items) > shown:
+        lines.append(f"… and {len(items) - shown} more (--json lists them all)")
+    return lines
 
 
 class Reporter(Protocol):
@@ -70,7 +90,11 @@ class JsonReporter:
 
 
 class RichReporter:
-    """A progress bar per step and one line per step outcome, on stderr."""
+    """A progress bar per step and one line per step outcome, failure and warning, on stderr.
+
+    Every string that comes from outside (file names, reasons, errors, model names) is escaped: Rich would
+    read ``bad[/x].pdf`` as markup and fail, or silently drop ``[bold]`` from a name.
+    """
 
     def __init__(self) -> None:
         from rich.console import Console
@@ -82,21 +106,34 @@ class RichReporter:
         self._tasks: dict[str, Any] = {}
         self._progress.start()
 
+    def _say(self, mark: str, text: str) -> None:
+        from rich.markup import escape
+
+        self._progress.console.print(f"{mark} {escape(text)}", soft_wrap=True)
+
     def event(self, name: str, **fields: Any) -> None:
         if name == "step_end":
             counts = fields.get("counts") or {}
-            detail = format_counts(counts)
+            detail = format_counts(counts, skip=ITEM_LISTS)
             mark = {"succeeded": "[green]✓[/]", "skipped": "[dim]–[/]"}.get(fields.get("status", ""), "[red]✗[/]")
-            took = fields.get("seconds")
-            self._progress.console.print(
-                f"{mark} {fields.get('step')}: {fields.get('status')}"
-                + (f" in {took:.1f}s" if took is not None else "") + (f" ({detail})" if detail else ""))
+            took = fields.get("seconds")  # a failed step's error is printed once, by the command, as it ends
+            self._say(mark, f"{fields.get('step')}: {fields.get('status')}"
+                      + (f" in {took:.1f}s" if took is not None else "") + (f" ({detail})" if detail else ""))
         elif name == "item_failed":
-            self._progress.console.print(f"[yellow]![/] {fields.get('uri')}: {fields.get('reason')}")
+            self._say("[yellow]![/]", f"{fields.get('uri')}: {fields.get('reason')}")
+        elif name == "item_warning":
+            self._say("[yellow]![/]", f"warning: {fields.get('uri')}: {fields.get('message')}")
+        elif name == "split_skipped":
+            self._say("[yellow]![/]", f"warning: {fields.get('uri')}: in no split: {fields.get('reason')}")
+        elif name == "hook_failed":
+            self._say("[yellow]![/]", f"warning: {fields.get('hook')}.{fields.get('method')} failed: "
+                                      f"{fields.get('error')}")
+        elif name == "run_warning":
+            self._say("[yellow]![/]", f"warning ({fields.get('source')}): {fields.get('message')}")
         elif name == "model_changed":
-            self._progress.console.print(
-                f"[yellow]![/] the embedding model changed ({fields.get('previous')} -> {fields.get('current')}): "
-                f"embedding {fields.get('texts')} chunk texts again and rebuilding the index")
+            self._say("[yellow]![/]",
+                      f"the embedding model changed ({fields.get('previous')} -> {fields.get('current')}): "
+                      f"embedding {fields.get('texts')} chunk texts again and rebuilding the index")
 
     def progress(self, step: str, done: int, total: int) -> None:
         task = self._tasks.get(step)

@@ -42,7 +42,7 @@ def build_rag_steps(project: Project) -> list[Any]:
     store_ref = spec.retrieval.vector_database
     steps: list[Any] = [
         IngestStep(ws, project.source_bindings(), chunker, project.tokenizer, pipeline_config, clean=clean,
-                   cleaning=spec.data.cleaning, splitter=splitter),
+                   cleaning=spec.data.cleaning, splitter=splitter, failure_limits=spec.data.failures),
         EmbedStep(ws, project.embedder),
         IndexStep(ws, project.embedder, project.store_factory(), store_ref.provider,
                   project.provider_settings(store_ref), keyword_index=spec.retrieval.search.keyword_index,

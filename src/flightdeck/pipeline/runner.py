@@ -13,11 +13,12 @@ from typing import Any, Protocol
 
 from sqlalchemy import insert, select, update
 
+from flightdeck.errors import FlightdeckError
 from flightdeck.pipeline.progress import NullReporter, Reporter
 from flightdeck.workspace import Workspace
 from flightdeck.workspace.schema import runs, step_runs
 
-__all__ = ["Step", "StepResult", "StepRecord", "RunSummary", "RunHook", "Runner", "stable_hash"]
+__all__ = ["Step", "StepResult", "StepRecord", "RunSummary", "RunHook", "Runner", "StepFailedError", "stable_hash"]
 
 _log = logging.getLogger(__name__)
 
@@ -59,14 +60,38 @@ class StepRecord:
 
 @dataclass
 class RunSummary:
+    """What a run did: its steps (a failed step included, with its counts), its error and its warnings.
+
+    ``warnings`` are run-level (``{"source": "hook" | "plugin", "message": ...}``): a hook that failed after
+    the fact, a hook that could not do its job (a lineage emitter that stopped sending), a plugin that could
+    not load.
+    What an item delivered only in part is in its step's ``counts["warnings"]``.
+    """
+
     run_id: str
     status: str
     seconds: float
     steps: list[StepRecord]
+    error: str | None = None
+    warnings: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "status": self.status, "seconds": round(self.seconds, 3),
-                "steps": [s.__dict__ for s in self.steps]}
+                "steps": [s.__dict__ for s in self.steps], "error": self.error, "warnings": list(self.warnings)}
+
+
+class StepFailedError(FlightdeckError):
+    """A step kept the work it could do, then failed the run (e.g. too many documents could not be ingested).
+
+    ``counts`` are the step's counts, recorded with the failed step; the runner sets ``summary`` to the
+    run's :class:`RunSummary` before the error leaves :meth:`Runner.run`, so that a caller (the CLI) can
+    print what the run did and why it failed.
+    """
+
+    def __init__(self, message: str, counts: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.counts: dict[str, Any] = dict(counts or {})
+        self.summary: RunSummary | None = None
 
 
 class RunHook:
@@ -96,6 +121,11 @@ class RunHook:
     def run_finished(self, run_id: str, status: str, reporter: Reporter) -> None:
         """The run ended with ``status`` (succeeded | failed)."""
 
+    def run_warnings(self) -> list[str]:
+        """What this hook could not do in the run, read after ``run_finished`` (e.g. a lineage emitter that
+        stopped sending); each line becomes a warning of the run summary."""
+        return []
+
 
 class Runner:
     """Executes steps against one workspace (holding its writer lock).
@@ -108,9 +138,16 @@ class Runner:
         self.ws = workspace
         self.reporter = reporter or NullReporter()
         self.hooks: list[RunHook] = [*hooks, *([lineage] if lineage is not None else [])]
+        self._warnings: list[dict[str, str]] = []
+
+    def _warn(self, source: str, message: str) -> None:
+        """A run-level warning: an event now, and a line of the run summary."""
+        self._warnings.append({"source": source, "message": message})
+        self.reporter.event("run_warning", source=source, message=message)
 
     def _notify(self, method: str, *args: Any) -> None:
-        # After-the-fact notifications must not change a run's outcome or mask its real error.
+        # After-the-fact notifications must not change a run's outcome or mask its real error; their
+        # failures are warnings of the run, so that nobody believes lineage or a snapshot was recorded.
         for hook in self.hooks:
             try:
                 getattr(hook, method)(*args, self.reporter)
@@ -118,6 +155,16 @@ class Runner:
                 error = f"{type(exc).__name__}: {exc}"
                 self.reporter.event("hook_failed", hook=type(hook).__name__, method=method, error=error)
                 _log.warning("%s.%s failed: %s", type(hook).__name__, method, error)
+                self._warnings.append({"source": "hook", "message": f"{type(hook).__name__}.{method} failed: {error}"})
+
+    def _hook_warnings(self) -> None:
+        for hook in self.hooks:
+            try:
+                lines = list(getattr(hook, "run_warnings", lambda: [])())
+            except Exception as exc:  # a hook that cannot even say what went wrong is itself a warning
+                lines = [f"run_warnings failed: {type(exc).__name__}: {exc}"]
+            for line in lines:
+                self._warn("hook", f"{type(hook).__name__}: {line}")
 
     def _can_skip(self, step: str, input_hash: str, config_hash: str) -> dict | None:
         # Skip only if the most recent real execution of this step succeeded with the same hashes: a
@@ -131,33 +178,49 @@ class Runner:
             return dict(row)
         return None
 
-    def run(self, steps: list[Step], spec_hash: str) -> RunSummary:
+    def run(self, steps: list[Step], spec_hash: str, warnings: Sequence[tuple[str, str]] = ()) -> RunSummary:
+        """Run ``steps``; ``warnings`` are ``(source, message)`` pairs known before the run (broken plugins).
+
+        A step that raises fails the run: the error is recorded in the runs table (``summary["error"]``) and
+        raised again; a :class:`StepFailedError` carries the run's summary.
+        """
         run_id = uuid.uuid4().hex
         started = time.time()
+        self._warnings = []
         with self.ws.engine.begin() as conn:
             conn.execute(insert(runs).values(id=run_id, started_at=started, status="running",
                                              spec_hash=spec_hash))
         self.reporter.event("run_start", run_id=run_id)
+        for source, message in warnings:
+            self._warn(source, message)
         self._notify("run_started", run_id)
         records: list[StepRecord] = []
         status = "succeeded"
+        failure: BaseException | None = None
         try:
             for step in steps:
-                records.append(self._run_step(step, run_id))
-        except BaseException:
-            status = "failed"
+                self._run_step(step, run_id, records)
+        except BaseException as exc:
+            status, failure = "failed", exc
             raise
         finally:
+            # Hooks hear the end first, so that what they could not do (run_finished included) is in the summary.
+            self._notify("run_finished", run_id, status)
+            self._hook_warnings()
             finished = time.time()
-            summary = RunSummary(run_id, status, finished - started, records)
+            error = None if failure is None else (str(failure) or type(failure).__name__)
+            summary = RunSummary(run_id, status, finished - started, records, error, list(self._warnings))
+            if isinstance(failure, StepFailedError):
+                failure.summary = summary
             with self.ws.engine.begin() as conn:
                 conn.execute(update(runs).where(runs.c.id == run_id).values(
                     finished_at=finished, status=status, summary=summary.to_dict()))
-            self.reporter.event("run_end", run_id=run_id, status=status, seconds=round(finished - started, 3))
-            self._notify("run_finished", run_id, status)
+            self.reporter.event("run_end", run_id=run_id, status=status, seconds=round(finished - started, 3),
+                                warnings=len(summary.warnings))
         return summary
 
-    def _run_step(self, step: Step, run_id: str) -> StepRecord:
+    def _run_step(self, step: Step, run_id: str, records: list[StepRecord]) -> None:
+        """Run (or skip) ``step`` and append its record to ``records``, a failed step's too, then raise."""
         t0 = time.time()
         self.reporter.event("step_start", step=step.name)
         input_hash, config_hash = step.plan()
@@ -171,8 +234,9 @@ class Runner:
                     input_hash=input_hash, config_hash=config_hash, output_hash=previous["output_hash"],
                     counts={}))
             self.reporter.event("step_end", step=step.name, status="skipped", seconds=rec.seconds, counts={})
+            records.append(rec)
             self._notify("step_skipped", step, run_id, rec)
-            return rec
+            return
         with self.ws.engine.begin() as conn:
             step_run_id = conn.execute(insert(step_runs).values(
                 run_id=run_id, step=step.name, status="running", started_at=t0, input_hash=input_hash,
@@ -182,10 +246,15 @@ class Runner:
                 hook.step_started(step, run_id, self.reporter)
             result = step.run(run_id, self.reporter)
         except BaseException as exc:
+            # A StepFailedError says what the step did before it failed: keep its counts with the record.
+            counts = exc.counts if isinstance(exc, StepFailedError) else {}
+            error = f"{type(exc).__name__}: {exc}"
             with self.ws.engine.begin() as conn:
                 conn.execute(update(step_runs).where(step_runs.c.id == step_run_id).values(
-                    status="failed", finished_at=time.time(), error=f"{type(exc).__name__}: {exc}"))
-            self.reporter.event("step_end", step=step.name, status="failed", error=str(exc))
+                    status="failed", finished_at=time.time(), error=error, counts=counts))
+            self.reporter.event("step_end", step=step.name, status="failed", error=str(exc), counts=counts)
+            records.append(StepRecord(step.name, "failed", time.time() - t0, input_hash, config_hash, None, counts,
+                                      error))
             self._notify("step_failed", step, run_id, exc)
             raise
         seconds = time.time() - t0
@@ -197,5 +266,5 @@ class Runner:
                             counts=result.counts)
         record = StepRecord(step.name, "succeeded", seconds, input_hash, config_hash, result.output_hash,
                             result.counts)
+        records.append(record)
         self._notify("step_finished", step, run_id, record)
-        return record

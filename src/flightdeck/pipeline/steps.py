@@ -16,7 +16,7 @@ from importlib.util import find_spec
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 
 from flightdeck.data.cleaning import CleaningSettings, boilerplate_keys, clean_text, strip_boilerplate
 from flightdeck.data.documents import Document, SourceItem
@@ -24,7 +24,7 @@ from flightdeck.data.parsers import parse
 from flightdeck.data.sources.base import Source
 from flightdeck.errors import FlightdeckError
 from flightdeck.pipeline.progress import Reporter
-from flightdeck.pipeline.runner import StepResult, stable_hash
+from flightdeck.pipeline.runner import StepFailedError, StepResult, stable_hash
 from flightdeck.retrieval.keyword import KeywordIndex
 from flightdeck.workspace import Workspace
 from flightdeck.workspace.schema import (
@@ -84,6 +84,8 @@ class Manifest:
     entries: list[tuple[str, str, str, str]]
     items: dict[str, tuple[SourceBinding, SourceItem]] = field(default_factory=dict)
     failures: list[dict[str, str]] = field(default_factory=list)
+    # items the sources delivered in a degraded way ({"uri", "message"}): reported, not part of the digest
+    warnings: list[dict[str, str]] = field(default_factory=list)
     unreadable: set[str] = field(default_factory=set)  # failed this scan but not gone: keep what is stored
     settings: dict[str, str] = field(default_factory=dict)
 
@@ -99,7 +101,7 @@ class IngestStep:
 
     def __init__(self, ws: Workspace, sources: list[SourceBinding], chunker: Any, tokenizer: Any,
                  pipeline_config: dict[str, Any], clean: bool = True, cleaning: CleaningSettings | None = None,
-                 splitter: Any = None) -> None:
+                 splitter: Any = None, failure_limits: Any = None) -> None:
         self.ws = ws
         self.sources = sources
         self.chunker = chunker
@@ -118,6 +120,12 @@ class IngestStep:
         self.splitter = splitter
         split_key = None if splitter is None else [splitter.name, splitter.config.model_dump(mode="json")]
         self.config_hash = self.pipeline_hash if split_key is None else stable_hash([self.pipeline_hash, split_key])
+        # data.failures (max_count, max_share): a changed limit re-runs the step (to judge it again), never
+        # re-reads a document.
+        self.failure_limits = failure_limits
+        limits = None if failure_limits is None else failure_limits.model_dump(mode="json")
+        if limits is not None and any(v is not None for v in limits.values()):
+            self.config_hash = stable_hash([self.config_hash, limits])
         self._manifest: Manifest | None = None
         self._scan_seconds = 0.0
 
@@ -140,6 +148,8 @@ class IngestStep:
                     m.failures.append({"uri": f"{binding.label}/{failure.uri}", "reason": failure.reason})
                     if not getattr(failure, "gone", False):
                         m.unreadable.add(f"{binding.label}/{failure.uri}")
+                for warning in getattr(binding.source, "warnings", None) or []:
+                    m.warnings.append({"uri": f"{binding.label}/{warning.uri}", "message": warning.message})
                 if hasattr(binding.source, "scan_cache"):
                     # Saved now, not with the documents: it only says what the source's bytes held, true
                     # whatever this run does next, and a skipped step must not lose it.
@@ -325,11 +335,19 @@ class IngestStep:
         todo, still_dropped = self._todo(m, existing, signed, dropped)
         failed: list[dict[str, str]] = list(m.failures)
         failed_ids: set[str] = set()
+        warned: list[dict[str, str]] = []
 
         def fail(doc_id: str, exc: Exception) -> None:
             failed.append({"uri": doc_id, "reason": str(exc)})
             failed_ids.add(doc_id)
             reporter.event("item_failed", uri=doc_id, reason=str(exc))
+
+        def warn(uri: str, message: str) -> None:
+            warned.append({"uri": uri, "message": message})
+            reporter.event("item_warning", uri=uri, message=message)
+
+        for w in m.warnings:
+            warn(w["uri"], w["message"])
 
         # 1. Read, parse and clean each new or changed document. They stay in memory until written, because
         #    boilerplate lines and duplicates are decided across documents.
@@ -340,6 +358,8 @@ class IngestStep:
             t0 = clock()
             try:
                 doc = parse(item, binding.source.read(item))
+                for message in doc.warnings:  # what the parser could not do: said, never silently lost
+                    warn(entry[0], message)
                 t1 = clock()
                 seconds["read_parse"] += t1 - t0
                 prepared.append((entry, self._prepare(doc)))
@@ -412,8 +432,50 @@ class IngestStep:
                                     for _, v in sorted(now_dropped.items())]
         if failed:
             counts["failures"] = failed
+        if warned:
+            counts["warnings"] = warned
         counts["seconds"] = {k: round(v, 4) for k, v in seconds.items()}
+        self._judge_failures(m, failed, counts)
         return StepResult(stable_hash(chunk_ids), counts)
+
+    def _judge_failures(self, m: Manifest, failed: list[dict[str, str]], counts: dict[str, Any]) -> None:
+        """Fail the step (after everything that succeeded was committed) when the dataset holds no document,
+        or when the failures pass ``data.failures``; the message names the count, the limit and the first
+        reasons.
+
+        "Nothing ingested" is judged on what the workspace holds after the run, not on this run's work: an
+        incremental run that had nothing new to read is fine. The documents that were ingested stay (and
+        are in the dataset version just recorded); only the steps after ingest (embed, index) do not run, so
+        the index is not replaced by one built from a broken corpus.
+        """
+        with self.ws.engine.connect() as conn:
+            stored = conn.execute(select(func.count()).select_from(documents)).scalar_one()
+        seen = len(m.entries) + len(m.failures)  # items the sources listed, those they could not deliver too
+        first = "; ".join(f"{f['uri']}: {f['reason']}" for f in failed[:3])
+        more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
+        reasons = f" First reasons: {first}{more}." if failed else ""
+        problem = None
+        if stored == 0:
+            if failed:
+                problem = (f"nothing was ingested: all {len(failed)} item(s) the sources listed failed.{reasons} "
+                           "Fix the causes (a missing extra is named in its reason) and run again")
+            else:
+                problem = ("nothing was ingested: the sources listed no documents; check `path` and `include` "
+                           "of data.sources")
+        elif failed and self.failure_limits is not None:
+            limits = self.failure_limits
+            share = len(failed) / max(seen, 1)
+            if limits.max_count is not None and len(failed) > limits.max_count:
+                problem = (f"{len(failed)} of {seen} item(s) could not be ingested, over data.failures.max_count="
+                           f"{limits.max_count}.{reasons}")
+            elif limits.max_share is not None and share > limits.max_share:
+                problem = (f"{len(failed)} of {seen} item(s) could not be ingested ({share:.1%}), over "
+                           f"data.failures.max_share={limits.max_share:g}.{reasons}")
+            if problem:
+                problem += (f" The {stored} document(s) ingested are kept; embed and index did not run. Fix the "
+                            "causes or raise data.failures in the spec, then run again")
+        if problem:
+            raise StepFailedError(problem, counts)
 
     def _replace_document(self, run_id: str, doc_id: str, source_uri: str, chash: str, pipeline_hash: str,
                           media_type: str, doc: Document, doc_chunks: list[Any]) -> None:

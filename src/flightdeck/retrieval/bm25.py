@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from flightdeck.errors import MissingDependencyError
+from flightdeck.registry.lookup import optional_import
 from flightdeck.retrieval.filters import Filter, PayloadColumns
 
 __all__ = ["Bm25Index", "tokenize", "KEYWORD_FOLDER"]
@@ -35,21 +35,13 @@ K1, B = 1.2, 0.75
 
 
 def _bm25s() -> Any:
-    try:
-        import bm25s
-    except ImportError as exc:
-        raise MissingDependencyError("the BM25 keyword index needs: pip install 'flightdeck[bm25s]'") from exc
-    return bm25s
+    optional_import("Stemmer", "bm25s", "the BM25 keyword index (PyStemmer)")  # tokenize() needs it as well
+    return optional_import("bm25s", "bm25s", "the BM25 keyword index")
 
 
 @functools.cache
 def _stemmer() -> Any:
-    try:
-        import Stemmer
-    except ImportError as exc:
-        raise MissingDependencyError("the BM25 keyword index needs: pip install 'flightdeck[bm25s]'"
-                                     " (PyStemmer)") from exc
-    return Stemmer.Stemmer("porter")
+    return optional_import("Stemmer", "bm25s", "the BM25 keyword index (PyStemmer)").Stemmer("porter")
 
 
 def tokenize(text: str) -> list[str]:

@@ -35,8 +35,12 @@ __all__ = ["FilterError", "Filter", "Condition", "AllOf", "AnyOf", "parse_filter
 Scalar = str | float | bool
 RANGE_OPS = ("$gt", "$gte", "$lt", "$lte")
 _OPS = ("$eq", "$in", *RANGE_OPS)
+_KEY_MAX_LEN = 128
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _NOT_KEY_CHAR = re.compile(r"[^A-Za-z0-9_]")
+#: ``$and``/``$or`` nested deeper than this is refused: no real filter needs it, and every store's translation
+#: (``matches``, ``to_sql``, the stores' own) walks the tree recursively.
+MAX_FILTER_DEPTH = 32
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?)?$")
 
 
@@ -71,9 +75,14 @@ def normalise_value(value: Any, where: str = "value") -> Scalar:
     if isinstance(value, bool):
         return value
     if isinstance(value, (int, float)):
-        if isinstance(value, float) and not math.isfinite(value):
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond float's range (JSON allows 4300 digits)
+            raise FilterError(f"{where}: an integer of {value.bit_length()} bits is too large for a number "
+                              "(beyond ±1.8e308)") from None
+        if not math.isfinite(number):
             raise FilterError(f"{where}: {value!r} is not a finite number")
-        return float(value)
+        return number
     if isinstance(value, dt.datetime):
         return _epoch(value)
     if isinstance(value, dt.date):
@@ -101,11 +110,15 @@ def normalise_payload(metadata: dict[str, Any]) -> dict[str, Scalar]:
     left out (they cannot be filtered alike in every store)."""
     out: dict[str, Scalar] = {}
 
-    def walk(prefix: str, value: Any) -> None:
+    def walk(prefix: str, value: Any, depth: int) -> None:
+        # Nothing below an invalid prefix can get a valid key (keys only get longer), which also bounds the
+        # recursion (128 characters); the depth bound covers chains of empty keys.
+        if (prefix and not _KEY.match(prefix)) or depth > _KEY_MAX_LEN:
+            return
         if isinstance(value, dict):
             for k, v in value.items():
                 name = _NOT_KEY_CHAR.sub("_", str(k))
-                walk(f"{prefix}__{name}" if prefix else name, v)
+                walk(f"{prefix}__{name}" if prefix else name, v, depth + 1)
             return
         if value is None or isinstance(value, (list, tuple, set, bytes)) or not _KEY.match(prefix):
             return
@@ -114,23 +127,31 @@ def normalise_payload(metadata: dict[str, Any]) -> dict[str, Scalar]:
         except FilterError:
             return
 
-    walk("", metadata)
+    walk("", metadata, 0)
     return out
 
 
 def parse_filter(raw: Any, where: str = "filter") -> Filter | None:
     """Validate a filter given as a dict (or None) and return its tree."""
-    if raw is None or raw == {}:
+    return _parse_filter(raw, where, 0)
+
+
+def _parse_filter(raw: Any, where: str, depth: int) -> Filter | None:
+    if raw is None or (isinstance(raw, dict) and not raw):
         return None
     if not isinstance(raw, dict):
         raise FilterError(f"{where}: a filter is an object like {{\"lang\": \"en\"}}, not {type(raw).__name__}")
+    if depth > MAX_FILTER_DEPTH:
+        raise FilterError(f"{where}: $and/$or nested more than {MAX_FILTER_DEPTH} levels deep; flatten the filter")
     parts: list[Filter] = []
     for key, value in raw.items():
         here = f"{where}.{key}"
+        if not isinstance(key, str):
+            raise FilterError(f"{here}: a field name is a string, not {type(key).__name__} {key!r}")
         if key in ("$and", "$or"):
             if not isinstance(value, list) or not value:
                 raise FilterError(f"{here}: expects a non-empty list of filters")
-            subs = [parse_filter(v, f"{here}[{i}]") for i, v in enumerate(value)]
+            subs = [_parse_filter(v, f"{here}[{i}]", depth + 1) for i, v in enumerate(value)]
             subs_t = tuple(s for s in subs if s is not None)
             if not subs_t:
                 raise FilterError(f"{here}: every filter in the list is empty")
@@ -174,6 +195,11 @@ def _field_conditions(key: str, value: Any, where: str) -> list[Condition]:
 def _scalar(value: Any, where: str) -> Scalar:
     if value is None or isinstance(value, (list, dict)):
         raise FilterError(f"{where}: expects a string, number, boolean or date, not {value!r}")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # JSON's "\ud800": no store can bind or compare it
+            raise FilterError(f"{where}: {ascii(value)} is not valid Unicode text (a lone surrogate)") from None
     return normalise_value(value, where)
 
 

@@ -9,6 +9,7 @@ everything else (unknown keys, types); then the cross-field rules of ``rules.py`
 from __future__ import annotations
 
 import difflib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,17 +18,26 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, MappingStartEvent, ScalarEvent
+from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+from ruamel.yaml.reader import ReaderError
 
 from flightdeck.errors import SpecError, SpecProblem
 from flightdeck.registry import Category, registry
 from flightdeck.spec.catalog import Section, catalog
 from flightdeck.spec.models import PROVIDER_SECTIONS, PROVIDER_SETTINGS, spec_model
-from flightdeck.spec.status import OptionStatus, option_status
+from flightdeck.spec.status import OptionStatus, option_usable
 
 __all__ = ["LoadedSpec", "load_spec", "check_spec", "SPEC_FILENAME", "find_spec_file"]
 
 SPEC_FILENAME = "flightdeck.yaml"
 Loc = tuple[str | int, ...]
+#: A spec is a few levels deep. ruamel composes (and pydantic validates) recursively, so a file nested
+#: hundreds of levels deep would end in a RecursionError instead of a problem with a line number.
+MAX_DEPTH = 50
+#: Values of the spec once every alias (``*name``) is expanded: a spec has hundreds; an alias bomb
+#: ("billion laughs": each level repeats the previous one ten times) has billions and would hang the check.
+MAX_VALUES = 100_000
 
 
 @dataclass
@@ -109,7 +119,9 @@ class _Checker:
         while pos is None and probe:
             pos = self.positions.get(probe)
             probe = probe[:-1]
-        line, col = pos if pos else (None, None)
+        # A value with no position of its own nor of a parent (a required top-level key that is missing)
+        # is a problem of the whole file: its first line.
+        line, col = pos if pos else (1, 1)
         self.problems.append(SpecProblem(str(self.path), ".".join(str(p) for p in loc), message, line, col))
         self.reported.add(tuple(loc))
 
@@ -125,7 +137,7 @@ def _did_you_mean(value: str, choices: list[str]) -> str:
 def _status_problem(section: Section, option_id: str, status: OptionStatus) -> str | None:
     if status.state == "ready":
         return None
-    ready = [o.id for o in section.options if option_status(o.key).state == "ready"]
+    ready = [o.id for o in section.options if option_usable(o.key).state == "ready"]
     if status.state == "needs extra":
         return f"'{option_id}' ({section.heading}) is not installed: {status.detail}."
     return (f"'{option_id}' ({section.heading}) is planned: {status.detail}."
@@ -154,11 +166,11 @@ def _check_provider(ck: _Checker, loc: Loc, value: Any, category: Category, sect
     if name not in names:
         option = section.option(str(name)) if section else None
         if option is not None and section is not None:
-            msg = _status_problem(section, option.id, option_status(option.key))
+            msg = _status_problem(section, option.id, option_usable(option.key))
             if msg:
                 ck.add(loc, msg)
                 return
-        planned = [o.id for o in section.options if option_status(o.key).state == "planned"] if section else []
+        planned = [o.id for o in section.options if option_usable(o.key).state == "planned"] if section else []
         hint = f" Planned, not yet available: {', '.join(planned)}." if planned else ""
         ck.add(loc, f"unknown {category.value} '{name}'. Available: {', '.join(names)}."
                     + _did_you_mean(str(name), names) + hint)
@@ -166,7 +178,7 @@ def _check_provider(ck: _Checker, loc: Loc, value: Any, category: Category, sect
     option = section.option(str(name)) if section else None
     if option is not None and section is not None:
         # a registered provider whose checklist option is still planned (lakefs: no server to test against)
-        status = option_status(option.key)
+        status = option_usable(option.key)
         if status.state == "planned":
             ck.add(loc, _status_problem(section, option.id, status) or "")
             return
@@ -237,7 +249,7 @@ def _check_sections(ck: _Checker, raw: dict[str, Any]) -> None:
                 ck.add(item_loc, f"'{item}' is not a choice of {section.heading}. Valid choices: "
                                  f"{', '.join(section.option_ids)}." + _did_you_mean(item, section.option_ids))
                 continue
-            msg = _status_problem(section, item, option_status(option.key))
+            msg = _status_problem(section, item, option_usable(option.key))
             if msg:
                 ck.add(item_loc, msg)
     for path, category in PROVIDER_SETTINGS.items():
@@ -253,9 +265,7 @@ def _check_structure(ck: _Checker, raw: dict[str, Any]) -> BaseModel | None:
         return model.model_validate(raw)
     except ValidationError as exc:
         for err in exc.errors():
-            loc = tuple(err["loc"])
-            # pydantic names union branches in the loc ("function-before[...]"): drop those parts.
-            loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function"))))
+            loc = _data_loc(raw, tuple(err["loc"]))
             if ck.covered(loc):
                 continue
             if err["type"] == "extra_forbidden":
@@ -270,6 +280,27 @@ def _check_structure(ck: _Checker, raw: dict[str, Any]) -> BaseModel | None:
         return None
 
 
+def _data_loc(raw: Any, loc: Loc) -> Loc:
+    """``loc`` of a pydantic error without the names pydantic gives union branches ("function-before[...]").
+
+    Parts that are keys (or indexes) of the data are always kept, so that a key of the user's own that looks
+    like a branch name (``"[": 1``) is still reported where it is.
+    """
+    out: list[str | int] = []
+    node = raw
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif isinstance(part, str) and ("[" in part or part.startswith("function")):
+            continue
+        else:
+            node = None  # not in the data: a missing key
+        out.append(part)
+    return tuple(out)
+
+
 def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
     current: Any = model
     for part in loc:
@@ -280,17 +311,126 @@ def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
+def _byte_position(data: bytes, offset: int) -> tuple[int, int]:
+    """1-based (line, column) of byte ``offset``; the column counts characters."""
+    start = data.rfind(b"\n", 0, offset) + 1
+    return data.count(b"\n", 0, offset) + 1, len(data[start:offset].decode("utf-8", errors="replace")) + 1
+
+
+def _shape_problem(text: str) -> tuple[str, int, int] | None:
+    """Nesting deeper than :data:`MAX_DEPTH`, an alias bomb, a key that is a list or mapping, or an integer
+    too long for ``int()``, found on the event stream, which ruamel parses without recursion and without
+    expanding aliases."""
+    values = 0
+    expands: dict[str, int] = {}  # anchor -> number of values it stands for
+    collections: set[str] = set()  # anchors of lists and mappings
+    # collections being read: [anchor, values before it, is a mapping, children so far]
+    open_: list[list[Any]] = []
+    int_digits = sys.get_int_max_str_digits()
+    for event in YAML(typ="rt").parse(text):
+        mark = event.start_mark
+        where = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        if isinstance(event, (CollectionStartEvent, ScalarEvent, AliasEvent)) and open_:
+            parent = open_[-1]
+            is_key = parent[2] and parent[3] % 2 == 0
+            parent[3] += 1
+            if is_key and (isinstance(event, CollectionStartEvent) or getattr(event, "anchor", None) in collections
+                           and isinstance(event, AliasEvent)):
+                # ruamel cannot even hash some of them (TypeError), and no key of a spec is one
+                return ("a key that is a list or a mapping (`? ...`); keys of a spec are names", *where)
+        if isinstance(event, CollectionStartEvent):
+            if len(open_) >= MAX_DEPTH:
+                return (f"nested more than {MAX_DEPTH} levels deep; a spec needs a handful", *where)
+            open_.append([event.anchor, values, isinstance(event, MappingStartEvent), 0])
+            values += 1
+        elif isinstance(event, CollectionEndEvent):
+            anchor, before, _, _ = open_.pop()
+            if anchor is not None:
+                expands[anchor] = values - before
+                collections.add(anchor)
+        elif isinstance(event, ScalarEvent):
+            values += 1
+            if event.anchor is not None:
+                expands[event.anchor] = 1
+                collections.discard(event.anchor)
+            digits = event.value.lstrip("+-").replace("_", "")
+            if event.style is None and int_digits and len(digits) > int_digits and digits.isdigit():
+                return (f"a number with {len(digits):,} digits; write it in quotes if it is text", *where)
+        elif isinstance(event, AliasEvent):
+            values += expands.get(event.anchor, 1)
+        if values > MAX_VALUES:
+            return (f"the aliases (*{getattr(event, 'anchor', None) or 'name'}) expand the spec to more than "
+                    f"{MAX_VALUES:,} values (an alias bomb?); write the values out instead", *where)
+    return None
+
+
+def _unreadable_value(text: str) -> tuple[int, int]:
+    """(line, column) of the first value ruamel cannot construct (``!!int x``, ``2001-13-45``): its errors for
+    those (ValueError, IndexError, KeyError) carry no position. (1, 1) when none is found."""
+    yaml = YAML(typ="rt")
+    try:
+        root = yaml.compose(text)
+    except Exception:  # composing already failed: no better position to give
+        return 1, 1
+    stack, seen = ([root] if root is not None else []), set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:  # an alias: the same node again
+            continue
+        seen.add(id(node))
+        if isinstance(node, ScalarNode):
+            try:
+                yaml.constructor.construct_object(node, deep=True)
+            except Exception:  # any failure is the answer
+                return node.start_mark.line + 1, node.start_mark.column + 1
+        elif isinstance(node, SequenceNode):
+            stack.extend(reversed(node.value))
+        elif isinstance(node, MappingNode):
+            stack.extend(n for pair in reversed(node.value) for n in reversed(pair))
+    return 1, 1
+
+
+def _read_yaml(path: Path, text: str) -> tuple[Any, SpecProblem | None]:
+    """The round-trip YAML of ``text``, or the problem that stops it from being read, with its position."""
+    try:
+        shape = _shape_problem(text)
+        if shape is not None:
+            message, line, col = shape
+            return None, SpecProblem(str(path), "", message, line, col)
+        return YAML(typ="rt").load(text), None
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        return None, SpecProblem(str(path), "", f"invalid YAML: {exc.problem or exc}", line, col)
+    except ReaderError as exc:  # a control character (NUL, BEL...) that YAML allows nowhere in a file
+        char = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+        offset = max(min(exc.position, len(text)), 0)
+        line = text.count("\n", 0, offset) + 1
+        col = offset - (text.rfind("\n", 0, offset) + 1) + 1
+        return None, SpecProblem(str(path), "", f"invalid YAML: character {char} is not allowed "
+                                                f"({exc.reason}); remove it", line, col)
+    except Exception as exc:  # ruamel's constructors fail with ValueError, IndexError, KeyError...
+        line, col = _unreadable_value(text)
+        return None, SpecProblem(str(path), "", f"invalid YAML: cannot read this value ({type(exc).__name__}: "
+                                                f"{exc}); write it in quotes if it is text", line, col)
+
+
 def check_spec(path: Path, text: str | None = None) -> tuple[LoadedSpec | None, list[SpecProblem]]:
     """Load and check the spec at ``path``; returns the spec (when valid) and every problem found."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8") if text is None else text
+    if text is None:
+        raw_bytes = path.read_bytes()
+        try:
+            text = raw_bytes.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line, col = _byte_position(raw_bytes, exc.start)
+            return None, [SpecProblem(str(path), "", (
+                f"not UTF-8 text (byte {raw_bytes[exc.start]:#04x} cannot be decoded); save the spec as UTF-8"),
+                line, col)]
     positions: dict[Loc, tuple[int, int]] = {}
-    try:
-        data = YAML(typ="rt").load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        return None, [SpecProblem(str(path), "", f"invalid YAML: {exc.problem or exc}", line, col)]
+    data, problem = _read_yaml(path, text)
+    if problem is not None:
+        return None, [problem]
     if data is None:
         data = CommentedMap()
     if not isinstance(data, CommentedMap):

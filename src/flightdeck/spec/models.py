@@ -4,7 +4,7 @@ Each phase of the checklist is one top-level key; each section is one key of its
 catalog: a single-select section takes one option id, a multi-select section a list. Sections whose
 options are concrete systems (sources, embedding model, vector database) take provider references: a bare
 name or ``{provider: name, ...settings}``. A few keys that are not checklist sections carry settings
-(``data.chunking``, ``data.cleaning``, ``retrieval.search``, ``retrieval.query_transformation``,
+(``data.chunking``, ``data.cleaning``, ``data.failures``, ``retrieval.search``, ``retrieval.query_transformation``,
 ``model.generator``).
 """
 
@@ -32,6 +32,7 @@ from flightdeck.spec.catalog import catalog
 __all__ = [
     "ProviderRef",
     "SearchSettings",
+    "FailureSettings",
     "Spec",
     "spec_model",
     "PROVIDER_SECTIONS",
@@ -158,9 +159,26 @@ class SearchSettings(BaseModel):
         return self
 
 
+class FailureSettings(BaseModel):
+    """``data.failures``: how many items may fail to be ingested before ``flightdeck run`` fails.
+
+    Whatever these say, a run fails when the dataset holds no document after it (every item failed, or the
+    sources listed none). ``max_count``: the run fails when more items than this failed; ``max_share``: when
+    more than this share of the items the sources listed failed (0.05 = 5 %). Unset: no limit. A run that
+    trips a limit keeps the documents that were ingested (recorded in a dataset version), but the embed and
+    index steps do not run, so the index stays the last good one until a run passes.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    max_count: int | None = Field(None, ge=0, description="fail the run when more items than this failed")
+    max_share: float | None = Field(None, ge=0.0, le=1.0,
+                                    description="fail the run when more than this share of the items failed")
+
+
 _PHASE_EXTRA_FIELDS: dict[str, dict[str, tuple[Any, Any]]] = {
     "data": {"chunking": (ProviderValue, _default_ref(EMBEDDED_DEFAULTS["data.chunking"])),
-             "cleaning": (CleaningSettings, CleaningSettings())},
+             "cleaning": (CleaningSettings, CleaningSettings()),
+             "failures": (FailureSettings, FailureSettings())},
     "retrieval": {"search": (SearchSettings, SearchSettings()),
                   # unset: queries are searched as written; set, it needs query_transformation in system
                   "query_transformation": (ProviderValue | None, None)},

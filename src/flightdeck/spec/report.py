@@ -7,7 +7,7 @@ from typing import Any
 from flightdeck.registry import registry
 from flightdeck.spec.catalog import Section, catalog
 from flightdeck.spec.models import PROVIDER_SECTIONS
-from flightdeck.spec.status import option_status
+from flightdeck.spec.status import STATES, option_status, verified_evidence
 
 __all__ = ["checklist_report", "selected_options", "render_text", "render_markdown"]
 
@@ -40,7 +40,7 @@ def checklist_report(spec: Any | None = None) -> dict[str, Any]:
     """The whole catalog as data: phases → sections → options with ``selected`` and ``status``."""
     cat = catalog()
     phases = []
-    counts = {"ready": 0, "needs extra": 0, "planned": 0}
+    counts = dict.fromkeys(STATES, 0)
     for phase in cat.phases:
         sections = []
         for section in phase.sections:
@@ -56,7 +56,11 @@ def checklist_report(spec: Any | None = None) -> dict[str, Any]:
                              "select": section.select, "options": options,
                              **({"note": section.note} if section.note else {})})
         phases.append({"key": phase.key, "number": phase.number, "title": phase.title, "sections": sections})
-    return {"title": cat.title, "subtitle": cat.subtitle, "counts": counts,
+    proofs = verified_evidence()
+    how = (f"ready = a test marked for the option passed in the test run that validated this build ({len(proofs)} "
+           "options proved, flightdeck/spec/verified.json) and everything that test and a provider need is installed "
+           "here; needs extra = proved, but this install lacks something (the detail says what)")
+    return {"title": cat.title, "subtitle": cat.subtitle, "counts": counts, "how": how,
             "sections": sum(len(p["sections"]) for p in phases),
             "options": sum(len(s["options"]) for p in phases for s in p["sections"]), "phases": phases}
 
@@ -72,7 +76,8 @@ def _option_line(o: dict[str, Any]) -> str:
 def render_markdown(report: dict[str, Any]) -> str:
     lines = [f"# {report['title']}", f"_{report['subtitle']}_", "",
              f"{report['counts']['ready']} ready · {report['counts']['needs extra']} need an extra · "
-             f"{report['counts']['planned']} planned, of {report['options']} options", ""]
+             + (f"{report['counts']['unverified']} unverified (plugins) · " if report['counts']['unverified'] else "")
+             + f"{report['counts']['planned']} planned, of {report['options']} options", "", f"_{report['how']}_", ""]
     for phase in report["phases"]:
         lines += ["---", "", f"# PHASE {phase['number']}: {phase['title']}", ""]
         for s in phase["sections"]:
@@ -97,6 +102,8 @@ def render_text(report: dict[str, Any]) -> str:
                 lines.append(f"    [{tick}] {o['label']:<58} {o['id']:<28} {status}")
         lines.append("")
     c = report["counts"]
-    lines.append(f"{c['ready']} ready, {c['needs extra']} need an extra, {c['planned']} planned "
-                 f"— {report['options']} options in {report['sections']} sections.")
+    lines.append(f"{c['ready']} ready, {c['needs extra']} need an extra, "
+                 + (f"{c['unverified']} unverified (plugins), " if c["unverified"] else "")
+                 + f"{c['planned']} planned — {report['options']} options in {report['sections']} sections.")
+    lines.append(report["how"] + ".")
     return "\n".join(lines)

@@ -19,6 +19,8 @@ _RETRIEVAL_OBJECTIVES = {"retrieval_system"}
 def _embedder_max_tokens(settings: dict) -> int | None:
     """Maximum sequence length of a sentence-transformers model folder, read from its config (no import)."""
     model = settings.get("model")
+    if model is not None and not isinstance(model, str):
+        return None  # not a path: the embedder's config check reports it
     if model is None:
         from importlib.util import find_spec
 
@@ -31,8 +33,25 @@ def _embedder_max_tokens(settings: dict) -> int | None:
     cfg = folder / "sentence_bert_config.json"
     try:
         return int(json.loads(cfg.read_text())["max_seq_length"])
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):  # TypeError: a config that is not an object
         return None
+
+
+def _chunk_size(chunking: Any) -> int | None:
+    """The chunk size the chunker's own config accepts (``"1e3"`` is 1000), or None when the chunker or its
+    settings are invalid: the rules run on a spec whose settings may still have problems, reported elsewhere."""
+    from pydantic import ValidationError
+
+    from flightdeck.errors import FlightdeckError
+    from flightdeck.registry import Category, registry
+
+    try:
+        config_cls = registry().config_class(Category.CHUNKER, chunking.provider)
+        config = config_cls(**chunking.settings) if config_cls is not None else None
+    except (FlightdeckError, ValidationError, TypeError):
+        return None
+    size = getattr(config, "size", 256)
+    return size if isinstance(size, int) else None
 
 
 def _cleaning_rules(spec: object) -> Iterator[tuple[tuple, str]]:
@@ -84,8 +103,8 @@ def check_rules(loaded: LoadedSpec) -> Iterator[tuple[tuple, str]]:
     chunking = spec.data.chunking
     if emb is not None and emb.provider == "sentence_transformers":  # every chunker's size defaults to 256
         max_tokens = _embedder_max_tokens(emb.settings)
-        size = int(chunking.settings.get("size", 256))
-        if max_tokens is not None and size > max_tokens:
+        size = _chunk_size(chunking)
+        if max_tokens is not None and size is not None and size > max_tokens:
             yield ("data", "chunking", "size"), (
                 f"chunk size {size} exceeds the embedding model's maximum sequence length {max_tokens};"
                 f" set size <= {max_tokens}.")

@@ -17,7 +17,7 @@ from typing import Any
 from flightdeck.registry import Category, registry
 from flightdeck.spec.catalog import Phase, Section, catalog
 from flightdeck.spec.models import EMBEDDED_DEFAULTS, PROVIDER_SECTIONS, PROVIDER_SETTINGS, SearchSettings
-from flightdeck.spec.status import option_status
+from flightdeck.spec.status import option_usable
 
 __all__ = ["render_spec", "default_choices", "default_sources", "provider_for_option", "SETTINGS_KEYS", "format_value"]
 
@@ -83,7 +83,7 @@ def _wrap(indent: str, head: str, items: list[str], sep: str = " | ") -> list[st
 def _option_marks(section: Section) -> list[str]:
     marks = []
     for option in section.options:
-        state = option_status(option.key).state
+        state = option_usable(option.key).state
         marks.append(option.id if state == "ready" else f"{option.id} ({state})")
     return marks
 
@@ -95,7 +95,7 @@ def _section_example(section: Section, sources_example: list[dict[str, object]])
     default = EMBEDDED_DEFAULTS.get(section.path)
     if default is not None:
         return default
-    ready = [o.id for o in section.options if option_status(o.key).state == "ready"]
+    ready = [o.id for o in section.options if option_usable(o.key).state == "ready"]
     first = ready[0] if ready else section.options[0].id
     if section.path in PROVIDER_SECTIONS:
         first = provider_for_option(section, first)

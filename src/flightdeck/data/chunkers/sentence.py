@@ -39,7 +39,10 @@ def split_sentences(text: str) -> list[str]:
     for m in _BOUNDARY.finditer(text):
         head = text[start:m.start()]
         if m.group(0).count("\n") < 2:  # a paragraph break always ends a sentence
-            word = _LAST_WORD.search(head.rstrip())
+            # Searched in the last whitespace-free run only: searched over the whole head, the pattern
+            # backtracks quadratically over a long run (a base64 blob before "…end. Next").
+            words = head.rsplit(None, 1)
+            word = _LAST_WORD.search(words[-1]) if words else None
             # "e.g. The" or "Dr. Smith": an abbreviation, not the end of a sentence; "A. B." initials too.
             w = word.group(1) if word else ""
             if w.lower().rstrip(".") in _ABBREVIATIONS or (len(w) == 1 and w.isupper()):

@@ -7,12 +7,13 @@ permalink marks are dropped so that only what a reader came for is indexed.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 
 from bs4 import BeautifulSoup
-from bs4.element import NavigableString, PreformattedString, Tag
+from bs4.element import NavigableString, PageElement, PreformattedString, Tag
 
 from flightdeck.data.documents import Document, Section, SourceItem
-from flightdeck.data.parsers.decoding import decode_text
+from flightdeck.data.parsers.decoding import decode_text_noted
 from flightdeck.data.parsers.text import title_from_uri
 
 __all__ = ["parse_html", "html_sections"]
@@ -82,7 +83,18 @@ class _SectionBuilder:
 
 
 def _walk(node: Tag, out: _SectionBuilder) -> None:
-    for child in node.children:
+    # An explicit stack, not recursion: pages nest tags thousands deep (unclosed <div>s or <font>s, which
+    # html.parser nests), deeper than Python's recursion limit. Each entry: the children still to visit
+    # and what to do once they are done.
+    stack: list[tuple[Iterator[PageElement], Callable[[], None] | None]] = [(iter(node.children), None)]
+    while stack:
+        children, after = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            if after is not None:
+                after()
+            continue
         if isinstance(child, NavigableString):
             if not isinstance(child, PreformattedString):  # comments, doctypes, CDATA
                 out.text(str(child))
@@ -98,14 +110,12 @@ def _walk(node: Tag, out: _SectionBuilder) -> None:
             out.end_block()
         elif name in ("td", "th"):
             out.text(" ")
-            _walk(child, out)
-            out.text(" ")
+            stack.append((iter(child.children), lambda: out.text(" ")))
         elif name in _BLOCKS:
             out.end_block()
-            _walk(child, out)
-            out.end_block()
+            stack.append((iter(child.children), out.end_block))
         else:
-            _walk(child, out)
+            stack.append((iter(child.children), None))
 
 
 def _remove(tags: list[Tag]) -> None:
@@ -139,5 +149,7 @@ def html_sections(html: str, default_title: str) -> tuple[str, tuple[Section, ..
 
 def parse_html(item: SourceItem, data: bytes) -> Document:
     """Parse a ``text/html`` item into a document with one section per heading."""
-    title, sections = html_sections(decode_text(data, item.uri), title_from_uri(item.uri))
-    return Document(item.uri, item.content_hash, title, sections, dict(item.metadata))
+    text, warning = decode_text_noted(data, item.uri)
+    title, sections = html_sections(text, title_from_uri(item.uri))
+    return Document(item.uri, item.content_hash, title, sections, dict(item.metadata),
+                    warnings=(warning,) if warning else ())

@@ -10,13 +10,15 @@ from __future__ import annotations
 import re
 
 from flightdeck.data.documents import Document, Section, SourceItem
-from flightdeck.data.parsers.decoding import decode_text
+from flightdeck.data.parsers.decoding import decode_text_noted
 from flightdeck.data.parsers.text import title_from_uri
 
 __all__ = ["parse_markdown", "markdown_sections"]
 
-_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?[ \t]*$")
-_CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+$")
+# The heading text is taken whole and its trailing blanks and closing hashes are stripped in Python: the
+# obvious patterns (a lazy ``(.*?)[ \t]*$``, or ``[ \t]+#+$`` searched) backtrack quadratically over a long
+# run of blanks, which took minutes on a single 100 kB line.
+_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*))?$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 
 
@@ -44,7 +46,7 @@ def markdown_sections(text: str, default_title: str) -> tuple[str, tuple[Section
             continue
         if m := _HEADING.match(line):
             level = len(m.group(1))
-            heading = _CLOSING_HASHES.sub("", m.group(2) or "").strip()
+            heading = _heading_text(m.group(2) or "")
             while headings and headings[-1][0] >= level:
                 headings.pop()
             headings.append((level, heading))
@@ -65,6 +67,16 @@ def markdown_sections(text: str, default_title: str) -> tuple[str, tuple[Section
     return title, tuple(out)
 
 
+def _heading_text(raw: str) -> str:
+    """The text of an ATX heading line after its hashes: without the optional closing ``#`` sequence,
+    which counts only after a blank (``# C#`` keeps its ``#``) or as the whole text."""
+    text = raw.rstrip(" \t")
+    core = text.rstrip("#")
+    if core != text and (not core or core[-1] in " \t"):
+        text = core
+    return text.strip()
+
+
 def _trim_blank_lines(lines: list[str]) -> str:
     # Only whole blank lines go: the first kept line may be indented code.
     start, end = 0, len(lines)
@@ -77,5 +89,7 @@ def _trim_blank_lines(lines: list[str]) -> str:
 
 def parse_markdown(item: SourceItem, data: bytes) -> Document:
     """Parse a ``text/markdown`` item into a document with one section per heading."""
-    title, sections = markdown_sections(decode_text(data, item.uri), title_from_uri(item.uri))
-    return Document(item.uri, item.content_hash, title, sections, dict(item.metadata))
+    text, warning = decode_text_noted(data, item.uri)
+    title, sections = markdown_sections(text, title_from_uri(item.uri))
+    return Document(item.uri, item.content_hash, title, sections, dict(item.metadata),
+                    warnings=(warning,) if warning else ())

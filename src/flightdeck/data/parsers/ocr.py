@@ -138,7 +138,8 @@ def parse_image(item: SourceItem, data: bytes) -> Document:
         if str(e).startswith(item.uri):
             raise
         raise SourceError(f"{item.uri}: {e}") from e
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, EOFError) as e:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, EOFError,
+            SyntaxError, KeyError, TypeError) as e:  # Pillow's plugins raise the last three for corrupt files too
         raise SourceError(f"{item.uri}: not a readable image ({e})") from e
     extra: dict[str, Any] = {"ocr_confidence": round(sum(confidences) / len(confidences), 1) if confidences
                              else None}

@@ -10,7 +10,8 @@ under the same headings) and says so in its metadata: ``{"page": 3}``.
 Pages without a text layer are OCRed according to the ``ocr`` option (see
 :class:`~flightdeck.data.parsers.limits.ParserOptions`); their sections also hold ``ocr_confidence``.
 Pages that end up without text are listed in the document's ``pages_without_text``, which is a warning,
-not a failure.
+not a failure: scanned pages that could not be OCRed (``ocr: auto`` without tesseract) and pages that could
+not be read are also said in the document's ``warnings``, which the run reports.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class _Page:
     blocks: list[_Block] = field(default_factory=list)
     ocr_confidence: float | None = None
     ocr: bool = False
+    needs_ocr: bool = False  # a scanned page (no text layer, an image) that OCR would have read
 
 
 def _pdfplumber() -> Any:
@@ -130,6 +132,9 @@ def _read_page(page: Any, number: int, options: ParserOptions, ocr_ok: bool) -> 
         out.blocks = [_Block(0.0, 0.0, p) for p in text.split("\n\n") if p.strip()]
         return out
     out.blocks = _text_blocks(page)
+    if options.ocr == "auto" and textless:  # only said, so a page whose images cannot be listed is not lost
+        with contextlib.suppress(Exception):
+            out.needs_ocr = bool(page.images)
     return out
 
 
@@ -282,4 +287,20 @@ def parse_pdf(item: SourceItem, data: bytes) -> Document:
         extra["ocr_confidence"] = round(sum(ocr_conf) / len(ocr_conf), 1) if ocr_conf else None
     if failed:
         extra["pages_failed"] = failed
-    return Document(item.uri, item.content_hash, title, tuple(sections), document_metadata(item, **extra))
+    warnings: list[str] = []
+    name = item.uri.rsplit("/", 1)[-1]
+    scans = [p.number for p in pages if p.needs_ocr and p.number not in with_text]
+    if scans and ocr_skipped:
+        warnings.append(f"{len(scans)} page(s) of {name} need OCR and were left out (pages "
+                        f"{_page_list(scans)}): {ocr_skipped}")
+    if failed:
+        warnings.append(f"{len(failed)} page(s) of {name} could not be read and were left out (pages "
+                        f"{_page_list(failed)}; {first_error})")
+    return Document(item.uri, item.content_hash, title, tuple(sections), document_metadata(item, **extra),
+                    warnings=tuple(warnings))
+
+
+def _page_list(numbers: list[int], shown: int = 10) -> str:
+    """``1, 2, 3`` or ``1, 2, … (12 in all)`` for a long list."""
+    head = ", ".join(str(n) for n in numbers[:shown])
+    return head if len(numbers) <= shown else f"{head}, … ({len(numbers)} in all)"

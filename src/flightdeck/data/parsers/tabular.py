@@ -15,6 +15,7 @@ import decimal
 import io
 import json
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ __all__ = ["ColumnMapping", "RowError", "read_csv", "read_json", "read_parquet",
            "parquet_columns"]
 
 _DELIMITERS = ",;\t|"
+_LINE_END = re.compile(r"\r\n|\r|\n")
 #: The largest CSV field accepted: the csv module's default (128 KiB) is too small for article bodies.
 _CSV_FIELD_LIMIT = 64 * 1024 * 1024
 
@@ -136,9 +138,14 @@ def _dialect(text: str, id_field: str) -> type[csv.Dialect] | csv.Dialect:
         sniffed = csv.excel
     # The sniffer guesses from character counts, which free text can fool: prefer the delimiter that
     # splits the header into a row holding the id column.
-    header = sample.split("\n", 1)[0]
+    # (a line ends at "\r" too: files from old Macs; and a stray "\r" inside the header is a csv.Error)
+    header = _LINE_END.split(sample, 1)[0]
     for delimiter in [sniffed.delimiter, *_DELIMITERS]:
-        if id_field in next(csv.reader([header], delimiter=delimiter), []):
+        try:
+            cells = next(csv.reader([header], delimiter=delimiter), [])
+        except csv.Error:  # e.g. a delimiter the sniffer guessed that csv then refuses
+            continue
+        if id_field in cells:
             if delimiter == sniffed.delimiter:
                 return sniffed
             return type("Sniffed", (csv.excel,), {"delimiter": delimiter})
@@ -183,6 +190,8 @@ def read_json(data: bytes, uri: str) -> Iterator[tuple[str, Any]]:
         raise SourceError(f"{uri}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from e
     except RecursionError as e:  # "[[[[…" nested deeper than Python's stack
         raise SourceError(f"{uri}: JSON nested too deeply to read") from e
+    except ValueError as e:  # an integer of more than 4300 digits
+        raise SourceError(f"{uri}: not valid JSON ({e})") from e
     if isinstance(value, dict) and isinstance(value.get("items"), list):
         value = value["items"]
     if not isinstance(value, list):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from flightdeck.data.documents import Document, Section, SourceItem
-from flightdeck.data.parsers.decoding import decode_text
+from flightdeck.data.parsers.decoding import decode_text_noted
 
 __all__ = ["parse_text", "title_from_uri"]
 
@@ -17,7 +17,8 @@ def title_from_uri(uri: str) -> str:
 
 def parse_text(item: SourceItem, data: bytes) -> Document:
     """Parse a ``text/plain`` item into a single-section document."""
-    text = decode_text(data, item.uri)
+    text, warning = decode_text_noted(data, item.uri)
     title = title_from_uri(item.uri)
     sections = (Section((title,), text),) if text.strip() else ()
-    return Document(item.uri, item.content_hash, title, sections, dict(item.metadata))
+    return Document(item.uri, item.content_hash, title, sections, dict(item.metadata),
+                    warnings=(warning,) if warning else ())

@@ -12,6 +12,12 @@ out, or the API answers 4xx, the whole scan fails with :class:`~flightdeck.error
 URL and the last status) before anything is written, so the previous dataset version stays current.
 Header values (tokens) come from ``${ENV}`` references and are never shown: not in errors, not in the
 config's repr; query parameters that look like secrets are masked in errors.
+
+Redirects are followed here, one hop at a time (at most ``max_redirects``): the spec's ``headers`` go only
+to the origin (scheme, host and port) of ``url``, so that a redirect to another site never receives a
+token, and once a chain has left that origin they are not sent again in it. Every connection, redirects
+included, goes through :mod:`~flightdeck.data.sources.netguard`: public addresses only, unless
+``allow_private_networks`` allows more.
 """
 
 from __future__ import annotations
@@ -30,6 +36,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from flightdeck.data.documents import SourceItem, content_hash
 from flightdeck.data.parsers.records import RECORD_FIELDS_KEY, RECORD_MEDIA_TYPE
 from flightdeck.data.sources.base import ItemFailure
+from flightdeck.data.sources.netguard import (
+    ALLOW_PRIVATE_NETWORKS_HELP,
+    BlockedAddressError,
+    NetworkPolicy,
+    PrivateNetworks,
+    sync_client,
+)
 from flightdeck.errors import MissingDependencyError, SourceError
 from flightdeck.spec.resolve import ENV_REF
 
@@ -40,6 +53,7 @@ _ID, _TITLE, _TEXT = "_id", "title", "text"
 _RECORD_FIELDS = {"id": _ID, "title": _TITLE, "text": _TEXT}
 _SECRET_PARAM = re.compile(r"key|token|secret|pass|auth|sig|credential", re.IGNORECASE)
 _SCALARS = (str, int, float, bool, type(None))
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 def _has_env_ref(value: str | None) -> bool:
@@ -130,6 +144,9 @@ class ApiConfig(BaseModel):
     (a bare ``link`` works too). More than ``max_pages`` pages fail the scan rather than silently drop the
     rest. ``retries`` on 429/5xx/timeouts, waiting ``backoff`` seconds doubled each time, or what
     ``Retry-After`` says, never more than ``max_backoff``; ``timeout`` bounds each request, in seconds.
+    Redirects are followed up to ``max_redirects`` hops; ``headers`` are sent only to the origin of ``url``.
+    ``allow_private_networks``: ``true`` (or a list of CIDRs) lets the source reach loopback, private and
+    link-local addresses, which it refuses by default (an API on the intranet needs it).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -150,6 +167,8 @@ class ApiConfig(BaseModel):
     backoff: float = Field(1.0, ge=0)
     max_backoff: float = Field(60.0, ge=0)
     timeout: float = Field(30.0, gt=0)
+    max_redirects: int = Field(5, ge=0, le=20)
+    allow_private_networks: PrivateNetworks = Field(False, description=ALLOW_PRIVATE_NETWORKS_HELP)
 
     @field_validator("url")
     @classmethod
@@ -220,7 +239,8 @@ class ApiSource:
         parts = urlsplit(config.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise SourceError(f"{config.url!r}: the api source reads http:// or https:// URLs only")
-        self._origin = (parts.scheme, parts.hostname, parts.port)
+        self._origin = _origin(config.url)
+        self._policy = NetworkPolicy.from_setting(config.allow_private_networks)
         host = parts.hostname + (f":{parts.port}" if parts.port else "")
         self._base = f"{host}{parts.path.rstrip('/')}"  # the item URI's stem: no query, no credentials
         self._scheme = parts.scheme
@@ -265,11 +285,8 @@ class ApiSource:
 
     # pages -----------------------------------------------------------------------------------------------
     def _pages(self) -> Iterator[tuple[str, list[Any]]]:
-        import httpx
-
         cfg, pag = self.config, self.config.pagination
         headers = {"Accept": "application/json", "User-Agent": "flightdeck-api-source"}
-        headers.update({k: v.get_secret_value() for k, v in cfg.headers.items()})
         url: str = cfg.url
         params: dict[str, Any] | None = dict(cfg.params)
         if isinstance(pag, PagePagination):
@@ -277,7 +294,8 @@ class ApiSource:
             if pag.size_param and pag.size:
                 params[pag.size_param] = pag.size
         seen: set[str] = set()
-        with httpx.Client(headers=headers, timeout=cfg.timeout, follow_redirects=True) as client:
+        # The spec's headers are not the client's: _send adds them to requests for the source's origin only.
+        with sync_client(self._policy, headers=headers, timeout=cfg.timeout, follow_redirects=False) as client:
             for _page in range(cfg.max_pages):
                 response = self._request(client, url, params)
                 page_url = self._show(str(response.url))
@@ -311,8 +329,7 @@ class ApiSource:
                     if not nxt:
                         return
                     nxt = urljoin(str(response.url), nxt)
-                    target = urlsplit(nxt)
-                    if (target.scheme, target.hostname, target.port) != self._origin:
+                    if _origin(nxt) != self._origin:
                         raise SourceError(f"{page_url}: the next-page link points at another site "
                                           f"({self._show(nxt)}); the source's headers are not sent there")
                     if nxt in seen:
@@ -332,7 +349,9 @@ class ApiSource:
         for attempt in range(attempts):
             wait = cfg.backoff * 2 ** attempt
             try:
-                response = client.request(cfg.method, url, params=params or None, json=cfg.body)
+                response = self._send(client, url, params)
+            except BlockedAddressError as e:  # the policy's answer does not change on a retry
+                raise SourceError(f"{self._show(e.url or url)}: {e}") from None
             except httpx.TransportError as e:  # refused, reset, timed out
                 last = f"{type(e).__name__}: {e}"
             else:
@@ -347,9 +366,40 @@ class ApiSource:
                 wait = _retry_after(response.headers.get("Retry-After"), wait)
             if attempt < attempts - 1:
                 time.sleep(max(0.0, min(wait, cfg.max_backoff)))
-        shown = self._show(str(httpx.URL(url, params=params or None)))
+        shown = self._show(_with_params(url, params))
         raise SourceError(f"{shown}: gave up after {attempts} attempt(s), last: {last}; the API is down or "
                           "limiting requests: try again later or raise `retries`/`max_backoff`")
+
+    def _send(self, client: Any, url: str, params: dict[str, Any] | None) -> Any:
+        """One request, its redirects followed here: the spec's headers go to the source's origin only.
+
+        httpx's own redirect handling would keep custom headers such as ``X-Api-Key`` on a redirect to
+        another host (it strips only ``Authorization``); here they are sent while every hop so far has
+        stayed on the origin of ``url``, and never again in the chain once it has left.
+        """
+        cfg = self.config
+        secrets = {k: v.get_secret_value() for k, v in cfg.headers.items()}
+        method, body, trusted = cfg.method, cfg.body, True
+        request_url = _with_params(url, params)
+        for _hop in range(cfg.max_redirects + 1):
+            trusted = trusted and _origin(request_url) == self._origin
+            try:
+                response = client.request(method, request_url, json=body, headers=secrets if trusted else None)
+            except BlockedAddressError as e:
+                e.url = request_url  # which hop was refused: the configured URL or a redirect's target
+                raise
+            if response.status_code not in _REDIRECTS or "location" not in response.headers:
+                return response
+            target = urljoin(str(response.url), response.headers["location"])
+            if urlsplit(target).scheme not in ("http", "https"):
+                raise SourceError(f"{self._show(str(response.url))}: redirects to {self._show(target)}, which is not "
+                                  "an http(s) URL; check `url`")
+            response.close()
+            if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
+                method, body = "GET", None  # what browsers and httpx do: the body is not sent on
+            request_url = target
+        raise SourceError(f"{self._show(url)}: more than max_redirects={cfg.max_redirects} redirects (last to "
+                          f"{self._show(request_url)}); point `url` at the final address or raise max_redirects")
 
     def _json(self, response: Any, page_url: str) -> Any:
         try:
@@ -416,11 +466,27 @@ class ApiSource:
         """``url`` fit for errors: no user:password, secret-looking query values masked."""
         parts = urlsplit(url)
         netloc = parts.hostname or ""
+        if ":" in netloc:  # an IPv6 literal keeps its brackets
+            netloc = f"[{netloc}]"
         if parts.port:
             netloc += f":{parts.port}"
         query = urlencode([(k, "***" if _SECRET_PARAM.search(k) else v)
                            for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
         return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _with_params(url: str, params: dict[str, Any] | None) -> str:
+    """``url`` with ``params`` added to its query (as ``httpx.Client.request(params=...)`` does)."""
+    import httpx
+
+    return str(httpx.URL(url).copy_merge_params(params)) if params else url
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """``(scheme, host, port)`` of ``url``, the default port made explicit: what headers are bound to."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").rstrip("."), parts.port or {"http": 80, "https": 443}.get(scheme)
 
 
 def _retry_after(value: str | None, default: float) -> float:

@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 
 from flightdeck.data.documents import SourceItem
 
-__all__ = ["Source", "ItemFailure"]
+__all__ = ["Source", "ItemFailure", "ItemWarning"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,23 @@ class ItemFailure:
 
     def __str__(self) -> str:
         return f"{self.uri}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class ItemWarning:
+    """Something a source or parser delivered only in part, or in a degraded way; the item is still ingested.
+
+    Examples: pages of a scanned PDF skipped because tesseract is missing, a page whose text could not be
+    extracted, a web page whose main content extraction failed so the whole page was kept, bytes decoded
+    with a fallback encoding. Warnings are shown in the run summary and in ``--json``; nothing is lost
+    silently.
+    """
+
+    uri: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.uri}: {self.message}"
 
 
 @runtime_checkable
@@ -44,6 +61,8 @@ class Source(Protocol):
     """
 
     failures: list[ItemFailure]
+    # Optional: a source may also keep ``warnings: list[ItemWarning]`` (reset at the start of ``scan()``)
+    # for items it delivered in a degraded way; the ingest step reports them with the run.
 
     def scan(self) -> Iterator[SourceItem]:
         """Yield the items in a stable order; ``failures`` is reset at the start."""

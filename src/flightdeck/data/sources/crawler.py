@@ -7,8 +7,11 @@ but the order in which URLs are admitted is fixed (the order of the pages that l
 
 Everything a page says is data: a link is followed only when it is an http(s) URL on an allowed host,
 passes ``include``/``exclude`` and robots.txt; redirects are followed by hand, one hop at a time, and
-every hop is checked again the same way. The helpers at the top (URL normalisation, host matching) need
-no optional library; :class:`Crawler` needs httpx, lxml and trafilatura (the ``web`` extra).
+every hop is checked again the same way. Every connection (pages, redirects, robots.txt, sitemaps) goes
+through :mod:`~flightdeck.data.sources.netguard`, which refuses loopback, private, link-local and cloud
+metadata addresses unless ``allow_private_networks`` allows them. The helpers at the top (URL
+normalisation, host matching) need no optional library; :class:`Crawler` needs httpx, lxml and
+trafilatura (the ``web`` extra).
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 from urllib.robotparser import RobotFileParser
 
-from flightdeck.data.sources.base import ItemFailure
+from flightdeck.data.sources.base import ItemFailure, ItemWarning
+from flightdeck.data.sources.netguard import BlockedAddressError, NetworkPolicy, async_client
 from flightdeck.errors import FlightdeckError, SourceError
 
 if TYPE_CHECKING:
@@ -160,10 +164,12 @@ class Page:
 
 @dataclass
 class CrawlResult:
-    """Pages in URL order, failures, every URL requested, and URLs deliberately not fetched."""
+    """Pages in URL order, failures, warnings, every URL requested, and URLs deliberately not fetched."""
 
     pages: list[Page] = field(default_factory=list)
     failures: list[ItemFailure] = field(default_factory=list)
+    # pages delivered in a degraded way (main-content extraction failed: the whole page was kept)
+    warnings: list[ItemWarning] = field(default_factory=list)
     fetched: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
 
@@ -178,6 +184,7 @@ class _Response:
     location: str | None = None
     error: str | None = None  # a failure that is about this URL (too large, not HTML, ...)
     unreachable: bool = False  # network error, timeout, or 429/5xx after every retry
+    blocked: bool = False  # the network policy refused the address (error says which and why)
     attempts: int = 1
     retry_after: str | None = None
 
@@ -188,6 +195,12 @@ class _Robots:
     error: str | None = None  # unreachable: nothing on this origin may be fetched
     sitemaps: list[str] = field(default_factory=list)
     crawl_delay: float | None = None
+    blocked: bool = False  # error is the network policy's refusal, not a fault of the site
+
+
+class _Refused(str):
+    """A reason that is the network policy's refusal (not robots.txt's, not the site's): running again will
+    not help, allowing the address will."""
 
 
 @dataclass
@@ -197,6 +210,7 @@ class _Processed:
     html_text: str
     links: list[str]
     noindex: bool
+    warning: str | None = None  # what went wrong with main-content extraction, if anything
 
 
 # --- page processing (runs in a worker thread) ---------------------------------------------------------
@@ -260,17 +274,36 @@ def _process_page(body: bytes, charset: str | None, url: str, want_links: bool, 
         if title_el is not None and title_el.text_content():
             title = " ".join(title_el.text_content().split())
     markdown: str | None = None
+    warning: str | None = None
+    # Third-party code on untrusted input: any failure falls back to flightdeck's own HTML parser, and the
+    # run says so (a warning), since the page's menus and footers are then indexed with its text.
     try:
-        # Third-party code on untrusted input: any failure falls back to flightdeck's own HTML parser.
         markdown = trafilatura.extract(text, url=url, output_format="markdown", include_tables=True,
                                        include_links=False, include_images=False, include_comments=False,
                                        with_metadata=False, deduplicate=False)
+    except Exception as exc:  # noqa: BLE001 - see above
+        warning = (f"main-content extraction failed (trafilatura: {type(exc).__name__}: {_first_line(exc)}); "
+                   "the whole page was kept as HTML, menus and footers included")
+    else:
+        if not (markdown and markdown.strip()):
+            warning = ("main-content extraction found no text (trafilatura); the whole page was kept as HTML, "
+                       "menus and footers included")
+    try:
         meta = trafilatura.extract_metadata(text, default_url=url)
         if meta is not None and meta.title:
             title = " ".join(meta.title.split())
     except Exception as exc:  # noqa: BLE001 - see above
-        log.debug("trafilatura failed on %s: %s", url, exc)
-    return _Processed(title, markdown.strip() if markdown and markdown.strip() else None, text, links, noindex)
+        note = f"title extraction failed (trafilatura: {type(exc).__name__}: {_first_line(exc)}); the <title> is used"
+        warning = note if warning is None else f"{warning}; {note}"
+    if warning is not None:
+        log.debug("%s: %s", url, warning)
+    return _Processed(title, markdown.strip() if markdown and markdown.strip() else None, text, links, noindex,
+                      warning)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0][:200] if text else "") or "no message"
 
 
 def _page_body(processed: _Processed) -> tuple[str, bytes]:
@@ -353,6 +386,7 @@ class Crawler:
     def __init__(self, config: WebConfig) -> None:
         self.config = config
         self.result = CrawlResult()
+        self._policy = NetworkPolicy.from_setting(config.allow_private_networks)
         self._domains = config.effective_allowed_domains
         self._include = [re.compile(p) for p in config.include]
         self._exclude = [re.compile(p) for p in config.exclude]
@@ -381,8 +415,8 @@ class Crawler:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flightdeck-web")
         limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
         try:
-            async with httpx.AsyncClient(headers={"User-Agent": cfg.user_agent}, timeout=cfg.timeout,
-                                         follow_redirects=False, limits=limits) as client:
+            async with async_client(self._policy, limits=limits, headers={"User-Agent": cfg.user_agent},
+                                    timeout=cfg.timeout, follow_redirects=False) as client:
                 self._client = client
                 await self._crawl()
         finally:
@@ -390,6 +424,7 @@ class Crawler:
         # Fetches finish in any order; what comes out must not depend on it (runs compare manifests).
         self.result.pages = sorted(self._pages, key=lambda p: p.url)
         self.result.failures.sort(key=lambda f: f.uri)
+        self.result.warnings.sort(key=lambda w: w.uri)
         return self.result
 
     # the levels --------------------------------------------------------------------------------------
@@ -403,7 +438,9 @@ class Crawler:
         for url in starts:
             if cfg.respect_robots:
                 robots = await self._robots(origin_of(url))
-                if robots.error is not None:
+                if robots.blocked:
+                    self._start_problems.append(_Refused(f"{url}: robots.txt not fetched: {robots.error}"))
+                elif robots.error is not None:
                     self._start_problems.append(f"{url}: robots.txt unreachable ({robots.error})")
                 elif not self._robots_allow(robots, url):
                     self._start_problems.append(f"{url}: disallowed by the site's robots.txt for user agent "
@@ -444,7 +481,7 @@ class Crawler:
                 why = await self._robots_refusal(url)
             if why is None:
                 admitted.append(url)
-            elif why.startswith(_ROBOTS_DOWN):
+            elif isinstance(why, _Refused) or why.startswith(_ROBOTS_DOWN):
                 # Not a choice but a fault: it goes to the run's failures, like any page that failed.
                 self.result.failures.append(ItemFailure(url, why))
             else:
@@ -465,6 +502,8 @@ class Crawler:
 
     async def _robots_refusal(self, url: str) -> str | None:
         robots = await self._robots(origin_of(url))
+        if robots.blocked:  # the network policy refuses the site: that, not robots.txt, is the reason
+            return _Refused(robots.error or "refused by the network policy")
         if robots.error is not None:
             return f"{_ROBOTS_DOWN} {origin_of(url)} unreachable ({robots.error}); nothing there is fetched"
         if not self._robots_allow(robots, url):
@@ -491,6 +530,8 @@ class Crawler:
             why = self._refusal(target) if not (start and host_allowed(target, self._domains)) else None
             if why is None and cfg.respect_robots:
                 why = await self._robots_refusal(target)
+            if isinstance(why, _Refused):
+                return self._page_failed(url, start, f"redirects to {target}: {why}", blocked=True)
             if why is not None:
                 return self._page_failed(url, start, f"redirects to {target}, which is {why}")
             if target in self._seen:
@@ -503,8 +544,10 @@ class Crawler:
         if resp.unreachable:
             reason = _status_text(resp) if resp.status else (resp.error or "unreachable")
             return self._page_failed(url, start, reason, unreachable=True)
+        if resp.blocked and current != url:
+            return self._page_failed(url, start, f"redirects to {current}: {resp.error}", blocked=True)
         if resp.error is not None:
-            return self._page_failed(url, start, resp.error)
+            return self._page_failed(url, start, resp.error, blocked=resp.blocked)
         if not 200 <= resp.status < 300:
             return self._page_failed(url, start, _status_text(resp), gone=resp.status in (404, 410))
         if not resp.media_type and not resp.body.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")):
@@ -523,18 +566,24 @@ class Crawler:
             return None
         media_type, body = _page_body(processed)
         self._pages.append(Page(current, depth, media_type, body, processed.title))
+        if processed.warning is not None:
+            self.result.warnings.append(ItemWarning(current, processed.warning))
         return None
 
-    def _page_failed(self, url: str, start: bool, reason: str, unreachable: bool = False, gone: bool = False) -> None:
+    def _page_failed(self, url: str, start: bool, reason: str, unreachable: bool = False, gone: bool = False,
+                     blocked: bool = False) -> None:
         if start:
             what = "is unreachable" if unreachable else "cannot be crawled"
-            self._start_problems.append(f"{url}: start URL {what}: {reason}")
+            problem = f"{url}: start URL {what}: {reason}"
+            self._start_problems.append(_Refused(problem) if blocked else problem)
         else:
             self.result.failures.append(ItemFailure(url, reason, gone=gone))
 
     def _raise_for_start(self) -> None:
         if self._start_problems:
             problems = "; ".join(self._start_problems)
+            if all(isinstance(p, _Refused) for p in self._start_problems):
+                raise SourceError(f"web source: {problems}. Nothing was ingested from this source")
             raise SourceError(f"web source: {problems}. Nothing was ingested from this source; check the "
                               "site is up and `start_urls` is right, then run again")
 
@@ -559,6 +608,8 @@ class Crawler:
                     self.result.fetched.append(url)
                     async with asyncio.timeout(cfg.timeout):
                         resp = await self._get(url, limit, wanted, accept, truncate)
+            except BlockedAddressError as exc:  # refused before connecting: not retried, the answer is the same
+                return _Response(url, error=str(exc), blocked=True, attempts=attempt)
             except (httpx.TransportError, TimeoutError) as exc:  # network, protocol, timeouts: retried
                 reason = _describe(exc, cfg.timeout)
                 if attempt < attempts:
@@ -649,6 +700,8 @@ class Crawler:
             url = target
         else:
             return _Robots()
+        if resp.blocked:  # nothing on an origin the policy refuses is fetched: say why, as for a dead one
+            return _Robots(error=resp.error, blocked=True)
         if resp.unreachable:
             reason = _status_text(resp) if resp.status else (resp.error or "unreachable")
             return _Robots(error=reason)

@@ -7,6 +7,9 @@ images. Records: every row of a ``.csv``, ``.json``, ``.jsonl`` or ``.parquet`` 
 Untrusted input stays contained: a file over ``max_file_bytes`` is skipped from its size alone, without
 being read; PDFs over ``max_pages`` and Office files that look like zip bombs are refused by their
 parsers; every such item is reported in ``failures`` (path and reason) and the rest still comes.
+Symbolic links are judged by where they really point: not followed by default (``follow_symlinks:
+false``), and never to anything outside the folder, so a ``docs/leak.txt -> /etc/shadow`` is a reported
+failure, not a searchable document.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from flightdeck.data.documents import SourceItem, content_hash
+from flightdeck.data.parsers.decoding import decode_text_noted
 from flightdeck.data.parsers.limits import PARSER_OPTIONS_KEY, ParserOptions
 from flightdeck.data.parsers.records import RECORD_FIELDS_KEY, RECORD_MEDIA_TYPE
 from flightdeck.data.parsers.tabular import (
@@ -32,7 +37,7 @@ from flightdeck.data.parsers.tabular import (
     read_json,
     read_parquet,
 )
-from flightdeck.data.sources.base import ItemFailure
+from flightdeck.data.sources.base import ItemFailure, ItemWarning
 from flightdeck.errors import FlightdeckError, SourceError
 
 __all__ = ["FilesConfig", "FilesSource", "MEDIA_TYPES", "RECORD_SUFFIXES", "glob_match"]
@@ -82,6 +87,10 @@ class FilesConfig(BaseModel):
     ``.docx``/``.pptx``. ``ocr``: ``auto`` OCRs PDF pages without a text layer and images when pytesseract
     and tesseract are installed, ``force`` OCRs every PDF page, ``off`` never OCRs;
     ``ocr_languages`` are Tesseract's language codes (``eng+deu``).
+
+    ``follow_symlinks``: ``false`` (default) skips every symbolic link found in the folder and reports it;
+    ``true`` follows links whose real target lies inside the folder (a loop of folder links is reported,
+    not walked). A link whose target lies outside the folder is refused either way.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -100,6 +109,7 @@ class FilesConfig(BaseModel):
     text_field: str = "text"
     text_fields: list[str] | None = None
     metadata_fields: list[str] | None = None
+    follow_symlinks: bool = False
 
     @field_validator("path")
     @classmethod
@@ -174,6 +184,7 @@ class FilesSource:
     def __init__(self, config: FilesConfig) -> None:
         self.config = config
         self.failures: list[ItemFailure] = []
+        self.warnings: list[ItemWarning] = []
         self._root = Path(config.path)
         self._records: dict[str, bytes] = {}
         self._include = [_glob_regex(p) for p in config.include]
@@ -184,6 +195,7 @@ class FilesSource:
     def scan(self) -> Iterator[SourceItem]:
         """Yield every included file (or record) in sorted path order, with its content hash."""
         self.failures = []
+        self.warnings = []
         self._records = {}
         supported = ", ".join(sorted([*MEDIA_TYPES, *RECORD_SUFFIXES]))
         for relpath, file in self._files():
@@ -223,14 +235,37 @@ class FilesSource:
         # A URI is data: never let one reach outside the configured folder.
         if base not in file.parents:
             raise SourceError(f"{item.uri}: outside the source folder {base}; use a URI from scan()")
+        if not self._root.is_file():
+            # ...and neither may a link, made or swapped in since the scan: judge the real path.
+            real_base = Path(os.path.realpath(base))
+            real = Path(os.path.realpath(file))
+            if real_base not in real.parents:
+                raise SourceError(f"{item.uri}: a symbolic link to {real}, outside the source folder {base}: refused")
+            if not self.config.follow_symlinks and real != real_base / file.relative_to(base):
+                raise SourceError(f"{item.uri}: a symbolic link, and follow_symlinks is false: not read")
         try:
             size = file.stat().st_size
             if size > self.config.max_file_bytes:  # grown since the scan: still never read it
                 raise SourceError(f"{file}: file is {size:,} bytes, over max_file_bytes="
                                   f"{self.config.max_file_bytes:,}")
-            return file.read_bytes()
+            return self._read_regular(file)
         except OSError as e:
             raise SourceError(f"{file}: cannot read ({e.strerror or e}); check it still exists") from e
+
+    def _read_regular(self, file: Path) -> bytes:
+        """The bytes of ``file``, a regular file: a pipe or device named ``.txt`` would block or never end.
+
+        Without follow_symlinks the last component is opened with O_NOFOLLOW, so a link swapped in after the
+        checks is refused by the system itself.
+        """
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+        if not self.config.follow_symlinks and not self._root.is_file():
+            flags |= getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(file, flags)
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise SourceError(f"{file}: not a regular file (a pipe, socket or device); not read")
+            return fh.read()
 
     def source_uri(self, item: SourceItem) -> str:
         """The ``file://`` URI of the item: the file, plus ``#<id>`` for a record."""
@@ -246,15 +281,69 @@ class FilesSource:
             return [(root.name, root)]  # a file named explicitly is taken whatever include says
         if not root.is_dir():
             raise SourceError(f"{root}: no such file or folder; fix `path` of the files source")
+        real_root = Path(os.path.realpath(root))
         found: list[tuple[str, Path]] = []
-        for dirpath, _dirnames, filenames in os.walk(root):
-            for name in filenames:
-                file = Path(dirpath, name)
-                rel = file.relative_to(root).as_posix()
-                if (any(p.match(rel) for p in self._include) and not any(p.match(rel) for p in self._exclude)
-                        and file.is_file()):
-                    found.append((rel, file))
+        # (folder as walked, its path relative to the root with a trailing "/", its real path, the real paths
+        # of the folders above it: a folder link back to one of them is a loop)
+        stack: list[tuple[Path, str, Path, frozenset[Path]]] = [(root, "", real_root, frozenset({real_root}))]
+        while stack:
+            folder, prefix, real_folder, above = stack.pop()
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError as e:
+                self._fail(prefix.rstrip("/") or ".", f"cannot list the folder: {e.strerror or e}")
+                continue
+            for entry in entries:
+                rel, path = prefix + entry.name, Path(entry.path)
+                try:
+                    if entry.is_symlink():
+                        self._symlink(rel, path, real_root, above, stack, found)
+                    elif entry.is_dir(follow_symlinks=False):
+                        real = real_folder / entry.name
+                        stack.append((path, rel + "/", real, above | {real}))
+                    elif self._included(rel):
+                        if entry.is_file(follow_symlinks=False):
+                            found.append((rel, path))
+                        else:
+                            self._fail(rel, "not a regular file (a pipe, socket or device); skipped")
+                except OSError as e:
+                    self._fail(rel, f"cannot read: {e.strerror or e}")
         return sorted(found)
+
+    def _included(self, rel: str) -> bool:
+        return any(p.match(rel) for p in self._include) and not self._excluded(rel)
+
+    def _excluded(self, rel: str) -> bool:
+        # "drafts/**" excludes the folder "drafts" too (its links are not reported)
+        return any(p.match(rel) or p.match(rel + "/") for p in self._exclude)
+
+    def _symlink(self, rel: str, link: Path, real_root: Path, above: frozenset[Path],
+                 stack: list[tuple[Path, str, Path, frozenset[Path]]], found: list[tuple[str, Path]]) -> None:
+        """Judge one symbolic link: skip it (reported), refuse it (reported), or follow it into the folder."""
+        try:
+            real: Path | None = Path(os.path.realpath(link, strict=True))
+        except (OSError, RuntimeError):  # dangling, or a chain of links that loops
+            real = None
+        is_dir = real is not None and real.is_dir()
+        if not (self._included(rel) if not is_dir else not self._excluded(rel)):
+            return  # not something this source would take: nothing to report
+        kind = "folder" if is_dir else "file"
+        if real is None:
+            self._fail(rel, "a broken symbolic link (its target is missing or loops); skipped")
+        elif real != real_root and real_root not in real.parents:
+            self._fail(rel, f"a symbolic link to {real}, outside the source folder: refused")
+        elif not self.config.follow_symlinks:
+            self._fail(rel, f"a symbolic link to a {kind}, not followed: set follow_symlinks: true to take links "
+                            "that stay inside the folder, or add it to `exclude`")
+        elif is_dir:
+            if real in above:
+                self._fail(rel, f"a symbolic link to {real}, a folder above it (a loop): not followed")
+            else:
+                stack.append((link, rel + "/", real, above | {real}))
+        elif real.is_file():
+            found.append((rel, link))
+        else:
+            self._fail(rel, "a symbolic link to something that is not a regular file; skipped")
 
     def _load(self, relpath: str, file: Path) -> bytes | None:
         try:
@@ -265,7 +354,10 @@ class FilesSource:
                 self._fail(relpath, f"file is {size:,} bytes, over max_file_bytes={limit:,}; "
                                     "raise max_file_bytes or add the file to `exclude`")
                 return None
-            return file.read_bytes()
+            return self._read_regular(file)
+        except SourceError as e:
+            self._fail(relpath, str(e).partition(": ")[2] or str(e))
+            return None
         except OSError as e:
             self._fail(relpath, f"cannot read: {e.strerror or e}")
             return None
@@ -292,6 +384,8 @@ class FilesSource:
                     self._fail(relpath, why)
                     return
                 rows = read_parquet(data, relpath, mapping)
+            if suffix != ".parquet" and (note := decode_text_noted(data, relpath)[1]):
+                self._warn(relpath, note)  # every record of the file was read with a guessed encoding
             first: dict[str, str] = {}
             for where, row in rows:
                 item = self._record_item(relpath, where, row, first)
@@ -375,3 +469,6 @@ class FilesSource:
 
     def _fail(self, uri: str, reason: str) -> None:
         self.failures.append(ItemFailure(uri, reason))
+
+    def _warn(self, uri: str, message: str) -> None:
+        self.warnings.append(ItemWarning(uri, message))

@@ -141,7 +141,7 @@ class S3Config(ObjectStoreConfig):
 
     scheme: ClassVar[str] = "s3"
 
-    key: str | None = None
+    key: SecretStr | None = None  # an access key id is no password, but it names the account: kept out of sight too
     secret: SecretStr | None = None
     session_token: SecretStr | None = None
     region: str | None = None
@@ -160,13 +160,14 @@ class GcsConfig(ObjectStoreConfig):
     """Options of the ``gcs`` source (see :class:`ObjectStoreConfig`).
 
     ``token`` is what gcsfs accepts: the path of a service-account JSON file, ``google_default`` or
-    ``cloud``; left out, Google's default credentials apply (``anon: true`` for public buckets).
+    ``cloud``, or a raw access token (so it is kept as a secret); left out, Google's default credentials
+    apply (``anon: true`` for public buckets).
     ``project`` is the billing project, when the bucket needs one.
     """
 
     scheme: ClassVar[str] = "gs"
 
-    token: str | None = None
+    token: SecretStr | None = None
     project: str | None = None
 
     @field_validator("url", mode="before")
@@ -439,7 +440,8 @@ class S3Source(ObjectStoreSource):
         if cfg.region:
             client_kwargs["region_name"] = cfg.region
         fs = s3fs.S3FileSystem(
-            anon=cfg.anon, key=cfg.key, secret=cfg.secret.get_secret_value() if cfg.secret else None,
+            anon=cfg.anon, key=cfg.key.get_secret_value() if cfg.key else None,
+            secret=cfg.secret.get_secret_value() if cfg.secret else None,
             token=cfg.session_token.get_secret_value() if cfg.session_token else None,
             client_kwargs=client_kwargs, skip_instance_cache=True,
             # One attempt per call: this source retries with its own `retries` and `backoff`.
@@ -494,7 +496,8 @@ class GcsSource(ObjectStoreSource):
         except ImportError as e:
             raise self._missing(e) from e
         cfg = self.config
-        kwargs: dict[str, Any] = {"token": "anon" if cfg.anon else cfg.token, "requests_timeout": cfg.timeout,
+        token = cfg.token.get_secret_value() if cfg.token is not None else None
+        kwargs: dict[str, Any] = {"token": "anon" if cfg.anon else token, "requests_timeout": cfg.timeout,
                                   "skip_instance_cache": True}
         if cfg.endpoint_url:
             kwargs["endpoint_url"] = cfg.endpoint_url

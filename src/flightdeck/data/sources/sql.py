@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -35,7 +36,7 @@ from flightdeck.spec.resolve import ENV_REF
 
 __all__ = [
     "RowSourceConfig", "SqlConfig", "SqlSource", "RowSource", "RowReader", "RecordMapping",
-    "TransientSourceError", "check_select_only", "resolve_column", "resolve_sqlite_url", "to_scalar",
+    "TransientSourceError", "check_select_only", "resolve_column", "resolve_sqlite_url", "to_scalar", "safe_url",
 ]
 
 _T = TypeVar("_T")
@@ -55,8 +56,41 @@ _DRIVER_TIMEOUT_ARG = {"psycopg": "connect_timeout", "psycopg2": "connect_timeou
                        "mysqldb": "connect_timeout", "pysqlite": "timeout"}
 
 
+# Query parameters of a database URL that carry credentials (``?password=``, a token, an SSL key's passphrase):
+# their values are masked wherever the URL is shown or stored, like the password of ``user:password@``.
+_CREDENTIAL_PARAM = re.compile(r"pass|pwd|secret|token|key|auth|credential|sig", re.IGNORECASE)
+_MASK = "***"
+
+
 def _has_env_ref(value: str | None) -> bool:
     return bool(value) and ENV_REF.search(value or "") is not None
+
+
+def safe_url(url: Any) -> str:
+    """A SQLAlchemy URL (object or string) fit to show and to store: no password, no credential in the query.
+
+    ``postgresql+psycopg://app:s3cret@db/kb?password=x&sslmode=require`` becomes
+    ``postgresql+psycopg://app:***@db/kb?password=***&sslmode=require``. Source URIs (which documents and
+    citations keep) and every error of the SQL source are built from this form.
+    """
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except Exception:  # noqa: BLE001 - whatever it is, it is not shown
+        return "<a database URL that cannot be read>"
+    query = {k: (_MASK if _CREDENTIAL_PARAM.search(k) else v) for k, v in parsed.query.items()}
+    rendered: str = parsed.set(query=query).render_as_string(hide_password=True)
+    return rendered.replace("%2A%2A%2A", _MASK)
+
+
+def url_secrets(url: Any) -> list[str]:
+    """The secret parts of a SQLAlchemy URL (its password, credential query values), longest first."""
+    found = [str(url.password)] if url.password else []
+    for key, value in url.query.items():
+        if _CREDENTIAL_PARAM.search(key):
+            found += [value] if isinstance(value, str) else list(value)
+    return sorted({v for v in found if v}, key=len, reverse=True)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -574,7 +608,12 @@ class SqlConfig(RowSourceConfig):
     MySQL/MariaDB, SQLite), on top of the parse check of ``query``.
     """
 
-    url: str
+    # Shown masked (see __repr_args__): a resolved URL may hold a password.
+    url: str = Field(repr=False)
+
+    def __repr_args__(self) -> Any:
+        yield "url", safe_url(self.url)
+        yield from super().__repr_args__()
 
     @classmethod
     def resolve_relative(cls, settings: dict[str, Any], base_dir: Path) -> dict[str, Any]:
@@ -703,12 +742,11 @@ class SqlSource(RowSource):
         self._engine: Any = None
 
     def describe(self) -> str:
-        return self._url.render_as_string(hide_password=True)
+        return safe_url(self._url)
 
     def _scrub(self, message: str) -> str:
-        password = self._url.password
-        if password:
-            message = message.replace(str(password), "***")
+        for secret in url_secrets(self._url):
+            message = message.replace(secret, _MASK)
         return message
 
     def _where(self) -> str:

@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from flightdeck.data.sources.sql import RowReader, RowSource, RowSourceConfig, TransientSourceError, _has_env_ref
 from flightdeck.errors import MissingDependencyError, SourceError
@@ -108,14 +108,15 @@ class SnowflakeConfig(RowSourceConfig):
     ``account``, ``user`` and ``password`` (or ``authenticator``/``private_key_file``) as for
     ``snowflake.connector.connect``; ``database``, ``schema`` and ``warehouse`` say where the table or
     query runs. ``host``/``port``/``protocol`` override the account's endpoint (private link, proxies).
-    Secrets come as ``${ENV}`` references. Unquoted Snowflake names are upper case: ``id: id`` finds ``ID``.
+    Secrets come as ``${ENV}`` references; ``password`` is kept as a secret (never in a repr, an error or a
+    URI). Unquoted Snowflake names are upper case: ``id: id`` finds ``ID``.
     """
 
     glot_dialect = "snowflake"
 
     account: str
     user: str
-    password: str | None = None
+    password: SecretStr | None = None
     authenticator: str | None = None
     private_key_file: str | None = None
     database: str
@@ -153,8 +154,9 @@ class SnowflakeSource(RowSource):
         return f"snowflake://{cfg.user}@{where}/{cfg.database}/{cfg.schema_}"
 
     def _scrub(self, message: str) -> str:
-        if self.config.password:
-            message = message.replace(self.config.password, "***")
+        password = self.config.password.get_secret_value() if self.config.password else ""
+        if password:
+            message = message.replace(password, "***")
         return " ".join(message.split())
 
     def connect(self) -> AbstractContextManager[RowReader]:
@@ -173,7 +175,7 @@ class SnowflakeSource(RowSource):
                     "protocol"):
             value = getattr(cfg, key)
             if value is not None:
-                kwargs[key] = value
+                kwargs[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
 
         @contextmanager
         def opened() -> Iterator[RowReader]:
@@ -236,8 +238,8 @@ class BigQueryConfig(RowSourceConfig):
 
     ``table`` is ``dataset.table`` or ``project.dataset.table``. Credentials: ``credentials_file`` (a
     service-account key file, e.g. ``${GOOGLE_APPLICATION_CREDENTIALS}``), ``credentials_json`` (the key
-    itself, e.g. ``${BQ_KEY_JSON}``), or neither for Application Default Credentials; ``anonymous: true``
-    with ``endpoint`` talks to an emulator.
+    itself, e.g. ``${BQ_KEY_JSON}``, kept as a secret: never in a repr or an error), or neither for
+    Application Default Credentials; ``anonymous: true`` with ``endpoint`` talks to an emulator.
     """
 
     glot_dialect = "bigquery"
@@ -245,7 +247,7 @@ class BigQueryConfig(RowSourceConfig):
     project: str
     location: str | None = None
     credentials_file: str | None = None
-    credentials_json: str | None = None
+    credentials_json: SecretStr | None = None
     anonymous: bool = False
     endpoint: str | None = None
     timeout: float = Field(60, gt=0, le=3600)
@@ -257,6 +259,20 @@ class BigQueryConfig(RowSourceConfig):
                            self.anonymous)) > 1:
             raise ValueError("set at most one of `credentials_file`, `credentials_json` and `anonymous`")
         return self
+
+
+def _scrub_json(message: str, secret: str) -> str:
+    """``message`` without any string value of the JSON ``secret`` (or ``secret`` itself) in it."""
+    values: list[str] = [secret]
+    try:
+        data = json.loads(secret)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        values += [str(v) for v in data.values() if isinstance(v, (str, int)) and len(str(v)) >= 4]
+    for value in sorted(set(values), key=len, reverse=True):
+        message = message.replace(value, "***")
+    return message
 
 
 def bigquery_rows(rows: Iterator[Any]) -> Iterator[dict[str, Any]]:
@@ -294,16 +310,20 @@ class BigQuerySource(RowSource):
             return None  # Application Default Credentials, found by the client
         from google.oauth2 import service_account
 
+        secret = cfg.credentials_json.get_secret_value() if cfg.credentials_json is not None else None
         try:
-            if cfg.credentials_json is not None:
-                return service_account.Credentials.from_service_account_info(json.loads(cfg.credentials_json))
+            if secret is not None:
+                return service_account.Credentials.from_service_account_info(json.loads(secret))
             path = Path(cfg.credentials_file or "").expanduser()
             return service_account.Credentials.from_service_account_file(str(path))
         except (OSError, ValueError, KeyError) as e:
-            which = ("credentials_json" if cfg.credentials_json is not None
-                     else f"credentials_file {cfg.credentials_file}")
+            which = "credentials_json" if secret is not None else f"credentials_file {cfg.credentials_file}"
+            detail = f"{type(e).__name__}: {e}"
+            if secret is not None:
+                # The library's message may quote the key (a field of it, a bad line): only its shape is shown.
+                detail = type(e).__name__ if isinstance(e, KeyError) else _scrub_json(detail, secret)
             raise SourceError(f"{self.describe()}: cannot load the service-account key from {which}: "
-                              f"{type(e).__name__}: {e}") from None
+                              f"{detail}") from None
 
     def _client_or_create(self) -> Any:
         if self._client is not None:

@@ -5,7 +5,12 @@ to ``max_depth`` links away, never more than ``max_pages`` pages, never off ``al
 honouring robots.txt and a politeness delay per host. Each page's main content is extracted with
 trafilatura as Markdown (headings kept, navigation, scripts and footers dropped); the item's content
 hash is the hash of that Markdown, so a page whose menus or ads change but whose text does not is not
-processed again. A page trafilatura finds nothing in is delivered as its HTML, for flightdeck's parser.
+processed again. A page trafilatura finds nothing in (or fails on) is delivered as its HTML, for
+flightdeck's parser, and listed in the source's ``warnings``.
+
+The crawler connects to public addresses only: loopback, private, link-local and cloud metadata
+addresses are refused (on the address each connection really goes to, after DNS and redirects) unless
+``allow_private_networks`` says otherwise; see :mod:`flightdeck.data.sources.netguard`.
 
 This module imports no optional library: the config is checked by ``flightdeck validate`` without httpx.
 """
@@ -21,8 +26,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from flightdeck.data.documents import SourceItem, content_hash
-from flightdeck.data.sources.base import ItemFailure
+from flightdeck.data.sources.base import ItemFailure, ItemWarning
 from flightdeck.data.sources.crawler import host_allowed, normalize_url
+from flightdeck.data.sources.netguard import ALLOW_PRIVATE_NETWORKS_HELP, PrivateNetworks
 from flightdeck.errors import MissingDependencyError, SourceError
 
 __all__ = ["WebConfig", "WebSource", "DEFAULT_USER_AGENT"]
@@ -50,6 +56,8 @@ class WebConfig(BaseModel):
     larger robots.txt ``Crawl-delay`` wins, up to 60 s); ``retries`` apply to timeouts, network errors,
     429 and 5xx, waiting ``backoff_seconds`` doubled each time (or the server's ``Retry-After``).
     ``timeout`` is for one whole request; ``max_bytes`` for one page as unpacked.
+    ``allow_private_networks``: ``true`` (or a list of CIDRs such as ``["10.1.0.0/16"]``) to crawl
+    intranet sites; by default loopback, private, link-local and metadata addresses are refused.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -70,6 +78,7 @@ class WebConfig(BaseModel):
     max_redirects: int = Field(5, ge=0, le=20)
     retries: int = Field(3, ge=0, le=10)
     backoff_seconds: float = Field(1.0, ge=0)
+    allow_private_networks: PrivateNetworks = Field(False, description=ALLOW_PRIVATE_NETWORKS_HELP)
 
     @field_validator("start_urls")
     @classmethod
@@ -166,12 +175,13 @@ class WebSource:
     recorded in ``failures`` and the crawl goes on; a start URL that cannot be crawled raises
     :class:`~flightdeck.errors.SourceError`. After a scan, ``fetched_urls`` lists every URL requested
     (robots.txt and sitemaps included, once per attempt) and ``skipped`` the URLs deliberately not
-    fetched, with why.
+    fetched, with why; ``warnings`` the pages delivered whole because main-content extraction failed.
     """
 
     def __init__(self, config: WebConfig) -> None:
         self.config = config
         self.failures: list[ItemFailure] = []
+        self.warnings: list[ItemWarning] = []
         self.fetched_urls: list[str] = []
         self.skipped: dict[str, str] = {}
         self._bodies: dict[str, bytes] = {}
@@ -179,6 +189,7 @@ class WebSource:
     def scan(self) -> Iterator[SourceItem]:
         """Crawl now and yield one item per page, in URL order."""
         self.failures = []
+        self.warnings = []
         self._bodies = {}
         crawler_module = _import_crawler()
         crawler = crawler_module.Crawler(self.config)
@@ -188,6 +199,7 @@ class WebSource:
             self.fetched_urls = list(crawler.result.fetched)
             self.skipped = dict(crawler.result.skipped)
         self.failures = list(result.failures)
+        self.warnings = list(result.warnings)
         for page in result.pages:
             self._bodies[page.url] = page.body
             metadata = {"title": page.title, "url": page.url, "depth": page.depth,

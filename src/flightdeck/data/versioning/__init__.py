@@ -1,8 +1,8 @@
-"""Data versioning and lineage providers (checklist 1.2): DVC, lakeFS, DataHub (OpenLineage).
+"""Data versioning and lineage providers (checklist 1.2): DVC, lakeFS, OpenLineage (for DataHub, Marquez...).
 
 The built-in dataset versions (every ingest, always on) live in :mod:`flightdeck.governance.versions`;
 the providers here add to them: ``dvc`` and ``lakefs`` record what the external system holds in the
-dataset version's manifest, ``datahub`` emits OpenLineage run events for every step. Each one is a
+dataset version's manifest, ``openlineage`` emits OpenLineage run events for every step. Each one is a
 :class:`~flightdeck.pipeline.runner.RunHook`, built by :func:`~flightdeck.data.versioning.base.build_hooks`.
 """
 

@@ -8,7 +8,7 @@ A provider of ``data.versioning`` is built from its config like any provider, th
   written into the manifest of the dataset version that ingest records (``{"dvc": {...}}``), so the
   version names the exact raw data it came from. A provider that fails raises
   :class:`~flightdeck.errors.SourceError` and the step fails before anything is written.
-- ``datahub`` returns an OpenLineage emitter that reports every step run.
+- ``openlineage`` returns an OpenLineage emitter that reports every step run.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""DataHub lineage export: OpenLineage run events for every run and every step that runs.
+"""OpenLineage export: run events for every run and every step that runs, to a file or an HTTP receiver.
 
 The events are OpenLineage ``RunEvent``s (spec 2-0-2) built with the openlineage-python client and sent
 by its transports: ``file`` (one JSON event per line, appended) or ``http`` (POSTed to a receiver:
@@ -33,7 +33,7 @@ from flightdeck.pipeline.progress import Reporter
 from flightdeck.pipeline.runner import RunHook, StepRecord
 from flightdeck.workspace.schema import chunks, documents
 
-__all__ = ["DatahubConfig", "DatahubVersioning", "OpenLineageEmitter", "step_run_id", "PRODUCER"]
+__all__ = ["OpenLineageConfig", "OpenLineageVersioning", "OpenLineageEmitter", "step_run_id", "PRODUCER"]
 
 PRODUCER = "urn:flightdeck:{version}"  # a URI naming the producer (the spec asks for one, not a URL)
 _log = logging.getLogger(__name__)
@@ -45,8 +45,8 @@ def step_run_id(run_id: str, step: str) -> str:
     return str(uuid.uuid5(_RUN_NS, f"{run_id}/{step}"))
 
 
-class DatahubConfig(BaseModel):
-    """Settings of ``{provider: datahub, ...}`` under ``data.versioning``."""
+class OpenLineageConfig(BaseModel):
+    """Settings of ``{provider: openlineage, ...}`` under ``data.versioning``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     transport: Literal["file", "http"] = "file"
@@ -62,19 +62,19 @@ class DatahubConfig(BaseModel):
     retries: int = Field(2, ge=0, le=10, description="http transport: retries on connection errors and 5xx")
 
     @model_validator(mode="after")
-    def _url_for_http(self) -> DatahubConfig:
+    def _url_for_http(self) -> OpenLineageConfig:
         if self.transport == "http" and not self.url:
             raise ValueError("transport http needs `url:` (e.g. http://datahub-gms:8080)")
         return self
 
 
-class DatahubVersioning:
-    """The ``datahub`` provider: an :class:`OpenLineageEmitter` per project."""
+class OpenLineageVersioning:
+    """The ``openlineage`` provider: an :class:`OpenLineageEmitter` per project."""
 
-    name = "datahub"
+    name = "openlineage"
 
-    def __init__(self, config: DatahubConfig | None = None) -> None:
-        self.config = config or DatahubConfig()
+    def __init__(self, config: OpenLineageConfig | None = None) -> None:
+        self.config = config or OpenLineageConfig()
 
     def hook(self, context: VersioningContext) -> RunHook:
         return OpenLineageEmitter(self.config, context)
@@ -83,7 +83,7 @@ class DatahubVersioning:
 class OpenLineageEmitter(RunHook):
     """Emits OpenLineage RunEvents for a flightdeck run and its steps (see the module docstring)."""
 
-    def __init__(self, config: DatahubConfig, context: VersioningContext) -> None:
+    def __init__(self, config: OpenLineageConfig, context: VersioningContext) -> None:
         self.config = config
         self.context = context
         self.emitted = 0
@@ -101,7 +101,8 @@ class OpenLineageEmitter(RunHook):
         try:
             from openlineage.client import OpenLineageClient
         except ImportError as exc:
-            raise MissingDependencyError("versioning 'datahub' needs: pip install 'flightdeck[datahub]'") from exc
+            raise MissingDependencyError("versioning 'openlineage' needs: pip install "
+                                         "'flightdeck[openlineage]'") from exc
         if self.config.transport == "file":
             from openlineage.client.transport.file import FileConfig, FileTransport
 
@@ -270,3 +271,11 @@ class OpenLineageEmitter(RunHook):
             except Exception:  # closing a transport that failed must not fail the run  # noqa: S110
                 pass
             self._client = None
+
+    def run_warnings(self) -> list[str]:
+        """Say in the run summary that lineage stopped being sent (the catalog misses this run's events)."""
+        if not self._broken:
+            return []
+        where = self.events_file() if self.config.transport == "file" else self.config.url
+        return [f"lineage export to {where} failed and was disabled for the rest of the run "
+                f"({self.emitted} event(s) sent): {self._broken}"]

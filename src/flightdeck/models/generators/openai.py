@@ -20,7 +20,15 @@ from flightdeck.models.generators.base import (
     LlmSettings,
     render_completion_prompt,
 )
-from flightdeck.openai_endpoint import OPENAI_BASE_URL, api_key, endpoint_host, endpoint_url, sdk_client
+from flightdeck.openai_endpoint import (
+    OPENAI_BASE_URL,
+    api_key,
+    endpoint_host,
+    endpoint_url,
+    key_source,
+    no_key_hint,
+    sdk_client,
+)
 
 __all__ = ["OpenAIGeneratorConfig", "OpenAIGenerator", "OpenAIGeneratorError"]
 
@@ -38,7 +46,8 @@ class OpenAIGeneratorConfig(LlmSettings):
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1;"
                                                    f" default: $OPENAI_BASE_URL, else {OPENAI_BASE_URL}")
     api_key: SecretStr | None = Field(None, description="API key, best as a reference: api_key: ${MY_KEY};"
-                                                        " default: $OPENAI_API_KEY (a local server needs none)")
+                                                        " default: $OPENAI_API_KEY, sent only to api.openai.com"
+                                                        " or $OPENAI_BASE_URL (a local server needs none)")
     timeout: float = Field(120.0, gt=0, description="seconds per request")
     max_retries: int = Field(3, ge=0, le=20, description="retries of 429/5xx/connection errors, with backoff")
     prompt_format: Literal["chat", "completion"] = Field(
@@ -96,8 +105,12 @@ class OpenAIGenerator(LlmGenerator):
                 f"{where}: the server could not be reached after {self.config.max_retries} retries "
                 f"({e.__cause__ or e}); start it, or fix `base_url` under model.generator") from e
         except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
-            raise OpenAIGeneratorError(f"{where}: the API key was refused ({e.status_code}); set a valid one "
-                                       "with `api_key: ${YOUR_KEY_VAR}` under model.generator") from e
+            source = key_source(self.config.api_key, self.base_url)
+            if source is None:
+                raise OpenAIGeneratorError(f"{where}: the server wants an API key ({e.status_code}) and none was "
+                                           f"sent: {no_key_hint(self.base_url, section='model.generator')}") from e
+            raise OpenAIGeneratorError(f"{where}: the API key was refused ({e.status_code}; it came from {source});"
+                                       " set a valid one with `api_key: ${YOUR_KEY_VAR}` under model.generator") from e
         except openai.NotFoundError as e:
             raise OpenAIGeneratorError(f"{where}: 404 — the server does not serve this model or path; check "
                                        "`model` and `base_url` (compatible servers usually end in /v1)") from e

@@ -8,6 +8,11 @@ Token counts: Cohere's tokenizer is not available offline, and chunking counts t
 ``tokenizer.json`` (``Tokenizer.from_model_dir(embedder.model_dir)``). The ``tokenizer`` setting names that
 folder; the default, the packaged all-MiniLM-L6-v2 WordPiece tokenizer, is an approximation of Cohere's own
 tokens, so keep chunks well below ``max_tokens`` (``truncate: END``, the default, cuts the rare overflow).
+
+The key: ``api_key`` (``${CO_API_KEY}`` or any variable) goes to the configured endpoint. Without it,
+``$CO_API_KEY`` from the environment is used only for Cohere's own API (https://api.cohere.com): a spec that
+points ``base_url`` elsewhere gets it only by naming it, so that no spec can collect the key with a URL of its
+own.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -30,6 +36,7 @@ __all__ = ["CohereConfig", "CohereEmbedder", "CohereError", "MAX_TEXTS_PER_CALL"
 
 MAX_TEXTS_PER_CALL = 96  # Cohere's documented maximum number of texts per /v2/embed call
 DEFAULT_BASE_URL = "https://api.cohere.com"
+_COHERE_HOSTS = frozenset({"api.cohere.com", "api.cohere.ai"})  # where $CO_API_KEY may go without being named
 # Output sizes from Cohere's model documentation; v3 models have one fixed size.
 KNOWN_DIMENSIONS: dict[str, int] = {
     "embed-english-v3.0": 1024,
@@ -56,7 +63,7 @@ class CohereConfig(BaseModel):
     model: str = Field("embed-english-v3.0", description="Cohere embedding model, e.g. embed-english-v3.0, "
                                                          "embed-multilingual-v3.0, embed-v4.0")
     api_key: SecretStr | None = Field(None, description="write it as ${CO_API_KEY}; default: the CO_API_KEY "
-                                                        "environment variable")
+                                                        "environment variable, for Cohere's own API only")
     base_url: str | None = Field(None, description=f"API root; default {DEFAULT_BASE_URL}")
     dimension: int | None = Field(None, ge=1, description="vector size: for embed-v4.0 one of 256, 512, 1024, "
                                   "1536 (sent as output_dimension); default: the model's documented size, else "
@@ -121,6 +128,12 @@ def _default_tokenizer_dir() -> Path:
             "folder with tokenizer.json") from exc
 
 
+def _is_cohere(url: str) -> bool:
+    """Whether ``url`` is Cohere's own API, over https."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" and (parts.hostname or "").rstrip(".") in _COHERE_HOSTS and parts.port in (None, 443)
+
+
 def _message(body: Any) -> str:
     if isinstance(body, dict):
         text = body.get("message") or json.dumps(body)[:300]
@@ -176,16 +189,27 @@ class CohereEmbedder:
                 import cohere
             except ImportError as exc:
                 raise MissingDependencyError("embedder 'cohere' needs: pip install 'flightdeck[cohere]'") from exc
-            key = self.config.api_key.get_secret_value() if self.config.api_key else None
-            key = key or os.environ.get("CO_API_KEY")
-            if not key:
-                raise CohereError("no Cohere API key: set `api_key: ${CO_API_KEY}` in retrieval.embedding_model "
-                                  "and export CO_API_KEY (keys: https://dashboard.cohere.com/api-keys)")
+            key = self._api_key()
             # retries are ours (max_retries=0 in the SDK), so that the backoff and the errors are one policy
             self._client = cohere.ClientV2(api_key=key, base_url=self.config.base_url or DEFAULT_BASE_URL,
                                            timeout=self.config.timeout, max_retries=0,
                                            httpx_client=self._httpx_client, client_name="flightdeck")
         return self._client
+
+    def _api_key(self) -> str:
+        """The setting, else ``$CO_API_KEY`` when the endpoint is Cohere's own (see the module docstring)."""
+        if self.config.api_key is not None and self.config.api_key.get_secret_value():
+            return self.config.api_key.get_secret_value()
+        base = self.config.base_url or DEFAULT_BASE_URL
+        env = os.environ.get("CO_API_KEY")
+        if env and _is_cohere(base):
+            return env
+        if env:
+            raise CohereError(f"no Cohere API key for {base}: the CO_API_KEY environment variable is sent only to "
+                              f"Cohere's own API ({DEFAULT_BASE_URL}); to send it to {urlsplit(base).netloc or base}, "
+                              "name it in retrieval.embedding_model: `api_key: ${CO_API_KEY}`")
+        raise CohereError("no Cohere API key: set `api_key: ${CO_API_KEY}` in retrieval.embedding_model "
+                          "and export CO_API_KEY (keys: https://dashboard.cohere.com/api-keys)")
 
     def embed_documents(self, texts: list[str]) -> np.ndarray:
         return self._embed(list(texts), "search_document")

@@ -18,7 +18,15 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from flightdeck.errors import FlightdeckError, MissingDependencyError
-from flightdeck.openai_endpoint import OPENAI_BASE_URL, api_key, endpoint_host, endpoint_url, sdk_client
+from flightdeck.openai_endpoint import (
+    OPENAI_BASE_URL,
+    api_key,
+    endpoint_host,
+    endpoint_url,
+    key_source,
+    no_key_hint,
+    sdk_client,
+)
 
 __all__ = ["OpenAIConfig", "OpenAIEmbedder", "OpenAIEmbedderError", "OPENAI_BASE_URL"]
 
@@ -49,7 +57,8 @@ class OpenAIConfig(BaseModel):
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1;"
                                                    f" default: $OPENAI_BASE_URL, else {OPENAI_BASE_URL}")
     api_key: SecretStr | None = Field(None, description="API key, best as a reference: api_key: ${MY_KEY};"
-                                                        " default: $OPENAI_API_KEY (a local server needs none)")
+                                                        " default: $OPENAI_API_KEY, sent only to api.openai.com"
+                                                        " or $OPENAI_BASE_URL (a local server needs none)")
     dimensions: int | None = Field(None, ge=1, description="shorter vectors (text-embedding-3 models); sent "
                                                            "only when set, else the model's native size")
     batch_size: int = Field(64, ge=1, le=2048, description="texts per request (OpenAI takes up to 2048 and "
@@ -229,8 +238,11 @@ class OpenAIEmbedder:
         except openai.APIConnectionError as exc:  # also APITimeoutError
             raise self._unreachable(exc) from exc
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-            source = "the `api_key` setting" if self.config.api_key is not None else \
-                "the OPENAI_API_KEY environment variable"
+            source = key_source(self.config.api_key, self.base_url)
+            if source is None:
+                raise OpenAIEmbedderError(
+                    f"embedder 'openai': {self.base_url} wants an API key ({exc.status_code}: {_message(exc)}) and "
+                    f"none was sent: {no_key_hint(self.base_url, section='retrieval.embedding_model')}") from exc
             raise OpenAIEmbedderError(
                 f"embedder 'openai': {self.base_url} refused the API key from {source} "
                 f"({exc.status_code}: {_message(exc)}). Set a valid key in {source}, or "
