@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import socket
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,3 +102,32 @@ def records_file(tmp_path: Path) -> Path:
     path = tmp_path / "records.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every address a socket of this process tries to connect to during the test.
+
+    A safety net as well as a witness: a connection to anything but loopback fails here, so that a test of
+    the guard can never send traffic to a private or public address, even when the guard is broken.
+    """
+    seen: list[Any] = []
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def _check(address: Any) -> None:
+        seen.append(address)
+        host = address[0] if isinstance(address, tuple) else ""
+        if not ipaddress.ip_address(str(host).split("%")[0]).is_loopback:
+            raise OSError(f"test safety net: no traffic to {host} from this test")
+
+    def connect(self: socket.socket, address: Any) -> None:
+        _check(address)
+        return real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        _check(address)
+        return real_connect_ex(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    return seen

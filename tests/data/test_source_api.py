@@ -7,7 +7,6 @@ needs a bearer token, and one with malformed records.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import socket
 import sqlite3
@@ -155,35 +154,6 @@ def other() -> Iterator[tuple[str, Api]]:
         yield served
 
 
-@pytest.fixture
-def connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every address a socket of this process tries to connect to during the test.
-
-    A safety net as well as a witness: a connection to anything but loopback fails here, so that a test of
-    the guard can never send traffic to a private or public address, even when the guard is broken.
-    """
-    seen: list[Any] = []
-    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
-
-    def _check(address: Any) -> None:
-        seen.append(address)
-        host = address[0] if isinstance(address, tuple) else ""
-        if not ipaddress.ip_address(str(host).split("%")[0]).is_loopback:
-            raise OSError(f"test safety net: no traffic to {host} from this test")
-
-    def connect(self: socket.socket, address: Any) -> None:
-        _check(address)
-        return real_connect(self, address)
-
-    def connect_ex(self: socket.socket, address: Any) -> int:
-        _check(address)
-        return real_connect_ex(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
-    return seen
-
-
 MAPPING = {"id_path": "$.id", "text_paths": ["$.attributes.body"], "title_path": "$.attributes.title",
            "metadata_paths": {"lang": "$.attributes.lang", "tags": "$.attributes.tags[*]"}}
 
@@ -320,7 +290,6 @@ def test_a_server_error_forever_fails_after_the_retries(api: tuple[str, Api]) ->
 
 
 def test_an_unreachable_api_fails_after_the_retries() -> None:
-    import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

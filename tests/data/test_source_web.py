@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import ipaddress
 import socket
 import sys
 import textwrap
@@ -105,35 +104,6 @@ def _serve(host: str = "127.0.0.1", port: int = 0) -> Iterator[Site]:
 def site() -> Iterator[Site]:
     with _serve() as s:
         yield s
-
-
-@pytest.fixture
-def connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every address a socket of this process tries to connect to during the test.
-
-    A safety net as well as a witness: a connection to anything but loopback fails here, so that a test of
-    the guard can never send traffic to a private or public address, even when the guard is broken.
-    """
-    seen: list[Any] = []
-    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
-
-    def _check(address: Any) -> None:
-        seen.append(address)
-        host = address[0] if isinstance(address, tuple) else ""
-        if not ipaddress.ip_address(str(host).split("%")[0]).is_loopback:
-            raise OSError(f"test safety net: no traffic to {host} from this test")
-
-    def connect(self: socket.socket, address: Any) -> None:
-        _check(address)
-        return real_connect(self, address)
-
-    def connect_ex(self: socket.socket, address: Any) -> int:
-        _check(address)
-        return real_connect_ex(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
-    return seen
 
 
 def _page(title: str, body: str, nav: str = "Home | Products | NAVMARKER menu | Contact") -> str:
