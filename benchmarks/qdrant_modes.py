@@ -13,6 +13,11 @@ Measured per mode, in one process, on one run:
 
     python benchmarks/qdrant_modes.py                       # 2,000 and 10,000 vectors of 384 floats
     python benchmarks/qdrant_modes.py --sizes 5000 --dim 768 --queries 300
+    python benchmarks/qdrant_modes.py --vectors .flightdeck-eval/scifact/.flightdeck/metadata.db --sizes 10000
+
+``--vectors`` takes real embeddings (a flightdeck workspace's ``embeddings`` table, e.g. the index of
+``flightdeck eval retrieval`` on SciFact) instead of random ones: the first ``size`` rows are the collection,
+the next ``--queries`` rows, held out, are the queries.
 """
 
 from __future__ import annotations
@@ -54,10 +59,24 @@ def ms_stats(values: list[float]) -> dict[str, float]:
             "mean": round(statistics.fmean(ordered), 3)}
 
 
-def collection(size: int, dim: int, seed: int = 7) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
-    rng = np.random.default_rng(seed)
-    vectors = rng.normal(size=(size, dim)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+def real_vectors(db: Path) -> np.ndarray:
+    """The embeddings of a flightdeck workspace (float32 rows), in a fixed order, unit length."""
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("select vector from embeddings order by text_hash").fetchall()
+    vectors = np.stack([np.frombuffer(r[0], dtype="<f4") for r in rows]).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def collection(size: int, dim: int, seed: int = 7,
+               real: np.ndarray | None = None) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
+    if real is not None:
+        vectors = real[:size]
+    else:
+        rng = np.random.default_rng(seed)
+        vectors = rng.normal(size=(size, dim)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     ids = [f"docs/doc-{i:07d}.md#{i % 4}" for i in range(size)]
     payloads = [{"kind": KINDS[i % 3], "year": float(2010 + i % 12), "flag": i % 2 == 0} for i in range(size)]
     return ids, vectors, payloads
@@ -70,12 +89,17 @@ def exact_top(vectors: np.ndarray, q: np.ndarray, k: int, rows: np.ndarray | Non
     return top.tolist() if rows is None else rows[top].tolist()
 
 
-def run_size(size: int, dim: int, queries: int, workdir: Path) -> dict[str, Any]:
-    ids, vectors, payloads = collection(size, dim)
+def run_size(size: int, dim: int, queries: int, workdir: Path, real: np.ndarray | None = None) -> dict[str, Any]:
+    if real is not None:
+        if len(real) < size + queries:
+            raise SystemExit(f"--vectors holds {len(real)} rows: fewer than {size} + {queries} queries")
+        dim = real.shape[1]
+    ids, vectors, payloads = collection(size, dim, real=real)
     where = parse_filter({"kind": "faq", "year": {"$gte": 2015}})
     allowed = np.array([i for i, p in enumerate(payloads) if p["kind"] == "faq" and p["year"] >= 2015])
     stores: dict[str, QdrantStore] = {}
-    out: dict[str, Any] = {"size": size, "dim": dim, "queries": queries, "modes": {}}
+    out: dict[str, Any] = {"size": size, "dim": dim, "queries": queries, "modes": {},
+                           "vectors": "real (held-out rows as queries)" if real is not None else "random"}
     for mode in MODES:
         store = QdrantStore(QdrantConfig(mode=mode))  # type: ignore[arg-type]
         store.open(StoreLocation(workdir / f"{mode}-{size}", f"bench_{size}", dim))
@@ -89,9 +113,12 @@ def run_size(size: int, dim: int, queries: int, workdir: Path) -> dict[str, Any]
         out["modes"][mode] = {"upsert_s": round(t1 - t0, 3), "flush_s": round(t2 - t1, 3),
                               "add_vectors_per_s": round(size / (t2 - t0), 1)}
         log(f"{size}: {mode} add {t2 - t0:.2f}s (flush {t2 - t1:.2f}s)")
-    rng = np.random.default_rng(11)
-    qs = rng.normal(size=(queries, dim)).astype(np.float32)
-    qs /= np.linalg.norm(qs, axis=1, keepdims=True)
+    if real is not None:
+        qs = real[size:size + queries]
+    else:
+        rng = np.random.default_rng(11)
+        qs = rng.normal(size=(queries, dim)).astype(np.float32)
+        qs /= np.linalg.norm(qs, axis=1, keepdims=True)
     timings: dict[str, list[float]] = {f"{m}{f}": [] for m in (*MODES, "numpy") for f in ("", "_filtered")}
     recall: dict[str, list[float]] = {f"{m}{f}": [] for m in MODES for f in ("", "_filtered")}
     order = [*MODES, "numpy"]
@@ -125,14 +152,16 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--vectors", type=Path, help="a flightdeck workspace's metadata.db: real embeddings")
     args = parser.parse_args()
+    real = real_vectors(args.vectors) if args.vectors else None
     machine = {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
                "cores": os.cpu_count(), "load_1m_before": round(os.getloadavg()[0], 2),
                "qdrant-edge-py": version("qdrant-edge-py"), "qdrant-client": version("qdrant-client")}
     results = []
     with tempfile.TemporaryDirectory(prefix="fd-qdrant-bench-") as tmp:
         for size in args.sizes:
-            results.append(run_size(size, args.dim, args.queries, Path(tmp)))
+            results.append(run_size(size, args.dim, args.queries, Path(tmp), real))
     machine["load_1m_after"] = round(os.getloadavg()[0], 2)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": machine, "results": results}, indent=2), encoding="utf-8")
