@@ -46,6 +46,9 @@ def checklist(
 ) -> None:
     """The seed checklist with this project's choices ticked and the status of every option in this build.
 
+    ready: a test marked for the option passed in the run that validated this build, and what it needed is
+    installed here; needs extra: proved, but this install lacks something (the detail says what); planned:
+    not implemented or not proved yet (the detail says why); unverified: only a plugin implements it.
     Without a spec in the current folder (and no --spec), shows the build's status with nothing ticked.
     """
     from flightdeck.spec.loader import SPEC_FILENAME, load_spec
