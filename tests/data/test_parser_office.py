@@ -13,11 +13,14 @@ from flightdeck.data.parsers import parse
 from flightdeck.data.parsers.limits import PARSER_OPTIONS_KEY, ParserOptions
 from flightdeck.data.sources.files import MEDIA_TYPES, FilesConfig, FilesSource
 from flightdeck.errors import SourceError
+from needs import needs
 
 pytestmark = pytest.mark.integration
 
 DOCX = MEDIA_TYPES[".docx"]
 PPTX = MEDIA_TYPES[".pptx"]
+# Each parser needs its library, even to refuse a file: without it parsing says MissingDependencyError first.
+NEEDS_DOCX, NEEDS_PPTX = needs("docx", "docx"), needs("pptx", "pptx")
 
 
 def handbook_docx() -> bytes:
@@ -82,6 +85,7 @@ def _item(uri: str, data: bytes, media_type: str, **options: object) -> SourceIt
 
 
 @pytest.mark.exercises("data.sources.pdf_doc_ingestion")
+@NEEDS_DOCX
 def test_docx_heading_styles_build_the_path_and_tables_stay_readable() -> None:
     data = handbook_docx()
     doc = parse(_item("handbook.docx", data, DOCX), data)
@@ -97,6 +101,7 @@ def test_docx_heading_styles_build_the_path_and_tables_stay_readable() -> None:
 
 
 @pytest.mark.exercises("data.sources.pdf_doc_ingestion")
+@NEEDS_PPTX
 def test_pptx_one_section_per_slide_with_deck_and_slide_titles() -> None:
     data = roadmap_pptx()
     doc = parse(_item("roadmap.pptx", data, PPTX), data)
@@ -114,6 +119,7 @@ def test_pptx_one_section_per_slide_with_deck_and_slide_titles() -> None:
     assert doc.metadata == {"slide_count": 2}
 
 
+@needs("docx,pptx", "docx", "pptx")
 def test_office_files_through_the_files_source(tmp_path: Path) -> None:
     (tmp_path / "handbook.docx").write_bytes(handbook_docx())
     (tmp_path / "roadmap.pptx").write_bytes(roadmap_pptx())
@@ -124,6 +130,7 @@ def test_office_files_through_the_files_source(tmp_path: Path) -> None:
     assert titles == ["Widget Handbook", "Widget Roadmap"] and src.failures == []
 
 
+@NEEDS_DOCX
 def test_zip_bomb_docx_is_refused_without_inflating_it(tmp_path: Path) -> None:
     data = zip_bomb(tmp_path / "bomb.docx", 300).read_bytes()
     assert len(data) < 3_000_000  # 300 MB of zeros, compressed
@@ -132,6 +139,7 @@ def test_zip_bomb_docx_is_refused_without_inflating_it(tmp_path: Path) -> None:
         parse(_item("bomb.docx", data, DOCX, max_unzipped_bytes=200_000_000), data)
 
 
+@NEEDS_PPTX
 def test_zip_bomb_by_compression_ratio_under_the_size_limit(tmp_path: Path) -> None:
     data = zip_bomb(tmp_path / "deck.pptx", 20, name="ppt/slides/slide1.xml").read_bytes()
     with pytest.raises(SourceError, match=r"^deck\.pptx: zip bomb suspected: 'ppt/slides/slide1\.xml' inflates "
@@ -142,7 +150,8 @@ def test_zip_bomb_by_compression_ratio_under_the_size_limit(tmp_path: Path) -> N
         parse(_item("deck.pptx", data, PPTX, max_zip_ratio=100_000), data)
 
 
-@pytest.mark.parametrize("uri, media_type", [("x.docx", DOCX), ("x.pptx", PPTX)])
+@pytest.mark.parametrize("uri, media_type", [pytest.param("x.docx", DOCX, marks=NEEDS_DOCX),
+                                             pytest.param("x.pptx", PPTX, marks=NEEDS_PPTX)])
 def test_not_a_zip_and_empty_office_files(uri: str, media_type: str) -> None:
     with pytest.raises(SourceError, match=rf"^x\.{uri[-4:]}: not a valid {uri[-4:].upper()} file \(not a zip"):
         parse(_item(uri, b"hello, not a zip", media_type), b"hello, not a zip")

@@ -11,8 +11,11 @@ import pytest
 from flightdeck.data.documents import Document
 from flightdeck.data.parsers import parse
 from flightdeck.data.sources.files import FilesConfig, FilesSource
+from needs import needs
 
 pytestmark = pytest.mark.integration
+# Parquet files are written and read with pyarrow, which the parquet extra brings
+PARQUET = needs("parquet", "pyarrow")
 
 FAQ_CSV = (
     "id;question;answer;lang;internal\n"
@@ -89,6 +92,7 @@ def test_json_list_and_items_object_with_row_failures(tmp_path: Path) -> None:
     ]
 
 
+@PARQUET
 def test_parquet_rows_with_typed_columns(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -113,6 +117,7 @@ def test_parquet_rows_with_typed_columns(tmp_path: Path) -> None:
     assert src.source_uri(next(iter(src.scan()))) == (tmp_path / "kb.parquet").as_uri() + "#10"
 
 
+@PARQUET
 def test_parquet_with_metadata_fields_reads_only_the_needed_columns(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -129,6 +134,7 @@ def test_jsonl_with_text_fields_is_normalised(tmp_path: Path) -> None:
     assert doc.sections[0].text == "Why?\n\nBecause." and doc.metadata == {"_id": 1}
 
 
+@PARQUET  # two of the files are Parquet
 def test_corrupt_and_empty_record_files(tmp_path: Path) -> None:
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 but not really")
     (tmp_path / "empty.parquet").write_bytes(b"")

@@ -27,10 +27,14 @@ from flightdeck.data.parsers import parse
 from flightdeck.data.sources.api import ApiConfig, ApiSource, CursorPagination, LinkPagination
 from flightdeck.data.sources.base import Source
 from flightdeck.errors import MissingDependencyError, SourceError
+from flightdeck.registry import Category
 from flightdeck.spec.resolve import resolve_env
 from flightdeck.testing import FakeEmbedder
+from needs import needs, needs_provider
 
 pytestmark = pytest.mark.integration
+# what reads the API needs the api extra (httpx, jsonpath-ng); the server here needs nothing
+API = needs_provider(Category.SOURCE, "api")
 
 TOKEN = "tok-3f9a1c"  # what the test puts in the environment; must never show in an error
 
@@ -172,6 +176,7 @@ def _ids(source: ApiSource) -> list[str]:
 # pagination
 
 
+@API
 def test_page_pagination_reads_every_page(api: tuple[str, Api]) -> None:
     base, state = api
     source = _source(f"{base}/page", items_path="$.data",
@@ -184,6 +189,7 @@ def test_page_pagination_reads_every_page(api: tuple[str, Api]) -> None:
     assert state.hits["/page"] == 3 + 4  # without a size, an empty page ends it
 
 
+@API
 def test_cursor_pagination(api: tuple[str, Api]) -> None:
     base, state = api
     source = _source(f"{base}/cursor", items_path="$.results",
@@ -193,6 +199,7 @@ def test_cursor_pagination(api: tuple[str, Api]) -> None:
     assert state.hits["/cursor"] == 3
 
 
+@API
 def test_link_header_pagination(api: tuple[str, Api]) -> None:
     base, state = api
     source = _source(f"{base}/link", pagination={"type": "link"})
@@ -201,6 +208,7 @@ def test_link_header_pagination(api: tuple[str, Api]) -> None:
     assert state.hits["/link"] == 3
 
 
+@API
 def test_pagination_that_never_ends_or_loops_fails_the_scan(api: tuple[str, Api]) -> None:
     base, _ = api
     with pytest.raises(SourceError, match="more than max_pages=3 pages"):
@@ -215,6 +223,7 @@ def test_pagination_that_never_ends_or_loops_fails_the_scan(api: tuple[str, Api]
 # records
 
 
+@API
 def test_records_map_to_canonical_record_json(api: tuple[str, Api]) -> None:
     base, _ = api
     source = _source(f"{base}/page", items_path="$.data", pagination={"type": "page", "size": 2})
@@ -233,6 +242,7 @@ def test_records_map_to_canonical_record_json(api: tuple[str, Api]) -> None:
     assert [i.content_hash for i in source.scan()] == [i.content_hash for i in items]
 
 
+@API
 def test_bad_records_are_reported_by_page_and_index(api: tuple[str, Api]) -> None:
     base, _ = api
     source = _source(f"{base}/bad", items_path="$.data")
@@ -247,6 +257,7 @@ def test_bad_records_are_reported_by_page_and_index(api: tuple[str, Api]) -> Non
     assert "duplicate id 1" in reasons[4]
 
 
+@API
 def test_a_response_without_records_or_json_is_a_clear_error(api: tuple[str, Api]) -> None:
     base, _ = api
     with pytest.raises(SourceError, match=r"items_path '\$.items' finds nothing.*\['data', 'page'\]"):
@@ -262,6 +273,7 @@ def test_a_response_without_records_or_json_is_a_clear_error(api: tuple[str, Api
 
 
 @pytest.mark.exercises("data.sources.apis")
+@API
 def test_429_is_retried_honouring_retry_after(api: tuple[str, Api]) -> None:
     base, state = api
     source = _source(f"{base}/flaky", items_path="$.items", retries=3, backoff=5.0)  # Retry-After: 0 wins
@@ -270,6 +282,7 @@ def test_429_is_retried_honouring_retry_after(api: tuple[str, Api]) -> None:
     assert state.hits["/flaky"] == 3 and time.perf_counter() - t0 < 3
 
 
+@API
 def test_retry_after_is_capped_and_retries_run_out(api: tuple[str, Api]) -> None:
     base, state = api
     source = _source(f"{base}/throttled", retries=2, max_backoff=0.01)  # the server asks for an hour
@@ -279,6 +292,7 @@ def test_retry_after_is_capped_and_retries_run_out(api: tuple[str, Api]) -> None
     assert state.hits["/throttled"] == 3 and time.perf_counter() - t0 < 3
 
 
+@API
 def test_a_server_error_forever_fails_after_the_retries(api: tuple[str, Api]) -> None:
     base, state = api
     with pytest.raises(SourceError) as err:
@@ -289,6 +303,7 @@ def test_a_server_error_forever_fails_after_the_retries(api: tuple[str, Api]) ->
     assert state.hits["/down"] == 4
 
 
+@API
 def test_an_unreachable_api_fails_after_the_retries() -> None:
 
     with socket.socket() as s:
@@ -298,6 +313,7 @@ def test_an_unreachable_api_fails_after_the_retries() -> None:
         list(_source(f"http://127.0.0.1:{port}/v1", retries=1).scan())
 
 
+@API
 def test_bearer_token_from_the_environment(api: tuple[str, Api], monkeypatch: pytest.MonkeyPatch) -> None:
     base, state = api
     monkeypatch.setenv("API_TOKEN", TOKEN)
@@ -331,6 +347,7 @@ def _lower(headers: dict[str, str]) -> dict[str, str]:
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:9/v1/items", "http://169.254.169.254/latest/meta-data/",
                                  "http://10.0.0.1/v1/items", "http://[::1]:9/v1/items", "http://localhost:9/v1/items"])
+@API
 def test_private_and_metadata_targets_are_refused_before_any_connection(url: str, connections: list[Any]) -> None:
     source = ApiSource(ApiConfig(url=url, retries=3, backoff=1.0, headers={"X-Api-Key": KEY}))
     t0 = time.perf_counter()
@@ -346,6 +363,7 @@ def test_private_and_metadata_targets_are_refused_before_any_connection(url: str
     assert time.perf_counter() - t0 < 1  # not retried: the answer would be the same
 
 
+@API
 def test_a_redirect_to_a_denied_address_is_refused(connections: list[Any]) -> None:
     # Both servers are on loopback; only 127.0.0.1 is allowed, so the hop to 127.0.0.2 must not happen.
     with _serve("127.0.0.1") as (base, state), _serve("127.0.0.2") as (denied, denied_state):
@@ -361,6 +379,7 @@ def test_a_redirect_to_a_denied_address_is_refused(connections: list[Any]) -> No
             ["1", "2"]
 
 
+@API
 def test_headers_follow_a_redirect_only_within_the_origin(api: tuple[str, Api], other: tuple[str, Api]) -> None:
     base, state = api
     elsewhere, other_state = other
@@ -383,6 +402,7 @@ def test_headers_follow_a_redirect_only_within_the_origin(api: tuple[str, Api], 
     assert [("x-api-key" in _lower(h)) for h in state.headers] == [True, False]
 
 
+@API
 def test_redirects_are_bounded_and_keep_or_drop_the_body_like_browsers(api: tuple[str, Api]) -> None:
     base, state = api
     with pytest.raises(SourceError, match=r"/redirect-loop: more than max_redirects=3 redirects"):
@@ -444,6 +464,7 @@ def _project(root: Path) -> tuple[Project, FakeEmbedder]:
 
 
 @pytest.mark.exercises("data.sources.apis")
+@API
 def test_incremental_runs_over_a_paginated_api(api: tuple[str, Api], tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     base, state = api
@@ -492,6 +513,7 @@ def test_incremental_runs_over_a_paginated_api(api: tuple[str, Api], tmp_path: P
 # config
 
 
+@needs("api", "jsonpath_ng")  # the JSONPath expressions are checked with jsonpath-ng
 def test_config_checks() -> None:
     with pytest.raises(ValueError, match="http:// or https://"):
         ApiConfig(url="ftp://example.com/data")

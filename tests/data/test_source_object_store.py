@@ -30,7 +30,9 @@ from flightdeck.data.parsers.records import RECORD_FIELDS_KEY
 from flightdeck.data.sources.base import Source
 from flightdeck.data.sources.object_store import GcsConfig, GcsSource, S3Config, S3Source
 from flightdeck.errors import MissingDependencyError, SourceError
+from flightdeck.registry.lookup import installed
 from flightdeck.testing import FakeEmbedder
+from needs import need
 
 pytestmark = pytest.mark.integration
 
@@ -71,6 +73,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
+    need("dev", "moto")  # moto's S3 server stands in for S3 here
     from moto.server import ThreadedMotoServer
 
     port = _free_port()
@@ -84,6 +87,7 @@ def moto_endpoint() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def gcs_endpoint() -> Iterator[str]:
+    need("dev", "gcp_storage_emulator")  # stands in for Google Cloud Storage here
     from gcp_storage_emulator.server import create_server
 
     port = _free_port()
@@ -169,8 +173,11 @@ class GcsStore(Store):
 
 @pytest.fixture(params=["s3", "gcs"])
 def store(request: pytest.FixtureRequest) -> Store:
+    # the store's own library first (the product's extra), then the server standing in for it (the test's)
     if request.param == "s3":
+        need("s3", "s3fs")
         return S3Store(request.getfixturevalue("moto_endpoint"))
+    need("gcs", "gcsfs")
     return GcsStore(request.getfixturevalue("gcs_endpoint"))
 
 
@@ -426,26 +433,33 @@ def body_gets(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     s3fs reads a body with a GetObject call, gcsfs with a GET on the object's ``?alt=media`` URL; listings
     and metadata requests are other calls, so they are not counted. Each is recorded as ``bucket/key``.
+    A library that is not installed makes no downloads (the ``store`` fixture skips its tests): nothing to count.
     """
-    import s3fs
-    from gcsfs.core import GCSFileSystem
-
     gets: list[str] = []
-    call_s3, call_gcs = s3fs.S3FileSystem._call_s3, GCSFileSystem._call
+    if installed("s3fs"):
+        import s3fs
 
-    async def counting_call_s3(self: Any, method: str, *args: Any, **kwargs: Any) -> Any:
-        if method == "get_object":
-            gets.append(f"{kwargs['Bucket']}/{kwargs['Key']}")
-        return await call_s3(self, method, *args, **kwargs)
+        call_s3 = s3fs.S3FileSystem._call_s3
 
-    async def counting_call_gcs(self: Any, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
-        if method.upper() == "GET" and "alt=media" in path:  # .../download/storage/v1/b/<bucket>/o/<key>?alt=media
-            bucket, _, key = path.split("/b/", 1)[1].partition("/o/")
-            gets.append(f"{bucket}/{unquote(key.split('?', 1)[0])}")
-        return await call_gcs(self, method, path, *args, **kwargs)
+        async def counting_call_s3(self: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+            if method == "get_object":
+                gets.append(f"{kwargs['Bucket']}/{kwargs['Key']}")
+            return await call_s3(self, method, *args, **kwargs)
 
-    monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", counting_call_s3)
-    monkeypatch.setattr(GCSFileSystem, "_call", counting_call_gcs)
+        monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", counting_call_s3)
+    if installed("gcsfs"):
+        from gcsfs.core import GCSFileSystem
+
+        call_gcs = GCSFileSystem._call
+
+        async def counting_call_gcs(self: Any, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+            # a body download: .../download/storage/v1/b/<bucket>/o/<key>?alt=media
+            if method.upper() == "GET" and "alt=media" in path:
+                bucket, _, key = path.split("/b/", 1)[1].partition("/o/")
+                gets.append(f"{bucket}/{unquote(key.split('?', 1)[0])}")
+            return await call_gcs(self, method, path, *args, **kwargs)
+
+        monkeypatch.setattr(GCSFileSystem, "_call", counting_call_gcs)
     return gets
 
 

@@ -32,7 +32,9 @@ from flightdeck.data.parsers import parse
 from flightdeck.data.sources.base import Source
 from flightdeck.data.sources.sql import SqlConfig, SqlSource, check_select_only
 from flightdeck.errors import MissingDependencyError, SourceError
+from flightdeck.registry import Category
 from flightdeck.testing import FakeEmbedder
+from needs import need, needs, needs_provider
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +43,12 @@ SERVERS = {
     "mariadb": "mysql+pymysql://root@127.0.0.1:3306/test",
 }
 BACKENDS = ["sqlite", "postgresql", "mariadb"]
+# The server drivers come with the sql extra; a SQLite database needs none.
+DRIVERS = {"postgresql": "psycopg", "mariadb": "pymysql"}
+# A spec choosing the sql source (the pipeline end to end) and a `query:` (checked with sqlglot) need the extra.
+SQL_SOURCE = needs_provider(Category.SOURCE, "sql")
+QUERY_CHECK = needs("sql", "sqlglot")
+QUERY_ON_POSTGRES = needs("sql", "sqlglot", "psycopg")
 
 ROWS = [
     {"id": 1, "title": "Installing widgets", "body": "Run the widget installer and align the sprockets.",
@@ -104,6 +112,8 @@ def _url(backend: str, tmp_path: Path) -> str:
 @pytest.fixture(params=BACKENDS)
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
     backend = request.param
+    if backend in DRIVERS:
+        need("sql", DRIVERS[backend])
     url = _url(backend, tmp_path)
     engine = sa.create_engine(url)
     table = _articles(f"fd_articles_{uuid.uuid4().hex[:10]}", sa.MetaData())
@@ -158,6 +168,7 @@ def _source(db: Db, **settings: Any) -> SqlSource:
 
 
 @pytest.mark.exercises("data.sources.sql_databases")
+@SQL_SOURCE
 def test_rows_are_ingested_updated_and_removed_incrementally(db: Db, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FD_TEST_DB_URL", db.url)
@@ -202,7 +213,9 @@ def test_rows_are_ingested_updated_and_removed_incrementally(db: Db, tmp_path: P
 
 
 @pytest.mark.exercises("data.sources.sql_databases")
-@pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
+@SQL_SOURCE
+@pytest.mark.parametrize("backend", [pytest.param(b, marks=needs("sql", DRIVERS[b]))
+                                     for b in ("postgresql", "mariadb")])
 def test_a_source_that_is_down_fails_the_run_and_keeps_the_previous_version(backend: str, tmp_path: Path) -> None:
     metadata = sa.MetaData()
     engine = sa.create_engine(SERVERS[backend])
@@ -234,6 +247,7 @@ def test_a_source_that_is_down_fails_the_run_and_keeps_the_previous_version(back
         engine.dispose()
 
 
+@SQL_SOURCE
 def test_without_an_incremental_key_the_whole_row_is_the_change_signal(db: Db, tmp_path: Path) -> None:
     _spec(tmp_path, {"url": db.url, "table": db.name, "id": "id", "text": ["body"], "title": "title"})
     assert _steps(_project(tmp_path).run())["ingest"].counts["parsed"] == 3
@@ -244,6 +258,7 @@ def test_without_an_incremental_key_the_whole_row_is_the_change_signal(db: Db, t
     assert _documents(tmp_path)[f"sql/{db.name}#1"]["metadata"]["category"] == "manual"
 
 
+@SQL_SOURCE
 def test_changing_the_column_mapping_reprocesses_every_row(db: Db, tmp_path: Path) -> None:
     source = {"url": db.url, "table": db.name, "id": "id", "text": ["body"], "incremental_key": "updated_at"}
     _spec(tmp_path, source)
@@ -256,6 +271,7 @@ def test_changing_the_column_mapping_reprocesses_every_row(db: Db, tmp_path: Pat
 # --- the source on its own ----------------------------------------------------------------------------
 
 
+@QUERY_CHECK
 def test_query_rows_become_records_the_record_parser_reads(db: Db) -> None:
     source = _source(db, table=None, title="title", incremental_key="id", query=(
         f"SELECT id, title, body, summary, category, price, updated_at FROM {db.name} "
@@ -279,6 +295,7 @@ def test_query_rows_become_records_the_record_parser_reads(db: Db) -> None:
     assert source.source_uri(item) == f"{db.url}#query/1"
 
 
+@QUERY_CHECK
 def test_duplicate_and_null_ids_are_reported_and_the_rest_is_read(db: Db) -> None:
     source = _source(db, table=None, text=["body"], query=(
         f"SELECT id, body FROM {db.name} WHERE id IN (1, 2) "
@@ -370,6 +387,7 @@ def test_a_missing_driver_names_the_extra() -> None:
         list(source.scan())
 
 
+@QUERY_ON_POSTGRES
 def test_a_url_without_a_driver_uses_the_one_the_extra_installs() -> None:
     source = SqlSource(SqlConfig(url="postgresql://postgres@127.0.0.1:5432/test", query="SELECT 1 AS id, 'x' AS b",
                                  id="id", text=["b"]))
@@ -387,6 +405,7 @@ PASSWORD = "pw-5f2c9e"  # the server trusts 127.0.0.1, so any password connects;
     f"postgresql+psycopg://postgres@127.0.0.1:5432/test?password={PASSWORD}&sslmode=disable",
     f"postgresql://postgres@127.0.0.1:5432/test?sslmode=disable&sslpassword={PASSWORD}&application_name=fd",
 ])
+@QUERY_ON_POSTGRES
 def test_the_password_is_in_no_stored_uri_error_or_repr(url: str) -> None:
     config = SqlConfig(url=url, query="SELECT 1 AS id, 'x' AS b", id="id", text=["b"])
     assert PASSWORD not in repr(config) and PASSWORD not in str(config) and "***" in repr(config)
@@ -428,6 +447,7 @@ def test_a_server_message_that_quotes_the_password_is_scrubbed() -> None:
     ("SELEC id FROM t", "not valid SQL"),
     ("", "empty"),
 ])
+@QUERY_CHECK
 def test_only_one_read_only_select_is_accepted(query: str, expected: str) -> None:
     with pytest.raises(ValidationError) as err:
         SqlConfig(url="postgresql+psycopg://u@h/db", query=query, id="id", text=["body"])
@@ -440,6 +460,7 @@ def test_only_one_read_only_select_is_accepted(query: str, expected: str) -> Non
     "SELECT id, body FROM a UNION ALL SELECT id, body FROM b;",
     "SELECT id, body::text AS body FROM t WHERE body LIKE '%:x%'",
 ])
+@QUERY_CHECK
 def test_read_only_selects_pass(query: str) -> None:
     check_select_only(query, "postgres")
     SqlConfig(url="postgresql+psycopg://u@h/db", query=query, id="id", text=["body"])
@@ -463,6 +484,7 @@ def test_config_mistakes_say_what_to_do(settings: dict[str, Any], expected: str)
     ("DELETE FROM t", "query is a DELETE statement"),
     ("SELECT 1; DROP TABLE t", "query holds 2 statements (SELECT, DROP)"),
 ])
+@SQL_SOURCE
 def test_flightdeck_validate_refuses_a_query_that_is_not_one_select(tmp_path: Path, url: str, query: str,
                                                                      expected: str) -> None:
     # with the URL still an ${ENV} reference the dialect is unknown: the generic parse still catches these
@@ -472,6 +494,7 @@ def test_flightdeck_validate_refuses_a_query_that_is_not_one_select(tmp_path: Pa
     assert expected in result.output and "data.sources.0" in result.output
 
 
+@QUERY_CHECK
 def test_config_errors_never_print_the_resolved_url() -> None:
     with pytest.raises(ValidationError) as err:
         SqlConfig(url="postgresql+psycopg://u:pa55word@db/kb", query="DELETE FROM t", id="id", text=["body"])

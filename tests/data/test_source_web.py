@@ -28,8 +28,12 @@ from flightdeck.data.sources.base import Source
 from flightdeck.data.sources.crawler import host_allowed, normalize_url
 from flightdeck.data.sources.web import WebConfig, WebSource
 from flightdeck.errors import MissingDependencyError, SourceError
+from flightdeck.registry import Category
+from needs import needs_provider
 
 pytestmark = pytest.mark.integration
+# what crawls needs the web extra (httpx, trafilatura); the settings and URL helpers need nothing
+WEB = needs_provider(Category.SOURCE, "web")
 
 Answer = tuple[int, dict[str, str], bytes]
 Route = str | Answer | Callable[[BaseHTTPRequestHandler], Answer]  # a callable gets the request
@@ -204,6 +208,7 @@ def _crawl(site: Site, **kw: Any) -> tuple[WebSource, dict[str, Any]]:
 # --- the crawl ---------------------------------------------------------------------------------------
 
 @pytest.mark.exercises("data.sources.web_scraping")
+@WEB
 def test_crawl_follows_links_sitemaps_and_every_limit(site: Site) -> None:
     build_site(site)
     source, items = _crawl(site)
@@ -236,6 +241,7 @@ def test_crawl_follows_links_sitemaps_and_every_limit(site: Site) -> None:
     assert "outside allowed_domains" in failures[u("/redirect-out")]
 
 
+@WEB
 def test_pages_are_main_content_markdown_without_boilerplate(site: Site) -> None:
     build_site(site)
     source, items = _crawl(site)
@@ -264,6 +270,7 @@ def test_pages_are_main_content_markdown_without_boilerplate(site: Site) -> None
         source.read(type(a)(site.url("/nope"), "x", "text/markdown"))
 
 
+@WEB
 def test_content_hash_ignores_boilerplate_and_follows_the_text(site: Site) -> None:
     build_site(site)
     first = {i.uri: i.content_hash for i in WebSource(_config(site)).scan()}
@@ -277,6 +284,7 @@ def test_content_hash_ignores_boilerplate_and_follows_the_text(site: Site) -> No
     assert third == first
 
 
+@WEB
 def test_max_pages_is_strict_and_the_same_pages_are_kept(site: Site) -> None:
     build_site(site)
     source, items = _crawl(site, max_pages=3)
@@ -285,6 +293,7 @@ def test_max_pages_is_strict_and_the_same_pages_are_kept(site: Site) -> None:
     assert any("over max_pages=3" in why for why in source.skipped.values())
 
 
+@WEB
 def test_max_depth_zero_fetches_only_the_start_urls(site: Site) -> None:
     build_site(site)
     _, items = _crawl(site, max_depth=0)
@@ -292,6 +301,7 @@ def test_max_depth_zero_fetches_only_the_start_urls(site: Site) -> None:
     assert site.paths == ["/robots.txt", "/"]
 
 
+@WEB
 def test_robots_can_be_ignored_and_include_exclude_narrow_the_crawl(site: Site) -> None:
     build_site(site)
     _, items = _crawl(site, respect_robots=False, max_depth=1, sitemap=False)
@@ -304,6 +314,7 @@ def test_robots_can_be_ignored_and_include_exclude_narrow_the_crawl(site: Site) 
     assert source.skipped[site.url("/missing")] == "matches no `include` pattern"
 
 
+@WEB
 def test_allowed_domains_admit_other_hosts_only_when_listed(site: Site) -> None:
     port = site.base.rsplit(":", 1)[1]
     site.routes["/"] = f'<p>Home</p><a href="http://localhost:{port}/other">same server, other name</a>'
@@ -316,6 +327,7 @@ def test_allowed_domains_admit_other_hosts_only_when_listed(site: Site) -> None:
     assert site.paths.count("/robots.txt") == 2  # once per host
 
 
+@WEB
 def test_robots_unreachable_on_another_host_fails_its_pages(site: Site) -> None:
     port = site.base.rsplit(":", 1)[1]
     site.routes["/"] = f'<p>Home</p><a href="http://localhost:{port}/other">other host</a>'
@@ -331,6 +343,7 @@ def test_robots_unreachable_on_another_host_fails_its_pages(site: Site) -> None:
     assert failure.reason.startswith(f"robots.txt of http://localhost:{port} unreachable (HTTP 503")
 
 
+@WEB
 def test_sitemaps_follow_robots_rules_unless_robots_lists_them(site: Site) -> None:
     b = site.base
     site.routes.update({
@@ -346,6 +359,7 @@ def test_sitemaps_follow_robots_rules_unless_robots_lists_them(site: Site) -> No
     assert source.skipped[site.url("/maps/hidden-page")] == "disallowed by robots.txt"
 
 
+@WEB
 def test_politeness_delay_spaces_requests_to_a_host(site: Site) -> None:
     build_site(site)
     _crawl(site, delay_seconds=0.2, max_pages=4, sitemap=False, concurrency=4)
@@ -355,6 +369,7 @@ def test_politeness_delay_spaces_requests_to_a_host(site: Site) -> None:
     assert min(gaps) >= 0.18, gaps
 
 
+@WEB
 def test_robots_crawl_delay_is_honoured(site: Site) -> None:
     site.routes["/robots.txt"] = (200, {}, b"User-agent: flightdeck\nCrawl-delay: 1\n")
     site.routes["/"] = "<p>Home</p>"
@@ -363,6 +378,7 @@ def test_robots_crawl_delay_is_honoured(site: Site) -> None:
     assert (p0, p1) == ("/robots.txt", "/") and t1 - t0 >= 0.95
 
 
+@WEB
 def test_retries_on_429_and_5xx_then_a_failure_for_that_page(site: Site) -> None:
     answers = iter([(503, {}, b""), (429, {"Retry-After": "0"}, b"")])
     site.routes["/"] = '<p>Home</p><a href="/flaky">flaky</a> <a href="/down">down</a>'
@@ -376,6 +392,7 @@ def test_retries_on_429_and_5xx_then_a_failure_for_that_page(site: Site) -> None
     assert failures == {site.url("/down"): "HTTP 502 Bad Gateway (after 3 attempts)"}
 
 
+@WEB
 def test_timeouts_redirect_chains_and_gzip_bombs_fail_only_their_page(site: Site) -> None:
     def slow(_req: BaseHTTPRequestHandler) -> Answer:
         time.sleep(1.5)
@@ -401,6 +418,7 @@ def test_timeouts_redirect_chains_and_gzip_bombs_fail_only_their_page(site: Site
     assert failures[site.url("/badgzip")].startswith("DecodingError")
 
 
+@WEB
 def test_declared_charset_and_binary_pages(site: Site) -> None:
     site.routes["/"] = '<p>Home</p><a href="/latin">l</a> <a href="/binary">b</a>'
     site.routes["/latin"] = (200, {"Content-Type": "text/html; charset=iso-8859-1"},
@@ -419,6 +437,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@WEB
 def test_unreachable_start_url_raises_after_retries() -> None:
     url = f"http://127.0.0.1:{_free_port()}/"
     source = WebSource(WebConfig(start_urls=[url], retries=2, backoff_seconds=0.01, delay_seconds=0,
@@ -429,6 +448,7 @@ def test_unreachable_start_url_raises_after_retries() -> None:
     assert source.fetched_urls == [url + "robots.txt"] * 3
 
 
+@WEB
 def test_start_url_answering_5xx_or_404_or_disallowed_raises(site: Site) -> None:
     site.routes["/"] = (503, {"Retry-After": "0"}, b"down for maintenance")
     with pytest.raises(SourceError, match=r"start URL is unreachable: HTTP 503 Service Unavailable \(after 3"):
@@ -448,6 +468,7 @@ def test_start_url_answering_5xx_or_404_or_disallowed_raises(site: Site) -> None
 @pytest.mark.parametrize("start", ["http://127.0.0.1:9/", "http://169.254.169.254/latest/meta-data/",
                                    "http://10.0.0.1/", "http://[::1]:9/", "http://localhost:9/docs/"])
 @pytest.mark.parametrize("respect_robots", [True, False])
+@WEB
 def test_private_and_metadata_start_urls_are_refused_before_any_connection(
         start: str, respect_robots: bool, connections: list[Any]) -> None:
     source = WebSource(WebConfig(start_urls=[start], retries=3, backoff_seconds=1.0, delay_seconds=0,
@@ -465,6 +486,7 @@ def test_private_and_metadata_start_urls_are_refused_before_any_connection(
 
 
 @pytest.mark.parametrize("respect_robots", [True, False])
+@WEB
 def test_a_redirect_to_a_denied_address_is_refused(respect_robots: bool, connections: list[Any]) -> None:
     # Both sites are on loopback and both hosts are allowed domains; only 127.0.0.1 is an allowed network,
     # so the page that redirects to 127.0.0.2 fails, and 127.0.0.2 never sees a request.
@@ -487,6 +509,7 @@ def test_a_redirect_to_a_denied_address_is_refused(respect_robots: bool, connect
         assert {address[0] for address in connections} == {"127.0.0.1"}
 
 
+@WEB
 def test_trafilatura_failing_on_a_page_is_a_warning_and_the_page_is_kept(site: Site,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     import trafilatura
@@ -514,6 +537,7 @@ def test_trafilatura_failing_on_a_page_is_a_warning_and_the_page_is_kept(site: S
     assert source.warnings == []
 
 
+@WEB
 def test_scan_works_inside_a_running_event_loop(site: Site) -> None:
     site.routes["/"] = "<h1>Home</h1><p>From inside a loop.</p>"
 
@@ -618,6 +642,7 @@ def _run(root: Path) -> tuple[Any, dict[str, Any]]:
 
 
 @pytest.mark.exercises("data.sources.web_scraping")
+@WEB
 def test_project_ingests_a_website_incrementally(site: Site, tmp_path: Path) -> None:
     build_site(site)
     (tmp_path / "flightdeck.yaml").write_text(SPEC.format(start=site.url("/")), encoding="utf-8")

@@ -10,9 +10,14 @@ import pytest
 
 from flightdeck import Project
 from flightdeck.data.sources.sql import SqlConfig, resolve_sqlite_url
+from flightdeck.registry import Category
 from flightdeck.testing import FakeEmbedder
+from needs import needs_provider
 
 pytestmark = pytest.mark.integration
+
+# a spec choosing the sql source validates only where the extra is installed (SQLite itself needs no driver)
+SQL_SOURCE = needs_provider(Category.SOURCE, "sql")
 
 
 def _write_project(root: Path, url: str) -> None:
@@ -36,6 +41,7 @@ def _write_project(root: Path, url: str) -> None:
 
 
 @pytest.mark.exercises("data.sources.sql_databases")
+@SQL_SOURCE
 @pytest.mark.parametrize("url", ["sqlite:///data/kb.db", "sqlite+pysqlite:///./data/kb.db?timeout=5"])
 def test_a_relative_sqlite_url_resolves_from_the_spec_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                              url: str) -> None:
@@ -56,6 +62,7 @@ def test_a_relative_sqlite_url_resolves_from_the_spec_folder(tmp_path: Path, mon
     assert list(elsewhere.iterdir()) == []
 
 
+@SQL_SOURCE
 def test_a_spec_loaded_by_a_relative_path_still_resolves_to_an_absolute_file(tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     _write_project(tmp_path / "project", "sqlite:///data/kb.db")

@@ -18,9 +18,13 @@ from flightdeck.data.versioning.base import VersioningContext
 from flightdeck.data.versioning.dvc import DvcConfig, DvcVersioning
 from flightdeck.errors import SourceError
 from flightdeck.governance.versions import read_manifest
+from flightdeck.registry import Category
 from flightdeck.testing import FakeEmbedder
+from needs import needs_provider
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+# DVC's Python API (the dvc extra) does the work; the settings and the missing-library message need nothing
+DVC = needs_provider(Category.VERSIONING, "dvc")
 
 
 def _with_dvc(root: Path, settings: str) -> Project:
@@ -42,6 +46,7 @@ def _dir_listing(remote_or_cache: Path, md5: str) -> list[dict]:
 
 
 @pytest.mark.exercises("data.versioning.dvc")
+@DVC
 def test_dvc_tracks_the_raw_data_pushes_it_and_the_version_records_its_hash(project_dir: Path) -> None:
     remote = project_dir.parent / f"{project_dir.name}-remote"
     project = _with_dvc(project_dir, f"{{provider: dvc, remote: {remote}}}")  # path: the files source's folder
@@ -85,6 +90,7 @@ def test_dvc_tracks_the_raw_data_pushes_it_and_the_version_records_its_hash(proj
     assert ws.get_state("current_dataset") == second
 
 
+@DVC
 def test_dvc_in_a_git_work_tree_uses_git(project_dir: Path) -> None:
     git = shutil.which("git")
     if git is None:
@@ -99,6 +105,7 @@ def test_dvc_in_a_git_work_tree_uses_git(project_dir: Path) -> None:
     assert read_manifest(project.workspace, project.workspace.get_state("current_dataset"))["dvc"]["md5"] == md5
 
 
+@DVC
 def test_dvc_errors_are_clear_and_stop_before_anything_is_written(project_dir: Path, tmp_path: Path) -> None:
     ctx = VersioningContext("p", project_dir, None, ())  # type: ignore[arg-type]
     with pytest.raises(SourceError, match="no `path:` set"):

@@ -18,6 +18,7 @@ from flightdeck import Project
 from flightdeck.data.versioning.lakefs import LakefsConfig, LakefsVersioning, parse_lakefs_uri
 from flightdeck.errors import SourceError
 from flightdeck.spec.status import option_status
+from needs import needs
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +52,7 @@ def test_lakefs_stays_planned_with_its_reason() -> None:
     assert option_status("data.versioning.pachyderm").state == "planned"
 
 
+@needs("lakefs", "lakefs_spec")  # the client that tries to reach the server
 def test_an_unreachable_lakefs_server_fails_after_retries_and_writes_nothing(project_dir: Path) -> None:
     from flightdeck.data.versioning.base import VersioningContext
     from flightdeck.errors import SpecError

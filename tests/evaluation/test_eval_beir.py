@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from flightdeck import Project
-from flightdeck.errors import FlightdeckError
+from flightdeck.errors import FlightdeckError, MissingDependencyError
 from flightdeck.evaluation.beir import beir_spec, evaluate_project, evaluate_run, load_beir
 from flightdeck.testing import FakeEmbedder
+from needs import needs
 
 pytestmark = pytest.mark.unit
+# the metrics are trec_eval's (pytrec-eval-terrier, the eval extra); loading a dataset needs nothing
+TREC_EVAL = needs("eval", "pytrec_eval")
 
 CORPUS = [
     ("d1", "Aspirin and the heart", "Low dose aspirin reduces the risk of heart attack in adults."),
@@ -47,6 +51,7 @@ def test_load_keeps_only_judged_queries(beir_dir: Path) -> None:
         load_beir(beir_dir, "test")
 
 
+@TREC_EVAL
 def test_metrics_match_hand_computed_values() -> None:
     qrels = {"a": {"x": 1}, "b": {"y": 1, "z": 1}}
     run = {"a": {"w": 3.0, "x": 2.0}, "b": {"z": 5.0}}
@@ -60,6 +65,7 @@ def test_metrics_match_hand_computed_values() -> None:
     assert evaluate_run(qrels, {"a": {"x": 1.0}})["ndcg@10"] == pytest.approx(0.5, abs=1e-4)
 
 
+@TREC_EVAL
 def test_evaluate_project_maps_chunks_to_documents(beir_dir: Path, tmp_path: Path) -> None:
     ds = load_beir(beir_dir, "train")
     spec = tmp_path / "ws" / "flightdeck.yaml"
@@ -79,6 +85,7 @@ def test_evaluate_project_maps_chunks_to_documents(beir_dir: Path, tmp_path: Pat
 
 
 @pytest.mark.integration
+@TREC_EVAL
 def test_cli_eval_retrieval_json_with_the_real_model(beir_dir: Path, tmp_path: Path) -> None:
     from flightdeck.cli.main import app
 
@@ -89,3 +96,20 @@ def test_cli_eval_retrieval_json_with_the_real_model(beir_dir: Path, tmp_path: P
     assert out["queries"] == 3 and out["split"] == "train" and out["mode"] == "hybrid"
     assert out["metrics"]["ndcg@10"] > 0.8 and out["metrics"]["recall@100"] == 1.0
     assert out["index_version"] and out["query_embedding_ms"]["p50"] > 0
+
+
+def test_without_the_eval_extra_nothing_is_indexed_or_searched(beir_dir: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from flightdeck.cli.main import app
+
+    monkeypatch.setitem(sys.modules, "pytrec_eval", None)  # what an install without the eval extra looks like
+    workspace = tmp_path / "ws"
+    res = CliRunner().invoke(app, ["eval", "retrieval", "--beir", str(beir_dir), "--split", "train", "--json",
+                                   "--workspace", str(workspace)])
+    assert res.exit_code == 1, res.output
+    out = json.loads(res.stdout)
+    assert out["type"] == "MissingDependencyError" and "pip install 'flightdeck[eval]'" in out["error"]
+    assert not workspace.exists()  # said before the corpus was indexed with the real model, not after
+    # the library call too: refused before the first query is searched
+    with pytest.raises(MissingDependencyError, match=r"flightdeck\[eval\]"):
+        evaluate_project(object(), load_beir(beir_dir, "train"))

@@ -25,6 +25,7 @@ from flightdeck.data.parsers import PARSERS, parse
 from flightdeck.data.parsers.limits import PARSER_OPTIONS_KEY, ParserOptions
 from flightdeck.data.parsers.tabular import ColumnMapping, RowError, csv_columns, read_csv, read_json
 from flightdeck.errors import FlightdeckError, MissingDependencyError, SourceError
+from needs import needs
 
 # Pillow warns about the corrupt images it is fed here (on purpose): not news in the test summary
 pytestmark = [pytest.mark.unit, pytest.mark.filterwarnings("ignore::UserWarning:PIL")]
@@ -36,6 +37,15 @@ PNG, JPEG, TIFF = "image/png", "image/jpeg", "image/tiff"
 URI = "corpus/fuzz-Ä b.doc"  # a URI that must show in every error as is
 # The longest one parse may take: the Markdown heading pattern took 32 s on a 50 kB line before the fix.
 SECONDS = 10.0
+
+# The parsers of these types need an extra (the others need nothing beyond the base install); the images need
+# pytesseract and Pillow, or say MissingDependencyError, which _check accepts for them.
+PARSER_EXTRA = {PDF: needs("pdf", "pdfplumber"), DOCX: needs("docx", "docx"), PPTX: needs("pptx", "pptx")}
+# what writes the documents that are mutated: fpdf2 (the dev extra) and the parsers' own libraries; Pillow
+# (which the ocr and pdf extras bring) the images
+_PDF_SAMPLE, _IMAGE_SAMPLE = needs("dev,pdf", "fpdf", "pdfplumber"), needs("ocr", "PIL")
+SAMPLE_NEEDS = {"pdf": _PDF_SAMPLE, "pdf-uncompressed": _PDF_SAMPLE, "docx": PARSER_EXTRA[DOCX],
+                "pptx": PARSER_EXTRA[PPTX], "png": _IMAGE_SAMPLE, "jpeg": _IMAGE_SAMPLE, "tiff": _IMAGE_SAMPLE}
 
 
 def _item(media_type: str, **options: object) -> SourceItem:
@@ -232,6 +242,7 @@ def _tiff_without_dimensions() -> bytes:
     return bytes(tiff)
 
 
+@needs("ocr", "PIL", "pytesseract")
 @pytest.mark.parametrize("media_type,data,error", [
     (PNG, _png_with_short_idat, "SyntaxError"),  # Pillow: "broken PNG file (chunk ...)"
     (TIFF, _tiff_without_dimensions, "TypeError"),  # Pillow: "Missing dimensions"
@@ -260,7 +271,7 @@ def test_csv_with_old_mac_line_ends_is_read():
 
 # --- properties -------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("media_type", sorted(PARSERS))
+@pytest.mark.parametrize("media_type", [pytest.param(t, marks=PARSER_EXTRA.get(t, ())) for t in sorted(PARSERS)])
 @given(data=st.binary(max_size=600))
 @fuzz_settings(25)
 @example(data=b"")
@@ -338,7 +349,8 @@ def test_json_records(record):
     _check(RECORD, json.dumps(record).encode("utf-8"))
 
 
-@pytest.mark.parametrize("name", ["pdf", "pdf-uncompressed", "docx", "pptx", "png", "jpeg", "tiff"])
+@pytest.mark.parametrize("name", [pytest.param(name, marks=SAMPLE_NEEDS[name]) for name in
+                                  ["pdf", "pdf-uncompressed", "docx", "pptx", "png", "jpeg", "tiff"]])
 @given(data=st.data())
 @fuzz_settings(20)
 def test_mutated_real_documents(name, data):
@@ -354,6 +366,7 @@ def test_mutated_real_documents(name, data):
     _check(media_type, data.draw(_mutated(original()), label="mutated"))
 
 
+@needs("dev,pdf,docx,pptx", "fpdf", "pdfplumber", "docx", "pptx")
 def test_the_unmutated_documents_parse():
     # the mutation tests start from documents that parse, so what they find is due to the mutation
     for data, media_type in [(sample_pdf(True), PDF), (sample_pdf(False), PDF), (sample_docx(), DOCX),

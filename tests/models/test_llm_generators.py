@@ -12,6 +12,7 @@ from flightdeck.errors import FlightdeckError
 from flightdeck.models.generators.base import LlmGenerator, LlmSettings, _strip_invented, parse_citations
 from flightdeck.models.generators.extractive import NOT_FOUND
 from flightdeck.retrieval.search import SearchHit
+from needs import needs
 
 WIDGET_HITS = [
     SearchHit("c1", "d1", "file:///docs/install.md", "Installing Widgets", "Requirements", 0.9,
@@ -183,6 +184,7 @@ def test_ask_uses_the_llama_cpp_generator_from_the_spec(tmp_path: Path, gemma_gg
     project.generator.close()
 
 
+@needs("openai", "openai")  # the local endpoint's client is the openai SDK's
 def test_openai_generator_asks_for_a_key_only_for_openai_itself(monkeypatch: pytest.MonkeyPatch) -> None:
     from flightdeck.models.generators.openai import OpenAIGenerator, OpenAIGeneratorConfig, OpenAIGeneratorError
 

@@ -20,6 +20,7 @@ from flightdeck.spec.catalog import catalog
 from flightdeck.spec.loader import check_spec, load_spec
 from flightdeck.spec.models import spec_model
 from flightdeck.spec.status import option_usable
+from needs import needs_provider
 
 pytestmark = pytest.mark.unit
 
@@ -215,7 +216,8 @@ def test_planned_option_is_refused(
 
 @pytest.mark.parametrize(
     ("stores", "ready"),
-    [(("faiss",), "faiss"), (("faiss", "chroma"), "chroma, faiss")],  # in the checklist's order
+    [(("faiss",), "faiss"),  # in the checklist's order; a store is a ready choice where its extra is installed
+     pytest.param(("faiss", "chroma"), "chroma, faiss", marks=needs_provider(Category.VECTOR_STORE, "chroma"))],
 )
 def test_planned_vector_database_names_the_ready_choices(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stores: tuple[str, ...], ready: str) -> None:

@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
+from flightdeck.registry import Category
 from flightdeck.spec import writer
 from flightdeck.spec.catalog import catalog
 from flightdeck.spec.loader import check_spec
 from flightdeck.spec.status import OptionStatus, option_usable
 from flightdeck.spec.writer import default_choices, default_sources, format_value, render_spec
+from needs import needs_provider
 
 pytestmark = pytest.mark.unit
 
@@ -208,6 +210,7 @@ def test_needs_extra_options_are_marked(monkeypatch: pytest.MonkeyPatch) -> None
     assert [m.split(" ")[0] for m in marks] == catalog().section("retrieval.vector_database").option_ids
 
 
+@needs_provider(Category.GENERATOR, "llama_cpp")  # the LLM the written spec chooses: validates where it is installed
 def test_choosing_query_transformation_writes_a_spec_that_validates(tmp_path: Path) -> None:
     from flightdeck.spec.loader import check_spec
 

@@ -53,6 +53,10 @@ def retrieval(
         raise typer.BadParameter("give --beir FOLDER or --synthetic [SET]", param_hint="--beir / --synthetic")
     if set_ref is not None and not synthetic:
         raise typer.BadParameter(f"a set ({set_ref!r}) is only read with --synthetic", param_hint="[SET]")
+    from flightdeck.evaluation.beir import trec_eval
+
+    with errors_to_exit(as_json):
+        trec_eval()  # the scores need the eval extra: say so before indexing the corpus
     if synthetic:
         _synthetic(set_ref, mode.value, spec, as_json)
         return

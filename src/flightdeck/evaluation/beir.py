@@ -18,7 +18,8 @@ from typing import Any
 
 from flightdeck.errors import FlightdeckError, MissingDependencyError
 
-__all__ = ["BeirDataset", "RetrievalReport", "load_beir", "evaluate_run", "evaluate_project", "beir_spec"]
+__all__ = ["BeirDataset", "RetrievalReport", "load_beir", "evaluate_run", "evaluate_project", "beir_spec",
+           "trec_eval"]
 
 
 @dataclass(frozen=True)
@@ -117,12 +118,21 @@ def _percentiles(values: list[float]) -> dict[str, float]:
             "mean": round(statistics.fmean(ordered), 3)}
 
 
-def evaluate_run(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> dict[str, float]:
-    """nDCG@10, recall@100 and MRR@10 (means over the judged queries) with pytrec_eval."""
+def trec_eval() -> Any:
+    """The ``pytrec_eval`` module, or :class:`MissingDependencyError` naming the ``eval`` extra.
+
+    Callers that index or search before scoring call it first: a missing extra is said before minutes of work.
+    """
     try:
         import pytrec_eval
     except ImportError as exc:
         raise MissingDependencyError("retrieval evaluation needs: pip install 'flightdeck[eval]'") from exc
+    return pytrec_eval
+
+
+def evaluate_run(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> dict[str, float]:
+    """nDCG@10, recall@100 and MRR@10 (means over the judged queries) with pytrec_eval."""
+    pytrec_eval = trec_eval()
     top10 = {q: dict(sorted(docs.items(), key=lambda kv: -kv[1])[:10]) for q, docs in run.items()}
     full = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.100"}).evaluate(run)
     mrr = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top10)
@@ -138,6 +148,7 @@ def evaluate_run(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, floa
 def evaluate_project(project: Any, dataset: BeirDataset, mode: str = "hybrid", depth: int = 100,
                      chunk_depth: int = 300) -> RetrievalReport:
     """Search every judged query and score the document ranking (best chunk per document)."""
+    trec_eval()
     run: dict[str, dict[str, float]] = {}
     latencies: list[float] = []
     embed_ms: list[float] = []
