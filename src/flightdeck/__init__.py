@@ -9,6 +9,7 @@ checklist::
     project.ask("How do I create a virtual environment?")
 """
 
+from flightdeck.core import __version__
 from flightdeck.errors import (
     FlightdeckError,
     IndexMismatchError,
@@ -27,4 +28,3 @@ __all__ = [
     "IndexMismatchError",
     "__version__",
 ]
-__version__ = "0.1.0"

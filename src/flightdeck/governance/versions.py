@@ -25,9 +25,9 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select
 
+from flightdeck.core import NullReporter, Reporter, RunHook, StepResult, stable_hash
 from flightdeck.errors import WorkspaceError
-from flightdeck.pipeline.progress import NullReporter, Reporter
-from flightdeck.pipeline.runner import RunHook, Runner, RunSummary, StepResult, stable_hash
+from flightdeck.pipeline.runner import Runner, RunSummary
 from flightdeck.retrieval.keyword import KeywordIndex
 from flightdeck.workspace import Workspace
 from flightdeck.workspace.ids import resolve_id

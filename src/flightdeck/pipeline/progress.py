@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
+from flightdeck.core import NullReporter, Reporter
+
+# Reporter and NullReporter live in flightdeck.core; re-exported here.
 __all__ = ["Reporter", "NullReporter", "JsonReporter", "RichReporter", "default_reporter", "format_counts",
            "item_lines", "ITEM_LISTS"]
 
@@ -45,27 +48,6 @@ def item_lines(items: list[dict[str, Any]], text_key: str, shown: int = SHOWN_IT
     if len(items) > shown:
         lines.append(f"… and {len(items) - shown} more (--json lists them all)")
     return lines
-
-
-class Reporter(Protocol):
-    def event(self, name: str, **fields: Any) -> None: ...
-
-    def progress(self, step: str, done: int, total: int) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class NullReporter:
-    """Reports nothing (library use)."""
-
-    def event(self, name: str, **fields: Any) -> None:
-        pass
-
-    def progress(self, step: str, done: int, total: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 class JsonReporter:

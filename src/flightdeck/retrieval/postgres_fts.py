@@ -22,8 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from flightdeck.core import stable_hash
 from flightdeck.errors import FlightdeckError, MissingDependencyError
-from flightdeck.pipeline.runner import stable_hash
 from flightdeck.retrieval.filters import Filter
 from flightdeck.retrieval.stores.pgvector import compile_filter, libpq_url
 from flightdeck.spec.resolve import resolve_env

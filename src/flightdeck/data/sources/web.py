@@ -35,7 +35,7 @@ __all__ = ["WebConfig", "WebSource", "DEFAULT_USER_AGENT"]
 
 
 def _default_user_agent() -> str:
-    from flightdeck import __version__
+    from flightdeck.core import __version__
 
     return f"flightdeck/{__version__} (document ingestion crawler; honours robots.txt)"
 

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
 
-from flightdeck.pipeline.progress import Reporter
-from flightdeck.pipeline.runner import RunHook
+from flightdeck.core import Reporter, RunHook
 
 if TYPE_CHECKING:
     from flightdeck.project import Project

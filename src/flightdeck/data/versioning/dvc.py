@@ -22,10 +22,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flightdeck.core import NullReporter, Reporter, RunHook
 from flightdeck.data.versioning.base import SnapshotHook, VersioningContext
 from flightdeck.errors import MissingDependencyError, SourceError
-from flightdeck.pipeline.progress import NullReporter, Reporter
-from flightdeck.pipeline.runner import RunHook
 
 __all__ = ["DvcConfig", "DvcVersioning", "REMOTE_NAME"]
 

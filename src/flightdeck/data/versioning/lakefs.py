@@ -20,10 +20,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from flightdeck.core import NullReporter, Reporter, RunHook
 from flightdeck.data.versioning.base import SnapshotHook, VersioningContext
 from flightdeck.errors import MissingDependencyError, SourceError
-from flightdeck.pipeline.progress import NullReporter, Reporter
-from flightdeck.pipeline.runner import RunHook
 
 __all__ = ["LakefsConfig", "LakefsVersioning", "LakefsUri", "parse_lakefs_uri"]
 

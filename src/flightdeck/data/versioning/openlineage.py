@@ -27,10 +27,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import func, select
 
+from flightdeck.core import Reporter, RunHook, StepRecord
 from flightdeck.data.versioning.base import VersioningContext, file_uri_path
 from flightdeck.errors import MissingDependencyError
-from flightdeck.pipeline.progress import Reporter
-from flightdeck.pipeline.runner import RunHook, StepRecord
 from flightdeck.workspace.schema import chunks, documents
 
 __all__ = ["OpenLineageConfig", "OpenLineageVersioning", "OpenLineageEmitter", "step_run_id", "PRODUCER"]
@@ -141,7 +140,7 @@ class OpenLineageEmitter(RunHook):
 
     # event building ------------------------------------------------------------------------------
     def _producer(self) -> str:
-        from flightdeck import __version__
+        from flightdeck.core import __version__
 
         return PRODUCER.format(version=__version__)
 
@@ -208,7 +207,7 @@ class OpenLineageEmitter(RunHook):
         from openlineage.client.generated.parent_run import Run as ParentRun
         from openlineage.client.generated.processing_engine_run import ProcessingEngineRunFacet
 
-        from flightdeck import __version__
+        from flightdeck.core import __version__
 
         producer = self._producer()
         run_facets: dict[str, Any] = {}
