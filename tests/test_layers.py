@@ -37,7 +37,6 @@ KNOWN_UPWARD = {
     ("flightdeck.governance.versions", "flightdeck.pipeline.runner"),
     ("flightdeck.pipeline.rag", "flightdeck.project"),
     ("flightdeck.retrieval.adapters._common", "flightdeck.project"),
-    ("flightdeck.retrieval.search", "flightdeck.pipeline.index_step"),
     ("flightdeck.spec.models", "flightdeck.data.cleaning"),
     ("flightdeck.spec.rules", "flightdeck.data.cleaning"),
     ("flightdeck.spec.rules", "flightdeck.data.synthetic"),

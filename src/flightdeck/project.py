@@ -11,6 +11,7 @@ from flightdeck.pipeline.runner import Runner, RunSummary, stable_hash
 from flightdeck.registry import Category, registry
 from flightdeck.spec.loader import LoadedSpec, load_spec
 from flightdeck.spec.resolve import resolve_env
+from flightdeck.workspace import CURRENT_DATASET
 
 __all__ = ["Project"]
 
@@ -224,7 +225,7 @@ class Project:
         from flightdeck.errors import FlightdeckError
         from flightdeck.workspace.schema import dataset_splits
 
-        version = self.workspace.get_state("current_dataset")
+        version = self.workspace.get_state(CURRENT_DATASET)
         if not version:
             raise FlightdeckError(f"{self.spec_path}: no dataset version yet; run `flightdeck run` first")
         with self.workspace.engine.connect() as conn:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from flightdeck.errors import WorkspaceError
 from flightdeck.governance.versions import ingest_run, iso_time
-from flightdeck.workspace import Workspace
+from flightdeck.workspace import CURRENT_DATASET, CURRENT_INDEX, Workspace
 from flightdeck.workspace.schema import chunks, dataset_version_documents, dataset_versions, documents, index_versions
 
 __all__ = ["ChunkLineage", "chunk_lineage"]
@@ -83,7 +83,7 @@ def chunk_lineage(ws: Workspace, chunk_ref: str) -> ChunkLineage:
     if current is None and not containing:
         raise WorkspaceError(f"no chunk {chunk_ref!r} in the workspace or in any dataset version; "
                              "`flightdeck search` shows chunk ids")
-    current_dataset = ws.get_state("current_dataset")
+    current_dataset = ws.get_state(CURRENT_DATASET)
     if doc_row is not None:
         document_id, source_uri, content_hash = doc_row["id"], doc_row["source_uri"], doc_row["content_hash"]
         heading, writer = str(current["heading"]), doc_row["run_id"]
@@ -97,7 +97,7 @@ def chunk_lineage(ws: Workspace, chunk_ref: str) -> ChunkLineage:
     with ws.engine.connect() as conn:
         builds = conn.execute(select(index_versions).where(index_versions.c.dataset_version.in_(versions))
                               .order_by(index_versions.c.created_at)).mappings().all() if versions else []
-    current_index = ws.get_state("current_index")
+    current_index = ws.get_state(CURRENT_INDEX)
     return ChunkLineage(
         chunk_id=chunk_id, document_id=document_id, source_uri=source_uri, content_hash=content_hash,
         heading=heading, current=current is not None, ingest_run=ingest_run(ws, writer),

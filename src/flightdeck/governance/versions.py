@@ -29,7 +29,7 @@ from flightdeck.core import NullReporter, Reporter, RunHook, StepResult, stable_
 from flightdeck.errors import WorkspaceError
 from flightdeck.pipeline.runner import Runner, RunSummary
 from flightdeck.retrieval.keyword import KeywordIndex
-from flightdeck.workspace import Workspace
+from flightdeck.workspace import CURRENT_DATASET, CURRENT_INDEX, Workspace
 from flightdeck.workspace.ids import resolve_id
 from flightdeck.workspace.schema import (
     chunks,
@@ -152,7 +152,7 @@ def record_dataset_version(ws: Workspace, run_id: str, written: Mapping[str, str
         docs = [dict(r) for r in conn.execute(select(*[documents.c[k] for k in _DOC_FIELDS])
                                               .order_by(documents.c.id)).mappings()]
         previous: dict[str, tuple[str, str, str, str]] = {}
-        current = ws.get_state("current_dataset")
+        current = ws.get_state(CURRENT_DATASET)
         if current:
             try:
                 manifest = read_manifest(ws, current)
@@ -190,7 +190,7 @@ def record_dataset_version(ws: Workspace, run_id: str, written: Mapping[str, str
                 conn.execute(insert(dataset_version_documents), [
                     {"dataset_version": version, "document_id": e[0], "content_hash": e[1], "source_uri": e[3],
                      "chunks_artifact": e[5]} for e in entries])
-        ws.set_state(conn, "current_dataset", version)
+        ws.set_state(conn, CURRENT_DATASET, version)
     return version
 
 
@@ -218,7 +218,7 @@ class DatasetVersion:
 
 def list_versions(ws: Workspace) -> list[DatasetVersion]:
     """Every dataset version, oldest first, with the current one marked."""
-    current = ws.get_state("current_dataset")
+    current = ws.get_state(CURRENT_DATASET)
     with ws.engine.connect() as conn:
         rows = conn.execute(select(dataset_versions).order_by(dataset_versions.c.created_at,
                                                                dataset_versions.c.id)).mappings().all()
@@ -236,7 +236,7 @@ def list_versions(ws: Workspace) -> list[DatasetVersion]:
 
 def resolve_version(ws: Workspace, ref: str) -> str:
     """The full id of the version named by ``ref``: a full id, a unique prefix, or ``current``."""
-    return resolve_id(ws, dataset_versions.c.id, ref, current_state="current_dataset", what="dataset version",
+    return resolve_id(ws, dataset_versions.c.id, ref, current_state=CURRENT_DATASET, what="dataset version",
                       lister="flightdeck data versions", none_yet="run `flightdeck run` first")
 
 
@@ -354,7 +354,7 @@ def restore_version(ws: Workspace, version: str, run_id: str) -> dict[str, int]:
             if rows:
                 conn.execute(insert(chunks), [{**r, "document_id": doc_id} for r in rows])
                 KeywordIndex.add(conn, [(r["id"], r["indexed_text"]) for r in rows])
-        ws.set_state(conn, "current_dataset", version)
+        ws.set_state(conn, CURRENT_DATASET, version)
         now = time.time()
         conn.execute(insert(step_runs).values(
             run_id=run_id, step="ingest", status="invalidated", started_at=now, finished_at=now,
@@ -412,7 +412,7 @@ def checkout(ws: Workspace, version: str, follow_steps: Sequence[Any], spec_hash
     for s in summary.steps:
         if s.step == "embed":
             counts["embedded"] = int(s.counts.get("embedded", 0))
-    return CheckoutResult(version, counts, summary, ws.get_state("current_index"))
+    return CheckoutResult(version, counts, summary, ws.get_state(CURRENT_INDEX))
 
 
 def ingest_run(ws: Workspace, run_id: str) -> dict[str, Any]:

@@ -19,7 +19,6 @@ PostgreSQL keyword table (:mod:`flightdeck.retrieval.postgres_fts`) the same way
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import time
 from typing import Any
@@ -33,7 +32,7 @@ from flightdeck.pipeline.runner import StepResult, stable_hash
 from flightdeck.retrieval.bm25 import KEYWORD_FOLDER, Bm25Index
 from flightdeck.retrieval.filters import normalise_payload
 from flightdeck.retrieval.stores.base import StoreLocation
-from flightdeck.workspace import Workspace
+from flightdeck.workspace import CURRENT_DATASET, CURRENT_INDEX, Workspace
 from flightdeck.workspace.schema import chunk_payloads, chunks, documents, embeddings, index_versions, store_sync
 
 __all__ = ["IndexStep", "chunk_payload", "collection_name", "store_location"]
@@ -62,8 +61,7 @@ def collection_name(ws: Workspace, model_id: str, store: str) -> str:
 def store_location(ws: Workspace, versioned: bool, index_id: str, store: str, collection: str,
                    dim: int) -> StoreLocation:
     """Where an index version lives: its own folder (versioned stores) or the store's shared folder."""
-    folder = ws.root / "indexes" / index_id if versioned else ws.root / "stores" / re.sub(r"\W", "_", store)
-    return StoreLocation(folder, collection, dim)
+    return StoreLocation(ws.store_folder(store, index_id if versioned else None), collection, dim)
 
 
 class IndexStep:
@@ -132,10 +130,10 @@ class IndexStep:
             if conn.execute(select(index_versions.c.id).where(index_versions.c.id == index_id)).first() is None:
                 conn.execute(insert(index_versions).values(
                     id=index_id, created_at=time.time(), run_id=run_id,
-                    dataset_version=self.ws.get_state("current_dataset") or "", embedder=model_id, dim=dim,
+                    dataset_version=self.ws.get_state(CURRENT_DATASET) or "", embedder=model_id, dim=dim,
                     store=self.store_name, chunk_count=len(rows), index_artifact=counts.pop("_index_artifact", ""),
                     ids_artifact=counts.pop("_ids_artifact", ""), collection=collection_col))
-            self.ws.set_state(conn, "current_index", index_id)
+            self.ws.set_state(conn, CURRENT_INDEX, index_id)
         counts.pop("_index_artifact", None)
         counts.pop("_ids_artifact", None)
         self._drop_old_folders(keep=index_id)

@@ -26,7 +26,7 @@ from flightdeck.errors import FlightdeckError
 from flightdeck.pipeline.progress import Reporter
 from flightdeck.pipeline.runner import StepFailedError, StepResult, stable_hash
 from flightdeck.retrieval.keyword import KeywordIndex
-from flightdeck.workspace import Workspace
+from flightdeck.workspace import CURRENT_INDEX, Workspace
 from flightdeck.workspace.schema import (
     chunks,
     dataset_splits,
@@ -594,7 +594,7 @@ class EmbedStep:
 
     def _previous_model(self) -> str | None:
         """The embedding model of the current index, if there is one."""
-        version = self.ws.get_state("current_index")
+        version = self.ws.get_state(CURRENT_INDEX)
         if version is None:
             return None
         with self.ws.engine.connect() as conn:

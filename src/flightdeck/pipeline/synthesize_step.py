@@ -29,7 +29,7 @@ from flightdeck.data.synthetic_sets import cache_generation, cached_generation, 
 from flightdeck.errors import FlightdeckError
 from flightdeck.pipeline.progress import Reporter
 from flightdeck.pipeline.runner import StepResult, stable_hash
-from flightdeck.workspace import Workspace
+from flightdeck.workspace import CURRENT_DATASET, Workspace
 from flightdeck.workspace.schema import chunks, documents
 
 __all__ = ["SynthesizeStep", "ChunkRow"]
@@ -81,11 +81,11 @@ class SynthesizeStep:
 
     def plan(self) -> tuple[str, str]:
         picked = [(r.chunk_id, r.text_hash, r.document_id, r.source_uri) for r in self.sample()]
-        return stable_hash([self.ws.get_state("current_dataset"), picked]), self.config_hash()
+        return stable_hash([self.ws.get_state(CURRENT_DATASET), picked]), self.config_hash()
 
     def run(self, run_id: str, reporter: Reporter) -> StepResult:
         require_llm(self.generator, self.generator_name)
-        version = self.ws.get_state("current_dataset")
+        version = self.ws.get_state(CURRENT_DATASET)
         if version is None:
             raise FlightdeckError(f"{self.ws.root}: no dataset version to sample; the ingest step records one")
         picked = self.sample()

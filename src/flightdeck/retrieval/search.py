@@ -16,7 +16,8 @@ from flightdeck.errors import IndexMismatchError, WorkspaceError
 from flightdeck.retrieval.filters import Filter, parse_filter
 from flightdeck.retrieval.keyword import KeywordIndex
 from flightdeck.retrieval.query_transform import QueryVariant
-from flightdeck.workspace import Workspace
+from flightdeck.retrieval.stores.base import StoreLocation
+from flightdeck.workspace import CURRENT_INDEX, Workspace
 from flightdeck.workspace.schema import chunks, documents, index_versions
 
 __all__ = ["SearchHit", "SearchResult", "HybridSearcher", "reciprocal_rank_fusion", "weighted_score_fusion"]
@@ -109,7 +110,7 @@ class HybridSearcher:
         self.transform: Any = None  # a query transformation (retrieval.query_transformation), attached by Project
 
     def index_version(self) -> str:
-        version = self.ws.get_state("current_index")
+        version = self.ws.get_state(CURRENT_INDEX)
         if version is None:
             raise WorkspaceError(f"{self.ws.root}: no index yet; run `flightdeck run` first")
         return version
@@ -117,8 +118,6 @@ class HybridSearcher:
     def _vector_store(self, version: str) -> Any:
         if self._store is not None and self._store_version == version:
             return self._store
-        from flightdeck.pipeline.index_step import store_location
-
         with self.ws.engine.connect() as conn:
             row = conn.execute(select(index_versions).where(index_versions.c.id == version)).mappings().first()
         if row is None:
@@ -133,8 +132,8 @@ class HybridSearcher:
             raise IndexMismatchError(
                 f"the index ({version[:12]}) was built with the {row['store']} store, not with the one the spec "
                 "configures now; run `flightdeck run` to rebuild it")
-        store.open(store_location(self.ws, versioned, version, row["store"], row["collection"] or version[:20],
-                                  int(row["dim"])))
+        folder = self.ws.store_folder(row["store"], version if versioned else None)
+        store.open(StoreLocation(folder, row["collection"] or version[:20], int(row["dim"])))
         if self._store is not None:
             self._store.close()
         self._store, self._store_version = store, version

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,13 @@ from flightdeck.workspace.artifacts import ArtifactStore
 from flightdeck.workspace.db import migrate, open_engine
 from flightdeck.workspace.schema import state
 
-__all__ = ["Workspace"]
+__all__ = ["Workspace", "CURRENT_DATASET", "CURRENT_INDEX"]
+
+# The workspace's pointers (rows of the `state` table): the dataset version and the index version that
+# searches, lineage and checkouts read; written by the ingest and index steps in the transaction that
+# records the version.
+CURRENT_DATASET = "current_dataset"
+CURRENT_INDEX = "current_index"
 
 
 class Workspace:
@@ -27,6 +34,14 @@ class Workspace:
         self.engine: Engine = open_engine(self.root / "metadata.db")
         migrate(self.engine)
         self.artifacts = ArtifactStore(self.root / "artifacts")
+
+    def store_folder(self, store: str, index_version: str | None = None) -> Path:
+        """Where a vector store keeps its files: the index version's own folder for a versioned store (FAISS:
+        a new folder per version), else one folder per store, shared by every version (embedded Qdrant,
+        Chroma)."""
+        if index_version is not None:
+            return self.root / "indexes" / index_version
+        return self.root / "stores" / re.sub(r"\W", "_", store)
 
     def get_state(self, key: str) -> str | None:
         with self.engine.connect() as conn:

@@ -30,6 +30,7 @@ from sqlalchemy import func, select
 from flightdeck.core import Reporter, RunHook, StepRecord
 from flightdeck.data.versioning.base import VersioningContext, file_uri_path
 from flightdeck.errors import MissingDependencyError
+from flightdeck.workspace import CURRENT_DATASET, CURRENT_INDEX
 from flightdeck.workspace.schema import chunks, documents
 
 __all__ = ["OpenLineageConfig", "OpenLineageVersioning", "OpenLineageEmitter", "step_run_id", "PRODUCER"]
@@ -183,7 +184,7 @@ class OpenLineageEmitter(RunHook):
         ws = self.context.workspace
         facets: dict[str, Any] = {}
         out: dict[str, Any] = {}
-        version = ws.get_state("current_index" if table == "index" else "current_dataset")
+        version = ws.get_state(CURRENT_INDEX if table == "index" else CURRENT_DATASET)
         if version and table in ("documents", "chunks", "index"):
             facets["version"] = DatasetVersionDatasetFacet(datasetVersion=version, producer=self._producer())
         if table in ("documents", "chunks"):
