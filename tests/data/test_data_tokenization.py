@@ -70,3 +70,12 @@ def test_split_to_fit_rejects_zero_budget(tok):
 def test_missing_tokenizer_json_names_the_file(tmp_path):
     with pytest.raises(SourceError, match="tokenizer.json"):
         Tokenizer.from_model_dir(tmp_path)
+
+
+def test_without_tokenizers_the_error_names_the_package_not_an_extra(tmp_path, monkeypatch):
+    from flightdeck.errors import MissingDependencyError
+
+    monkeypatch.setitem(__import__("sys").modules, "tokenizers", None)  # as if not installed
+    with pytest.raises(MissingDependencyError, match=r"pip install 'tokenizers>=0\.15'") as info:
+        Tokenizer.from_model_dir(tmp_path)
+    assert "flightdeck[" not in str(info.value)  # no extra brings it: it is a dependency of flightdeck itself

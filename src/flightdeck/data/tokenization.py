@@ -36,9 +36,10 @@ class Tokenizer:
         """Load ``<path>/tokenizer.json`` (a sentence-transformers or transformers model folder)."""
         try:
             from tokenizers import Tokenizer as HFTokenizer
-        except ImportError as e:  # same install hint as the registry gives for this flavor
+        except ImportError as e:  # tokenizers is a dependency of flightdeck itself: there is no extra for it
             raise MissingDependencyError(
-                "tokenization needs the 'tokenizers' package: pip install 'flightdeck[tokenization]'"
+                "tokenization needs the 'tokenizers' package, a dependency of flightdeck itself: "
+                "pip install 'tokenizers>=0.15' (or reinstall flightdeck)"
             ) from e
         file = Path(path) / "tokenizer.json"
         if not file.is_file():
