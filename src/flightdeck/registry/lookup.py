@@ -39,8 +39,9 @@ def installed(module: str) -> bool:
         return False
 
 
-# Told the top-level modules of every provider loaded and every optional library imported through
-# ``optional_import``; the test suite sets it to record what each test needed (tests/checklist_verification.py).
+# Told the modules (as ``Flavor.requires`` names them) of every provider loaded, and every optional library
+# imported through ``optional_import``; the test suite sets it to record what each test needed
+# (tests/checklist_verification.py). None outside the tests.
 requirement_observer: Callable[[Iterable[str]], None] | None = None
 
 

@@ -61,7 +61,7 @@ def verified_evidence() -> dict[str, tuple[Evidence, ...]]:
     """What the test run that validated this build proved, per option (``flightdeck/spec/verified.json``)."""
     try:
         text = resources.files("flightdeck.spec").joinpath(VERIFIED_FILE).read_text(encoding="utf-8")
-    except FileNotFoundError:  # a build without the file proves nothing: every option reads as unverified
+    except FileNotFoundError:  # a build without the file proves nothing: implemented options read as planned
         return {}
     return _parse_evidence(json.loads(text))
 
