@@ -274,14 +274,14 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
                    "filters pushed down, flush waits for read-your-writes (LSN), incremental sync",
            note="never run against Pinecone: tested against replayed REST endpoints"),
     # --- issue 4 adapters: langchain, llamaindex, haystack (insert below, keep this line) ---
-    Flavor(_C.RETRIEVAL_FEATURE, "langchain", "flightdeck.retrieval.adapters.langchain:FlightdeckRetriever",
+    Flavor(_C.RETRIEVAL_FEATURE, "langchain", "flightdeck.integrations.langchain:LangChainRetriever",
            extra="langchain", requires=("langchain_core",), options=("retrieval.system.langchain",),
            summary="the index as a LangChain BaseRetriever (invoke, batch, async, LCEL), metadata filters (where=)"),
-    Flavor(_C.RETRIEVAL_FEATURE, "llamaindex", "flightdeck.retrieval.adapters.llamaindex:FlightdeckRetriever",
+    Flavor(_C.RETRIEVAL_FEATURE, "llamaindex", "flightdeck.integrations.llamaindex:LlamaIndexRetriever",
            extra="llamaindex", requires=("llama_index.core",), options=("retrieval.system.llamaindex",),
            summary="the index as a LlamaIndex BaseRetriever (NodeWithScore, RetrieverQueryEngine), MetadataFilters "
                    "translated to flightdeck filters"),
-    Flavor(_C.RETRIEVAL_FEATURE, "haystack", "flightdeck.retrieval.adapters.haystack:FlightdeckRetriever",
+    Flavor(_C.RETRIEVAL_FEATURE, "haystack", "flightdeck.integrations.haystack:HaystackRetriever",
            extra="haystack", requires=("haystack",), options=("retrieval.system.haystack",),
            summary="the index as a Haystack retriever component (Pipeline, dumps/loads), Haystack filters "
                    "translated to flightdeck filters"),

@@ -1,4 +1,5 @@
-"""A small real project for the framework adapter tests: documents with filterable metadata, built once.
+"""A small real project for the tests of the framework integrations (:mod:`flightdeck.integrations`):
+documents with filterable metadata, built once.
 
 ``build_adapter_project(root)`` writes a spec that uses the embedded defaults (the packaged
 all-MiniLM-L6-v2, FAISS, SQLite FTS5), a few Markdown/HTML pages without ``lang``/``year`` metadata and

@@ -1,12 +1,12 @@
 """A LangChain retriever over a flightdeck index (checklist ``retrieval.system.langchain``).
 
-``FlightdeckRetriever`` is a ``langchain_core.retrievers.BaseRetriever``, so it is a Runnable: ``invoke``,
+``LangChainRetriever`` is a ``langchain_core.retrievers.BaseRetriever``, so it is a Runnable: ``invoke``,
 ``batch``, ``ainvoke`` and LCEL composition (``retriever | format_docs | prompt | llm``) work as for any
 LangChain retriever. Each ``Document`` holds the chunk text as ``page_content``; its ``metadata`` is the
 chunk's metadata plus ``chunk_id``, ``document_id``, ``source_uri``, ``title``, ``heading``, ``score`` and
 ``ranks`` (the chunk's 1-based rank in the keyword and vector retrievers)::
 
-    retriever = FlightdeckRetriever.from_spec("flightdeck.yaml", k=4, where={"lang": "en"})
+    retriever = LangChainRetriever.from_spec("flightdeck.yaml", k=4, where={"lang": "en"})
     retriever.invoke("how do I align the sprockets?")
     retriever.invoke("...", k=2, where={"year": {"$gte": 2020}})   # per-call overrides
 """
@@ -18,21 +18,15 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
-from flightdeck.retrieval.adapters._common import (
-    check_where,
-    hit_fields,
-    import_framework,
-    resolve_project,
-    search,
-)
+from flightdeck.integrations._common import check_where, hit_fields, resolve_project, search
+from flightdeck.registry.lookup import optional_import
 
-_documents, _retrievers, _config = import_framework(
-    "langchain", ("langchain_core.documents", "langchain_core.retrievers", "langchain_core.runnables.config"))
-Document = _documents.Document
-BaseRetriever = _retrievers.BaseRetriever
-run_in_executor = _config.run_in_executor
+_NEEDS = ("langchain", "retrieval_feature 'langchain'")  # the extra, and what the error says needs it
+Document = optional_import("langchain_core.documents", *_NEEDS).Document
+BaseRetriever = optional_import("langchain_core.retrievers", *_NEEDS).BaseRetriever
+run_in_executor = optional_import("langchain_core.runnables.config", *_NEEDS).run_in_executor
 
-__all__ = ["FlightdeckRetriever", "to_documents"]
+__all__ = ["LangChainRetriever", "to_documents"]
 
 
 def to_documents(result: Any) -> list[Any]:
@@ -40,7 +34,7 @@ def to_documents(result: Any) -> list[Any]:
     return [Document(page_content=hit.text, metadata=hit_fields(hit), id=hit.chunk_id) for hit in result.hits]
 
 
-class FlightdeckRetriever(BaseRetriever):
+class LangChainRetriever(BaseRetriever):
     """Retrieves chunks from a flightdeck project's current index with ``Project.search``."""
 
     project: Any = Field(default=None, exclude=True,
@@ -61,19 +55,19 @@ class FlightdeckRetriever(BaseRetriever):
         return data
 
     @model_validator(mode="after")
-    def _resolve(self) -> FlightdeckRetriever:
+    def _resolve(self) -> LangChainRetriever:
         # object.__setattr__: BaseRetriever re-validates on assignment in some versions; these are resolved values
         object.__setattr__(self, "project", resolve_project(self.project, self.spec))
         object.__setattr__(self, "where", check_where(self.where))
         return self
 
     @classmethod
-    def from_spec(cls, spec: str | Path, **options: Any) -> FlightdeckRetriever:
+    def from_spec(cls, spec: str | Path, **options: Any) -> LangChainRetriever:
         """The retriever of the spec at ``spec`` (a flightdeck.yaml or its folder)."""
         return cls(spec=str(spec), **options)
 
     @classmethod
-    def from_project(cls, project: Any, **options: Any) -> FlightdeckRetriever:
+    def from_project(cls, project: Any, **options: Any) -> LangChainRetriever:
         """The retriever of an already loaded :class:`~flightdeck.Project`."""
         return cls(project=project, **options)
 

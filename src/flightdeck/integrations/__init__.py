@@ -1,9 +1,13 @@
 """flightdeck as the retrieval layer of LangChain, LlamaIndex and Haystack (checklist 2.3 ``retrieval.system``).
 
-Each framework gets one module with a ``FlightdeckRetriever`` written against that framework's own retriever
-interface, so a team keeps its chains, query engines and pipelines and swaps only the retriever::
+Integrations sit on top of the public API (:class:`~flightdeck.Project`), beside the CLI and the service
+shells: nothing below imports them. Each framework gets one module with a retriever named for it and written
+against that framework's own retriever interface (:class:`~flightdeck.integrations.langchain.LangChainRetriever`,
+:class:`~flightdeck.integrations.llamaindex.LlamaIndexRetriever`,
+:class:`~flightdeck.integrations.haystack.HaystackRetriever`), so a team keeps its chains, query engines and
+pipelines and swaps only the retriever::
 
-    from flightdeck.retrieval.adapters import langchain_retriever
+    from flightdeck.integrations import langchain_retriever
     retriever = langchain_retriever("path/to/flightdeck.yaml", k=5, where={"lang": "en"})
     docs = retriever.invoke("how do I align the sprockets?")
 
@@ -27,25 +31,25 @@ def langchain_retriever(project_or_spec: Any, **options: Any) -> Any:
     ``options``: ``k``, ``mode`` (``hybrid``/``vector``/``keyword``), ``where`` (a metadata filter dict) and
     any ``BaseRetriever`` field (``tags``, ``metadata``).
     """
-    from flightdeck.retrieval.adapters.langchain import FlightdeckRetriever
+    from flightdeck.integrations.langchain import LangChainRetriever
 
-    return FlightdeckRetriever(**_source(project_or_spec), **options)
+    return LangChainRetriever(**_source(project_or_spec), **options)
 
 
 def llamaindex_retriever(project_or_spec: Any, **options: Any) -> Any:
     """A LlamaIndex ``BaseRetriever`` over a project or spec path; ``options``: ``k``, ``mode``, ``where``,
     ``filters`` (LlamaIndex ``MetadataFilters``)."""
-    from flightdeck.retrieval.adapters.llamaindex import FlightdeckRetriever
+    from flightdeck.integrations.llamaindex import LlamaIndexRetriever
 
-    return FlightdeckRetriever(**_source(project_or_spec), **options)
+    return LlamaIndexRetriever(**_source(project_or_spec), **options)
 
 
 def haystack_retriever(project_or_spec: Any, **options: Any) -> Any:
     """A Haystack component over a project or spec path; ``options``: ``top_k``, ``mode``, ``filters``
     (Haystack filter syntax), ``filter_policy``, ``where``."""
-    from flightdeck.retrieval.adapters.haystack import FlightdeckRetriever
+    from flightdeck.integrations.haystack import HaystackRetriever
 
-    return FlightdeckRetriever(**_source(project_or_spec), **options)
+    return HaystackRetriever(**_source(project_or_spec), **options)
 
 
 def _source(project_or_spec: Any) -> dict[str, Any]:

@@ -24,8 +24,8 @@ from llama_index.core.vector_stores import (  # noqa: E402
 
 from flightdeck import Project  # noqa: E402
 from flightdeck.errors import FlightdeckError, MissingDependencyError  # noqa: E402
-from flightdeck.retrieval.adapters import llamaindex_retriever  # noqa: E402
-from flightdeck.retrieval.adapters.llamaindex import FlightdeckRetriever, metadata_filters_to_where  # noqa: E402
+from flightdeck.integrations import llamaindex_retriever  # noqa: E402
+from flightdeck.integrations.llamaindex import LlamaIndexRetriever, metadata_filters_to_where  # noqa: E402
 from flightdeck.retrieval.filters import FilterError, parse_filter  # noqa: E402
 from flightdeck.testing.adapter_corpus import QUERY, build_adapter_project  # noqa: E402
 
@@ -46,7 +46,7 @@ def _ids(nodes: list[NodeWithScore]) -> list[str]:
 @pytest.mark.exercises("retrieval.system.llamaindex")
 def test_retrieve_returns_project_search_hits_as_scored_text_nodes(built: Project) -> None:
     expected = built.search(QUERY, k=4).hits
-    retriever = FlightdeckRetriever(project=built, k=4)
+    retriever = LlamaIndexRetriever(project=built, k=4)
     nodes = retriever.retrieve(QUERY)
     assert _ids(nodes) == [h.chunk_id for h in expected] and len(nodes) == 4
     for item, hit in zip(nodes, expected, strict=True):
@@ -86,29 +86,29 @@ def test_metadata_filters_select_like_project_search(built: Project) -> None:
         MetadataFilters(filters=[MetadataFilter(key="lang", value="en"),
                                  MetadataFilter(key="year", value=2020, operator=FilterOperator.LT)],
                         condition=FilterCondition.OR)])
-    nodes = FlightdeckRetriever(project=built, k=6, filters=filters).retrieve(QUERY)
+    nodes = LlamaIndexRetriever(project=built, k=6, filters=filters).retrieve(QUERY)
     expected = built.search(QUERY, k=6, where={"$and": [{"kind": "faq"},
                                                         {"$or": [{"lang": "en"}, {"year": {"$lt": 2020}}]}]})
     assert nodes and _ids(nodes) == [h.chunk_id for h in expected.hits]
     meta = [n.node.metadata for n in nodes]
     assert {m["document_id"] for m in meta} == {"docs/records.jsonl#r1", "docs/records.jsonl#r2"}
     # `filters` and a raw `where` together are ANDed
-    both = FlightdeckRetriever(project=built, k=6, filters=filters, where={"lang": "de"}).retrieve(QUERY)
+    both = LlamaIndexRetriever(project=built, k=6, filters=filters, where={"lang": "de"}).retrieve(QUERY)
     assert [n.node.metadata["document_id"] for n in both] == ["docs/records.jsonl#r2"]
 
 
 @pytest.mark.integration
 def test_retriever_settings_are_checked(built: Project) -> None:
     with pytest.raises(FlightdeckError, match="unknown search mode 'dense'"):
-        FlightdeckRetriever(project=built, mode="dense")
+        LlamaIndexRetriever(project=built, mode="dense")
     with pytest.raises(FlightdeckError, match="k must be a positive integer"):
-        FlightdeckRetriever(project=built, k=0)
+        LlamaIndexRetriever(project=built, k=0)
     with pytest.raises(FilterError, match="'!='"):
-        FlightdeckRetriever(project=built, filters=MetadataFilters(filters=[
+        LlamaIndexRetriever(project=built, filters=MetadataFilters(filters=[
             MetadataFilter(key="lang", value="en", operator=FilterOperator.NE)]))
-    assert FlightdeckRetriever.from_spec(built.spec_path).project is FlightdeckRetriever.from_spec(
+    assert LlamaIndexRetriever.from_spec(built.spec_path).project is LlamaIndexRetriever.from_spec(
         built.loaded.base_dir).project
-    assert FlightdeckRetriever.from_project(built).project is built
+    assert LlamaIndexRetriever.from_project(built).project is built
 
 
 # --- filter translation, every operator ----------------------------------------------------------------------
@@ -175,8 +175,8 @@ def test_not_condition_and_foreign_objects_are_refused() -> None:
 @pytest.mark.unit
 def test_missing_llama_index_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "llama_index.core.retrievers", None)
-    monkeypatch.delitem(sys.modules, "flightdeck.retrieval.adapters.llamaindex")
+    monkeypatch.delitem(sys.modules, "flightdeck.integrations.llamaindex")
     with pytest.raises(MissingDependencyError) as info:
-        importlib.import_module("flightdeck.retrieval.adapters.llamaindex")
+        importlib.import_module("flightdeck.integrations.llamaindex")
     assert "retrieval_feature 'llamaindex' needs: pip install 'flightdeck[llamaindex]'" in str(info.value)
     assert isinstance(info.value.__cause__, ImportError)

@@ -1,6 +1,6 @@
 """A LlamaIndex retriever over a flightdeck index (checklist ``retrieval.system.llamaindex``).
 
-``FlightdeckRetriever`` is a ``llama_index.core.retrievers.BaseRetriever``: ``retrieve()``/``aretrieve()``
+``LlamaIndexRetriever`` is a ``llama_index.core.retrievers.BaseRetriever``: ``retrieve()``/``aretrieve()``
 take a string or a ``QueryBundle``, and it plugs into ``RetrieverQueryEngine`` and every other place that
 takes a retriever. Each result is a ``NodeWithScore`` around a ``TextNode`` whose ``id_`` is the chunk id,
 whose ``text`` is the chunk, and whose ``metadata`` is the chunk's metadata plus ``chunk_id``,
@@ -12,7 +12,7 @@ Filters: LlamaIndex ``MetadataFilters`` (operators ``==``, ``in``, ``>``, ``>=``
 both together are ANDed::
 
     from llama_index.core.vector_stores import MetadataFilters, MetadataFilter, FilterOperator
-    retriever = FlightdeckRetriever.from_spec("flightdeck.yaml", k=4, filters=MetadataFilters(filters=[
+    retriever = LlamaIndexRetriever.from_spec("flightdeck.yaml", k=4, filters=MetadataFilters(filters=[
         MetadataFilter(key="lang", value="en"),
         MetadataFilter(key="year", value=2020, operator=FilterOperator.GTE)]))
 """
@@ -24,27 +24,28 @@ from pathlib import Path
 from typing import Any
 
 from flightdeck.errors import FlightdeckError
-from flightdeck.retrieval.adapters._common import (
+from flightdeck.integrations._common import (
     MODES,
     all_of,
     check_where,
     hit_fields,
-    import_framework,
     resolve_project,
     search,
     unsupported_operator,
 )
+from flightdeck.registry.lookup import optional_import
 from flightdeck.retrieval.filters import FilterError
 
-_retrievers, _schema, _vtypes = import_framework(
-    "llamaindex", ("llama_index.core.retrievers", "llama_index.core.schema", "llama_index.core.vector_stores.types"))
-BaseRetriever = _retrievers.BaseRetriever
+_NEEDS = ("llamaindex", "retrieval_feature 'llamaindex'")  # the extra, and what the error says needs it
+BaseRetriever = optional_import("llama_index.core.retrievers", *_NEEDS).BaseRetriever
+_schema = optional_import("llama_index.core.schema", *_NEEDS)
+_vtypes = optional_import("llama_index.core.vector_stores.types", *_NEEDS)
 NodeWithScore, TextNode, QueryBundle = _schema.NodeWithScore, _schema.TextNode, _schema.QueryBundle
 NodeRelationship, RelatedNodeInfo = _schema.NodeRelationship, _schema.RelatedNodeInfo
 MetadataFilter, MetadataFilters = _vtypes.MetadataFilter, _vtypes.MetadataFilters
 FilterOperator, FilterCondition = _vtypes.FilterOperator, _vtypes.FilterCondition
 
-__all__ = ["FlightdeckRetriever", "metadata_filters_to_where", "to_nodes"]
+__all__ = ["LlamaIndexRetriever", "metadata_filters_to_where", "to_nodes"]
 
 _OPS = {FilterOperator.EQ: "$eq", FilterOperator.IN: "$in", FilterOperator.GT: "$gt",
         FilterOperator.GTE: "$gte", FilterOperator.LT: "$lt", FilterOperator.LTE: "$lte"}
@@ -100,7 +101,7 @@ def to_nodes(result: Any) -> list[Any]:
     return nodes
 
 
-class FlightdeckRetriever(BaseRetriever):
+class LlamaIndexRetriever(BaseRetriever):
     """Retrieves chunks from a flightdeck project's current index with ``Project.search``.
 
     ``project`` (a :class:`~flightdeck.Project`) or ``spec`` (the path of flightdeck.yaml or its folder);
@@ -124,12 +125,12 @@ class FlightdeckRetriever(BaseRetriever):
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
     @classmethod
-    def from_spec(cls, spec: str | Path, **options: Any) -> FlightdeckRetriever:
+    def from_spec(cls, spec: str | Path, **options: Any) -> LlamaIndexRetriever:
         """The retriever of the spec at ``spec`` (a flightdeck.yaml or its folder)."""
         return cls(spec=spec, **options)
 
     @classmethod
-    def from_project(cls, project: Any, **options: Any) -> FlightdeckRetriever:
+    def from_project(cls, project: Any, **options: Any) -> LlamaIndexRetriever:
         """The retriever of an already loaded :class:`~flightdeck.Project`."""
         return cls(project=project, **options)
 

@@ -1,6 +1,6 @@
 """A Haystack retriever component (haystack-ai 3.x) over a flightdeck index (checklist ``retrieval.system.haystack``).
 
-``FlightdeckRetriever`` is a ``@component`` with ``run(query, top_k=None, filters=None) -> {"documents": [...]}``
+``HaystackRetriever`` is a ``@component`` with ``run(query, top_k=None, filters=None) -> {"documents": [...]}``
 (and ``run_async``), so it takes the place of a document-store retriever in a ``Pipeline``. Each ``Document``
 has the chunk id as ``id``, the chunk text as ``content``, the fused score as ``score``, and as ``meta`` the
 chunk's metadata plus ``chunk_id``, ``document_id``, ``source_uri``, ``title``, ``heading`` and ``ranks``.
@@ -28,24 +28,26 @@ from pathlib import Path
 from typing import Any
 
 from flightdeck.errors import FlightdeckError
-from flightdeck.retrieval.adapters._common import (
+from flightdeck.integrations._common import (
     MODES,
     all_of,
     check_where,
     hit_fields,
-    import_framework,
     resolve_project,
     search,
     spec_location,
     unsupported_operator,
 )
+from flightdeck.registry.lookup import optional_import
 from flightdeck.retrieval.filters import FilterError
 
-(_haystack, _policy) = import_framework("haystack", ("haystack", "haystack.document_stores.types"))
+_NEEDS = ("haystack", "retrieval_feature 'haystack'")  # the extra, and what the error says needs it
+_haystack = optional_import("haystack", *_NEEDS)
+_policy = optional_import("haystack.document_stores.types", *_NEEDS)
 Document, component, DeserializationError = _haystack.Document, _haystack.component, _haystack.DeserializationError
 FilterPolicy, apply_filter_policy = _policy.FilterPolicy, _policy.apply_filter_policy
 
-__all__ = ["FlightdeckRetriever", "haystack_filters_to_where", "to_documents"]
+__all__ = ["HaystackRetriever", "haystack_filters_to_where", "to_documents"]
 
 _COMPARISONS = {"==": "$eq", "in": "$in", ">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte"}
 _LOGICAL = {"AND": "$and", "OR": "$or"}
@@ -97,7 +99,7 @@ def to_documents(result: Any) -> list[Any]:
 
 
 @component
-class FlightdeckRetriever:
+class HaystackRetriever:
     """Retrieves chunks from a flightdeck project's current index with ``Project.search``.
 
     :param spec: path of flightdeck.yaml (or its folder); what ``to_dict`` stores.
@@ -127,12 +129,12 @@ class FlightdeckRetriever:
         check_where(haystack_filters_to_where(filters), "filters")  # a bad filter fails now, not at the first query
 
     @classmethod
-    def from_spec(cls, spec: str | Path, **options: Any) -> FlightdeckRetriever:
+    def from_spec(cls, spec: str | Path, **options: Any) -> HaystackRetriever:
         """The retriever of the spec at ``spec`` (a flightdeck.yaml or its folder)."""
         return cls(spec=str(spec), **options)
 
     @classmethod
-    def from_project(cls, project: Any, **options: Any) -> FlightdeckRetriever:
+    def from_project(cls, project: Any, **options: Any) -> HaystackRetriever:
         """The retriever of an already loaded :class:`~flightdeck.Project`."""
         return cls(project=project, **options)
 
@@ -144,7 +146,7 @@ class FlightdeckRetriever:
                                     "where": self.where}}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FlightdeckRetriever:
+    def from_dict(cls, data: dict[str, Any]) -> HaystackRetriever:
         """Rebuild the component from ``to_dict``'s output (loading the spec it names)."""
         expected = f"{cls.__module__}.{cls.__qualname__}"
         if data.get("type") != expected:

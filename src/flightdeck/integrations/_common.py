@@ -1,6 +1,6 @@
-"""What the three framework adapters share: finding the project, searching it, and shaping a hit.
+"""What the three framework integrations share: finding the project, searching it, and shaping a hit.
 
-Light on purpose (no framework import), so that each adapter module is the only place its framework appears.
+Light on purpose (no framework import), so that each integration module is the only place its framework appears.
 """
 
 from __future__ import annotations
@@ -11,24 +11,14 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from flightdeck.errors import FlightdeckError, MissingDependencyError
+from flightdeck.errors import FlightdeckError
+from flightdeck.project import Project
 from flightdeck.retrieval.filters import FilterError, parse_filter
 
-__all__ = ["MODES", "import_framework", "resolve_project", "spec_location", "search", "hit_fields", "all_of",
-           "check_where", "unsupported_operator"]
+__all__ = ["MODES", "resolve_project", "spec_location", "search", "hit_fields", "all_of", "check_where",
+           "unsupported_operator"]
 
 MODES = ("hybrid", "vector", "keyword")
-
-
-def import_framework(name: str, modules: tuple[str, ...]) -> list[Any]:
-    """Import a framework's modules, or say which extra installs them."""
-    import importlib
-
-    try:
-        return [importlib.import_module(m) for m in modules]
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"retrieval_feature '{name}' needs: pip install 'flightdeck[{name}]' ({exc})") from exc
 
 
 # Projects loaded from a spec path are shared by every retriever on that path (one embedding model in
@@ -42,17 +32,15 @@ _SEARCH_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyD
 
 def resolve_project(project: Any, spec: str | Path | None) -> Any:
     """The :class:`~flightdeck.Project` to search: the one given, or the one of the spec at ``spec``."""
-    from flightdeck.project import Project
-
     if project is not None and spec is not None:
-        raise FlightdeckError("give a FlightdeckRetriever either `project` or `spec` (a spec path), not both")
+        raise FlightdeckError("give a flightdeck retriever either `project` or `spec` (a spec path), not both")
     if project is not None:
         if not isinstance(project, Project):
             raise FlightdeckError(f"`project` must be a flightdeck.Project, not {type(project).__name__}; "
                                   "to use a spec file pass spec='path/to/flightdeck.yaml'")
         return project
     if spec is None:
-        raise FlightdeckError("a FlightdeckRetriever needs `project` (a flightdeck.Project) or `spec` "
+        raise FlightdeckError("a flightdeck retriever needs `project` (a flightdeck.Project) or `spec` "
                               "(the path of flightdeck.yaml or of its folder)")
     loaded = Project.load(spec)
     key = (str(loaded.spec_path.resolve()), loaded.spec_path.stat().st_mtime_ns)

@@ -17,8 +17,8 @@ from haystack.components.builders import PromptBuilder  # noqa: E402
 
 from flightdeck import Project  # noqa: E402
 from flightdeck.errors import FlightdeckError, MissingDependencyError  # noqa: E402
-from flightdeck.retrieval.adapters import haystack_retriever  # noqa: E402
-from flightdeck.retrieval.adapters.haystack import FlightdeckRetriever, haystack_filters_to_where  # noqa: E402
+from flightdeck.integrations import haystack_retriever  # noqa: E402
+from flightdeck.integrations.haystack import HaystackRetriever, haystack_filters_to_where  # noqa: E402
 from flightdeck.retrieval.filters import FilterError, parse_filter  # noqa: E402
 from flightdeck.testing.adapter_corpus import QUERY, build_adapter_project  # noqa: E402
 
@@ -44,7 +44,7 @@ def _c(field: str, op: str, value: object) -> dict:
 def test_pipeline_runs_and_survives_dumps_and_loads(built: Project) -> None:
     expected = built.search(QUERY, k=3).hits
     pipe = Pipeline()
-    pipe.add_component("retriever", FlightdeckRetriever(project=built, top_k=3))
+    pipe.add_component("retriever", HaystackRetriever(project=built, top_k=3))
     pipe.add_component("prompt", PromptBuilder(
         template="{% for d in documents %}[{{ loop.index }}] {{ d.meta.title }}: {{ d.content }}\n{% endfor %}"
                  "Question: {{ question }}"))
@@ -72,7 +72,7 @@ def test_pipeline_runs_and_survives_dumps_and_loads(built: Project) -> None:
     again = run(reloaded)
     assert _ids(again["retriever"]["documents"]) == _ids(docs) and again["prompt"]["prompt"] == prompt
     component = reloaded.get_component("retriever")
-    assert isinstance(component, FlightdeckRetriever) and component.project.spec_path == built.spec_path.resolve()
+    assert isinstance(component, HaystackRetriever) and component.project.spec_path == built.spec_path.resolve()
 
 
 @pytest.mark.integration
@@ -84,16 +84,16 @@ def test_run_top_k_mode_and_run_async(built: Project) -> None:
     assert retriever.run(QUERY, top_k=0) == {"documents": []}
     assert _ids(asyncio.run(retriever.run_async(QUERY, top_k=2))["documents"]) == _ids(two)
     with pytest.raises(FlightdeckError, match="top_k must be a positive integer"):
-        FlightdeckRetriever(project=built, top_k=0)
+        HaystackRetriever(project=built, top_k=0)
     with pytest.raises(FlightdeckError, match="unknown search mode 'bm25'"):
-        FlightdeckRetriever(project=built, mode="bm25")
+        HaystackRetriever(project=built, mode="bm25")
 
 
 @pytest.mark.integration
 def test_filters_select_like_project_search_with_replace_and_merge(built: Project) -> None:
     english = {"operator": "AND", "conditions": [_c("meta.lang", "==", "en"), _c("meta.year", ">=", 2020)]}
     where = {"$and": [{"lang": "en"}, {"year": {"$gte": 2020}}]}
-    retriever = FlightdeckRetriever(project=built, top_k=6, filters=english)
+    retriever = HaystackRetriever(project=built, top_k=6, filters=english)
     docs = retriever.run(QUERY)["documents"]
     assert docs and _ids(docs) == [h.chunk_id for h in built.search(QUERY, k=6, where=where).hits]
     assert {d.meta["document_id"] for d in docs} == {"docs/records.jsonl#r1", "docs/records.jsonl#r4"}
@@ -101,11 +101,11 @@ def test_filters_select_like_project_search_with_replace_and_merge(built: Projec
     faq = _c("meta.kind", "==", "faq")
     replaced = retriever.run(QUERY, filters=faq)["documents"]  # replace (default): only kind == faq
     assert {d.meta["document_id"] for d in replaced} == {f"docs/records.jsonl#r{i}" for i in (1, 2, 6)}
-    merged = FlightdeckRetriever(project=built, top_k=6, filters=english, filter_policy="merge").run(
+    merged = HaystackRetriever(project=built, top_k=6, filters=english, filter_policy="merge").run(
         QUERY, filters=faq)["documents"]
     assert [d.meta["document_id"] for d in merged] == ["docs/records.jsonl#r1"]
     # a raw flightdeck `where` is ANDed with the Haystack filters
-    german_faq = FlightdeckRetriever(project=built, top_k=6, where={"lang": "de"}).run(QUERY, filters=faq)
+    german_faq = HaystackRetriever(project=built, top_k=6, where={"lang": "de"}).run(QUERY, filters=faq)
     assert [d.meta["document_id"] for d in german_faq["documents"]] == ["docs/records.jsonl#r2"]
 
 
@@ -115,16 +115,16 @@ def test_filters_select_like_project_search_with_replace_and_merge(built: Projec
 @pytest.mark.integration
 def test_to_dict_from_dict_round_trip_keeps_filters_with_a_type_field(built: Project) -> None:
     filters = {"operator": "OR", "conditions": [_c("meta.type", "==", "faq"), _c("meta.year", "<", 2019)]}
-    retriever = FlightdeckRetriever(spec=str(built.spec_path), top_k=4, mode="vector", filters=filters,
-                                    filter_policy="merge", where={"type": "faq"})
+    retriever = HaystackRetriever(spec=str(built.spec_path), top_k=4, mode="vector", filters=filters,
+                                  filter_policy="merge", where={"type": "faq"})
     data = retriever.to_dict()
-    assert data == {"type": "flightdeck.retrieval.adapters.haystack.FlightdeckRetriever",
+    assert data == {"type": "flightdeck.integrations.haystack.HaystackRetriever",
                     "init_parameters": {"spec": str(built.spec_path), "top_k": 4, "mode": "vector",
                                         "filters": filters, "filter_policy": "merge", "where": {"type": "faq"}}}
-    copy = FlightdeckRetriever.from_dict(data)
+    copy = HaystackRetriever.from_dict(data)
     assert copy.to_dict() == data and copy.project is retriever.project
     with pytest.raises(Exception, match="unknown init parameters"):
-        FlightdeckRetriever.from_dict({**data, "init_parameters": {**data["init_parameters"], "document_store": 1}})
+        HaystackRetriever.from_dict({**data, "init_parameters": {**data["init_parameters"], "document_store": 1}})
 
 
 # --- filter translation, every operator ----------------------------------------------------------------------
@@ -191,8 +191,8 @@ def test_malformed_filters_and_non_metadata_fields_are_explained() -> None:
 @pytest.mark.unit
 def test_missing_haystack_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "haystack", None)
-    monkeypatch.delitem(sys.modules, "flightdeck.retrieval.adapters.haystack")
+    monkeypatch.delitem(sys.modules, "flightdeck.integrations.haystack")
     with pytest.raises(MissingDependencyError) as info:
-        importlib.import_module("flightdeck.retrieval.adapters.haystack")
+        importlib.import_module("flightdeck.integrations.haystack")
     assert "retrieval_feature 'haystack' needs: pip install 'flightdeck[haystack]'" in str(info.value)
     assert isinstance(info.value.__cause__, ImportError)

@@ -19,8 +19,8 @@ from pydantic import ValidationError  # noqa: E402
 
 from flightdeck import Project  # noqa: E402
 from flightdeck.errors import FlightdeckError, MissingDependencyError  # noqa: E402
-from flightdeck.retrieval.adapters import langchain_retriever  # noqa: E402
-from flightdeck.retrieval.adapters.langchain import FlightdeckRetriever  # noqa: E402
+from flightdeck.integrations import langchain_retriever  # noqa: E402
+from flightdeck.integrations.langchain import LangChainRetriever  # noqa: E402
 from flightdeck.retrieval.filters import FilterError  # noqa: E402
 from flightdeck.testing.adapter_corpus import QUERY, build_adapter_project  # noqa: E402
 
@@ -40,7 +40,7 @@ def _ids(docs: list[Document]) -> list[str]:
 def test_invoke_returns_project_search_hits_in_order_with_metadata(built: Project, mode: str) -> None:
     expected = built.search(QUERY, k=4, mode=mode).hits
     assert len(expected) == 4
-    docs = FlightdeckRetriever(project=built, k=4, mode=mode).invoke(QUERY)
+    docs = LangChainRetriever(project=built, k=4, mode=mode).invoke(QUERY)
     assert all(isinstance(d, Document) for d in docs)
     assert _ids(docs) == [h.chunk_id for h in expected]
     for doc, hit in zip(docs, expected, strict=True):
@@ -55,18 +55,18 @@ def test_invoke_returns_project_search_hits_in_order_with_metadata(built: Projec
 
 
 def test_spec_path_retrievers_share_one_project_and_default_to_the_spec(built: Project) -> None:
-    a = FlightdeckRetriever.from_spec(built.spec_path)
+    a = LangChainRetriever.from_spec(built.spec_path)
     b = langchain_retriever(str(built.loaded.base_dir), k=2)
     assert a.project is b.project  # one embedding model in memory for both
     assert a.project.spec_path.resolve() == built.spec_path.resolve()
     expected = [h.chunk_id for h in built.search(QUERY).hits]  # spec: k=5, hybrid
     assert _ids(a.invoke(QUERY)) == expected and len(expected) == 5
     assert _ids(b.invoke(QUERY)) == expected[:2]
-    assert FlightdeckRetriever.from_project(built).project is built
+    assert LangChainRetriever.from_project(built).project is built
 
 
 def test_lcel_chain_batch_and_async(built: Project) -> None:
-    retriever = FlightdeckRetriever(project=built, k=3)
+    retriever = LangChainRetriever(project=built, k=3)
 
     def cite(docs: list[Document]) -> str:
         return "\n".join(f"[{i}] {d.metadata['title']}: {d.page_content}" for i, d in enumerate(docs, 1))
@@ -87,7 +87,7 @@ def test_lcel_chain_batch_and_async(built: Project) -> None:
 
 
 def test_per_call_k_and_mode_override_the_fields(built: Project) -> None:
-    retriever = FlightdeckRetriever(project=built, k=5, mode="hybrid")
+    retriever = LangChainRetriever(project=built, k=5, mode="hybrid")
     docs = retriever.invoke(QUERY, k=2, mode="keyword")
     assert _ids(docs) == [h.chunk_id for h in built.search(QUERY, k=2, mode="keyword").hits]
     assert all(set(d.metadata["ranks"]) == {"keyword"} for d in docs)
@@ -95,41 +95,41 @@ def test_per_call_k_and_mode_override_the_fields(built: Project) -> None:
 
 def test_where_filters_like_project_search(built: Project) -> None:
     where = {"lang": "en", "year": {"$gte": 2020}}
-    docs = FlightdeckRetriever(project=built, k=5, where=where).invoke(QUERY)
+    docs = LangChainRetriever(project=built, k=5, where=where).invoke(QUERY)
     assert docs and _ids(docs) == [h.chunk_id for h in built.search(QUERY, k=5, where=where).hits]
     assert all(d.metadata["lang"] == "en" and d.metadata["year"] >= 2020 for d in docs)
     # a per-call filter replaces the field's
-    german = FlightdeckRetriever(project=built, k=5, where=where).invoke(QUERY, where={"lang": "de"})
+    german = LangChainRetriever(project=built, k=5, where=where).invoke(QUERY, where={"lang": "de"})
     assert german and {d.metadata["lang"] for d in german} == {"de"}
 
 
 def test_a_bad_filter_or_setting_fails_when_the_retriever_is_built(built: Project) -> None:
     # pydantic wraps the FilterError (a ValueError) in its ValidationError, message intact
     with pytest.raises(ValidationError, match=r"where.lang.\$regex: unknown operator '\$regex'"):
-        FlightdeckRetriever(project=built, where={"lang": {"$regex": "e.*"}})
+        LangChainRetriever(project=built, where={"lang": {"$regex": "e.*"}})
     with pytest.raises(FilterError, match=r"where \(per call\).lang.\$in: expects a non-empty list"):
-        FlightdeckRetriever(project=built).invoke(QUERY, where={"lang": {"$in": []}})
+        LangChainRetriever(project=built).invoke(QUERY, where={"lang": {"$in": []}})
     with pytest.raises(ValidationError):
-        FlightdeckRetriever(project=built, mode="semantic")
+        LangChainRetriever(project=built, mode="semantic")
     with pytest.raises(ValidationError):
-        FlightdeckRetriever(project=built, k=0)
+        LangChainRetriever(project=built, k=0)
     with pytest.raises(FlightdeckError, match="either `project` or `spec`"):
-        FlightdeckRetriever(project=built, spec=str(built.spec_path))
+        LangChainRetriever(project=built, spec=str(built.spec_path))
     with pytest.raises(FlightdeckError, match="needs `project`"):
-        FlightdeckRetriever()
+        LangChainRetriever()
 
 
 def test_missing_langchain_core_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "langchain_core.retrievers", None)  # makes `import` raise ImportError
-    monkeypatch.delitem(sys.modules, "flightdeck.retrieval.adapters.langchain")
+    monkeypatch.delitem(sys.modules, "flightdeck.integrations.langchain")
     with pytest.raises(MissingDependencyError) as info:
-        importlib.import_module("flightdeck.retrieval.adapters.langchain")
+        importlib.import_module("flightdeck.integrations.langchain")
     assert "retrieval_feature 'langchain' needs: pip install 'flightdeck[langchain]'" in str(info.value)
     assert isinstance(info.value.__cause__, ImportError)
 
 
-def test_the_adapters_package_imports_no_framework() -> None:
-    probe = ("import sys, json, flightdeck.retrieval.adapters\n"
+def test_the_integrations_package_imports_no_framework() -> None:
+    probe = ("import sys, json, flightdeck.integrations\n"
              "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
              "('langchain_core', 'langsmith', 'llama_index', 'haystack'))))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120,
