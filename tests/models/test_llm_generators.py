@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from flightdeck.errors import FlightdeckError
-from flightdeck.models.generators.base import LlmGenerator, LlmSettings, _strip_invented, parse_citations
-from flightdeck.models.generators.extractive import NOT_FOUND
+from flightdeck.models.generators.base import NOT_FOUND, LlmGenerator, LlmSettings, _strip_invented, parse_citations
 from flightdeck.retrieval.search import SearchHit
 from needs import needs
 

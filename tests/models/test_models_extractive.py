@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flightdeck.models.generators.extractive import NOT_FOUND, ExtractiveConfig, ExtractiveGenerator, split_sentences
+from flightdeck.models.generators.base import NOT_FOUND
+from flightdeck.models.generators.extractive import ExtractiveConfig, ExtractiveGenerator, split_sentences
 from flightdeck.retrieval.search import SearchHit
 from flightdeck.testing import FakeEmbedder
 

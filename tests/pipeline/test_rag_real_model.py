@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from flightdeck import IndexMismatchError, Project
 from flightdeck.cli.main import app
-from flightdeck.models.generators.extractive import NOT_FOUND
+from flightdeck.models.generators.base import NOT_FOUND
 from flightdeck.pipeline.progress import NullReporter
 
 pytestmark = pytest.mark.integration

@@ -7,15 +7,15 @@ pytesseract.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from importlib import import_module
 
 from flightdeck.data.documents import Document, SourceItem
+from flightdeck.data.parsers.base import Parser
 from flightdeck.errors import SourceError
 
-__all__ = ["parse", "PARSERS"]
+__all__ = ["parse", "PARSERS", "Parser"]
 
-#: media type -> "module:function" of its parser
+#: media type -> "module:function" of its parser (a :class:`Parser`)
 PARSERS: dict[str, str] = {
     "text/plain": "flightdeck.data.parsers.text:parse_text",
     "text/markdown": "flightdeck.data.parsers.markdown:parse_markdown",
@@ -43,5 +43,5 @@ def parse(item: SourceItem, data: bytes) -> Document:
         raise SourceError(f"{item.uri}: no parser for media type {item.media_type!r}; "
                           f"supported: {', '.join(sorted(PARSERS))}")
     module, _, name = target.partition(":")
-    parser: Callable[[SourceItem, bytes], Document] = getattr(import_module(module), name)
+    parser: Parser = getattr(import_module(module), name)
     return parser(item, data)

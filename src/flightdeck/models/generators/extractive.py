@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ExtractiveConfig", "ExtractiveGenerator", "Answer", "Citation", "split_sentences", "NOT_FOUND"]
+from flightdeck.models.generators.base import NOT_FOUND, Answer, Citation
 
-NOT_FOUND = "Not found in the documents."
+__all__ = ["ExtractiveConfig", "ExtractiveGenerator", "split_sentences"]
+
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-Z0-9])")
 _CODE_LINE = re.compile(r"^\s*(>>>|\.\.\.|\$ |#|[{}()\[\]])")
 
@@ -42,31 +42,6 @@ class ExtractiveConfig(BaseModel):
     top_chunks: int = Field(5, ge=1, le=50, description="retrieved chunks the sentences are taken from")
     max_sentences: int = Field(3, ge=1, le=20)
     min_score: float = Field(0.45, ge=-1, le=1, description="mean of sentence and chunk cosine needed")
-
-
-@dataclass
-class Citation:
-    number: int
-    chunk_id: str
-    document_id: str
-    source_uri: str
-    title: str
-    heading: str
-    quote: str
-
-
-@dataclass
-class Answer:
-    question: str
-    answer: str
-    found: bool
-    citations: list[Citation]
-    index_version: str
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    usage: dict[str, int] = field(default_factory=dict)  # tokens an LLM read and wrote (empty: no LLM)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class ExtractiveGenerator:
