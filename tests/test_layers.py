@@ -36,9 +36,6 @@ KNOWN_UPWARD = {
     ("flightdeck.data.versioning.base", "flightdeck.project"),
     ("flightdeck.governance.versions", "flightdeck.pipeline.runner"),
     ("flightdeck.pipeline.rag", "flightdeck.project"),
-    ("flightdeck.spec.models", "flightdeck.data.cleaning"),
-    ("flightdeck.spec.rules", "flightdeck.data.cleaning"),
-    ("flightdeck.spec.rules", "flightdeck.data.synthetic"),
 }
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import flightdeck.data.cleaning as cleaning_mod
+import flightdeck.spec.cleaning as cleaning_mod  # missing_cleaning_modules looks libraries up there
 from flightdeck import Project
 from flightdeck.data.cleaning import CleaningSettings, boilerplate_keys, strip_boilerplate
 from flightdeck.data.dedupe import Signature, find_duplicates, minhash_bytes, shingles, text_hash

@@ -5,9 +5,9 @@ keyword search and chunk boundaries do not depend on how an editor saved the fil
 what a reader sees, in particular the indentation of code blocks.
 
 Beyond :func:`clean_text`, the preprocessor has settings (``data.cleaning`` in the spec,
-:class:`CleaningSettings`) for what the ingest step does around it: boilerplate removal (this module),
-PII redaction (:mod:`~flightdeck.data.pii`), language detection (:mod:`~flightdeck.data.language`) and
-duplicate removal (:mod:`~flightdeck.data.dedupe`).
+:class:`~flightdeck.spec.cleaning.CleaningSettings`) for what the ingest step does around it: boilerplate
+removal (this module), PII redaction (:mod:`~flightdeck.data.pii`), language detection
+(:mod:`~flightdeck.data.language`) and duplicate removal (:mod:`~flightdeck.data.dedupe`).
 """
 
 from __future__ import annotations
@@ -18,56 +18,17 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import replace
-from importlib.util import find_spec
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field
+# The settings are the spec's (``data.cleaning``), so that the spec layer below needs nothing of data/;
+# re-exported here, where the ingest step and older imports look for them.
+from flightdeck.spec.cleaning import CleaningSettings, missing_cleaning_modules
 
 if TYPE_CHECKING:
     from flightdeck.data.documents import Document
 
 __all__ = ["clean_text", "CleaningSettings", "missing_cleaning_modules", "line_key", "boilerplate_keys",
            "strip_boilerplate"]
-
-PiiTypeName = Literal["email", "phone", "card", "iban", "account"]
-
-
-class CleaningSettings(BaseModel):
-    """``data.cleaning``: what the ``cleaning_normalization`` preprocessor does besides normalising text.
-
-    - ``language``: detect each document's language (py3langid) into metadata ``language``;
-    - ``dedupe``: drop exact duplicates (same cleaned text), or exact and near duplicates (MinHash over
-      word 5-shingles, LSH, estimated Jaccard ``>= near_threshold``); the first document by id wins;
-    - ``pii``: ``redact`` replaces ``pii_types`` by ``[EMAIL]``, ``[PHONE]``… before anything is stored;
-    - ``strip_boilerplate``: drop lines (navigation, footers) found in at least ``boilerplate_share`` of
-      the documents of a source that has at least ``boilerplate_min_documents`` documents.
-
-    ``language`` and ``dedupe: near`` need ``pip install 'flightdeck[cleaning]'``.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    language: bool = True
-    dedupe: Literal["off", "exact", "near"] = "exact"
-    near_threshold: float = Field(0.9, gt=0.0, le=1.0, description="estimated Jaccard similarity of shingles")
-    pii: Literal["off", "redact"] = "off"
-    pii_types: list[PiiTypeName] = Field(default_factory=lambda: ["email", "phone", "card", "iban", "account"])
-    strip_boilerplate: bool = True
-    boilerplate_min_documents: int = Field(5, ge=2, description="a source needs this many documents")
-    boilerplate_share: float = Field(0.5, gt=0.0, le=1.0, description="share of documents a line must be in")
-
-
-def missing_cleaning_modules(settings: CleaningSettings) -> list[tuple[str, str, str]]:
-    """``(setting, module, what it is for)`` for each library these settings need that is not installed.
-
-    Checked with ``find_spec`` (no import), so ``flightdeck validate`` can tell before a run.
-    """
-    out = []
-    if settings.language and find_spec("py3langid") is None:
-        out.append(("language", "py3langid", "language detection"))
-    if settings.dedupe == "near" and find_spec("datasketch") is None:
-        out.append(("dedupe", "datasketch", "near-duplicate removal"))
-    return out
 
 # Runs of 3+ newlines are 2+ blank lines; one blank line is enough to mark a paragraph break.
 _BLANK_RUN = re.compile(r"\n{3,}")

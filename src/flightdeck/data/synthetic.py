@@ -28,6 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flightdeck.errors import FlightdeckError
 
+# The message is the spec's (``validate`` says it too, and the spec layer is below data/); re-exported here.
+from flightdeck.spec.rules import needs_llm_message
+
 __all__ = ["SyntheticConfig", "SyntheticSource", "Generation", "PROMPT_VERSION", "QA_SYSTEM_PROMPT",
            "PARAPHRASE_SYSTEM_PROMPT", "needs_llm_message", "require_llm", "generator_fingerprint",
            "sample_chunks", "drop_counts", "parse_qa", "parse_paraphrases", "grounding", "normalize_question"]
@@ -95,12 +98,6 @@ class SyntheticConfig(BaseModel):
                                  "appear in the chunk for the pair to be kept")
     max_tokens: int = Field(96, ge=16, le=4096, description="most tokens the model writes per question/answer "
                             "pair, and per paraphrase call")
-
-
-def needs_llm_message(provider: str) -> str:
-    """What ``validate`` and a run say when the generator cannot write text."""
-    return (f"synthetic data generation needs an LLM generator that writes text; generator '{provider}' cannot. "
-            "Use generator: llama_cpp (local GGUF) or openai.")
 
 
 def require_llm(generator: Any, provider: str) -> None:

@@ -25,9 +25,9 @@ from pydantic import (
     model_validator,
 )
 
-from flightdeck.data.cleaning import CleaningSettings
 from flightdeck.registry.categories import Category
 from flightdeck.spec.catalog import catalog
+from flightdeck.spec.cleaning import CleaningSettings
 
 __all__ = [
     "ProviderRef",

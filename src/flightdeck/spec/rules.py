@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from flightdeck.spec.loader import LoadedSpec
 
-__all__ = ["check_rules"]
+__all__ = ["check_rules", "needs_llm_message", "LLM_GENERATORS"]
 
 _RETRIEVAL_USE_CASES = {"rag"}
 _RETRIEVAL_OBJECTIVES = {"retrieval_system"}
@@ -56,7 +56,7 @@ def _chunk_size(chunking: Any) -> int | None:
 
 def _cleaning_rules(spec: object) -> Iterator[tuple[tuple, str]]:
     """``data.cleaning`` settings that need the cleaning extra, or that are off with their preprocessor."""
-    from flightdeck.data.cleaning import missing_cleaning_modules
+    from flightdeck.spec.cleaning import missing_cleaning_modules
 
     data = spec.data  # type: ignore[attr-defined]
     if "cleaning_normalization" not in data.preprocessing:
@@ -114,6 +114,16 @@ def check_rules(loaded: LoadedSpec) -> Iterator[tuple[tuple, str]]:
 LLM_GENERATORS = frozenset({"llama_cpp", "openai"})
 
 
+def needs_llm_message(provider: str) -> str:
+    """What ``validate`` and a run say when the generator cannot write text (synthetic data generation).
+
+    Here, with :data:`LLM_GENERATORS`, so that the rule and :func:`flightdeck.data.synthetic.require_llm`
+    (which re-exports it) say the same thing without the spec layer importing data/.
+    """
+    return (f"synthetic data generation needs an LLM generator that writes text; generator '{provider}' cannot. "
+            "Use generator: llama_cpp (local GGUF) or openai.")
+
+
 def _query_transformation_rules(spec: Any) -> Iterator[tuple[tuple[Any, ...], str]]:
     """query_transformation in 2.3 and retrieval.query_transformation go together, and need an LLM."""
     chosen = "query_transformation" in (spec.retrieval.system or [])
@@ -134,8 +144,6 @@ def _query_transformation_rules(spec: Any) -> Iterator[tuple[tuple[Any, ...], st
 
 def _synthetic_rules(spec: Any) -> Iterator[tuple[tuple[Any, ...], str]]:
     """A synthetic entry in data.sources needs an LLM generator and a document source to sample chunks from."""
-    from flightdeck.data.synthetic import needs_llm_message
-
     sources = spec.data.sources or []
     found = [i for i, ref in enumerate(sources) if ref.provider == "synthetic"]
     if not found:
