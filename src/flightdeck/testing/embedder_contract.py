@@ -76,11 +76,14 @@ class EmbedderContract:
         assert (Path(folder) / "tokenizer.json").is_file(), folder
         assert Tokenizer.from_model_dir(folder).count(TEXTS[0]) > 0
 
-    def test_documents_give_one_row_per_text_in_order(self, embedder: Embedder) -> None:
+    def test_documents_give_one_row_per_text_in_order_alone_or_in_a_batch(self, embedder: Embedder) -> None:
         dim = embedder.dimension
         vectors = self._check_rows(embedder.embed_documents(list(TEXTS)), len(TEXTS), dim)
         reverse = self._check_rows(embedder.embed_documents(TEXTS[::-1]), len(TEXTS), dim)
         np.testing.assert_allclose(reverse[::-1], vectors, atol=self.batch_atol)
+        for i, text in enumerate(TEXTS):
+            alone = self._check_rows(embedder.embed_documents([text]), 1, dim)
+            np.testing.assert_allclose(alone[0], vectors[i], atol=self.batch_atol)
         # three topics: three different vectors
         unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
         sims = unit @ unit.T
@@ -89,23 +92,13 @@ class EmbedderContract:
     def test_no_texts_give_an_empty_matrix(self, embedder: Embedder) -> None:
         self._check_rows(embedder.embed_documents([]), 0, embedder.dimension)
 
-    def test_the_same_text_gives_the_same_vector_alone_or_in_a_batch(self, embedder: Embedder) -> None:
-        batch = embedder.embed_documents(list(TEXTS))
-        again = embedder.embed_documents(list(TEXTS))
-        np.testing.assert_allclose(again, batch, atol=1e-5)
-        for i, text in enumerate(TEXTS):
-            alone = self._check_rows(embedder.embed_documents([text]), 1, embedder.dimension)
-            np.testing.assert_allclose(alone[0], batch[i], atol=self.batch_atol)
-
-    def test_a_query_is_one_vector_of_the_same_dimension(self, embedder: Embedder) -> None:
-        query = embedder.embed_query(TEXTS[0])
-        assert isinstance(query, np.ndarray) and query.shape == (embedder.dimension,), getattr(query, "shape", None)
-        self._check_rows(query[None, :], 1, embedder.dimension)
-        np.testing.assert_allclose(embedder.embed_query(TEXTS[0]), query, atol=1e-5)
-
-    def test_a_query_ranks_the_document_that_says_the_same_first(self, embedder: Embedder) -> None:
+    def test_a_query_is_one_vector_that_ranks_the_document_saying_the_same_first(self, embedder: Embedder) -> None:
         docs = embedder.embed_documents(list(TEXTS))
         for i, text in enumerate(TEXTS):
             q = embedder.embed_query(text)
+            assert isinstance(q, np.ndarray) and q.shape == (embedder.dimension,), getattr(q, "shape", None)
+            self._check_rows(q[None, :], 1, embedder.dimension)
             scores = (docs @ q) / (np.linalg.norm(docs, axis=1) * np.linalg.norm(q))  # cosine, normalised or not
             assert int(np.argmax(scores)) == i, (text, scores)
+            if i == 0:
+                np.testing.assert_allclose(embedder.embed_query(text), q, atol=1e-5)  # the same again
