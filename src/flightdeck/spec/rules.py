@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flightdeck.core.chunking import DEFAULT_CHUNK_SIZE, chunk_size_error
+
 if TYPE_CHECKING:
     from flightdeck.spec.loader import LoadedSpec
 
@@ -50,7 +52,7 @@ def _chunk_size(chunking: Any) -> int | None:
         config = config_cls(**chunking.settings) if config_cls is not None else None
     except (FlightdeckError, ValidationError, TypeError):
         return None
-    size = getattr(config, "size", 256)
+    size = getattr(config, "size", DEFAULT_CHUNK_SIZE)
     return size if isinstance(size, int) else None
 
 
@@ -101,13 +103,14 @@ def check_rules(loaded: LoadedSpec) -> Iterator[tuple[tuple, str]]:
     yield from _cleaning_rules(spec)
     emb = spec.retrieval.embedding_model
     chunking = spec.data.chunking
-    if emb is not None and emb.provider == "sentence_transformers":  # every chunker's size defaults to 256
+    if emb is not None and emb.provider == "sentence_transformers":
+        # The one chunk-size rule (flightdeck.core.chunking): refused above the model's maximum; a size between
+        # the window (maximum minus the special tokens) and the maximum is valid, and the run lowers it.
         max_tokens = _embedder_max_tokens(emb.settings)
         size = _chunk_size(chunking)
-        if max_tokens is not None and size is not None and size > max_tokens:
-            yield ("data", "chunking", "size"), (
-                f"chunk size {size} exceeds the embedding model's maximum sequence length {max_tokens};"
-                f" set size <= {max_tokens}.")
+        problem = None if max_tokens is None or size is None else chunk_size_error(size, max_tokens)
+        if problem is not None:
+            yield ("data", "chunking", "size"), problem
 
 
 # Generators that can write text on request (the extractive one only selects sentences).

@@ -1,16 +1,20 @@
-"""The chunker protocol: a parsed document to chunks that fit the embedder; and the metadata chunks inherit."""
+"""The chunker protocol: a parsed document to chunks that fit the embedder; the options every chunker shares
+(:class:`ChunkerConfig`); and the metadata chunks inherit."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from flightdeck.core.chunking import DEFAULT_CHUNK_SIZE
 from flightdeck.data.documents import Chunk, Document, Section
 
 if TYPE_CHECKING:
     from flightdeck.data.tokenization import Tokenizer
 
-__all__ = ["Chunker", "chunk_metadata", "merge_section_metadata", "POSITION_KEYS", "LOWEST_KEYS"]
+__all__ = ["Chunker", "ChunkerConfig", "chunk_metadata", "merge_section_metadata", "POSITION_KEYS", "LOWEST_KEYS"]
 
 #: Section metadata that says where a section sits; a chunk gets the range ``<key>_start``/``<key>_end``.
 POSITION_KEYS = ("page", "slide")
@@ -30,6 +34,30 @@ class Chunker(Protocol):
     def chunk(self, document: Document, tokenizer: Tokenizer) -> list[Chunk]:
         """Return the chunks of ``document``, in order."""
         ...
+
+
+class ChunkerConfig(BaseModel):
+    """The options every chunker has: ``size`` and ``overlap``, written once with their checks.
+
+    ``size`` is the most tokens a chunk may have, counted with the embedder's tokenizer without special tokens
+    (``Tokenizer.count``); each chunker says what of the chunk counts (its heading line or not). A run lowers it
+    to what the embedding model holds with its special tokens (:func:`flightdeck.core.chunking.fit_chunk_size`).
+    ``overlap`` is how much of the previous chunk is repeated at the start of the next; each chunker says how
+    (tokens, whole sentences) and when. A chunker's config subclasses this one and adds its own options; one
+    whose defaults differ (``overlap`` 0 for the sentence-based chunkers) overrides the field.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    size: int = Field(DEFAULT_CHUNK_SIZE, ge=16)
+    overlap: int = Field(32, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap_below_half(self) -> Self:
+        if self.overlap * 2 >= self.size:
+            raise ValueError(f"overlap ({self.overlap}) must be less than half of size ({self.size}); "
+                             f"set overlap to at most {(self.size - 1) // 2} or raise size")
+        return self
 
 
 def _number(value: Any) -> bool:

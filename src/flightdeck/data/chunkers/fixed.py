@@ -12,9 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from flightdeck.data.chunkers.base import chunk_metadata
+from flightdeck.data.chunkers.base import ChunkerConfig, chunk_metadata
 from flightdeck.data.chunkers.recursive import RecursiveChunker
 from flightdeck.data.documents import Chunk, Document, Section
 
@@ -24,20 +22,8 @@ if TYPE_CHECKING:
 __all__ = ["FixedConfig", "FixedChunker"]
 
 
-class FixedConfig(BaseModel):
+class FixedConfig(ChunkerConfig):
     """Options of the ``fixed`` chunker: ``size`` tokens per window, ``overlap`` tokens repeated."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    size: int = Field(256, ge=16)
-    overlap: int = Field(32, ge=0)
-
-    @model_validator(mode="after")
-    def _overlap_below_half(self) -> FixedConfig:
-        if self.overlap * 2 >= self.size:
-            raise ValueError(f"overlap ({self.overlap}) must be less than half of size ({self.size}); "
-                             f"set overlap to at most {(self.size - 1) // 2} or raise size")
-        return self
 
 
 class FixedChunker:

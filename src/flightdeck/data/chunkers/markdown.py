@@ -12,9 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from flightdeck.data.chunkers.base import chunk_metadata
+from flightdeck.data.chunkers.base import ChunkerConfig, chunk_metadata
 from flightdeck.data.chunkers.recursive import _HEADING_JOIN, RecursiveChunker, RecursiveConfig
 from flightdeck.data.documents import Chunk, Document, Section
 
@@ -24,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["MarkdownConfig", "MarkdownChunker"]
 
 
-class MarkdownConfig(BaseModel):
+class MarkdownConfig(ChunkerConfig):
     """Options of the ``markdown`` chunker.
 
     ``size`` bounds every chunk as indexed (heading line included when ``include_heading`` is on);
@@ -32,19 +30,8 @@ class MarkdownConfig(BaseModel):
     exactly one chunk per section that fits.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    size: int = Field(256, ge=16)
-    overlap: int = Field(32, ge=0)
     include_heading: bool = True
     merge_siblings: bool = True
-
-    @model_validator(mode="after")
-    def _overlap_below_half(self) -> MarkdownConfig:
-        if self.overlap * 2 >= self.size:
-            raise ValueError(f"overlap ({self.overlap}) must be less than half of size ({self.size}); "
-                             f"set overlap to at most {(self.size - 1) // 2} or raise size")
-        return self
 
 
 def _common_prefix(paths: list[tuple[str, ...]]) -> tuple[str, ...]:

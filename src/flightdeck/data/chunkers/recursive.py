@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import field_validator
 
-from flightdeck.data.chunkers.base import chunk_metadata
+from flightdeck.data.chunkers.base import ChunkerConfig, chunk_metadata
 from flightdeck.data.documents import Chunk, Document, Section
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ __all__ = ["RecursiveConfig", "RecursiveChunker"]
 _HEADING_JOIN = " > "
 
 
-class RecursiveConfig(BaseModel):
+class RecursiveConfig(ChunkerConfig):
     """Options of the ``recursive`` chunker.
 
     ``size`` is the most tokens a chunk may have *as indexed*, heading line included when
@@ -32,10 +32,6 @@ class RecursiveConfig(BaseModel):
     section) are repeated at the start of the next one.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    size: int = Field(256, ge=16)
-    overlap: int = Field(32, ge=0)
     separators: list[str] = ["\n\n", "\n", ". ", " "]
     include_heading: bool = True
 
@@ -46,13 +42,6 @@ class RecursiveConfig(BaseModel):
             raise ValueError("separators must be non-empty strings, largest first, "
                              'e.g. ["\\n\\n", "\\n", " "]')
         return v
-
-    @model_validator(mode="after")
-    def _overlap_below_half(self) -> RecursiveConfig:
-        if self.overlap * 2 >= self.size:
-            raise ValueError(f"overlap ({self.overlap}) must be less than half of size ({self.size}); "
-                             f"set overlap to at most {(self.size - 1) // 2} or raise size")
-        return self
 
 
 def _split_keep(text: str, sep: str) -> list[str]:
@@ -65,7 +54,8 @@ def _split_keep(text: str, sep: str) -> list[str]:
 class RecursiveChunker:
     """Chunks documents section by section (see :class:`RecursiveConfig`).
 
-    Guarantees ``tokenizer.count(chunk.indexed_text) <= config.size`` for every chunk. With
+    Guarantees ``tokenizer.count(chunk.indexed_text) <= config.size`` for every chunk (special tokens not
+    counted: the run leaves room for them, :func:`flightdeck.core.chunking.fit_chunk_size`). With
     ``include_heading`` on, ``chunk.heading_path`` is the section's path, shortened from the front only
     if it alone would take more than half the budget; with it off, ``heading_path`` is ``()`` so nothing
     but the text is indexed. ``metadata["heading"]`` always holds the full path, and the section's own

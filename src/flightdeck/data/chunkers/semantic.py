@@ -18,9 +18,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 
-from flightdeck.data.chunkers.base import chunk_metadata
+from flightdeck.data.chunkers.base import ChunkerConfig, chunk_metadata
 from flightdeck.data.chunkers.sentence import SentenceChunker, SentenceConfig, split_sentences
 from flightdeck.data.documents import Chunk, Document
 from flightdeck.errors import FlightdeckError
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["SemanticConfig", "SemanticChunker"]
 
 
-class SemanticConfig(BaseModel):
+class SemanticConfig(ChunkerConfig):
     """Options of the ``semantic`` chunker.
 
     ``breakpoint_percentile``: a boundary goes where the similarity of neighbouring sentences is below
@@ -40,19 +40,9 @@ class SemanticConfig(BaseModel):
     run of related sentences has to be cut to fit.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    size: int = Field(256, ge=16)
-    overlap: int = Field(0, ge=0)
+    overlap: int = Field(0, ge=0)  # whole sentences are repeated: none unless asked (the base says 32)
     breakpoint_percentile: float = Field(25.0, gt=0.0, lt=100.0)
     include_heading: bool = True
-
-    @model_validator(mode="after")
-    def _overlap_below_half(self) -> SemanticConfig:
-        if self.overlap * 2 >= self.size:
-            raise ValueError(f"overlap ({self.overlap}) must be less than half of size ({self.size}); "
-                             f"set overlap to at most {(self.size - 1) // 2} or raise size")
-        return self
 
 
 class SemanticChunker:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 
+from flightdeck.data.chunkers.base import ChunkerConfig
 from flightdeck.data.chunkers.recursive import RecursiveChunker
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ def split_sentences(text: str) -> list[str]:
     return [p for p in pieces if p]
 
 
-class SentenceConfig(BaseModel):
+class SentenceConfig(ChunkerConfig):
     """Options of the ``sentence`` chunker.
 
     ``size`` is the most tokens a chunk may have as indexed (heading line included when
@@ -62,18 +63,8 @@ class SentenceConfig(BaseModel):
     previous chunk of the same section.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    size: int = Field(256, ge=16)
-    overlap: int = Field(0, ge=0)
+    overlap: int = Field(0, ge=0)  # whole sentences are repeated: none unless asked (the base says 32)
     include_heading: bool = True
-
-    @model_validator(mode="after")
-    def _overlap_below_half(self) -> SentenceConfig:
-        if self.overlap * 2 >= self.size:
-            raise ValueError(f"overlap ({self.overlap}) must be less than half of size ({self.size}); "
-                             f"set overlap to at most {(self.size - 1) // 2} or raise size")
-        return self
 
     @property
     def separators(self) -> list[str]:
