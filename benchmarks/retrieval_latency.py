@@ -47,7 +47,8 @@ from ingest_throughput import SCIFACT_CORPUS, log, machine  # noqa: E402
 from flightdeck.pipeline.index_step import chunk_payload  # noqa: E402
 from flightdeck.pipeline.runner import stable_hash  # noqa: E402
 from flightdeck.retrieval.bm25 import KEYWORD_FOLDER, Bm25Index, tokenize  # noqa: E402
-from flightdeck.retrieval.keyword import KeywordIndex, fts_query  # noqa: E402
+from flightdeck.retrieval.fusion import fusion_for  # noqa: E402
+from flightdeck.retrieval.keyword import Fts5Index, fts_query, keyword_index_for  # noqa: E402
 from flightdeck.retrieval.search import HybridSearcher  # noqa: E402
 from flightdeck.retrieval.stores.base import StoreLocation  # noqa: E402
 from flightdeck.retrieval.stores.faiss import FaissConfig, FaissStore  # noqa: E402
@@ -123,7 +124,7 @@ def build(root: Path, n: int, seed: int) -> tuple[Workspace, np.ndarray, dict[st
             if doc_rows:
                 conn.execute(insert(documents), doc_rows)
             conn.execute(insert(chunks), chunk_rows)
-            KeywordIndex.add(conn, fts_rows)
+            Fts5Index.add(conn, fts_rows)
             conn.execute(insert(chunk_payloads), payload_rows)
     timings["write_texts_s"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -180,8 +181,9 @@ def run_size(n: int, queries: list[str], seed: int, workdir: Path, fts_queries: 
     for q in queries:
         v = centroids[rng.integers(0, CLUSTERS)] + 0.6 * rng.normal(size=DIM).astype(np.float32)
         qv[q] = (v / np.linalg.norm(v)).astype(np.float32)
-    searcher = HybridSearcher(ws, PrecomputedQueries("synthetic", qv),
-                              lambda: FaissStore(FaissConfig()), SearchSettings(k=10, candidates=100))
+    settings = SearchSettings(k=10, candidates=100)
+    searcher = HybridSearcher(ws, PrecomputedQueries("synthetic", qv), lambda: FaissStore(FaissConfig()), settings,
+                              keyword_index_for(settings, ws), fusion_for(settings))
     searcher.search(queries[0])  # opens the index (load from disk), as a long-lived service does once
     t = time.perf_counter()
     searcher.search(queries[0], where={"lang": "en"})  # the first filter reads the payloads into columns
@@ -214,7 +216,7 @@ def run_size(n: int, queries: list[str], seed: int, workdir: Path, fts_queries: 
             t = time.perf_counter()
             conn.execute(match_sql, {"q": fts_query(q)}).fetchall()
             raw_fts.append((time.perf_counter() - t) * 1000)
-    bm25 = searcher._bm25_index(searcher.index_version())._retriever
+    bm25 = searcher._keyword_search(searcher.index_version())[0]._retriever  # the index version's BM25 index
     raw_bm25 = []
     for q in queries:
         t = time.perf_counter()

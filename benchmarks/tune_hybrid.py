@@ -125,13 +125,24 @@ def keyword_indexes(search_settings: Any) -> list[str]:
     return [o for o in get_args(field.annotation) if o != "postgres"] if field is not None else ["fts5"]
 
 
+def searcher_for(project: Any, settings: Any) -> Any:
+    """A searcher over ``project``'s index with other ``retrieval.search`` settings (its keyword index and fusion
+    built from them, as the project builds its own)."""
+    from flightdeck.retrieval.fusion import fusion_for  # noqa: PLC0415
+    from flightdeck.retrieval.keyword import keyword_index_for  # noqa: PLC0415
+    from flightdeck.retrieval.search import HybridSearcher  # noqa: PLC0415
+
+    return HybridSearcher(project.workspace, project.embedder, project.store_factory(), settings,
+                          keyword_index_for(settings, project.workspace, str(project.spec_path)),
+                          fusion_for(settings))
+
+
 def fetch_rankings(project: Any, dataset: Any, depth: int, cache: Path | None) -> dict[str, Any]:
     """Per query: the top ``depth`` chunks of each retriever, ``[chunk_id, document_id, score]``, best first.
 
     The keyword retriever is fetched once per keyword index the spec offers (``keyword:fts5``,
     ``keyword:bm25``), each through a searcher configured for it.
     """
-    from flightdeck.retrieval.search import HybridSearcher  # noqa: PLC0415
     from flightdeck.spec.models import SearchSettings  # noqa: PLC0415
 
     version = project.searcher.index_version()
@@ -147,8 +158,7 @@ def fetch_rankings(project: Any, dataset: Any, depth: int, cache: Path | None) -
     searchers = {"vector": project.searcher}
     for option in options:
         searchers[f"keyword:{option}"] = (
-            HybridSearcher(project.workspace, project.embedder, project.store_factory(),
-                           SearchSettings(**{**base.model_dump(), "keyword_index": option}))
+            searcher_for(project, SearchSettings(**{**base.model_dump(), "keyword_index": option}))
             if "keyword_index" in SearchSettings.model_fields else project.searcher)
     project.search("warm-up query: cell biology", mode="hybrid")
     rankings: dict[str, dict[str, list[list[Any]]]] = {name: {} for name in searchers}
@@ -316,12 +326,9 @@ def main(argv: list[str] | None = None) -> int:
         checks: list[tuple[dict[str, Any], Any, int]] = [
             (grid(has_fusion, indexes, default_index)[0], project.searcher, EVAL_API_CHUNKS)]
         if has_fusion:  # the weighted fusion through a searcher configured for it, k = candidates = 100
-            from flightdeck.retrieval.search import HybridSearcher  # noqa: PLC0415
-
             wcfg = {"mode": "hybrid", "k": 10, "fusion": "weighted", "candidates": 100, "keyword_weight": 1.0,
                     "vector_weight": 1.0, "keyword_index": default_index}
-            checks.append((wcfg, HybridSearcher(project.workspace, project.embedder, project.store_factory(),
-                                                SearchSettings(**settings_of(wcfg, fields))), 100))
+            checks.append((wcfg, searcher_for(project, SearchSettings(**settings_of(wcfg, fields))), 100))
         for cfg, searcher, k in checks:
             name = cfg.get("fusion", "rrf")
             verify[name] = {"queries": 0, "identical": 0, "same_top10": 0, "first_difference_at": []}

@@ -68,14 +68,18 @@ class Project:
         settings = self._resolve_paths(Category.VECTOR_STORE, ref.provider, self.provider_settings(ref))
         return lambda: registry().create(Category.VECTOR_STORE, ref.provider, settings)
 
-    def keyword_store(self) -> Any:
-        """The PostgreSQL keyword index (``retrieval.search.keyword_index: postgres``), else None."""
-        search = self.spec.retrieval.search
-        if search.keyword_index != "postgres":
-            return None
-        from flightdeck.retrieval.postgres_fts import from_settings
+    def keyword_index(self) -> Any:
+        """The keyword index that ``retrieval.search.keyword_index`` names; a new one per call (the index step and
+        the searcher each hold their own: the step closes its server connection when it is done)."""
+        from flightdeck.retrieval.keyword import keyword_index_for
 
-        return from_settings(self.workspace.root, search, where=str(self.spec_path))
+        return keyword_index_for(self.spec.retrieval.search, self.workspace, str(self.spec_path))
+
+    def fusion(self) -> Any:
+        """The fusion that ``retrieval.search.fusion`` names."""
+        from flightdeck.retrieval.fusion import fusion_for
+
+        return fusion_for(self.spec.retrieval.search)
 
     @cached_property
     def tokenizer(self) -> Any:
@@ -182,7 +186,7 @@ class Project:
         from flightdeck.retrieval.search import HybridSearcher
 
         searcher = HybridSearcher(self.workspace, self.embedder, self.store_factory(), self.spec.retrieval.search,
-                                  keyword_store=self.keyword_store())
+                                  self.keyword_index(), self.fusion())
         searcher.transform = self.query_transformation
         return searcher
 

@@ -28,7 +28,7 @@ from sqlalchemy import delete, insert, select
 from flightdeck.core import NullReporter, Reporter, RunHook, StepResult, stable_hash
 from flightdeck.errors import WorkspaceError
 from flightdeck.pipeline.runner import Runner, RunSummary
-from flightdeck.retrieval.keyword import KeywordIndex
+from flightdeck.retrieval.keyword import Fts5Index
 from flightdeck.workspace import CURRENT_DATASET, CURRENT_INDEX, Workspace
 from flightdeck.workspace.ids import resolve_id
 from flightdeck.workspace.schema import (
@@ -340,7 +340,7 @@ def restore_version(ws: Workspace, version: str, run_id: str) -> dict[str, int]:
     records = {d: _load_record(ws, target[d].chunks_artifact) for d in replace}  # all read before writing
     with ws.engine.begin() as conn:
         for doc_id in [*remove, *replace]:
-            KeywordIndex.delete(conn, [c["id"] for c in current_chunks.get(doc_id, [])])
+            Fts5Index.delete(conn, [c["id"] for c in current_chunks.get(doc_id, [])])
             conn.execute(delete(chunks).where(chunks.c.document_id == doc_id))
             conn.execute(delete(documents).where(documents.c.id == doc_id))
             # A duplicate-detection signature describes the text it was computed from: drop it with the
@@ -353,7 +353,7 @@ def restore_version(ws: Workspace, version: str, run_id: str) -> dict[str, int]:
                 **doc, chunk_count=len(rows), run_id=writers.get((doc_id, target[doc_id].chunks_artifact), run_id)))
             if rows:
                 conn.execute(insert(chunks), [{**r, "document_id": doc_id} for r in rows])
-                KeywordIndex.add(conn, [(r["id"], r["indexed_text"]) for r in rows])
+                Fts5Index.add(conn, [(r["id"], r["indexed_text"]) for r in rows])
         ws.set_state(conn, CURRENT_DATASET, version)
         now = time.time()
         conn.execute(insert(step_runs).values(

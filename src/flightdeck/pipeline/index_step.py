@@ -11,9 +11,10 @@ Two kinds of store (see :mod:`flightdeck.retrieval.stores.base`):
   what may not have landed (upserts are idempotent) and never duplicates.
 
 The step also keeps ``chunk_payloads`` — the filterable metadata of every chunk — so that the keyword
-index applies the same metadata filters as the vector store. With ``keyword_index: postgres`` it syncs the
-PostgreSQL keyword table (:mod:`flightdeck.retrieval.postgres_fts`) the same way as a live store, its
-``store_sync`` records under the table's name.
+index applies the same metadata filters as the vector store. Its keyword index
+(:class:`~flightdeck.retrieval.keyword.KeywordIndex`) builds into the index version's folder (``bm25``), or
+has a table that the step syncs the same way as a live store, its ``store_sync`` records under the table's
+name (``postgres``: :mod:`flightdeck.retrieval.postgres_fts`), or needs nothing (``fts5``).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from sqlalchemy import delete, insert, select
 from flightdeck.errors import FlightdeckError
 from flightdeck.pipeline.progress import Reporter
 from flightdeck.pipeline.runner import StepResult, stable_hash
-from flightdeck.retrieval.bm25 import KEYWORD_FOLDER, Bm25Index
 from flightdeck.retrieval.filters import normalise_payload
+from flightdeck.retrieval.keyword import KeywordIndex, KeywordTable
 from flightdeck.retrieval.stores.base import StoreLocation
 from flightdeck.workspace import CURRENT_DATASET, CURRENT_INDEX, Workspace
 from flightdeck.workspace.schema import chunk_payloads, chunks, documents, embeddings, index_versions, store_sync
@@ -70,14 +71,13 @@ class IndexStep:
     name = "index"
 
     def __init__(self, ws: Workspace, embedder: Any, store_factory: Any, store_name: str,
-                 store_config: dict[str, Any], keyword_index: str = "bm25", keyword_store: Any = None) -> None:
+                 store_config: dict[str, Any], keyword_index: KeywordIndex) -> None:
         self.ws = ws
         self.embedder = embedder
         self.store_factory = store_factory
         self.store_name = store_name
         self.store_config = store_config
-        self.keyword_index = keyword_index  # "bm25": build the static BM25 index too; "fts5": FTS5 only
-        self.keyword_store = keyword_store  # "postgres": the PostgresKeywordIndex to sync
+        self.keyword_index = keyword_index
         self._rows: list[dict[str, Any]] | None = None
 
     # what the index is made of ------------------------------------------------------------------
@@ -101,9 +101,10 @@ class IndexStep:
         return inputs, self._config_hash()
 
     def _config_hash(self) -> str:
-        keyword = self.keyword_store.describe() if self.keyword_store is not None else None
+        # The same dict as before keyword indexes were providers, so that existing indexes are not rebuilt.
+        keyword, described = self.keyword_index.name, self.keyword_index.describe()
         return stable_hash({"model": self.embedder.model_id, "store": self.store_name, **self.store_config,
-                            "keyword_index": self.keyword_index, **({"keyword_store": keyword} if keyword else {})})
+                            "keyword_index": keyword, **({"keyword_store": described} if described else {})})
 
     # the run ------------------------------------------------------------------------------------
     def run(self, run_id: str, reporter: Reporter) -> StepResult:
@@ -124,8 +125,9 @@ class IndexStep:
             counts = self._sync_collection(store, rows, collection, index_id, model_id, dim, reporter)
             counts.update(self._build_folder(None, rows, index_id, run_id, model_id, dim, reporter))
             collection_col = collection
-        if self.keyword_store is not None:
-            counts.update(self._sync_keyword(rows, reporter))
+        table = self.keyword_index.live_table()
+        if table is not None:
+            counts.update(self._sync_keyword(table, rows, reporter))
         with self.ws.engine.begin() as conn:
             if conn.execute(select(index_versions.c.id).where(index_versions.c.id == index_id)).first() is None:
                 conn.execute(insert(index_versions).values(
@@ -170,7 +172,7 @@ class IndexStep:
     def _build_folder(self, store: Any | None, rows: list[dict[str, Any]], index_id: str, run_id: str,
                       model_id: str, dim: int, reporter: Reporter) -> dict[str, Any]:
         """The index version's own folder: the vectors of a versioned store (``store``; None for a live one)
-        and the BM25 keyword index, built in a temporary folder, fsynced and renamed into place."""
+        and the keyword index's files (BM25), built in a temporary folder, fsynced and renamed into place."""
         indexes = self.ws.root / "indexes"
         final = indexes / index_id
         if final.is_dir() and any(final.iterdir()):
@@ -186,12 +188,8 @@ class IndexStep:
             store.flush()
             counts["kind"] = getattr(store, "kind", "")
             store.close()
-        if self.keyword_index == "bm25":
-            t = time.perf_counter()
-            keyword = Bm25Index()
-            keyword.build([r["id"] for r in rows], self._texts(), [r["payload"] for r in rows])
-            keyword.save(tmp / KEYWORD_FOLDER)
-            counts["bm25_seconds"] = round(time.perf_counter() - t, 3)
+        counts.update(self.keyword_index.build(tmp, [r["id"] for r in rows], self._texts,
+                                               [r["payload"] for r in rows]))
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
         file_hashes = {str(p.relative_to(tmp)): self.ws.artifacts.put_bytes(p.read_bytes()) for p in files}
         for p in files:
@@ -222,9 +220,8 @@ class IndexStep:
             store.close()
         return {"upserted": upserted, "deleted": deleted, "collection": collection}
 
-    def _sync_keyword(self, rows: list[dict[str, Any]], reporter: Reporter) -> dict[str, Any]:
-        """Sync the PostgreSQL keyword table: its chunks' indexed text and payloads."""
-        index = self.keyword_store
+    def _sync_keyword(self, index: KeywordTable, rows: list[dict[str, Any]], reporter: Reporter) -> dict[str, Any]:
+        """Sync the keyword index's table (PostgreSQL): its chunks' indexed text and payloads."""
 
         def write(batch: list[dict[str, Any]]) -> None:
             ids = [r["id"] for r in batch]

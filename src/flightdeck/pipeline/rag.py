@@ -45,8 +45,7 @@ def build_rag_steps(project: Project) -> list[Any]:
                    cleaning=spec.data.cleaning, splitter=splitter, failure_limits=spec.data.failures),
         EmbedStep(ws, project.embedder),
         IndexStep(ws, project.embedder, project.store_factory(), store_ref.provider,
-                  project.provider_settings(store_ref), keyword_index=spec.retrieval.search.keyword_index,
-                  keyword_store=project.keyword_store()),
+                  project.provider_settings(store_ref), project.keyword_index()),
     ]
     synthetic = [ref for ref in spec.data.sources if ref.provider == SYNTHETIC]
     if synthetic:  # validation allows one entry; it reads the chunks ingest wrote

@@ -25,7 +25,7 @@ from flightdeck.data.sources.base import Source
 from flightdeck.errors import FlightdeckError
 from flightdeck.pipeline.progress import Reporter
 from flightdeck.pipeline.runner import StepFailedError, StepResult, stable_hash
-from flightdeck.retrieval.keyword import KeywordIndex
+from flightdeck.retrieval.keyword import Fts5Index
 from flightdeck.workspace import CURRENT_INDEX, Workspace
 from flightdeck.workspace.schema import (
     chunks,
@@ -497,18 +497,18 @@ class IngestStep:
         vars(self).setdefault("_records", {})[doc_id] = put_document_record(self.ws, row, rows)
         with self.ws.engine.begin() as conn:
             old = [r[0] for r in conn.execute(select(chunks.c.id).where(chunks.c.document_id == doc_id))]
-            KeywordIndex.delete(conn, old)
+            Fts5Index.delete(conn, old)
             conn.execute(delete(chunks).where(chunks.c.document_id == doc_id))
             conn.execute(delete(documents).where(documents.c.id == doc_id))
             conn.execute(insert(documents).values(**row, chunk_count=len(rows), run_id=run_id))
             if rows:
                 conn.execute(insert(chunks), rows)
-                KeywordIndex.add(conn, [(r["id"], r["indexed_text"]) for r in rows])
+                Fts5Index.add(conn, [(r["id"], r["indexed_text"]) for r in rows])
 
     def _remove_document(self, doc_id: str) -> None:
         with self.ws.engine.begin() as conn:
             old = [r[0] for r in conn.execute(select(chunks.c.id).where(chunks.c.document_id == doc_id))]
-            KeywordIndex.delete(conn, old)
+            Fts5Index.delete(conn, old)
             conn.execute(delete(chunks).where(chunks.c.document_id == doc_id))
             conn.execute(delete(documents).where(documents.c.id == doc_id))
 

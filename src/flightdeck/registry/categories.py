@@ -20,6 +20,8 @@ class Category(StrEnum):
     SPLITTER = "splitter"
     EMBEDDER = "embedder"
     VECTOR_STORE = "vector_store"
+    KEYWORD_INDEX = "keyword_index"  # retrieval.search.keyword_index
+    FUSION = "fusion"  # retrieval.search.fusion
     RETRIEVAL_FEATURE = "retrieval_feature"
     QUERY_TRANSFORMATION = "query_transformation"
     GENERATOR = "generator"

@@ -203,6 +203,24 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            options=("retrieval.system.metadata_filtering",),
            summary="equality, in, ranges on numbers and dates, and/or — pushed down into the vector store and the"
                    " keyword index"),
+    # The keyword indexes and fusions of retrieval.search (keyword_index, fusion): hybrid_search above is the
+    # option they serve, so they claim none themselves.
+    Flavor(_C.KEYWORD_INDEX, "bm25", "flightdeck.retrieval.keyword:Bm25KeywordIndex",
+           "flightdeck.retrieval.keyword:KeywordIndexConfig", extra="bm25s", requires=("bm25s", "Stemmer"),
+           summary="a static BM25 index per index version (bm25s, Lucene k1 1.2 b 0.75, Porter stems as FTS5's), "
+                   "memory-mapped: milliseconds at a million chunks; filters applied before the top k"),
+    Flavor(_C.KEYWORD_INDEX, "fts5", "flightdeck.retrieval.keyword:Fts5KeywordIndex",
+           "flightdeck.retrieval.keyword:KeywordIndexConfig",
+           summary="the workspace's SQLite FTS5 table, written with the chunks (no extra dependency; slow beyond "
+                   "~10k chunks); every other keyword index falls back to it for an index built without it"),
+    Flavor(_C.KEYWORD_INDEX, "postgres", "flightdeck.retrieval.keyword:PostgresFtsKeywordIndex",
+           "flightdeck.retrieval.keyword:KeywordIndexConfig", extra="pgvector", requires=("psycopg",),
+           summary="PostgreSQL full-text search (tsvector, GIN index, ts_rank_cd) in one table per workspace on "
+                   "the server at keyword_url, synced incrementally by `flightdeck run`; filters as jsonb SQL"),
+    Flavor(_C.FUSION, "rrf", "flightdeck.retrieval.fusion:RrfFusion",
+           summary="weighted reciprocal rank fusion: sum of weight / (rrf_k + rank) over the retrievers"),
+    Flavor(_C.FUSION, "weighted", "flightdeck.retrieval.fusion:WeightedFusion",
+           summary="weighted sum of each retriever's min-max-normalised scores"),
     # --- issue 4 embedders: huggingface, cohere (insert below, keep this line) ---
     Flavor(_C.EMBEDDER, "huggingface", "flightdeck.retrieval.embedders.huggingface:HuggingFaceEmbedder",
            "flightdeck.retrieval.embedders.huggingface:HuggingFaceConfig", extra="huggingface",

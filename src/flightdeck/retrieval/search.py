@@ -1,8 +1,10 @@
 """Search over the current index: keywords, vectors, or both fused — by weighted reciprocal rank (``rrf``) or by
 weighted min-max-normalised scores (``weighted``) — with metadata filters pushed into both retrievers.
 
-The keyword retriever is the one ``retrieval.search.keyword_index`` names: the index version's BM25 index
-(``bm25``), the workspace's SQLite FTS5 table (``fts5``) or PostgreSQL full-text search (``postgres``)."""
+The keyword retriever is the keyword index (:mod:`flightdeck.retrieval.keyword`) the searcher was given, the one
+``retrieval.search.keyword_index`` names: the index version's BM25 index (``bm25``), the workspace's SQLite FTS5
+table (``fts5``) or PostgreSQL full-text search (``postgres``); the fusion is the one ``retrieval.search.fusion``
+names (:mod:`flightdeck.retrieval.fusion`)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from sqlalchemy import select
 
 from flightdeck.errors import IndexMismatchError, WorkspaceError
 from flightdeck.retrieval.filters import Filter, parse_filter
-from flightdeck.retrieval.keyword import KeywordIndex
+from flightdeck.retrieval.fusion import Fusion, reciprocal_rank_fusion, weighted_score_fusion
+from flightdeck.retrieval.keyword import Fts5Index, KeywordIndex, KeywordSearch
 from flightdeck.retrieval.query_transform import QueryVariant
 from flightdeck.retrieval.stores.base import StoreLocation
 from flightdeck.workspace import CURRENT_INDEX, Workspace
@@ -60,54 +63,27 @@ class SearchResult:
         return out
 
 
-def reciprocal_rank_fusion(rankings: dict[str, list[str]], weights: dict[str, float], k: int = 60
-                           ) -> list[tuple[str, float]]:
-    """Fuse ranked id lists: ``score(d) = Σ weight_r / (k + rank_r(d))`` (Cormack et al., 2009)."""
-    scores: dict[str, float] = {}
-    for name, ids in rankings.items():
-        w = weights.get(name, 1.0)
-        for rank, doc in enumerate(ids, 1):
-            scores[doc] = scores.get(doc, 0.0) + w / (k + rank)
-    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-
-
-def weighted_score_fusion(results: dict[str, list[tuple[str, float]]], weights: dict[str, float]
-                          ) -> list[tuple[str, float]]:
-    """Fuse scored lists: each retriever's scores min-max normalised to [0, 1] over its own candidates, then
-    ``score(d) = Σ weight_r · norm_r(d)`` (a document a retriever did not return gets 0 from it)."""
-    scores: dict[str, float] = {}
-    for name, hits in results.items():
-        if not hits:
-            continue
-        w = weights.get(name, 1.0)
-        values = [s for _, s in hits]
-        lo, hi = min(values), max(values)
-        span = hi - lo
-        for doc, s in hits:
-            norm = (s - lo) / span if span > 0 else 1.0
-            scores[doc] = scores.get(doc, 0.0) + w * norm
-    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-
-
 class HybridSearcher:
     """Reads the workspace's current index version; checks it was built with the configured embedder.
 
-    ``keyword_store`` is the PostgreSQL keyword index for ``keyword_index: postgres``; when not given, it is
-    made from ``settings`` (``keyword_url``, ``keyword_language``) on first use."""
+    ``keyword_index`` is the keyword index to search (:func:`flightdeck.retrieval.keyword.keyword_index_for`) and
+    ``fusion`` how ranked lists are merged (:func:`flightdeck.retrieval.fusion.fusion_for`); ``settings`` are
+    ``retrieval.search``'s (mode, k, candidates, weights, rrf_k)."""
 
     def __init__(self, ws: Workspace, embedder: Any, store_factory: Any, settings: Any,
-                 keyword_store: Any = None) -> None:
+                 keyword_index: KeywordIndex, fusion: Fusion, transform: Any = None) -> None:
         self.ws = ws
         self.embedder = embedder
         self.store_factory = store_factory
         self.settings = settings
-        self.keyword = KeywordIndex(ws.engine)
-        self._postgres = keyword_store
+        self.keyword_index = keyword_index
+        self.fusion = fusion
+        self.fts5 = Fts5Index(ws.engine)  # searched when the keyword index has nothing for an index version
         self._store: Any = None
         self._store_version: str | None = None
-        self._bm25: Any = None
-        self._bm25_version: str | None = None
-        self.transform: Any = None  # a query transformation (retrieval.query_transformation), attached by Project
+        self._keyword: KeywordSearch | None = None
+        self._keyword_version: str | None = None
+        self.transform = transform  # the query transformation (retrieval.query_transformation), or None
 
     def index_version(self) -> str:
         version = self.ws.get_state(CURRENT_INDEX)
@@ -139,29 +115,16 @@ class HybridSearcher:
         self._store, self._store_version = store, version
         return store
 
-    def _bm25_index(self, version: str) -> Any:
-        """The index version's BM25 index, or None to search FTS5 (``keyword_index: fts5``, or an index
-        built before the BM25 index existed)."""
-        if getattr(self.settings, "keyword_index", "bm25") != "bm25":
-            return None
-        if self._bm25_version != version:
-            from flightdeck.retrieval.bm25 import KEYWORD_FOLDER, Bm25Index
-
-            folder = self.ws.root / "indexes" / version / KEYWORD_FOLDER
-            self._bm25 = Bm25Index.load(folder) if Bm25Index.exists(folder) else None
-            self._bm25_version = version
-        return self._bm25
-
-    def _keyword_index(self, version: str) -> tuple[Any, str]:
-        """The keyword index to search, and its name for ``SearchResult.keyword_index``."""
-        if getattr(self.settings, "keyword_index", "bm25") == "postgres":
-            if self._postgres is None:
-                from flightdeck.retrieval.postgres_fts import from_settings
-
-                self._postgres = from_settings(self.ws.root, self.settings)
-            return self._postgres, "postgres"
-        bm25 = self._bm25_index(version)
-        return (bm25, "bm25") if bm25 is not None else (self.keyword, "fts5")
+    def _keyword_search(self, version: str) -> tuple[KeywordSearch, str]:
+        """What to search for keywords in index version ``version``, and its name for
+        ``SearchResult.keyword_index``: the keyword index's own, or the FTS5 table when it has none there (an
+        index built before the BM25 index existed)."""
+        if self._keyword_version != version:
+            self._keyword = self.keyword_index.open(self.ws, version)
+            self._keyword_version = version
+        if self._keyword is None:
+            return self.fts5, "fts5"
+        return self._keyword, self.keyword_index.name
 
     def search(self, query: str, k: int | None = None, mode: str | None = None,
                where: dict[str, Any] | Filter | None = None, transform: bool = True) -> SearchResult:
@@ -200,7 +163,7 @@ class HybridSearcher:
                 timings["vector"] = timings.get("vector", 0.0) + (time.perf_counter() - t) * 1000
             if mode in ("keyword", "hybrid") and variant.keyword:
                 t = time.perf_counter()
-                index, keyword_index = self._keyword_index(version)
+                index, keyword_index = self._keyword_search(version)
                 results["keyword" + suffix] = index.search(variant.keyword, depth, condition)
                 kinds["keyword" + suffix] = "keyword"
                 timings["keyword"] = timings.get("keyword", 0.0) + (time.perf_counter() - t) * 1000
@@ -213,10 +176,8 @@ class HybridSearcher:
         weights = {name: by_kind[kind] for name, kind in kinds.items()}
         if len(results) <= 1:
             fused = next(iter(results.values()), [])[:k]
-        elif s.fusion == "weighted":
-            fused = weighted_score_fusion(results, weights)[:k]
         else:
-            fused = reciprocal_rank_fusion({n: [c for c, _ in h] for n, h in results.items()}, weights, s.rrf_k)[:k]
+            fused = self.fusion.fuse(results, weights, s)[:k]
         hits = self._hydrate(fused, ranks)
         timings["fuse_fetch"] = (time.perf_counter() - t) * 1000
         shown = [] if self.transform is None or not transform else [v.to_dict() for v in variants]

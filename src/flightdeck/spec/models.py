@@ -151,6 +151,21 @@ class SearchSettings(BaseModel):
                              "english, simple or german (SELECT cfgname FROM pg_ts_config lists the server's)")
         return v
 
+    @field_validator("keyword_index", "fusion", mode="before")
+    @classmethod
+    def _registered(cls, v: Any, info: Any) -> Any:
+        # Each field names a provider of the registry category of the same name: an unknown name gets the
+        # registry's message, which lists the available ones.
+        if isinstance(v, str):
+            from flightdeck.errors import UnknownProviderError
+            from flightdeck.registry.lookup import registry
+
+            try:
+                registry().get(Category(info.field_name), v)
+            except UnknownProviderError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
     @model_validator(mode="after")
     def _postgres_needs_url(self) -> SearchSettings:
         if self.keyword_index == "postgres" and not (self.keyword_url or "").strip():
