@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from flightdeck.errors import FlightdeckError, MissingDependencyError
+from flightdeck.errors import FlightdeckError
+from flightdeck.registry.lookup import optional_import
 
 __all__ = ["OPENAI_BASE_URL", "endpoint_url", "endpoint_host", "api_key", "key_source", "no_key_hint",
            "environment_applies", "sdk_client"]
@@ -93,10 +94,7 @@ def sdk_client(url: str, key: str, *, timeout: float, max_retries: int, who: str
     key (organization and project ids, ``OPENAI_CUSTOM_HEADERS``, the admin key) is dropped before any
     request, so that it is not sent there either.
     """
-    try:
-        import openai
-    except ImportError as exc:
-        raise MissingDependencyError(f"{who} needs: pip install 'flightdeck[openai]'") from exc
+    openai = optional_import("openai", "openai", who)
     client = openai.OpenAI(base_url=url, api_key=key, timeout=timeout, max_retries=max_retries)
     if not environment_applies(url):
         client.organization = client.project = None

@@ -65,5 +65,6 @@ def test_a_missing_detector_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(language, "_identifier", None)
     monkeypatch.setitem(sys.modules, "py3langid", None)  # what `import` sees when it is not installed
     monkeypatch.setitem(sys.modules, "py3langid.langid", None)
-    with pytest.raises(MissingDependencyError, match=r"py3langid: pip install 'flightdeck\[cleaning\]'"):
+    with pytest.raises(MissingDependencyError,
+                       match=r"needs: pip install 'flightdeck\[cleaning\]' \(missing: py3langid"):
         detect_language(CLEAR["en"])

@@ -172,8 +172,8 @@ def test_scanned_pages_that_need_ocr_without_tesseract_are_document_warnings(mon
     monkeypatch.setattr(ocr.shutil, "which", lambda cmd, *a, **k: None)  # no tesseract binary on PATH
     doc = _parse(blank_image_pdf(), "scans/scan.pdf")  # ocr: auto
     assert doc.sections == () and doc.metadata["pages_without_text"] == [1]
-    assert doc.warnings == ("1 page(s) of scan.pdf need OCR and were left out (pages 1): the tesseract binary "
-                            "('tesseract') is not installed: apt-get install tesseract-ocr",)
+    assert doc.warnings == ("1 page(s) of scan.pdf need OCR and were left out (pages 1): OCR needs the `tesseract` "
+                            "program on PATH (apt-get install tesseract-ocr)",)
     assert _parse(blank_image_pdf(), "scan.pdf", ocr="off").warnings == ()  # off: asked for, not a warning
     assert _parse(manual_pdf()).warnings == ()  # pages with text need no OCR
 

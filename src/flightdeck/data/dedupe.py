@@ -22,8 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from flightdeck.data.documents import content_hash
-from flightdeck.data.language import CLEANING_INSTALL_HINT
-from flightdeck.errors import MissingDependencyError
+from flightdeck.registry.lookup import optional_import
 
 __all__ = ["NUM_PERM", "SHINGLE_WORDS", "Signature", "Duplicate", "shingles", "minhash_bytes", "text_hash",
            "find_duplicates", "signature_scheme"]
@@ -73,13 +72,8 @@ def shingles(text: str) -> set[str]:
 
 
 def _datasketch() -> Any:
-    try:
-        import datasketch
-    except ImportError as e:
-        raise MissingDependencyError(
-            f"near-duplicate removal (data.cleaning.dedupe: near) needs datasketch: {CLEANING_INSTALL_HINT},"
-            " or set data.cleaning.dedupe: exact") from e
-    return datasketch
+    return optional_import("datasketch", "cleaning", "near-duplicate removal (data.cleaning.dedupe: near)",
+                           alternative="set data.cleaning.dedupe: exact")
 
 
 def _scheme_kwargs(ds: Any) -> dict[str, str]:

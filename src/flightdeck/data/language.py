@@ -14,12 +14,11 @@ import re
 from itertools import islice
 from typing import Any
 
-from flightdeck.errors import MissingDependencyError
+from flightdeck.registry.lookup import optional_import
 
-__all__ = ["detect_language", "UNKNOWN_LANGUAGE", "CLEANING_INSTALL_HINT"]
+__all__ = ["detect_language", "UNKNOWN_LANGUAGE"]
 
 UNKNOWN_LANGUAGE = "unknown"
-CLEANING_INSTALL_HINT = "pip install 'flightdeck[cleaning]'"
 # Fewer letters than this and the n-gram statistics are noise.
 MIN_LETTERS = 20
 # The head of a long document says which language it is in; the detector's time grows with the text.
@@ -34,14 +33,10 @@ _identifier: Any = None
 def _language_identifier() -> Any:
     global _identifier
     if _identifier is None:
-        try:
-            from py3langid.langid import MODEL_FILE, LanguageIdentifier
-        except ImportError as e:
-            raise MissingDependencyError(
-                f"language detection (data.cleaning.language) needs py3langid: {CLEANING_INSTALL_HINT},"
-                " or set data.cleaning.language: false") from e
+        langid = optional_import("py3langid.langid", "cleaning", "language detection (data.cleaning.language)",
+                                 alternative="set data.cleaning.language: false")
         # An identifier of our own, not py3langid's global one, which other code may restrict to some languages.
-        _identifier = LanguageIdentifier.from_model_file(MODEL_FILE)
+        _identifier = langid.LanguageIdentifier.from_model_file(langid.MODEL_FILE)
     return _identifier
 
 

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flightdeck.errors import MissingDependencyError, SourceError
+from flightdeck.errors import SourceError
+from flightdeck.registry.lookup import optional_import
 
 if TYPE_CHECKING:
     import tokenizers
@@ -34,18 +35,15 @@ class Tokenizer:
     @classmethod
     def from_model_dir(cls, path: str | os.PathLike[str]) -> Tokenizer:
         """Load ``<path>/tokenizer.json`` (a sentence-transformers or transformers model folder)."""
-        try:
-            from tokenizers import Tokenizer as HFTokenizer
-        except ImportError as e:  # tokenizers is a dependency of flightdeck itself: there is no extra for it
-            raise MissingDependencyError(
-                "tokenization needs the 'tokenizers' package, a dependency of flightdeck itself: "
-                "pip install 'tokenizers>=0.15' (or reinstall flightdeck)"
-            ) from e
+        # tokenizers is a dependency of flightdeck itself: there is no extra for it
+        hf_tokenizers = optional_import("tokenizers", None,
+                                        "tokenization (the 'tokenizers' package, a dependency of flightdeck itself)",
+                                        install="pip install 'tokenizers>=0.15'", alternative="reinstall flightdeck")
         file = Path(path) / "tokenizer.json"
         if not file.is_file():
             raise SourceError(f"{file}: no tokenizer.json here; "
                               "point the model path at a folder that has one")
-        return cls(HFTokenizer.from_file(str(file)))
+        return cls(hf_tokenizers.Tokenizer.from_file(str(file)))
 
     def count(self, text: str) -> int:
         """Number of tokens in ``text``, special tokens excluded."""

@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flightdeck.errors import FlightdeckError, MissingDependencyError
+from flightdeck.errors import FlightdeckError
+from flightdeck.registry.lookup import optional_import
 
 __all__ = ["BeirDataset", "RetrievalReport", "load_beir", "evaluate_run", "evaluate_project", "beir_spec",
            "trec_eval"]
@@ -123,11 +124,7 @@ def trec_eval() -> Any:
 
     Callers that index or search before scoring call it first: a missing extra is said before minutes of work.
     """
-    try:
-        import pytrec_eval
-    except ImportError as exc:
-        raise MissingDependencyError("retrieval evaluation needs: pip install 'flightdeck[eval]'") from exc
-    return pytrec_eval
+    return optional_import("pytrec_eval", "eval", "retrieval evaluation")
 
 
 def evaluate_run(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> dict[str, float]:

@@ -9,13 +9,15 @@ import shutil
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 from flightdeck.errors import MissingDependencyError, UnknownProviderError
 from flightdeck.registry.categories import Category
 from flightdeck.registry.flavors import BUILTIN_FLAVORS, Flavor
 
-__all__ = ["Registry", "registry", "installed", "optional_import", "ENTRY_POINT_GROUP"]
+__all__ = ["Registry", "registry", "installed", "optional_import", "missing_dependency", "missing_program",
+           "pip_install_hint", "program_hint", "ENTRY_POINT_GROUP"]
 
 ENTRY_POINT_GROUP = "flightdeck.providers"
 # How to get the programs that providers run (Flavor.binaries).
@@ -50,16 +52,53 @@ def _observe(modules: Iterable[str]) -> None:
         requirement_observer(list(modules))
 
 
-def optional_import(module: str, extra: str, purpose: str = "") -> Any:
+def pip_install_hint(extra: str) -> str:
+    """The command that installs flightdeck's optional dependencies ``extra``: the one place it is written."""
+    return f"pip install 'flightdeck[{extra}]'"
+
+
+def program_hint(program: str) -> str:
+    """What a provider needs of the program ``program`` (a name or a path) and how to get it."""
+    return f"the `{program}` program on PATH ({_BINARY_HINTS.get(Path(program).name, 'install it')})"
+
+
+def missing_dependency(purpose: str, extra: str | None, missing: str = "", *, alternative: str = "",
+                       install: str = "") -> MissingDependencyError:
+    """The error for a missing optional library, worded alike wherever it is raised.
+
+    ``"<purpose> needs: pip install 'flightdeck[<extra>]' (missing: <missing>), or <alternative>"``.
+    ``install`` replaces the extra's command for a library that no extra brings (a dependency of flightdeck
+    itself, ``extra`` None); ``alternative`` names a setting that does without the library.
+    """
+    if not install and not extra:
+        raise ValueError("missing_dependency needs an extra or an install command")
+    message = f"{purpose} needs: {install or pip_install_hint(extra or '')}"
+    if missing:
+        message += f" (missing: {missing})"
+    if alternative:
+        message += f", or {alternative}"
+    return MissingDependencyError(message)
+
+
+def missing_program(program: str, purpose: str) -> MissingDependencyError:
+    """The error for a program (as ``tesseract``) that a provider runs and that is not on PATH."""
+    return MissingDependencyError(f"{purpose} needs {program_hint(program)}")
+
+
+def optional_import(module: str, extra: str | None, purpose: str = "", *, alternative: str = "",
+                    install: str = "") -> Any:
     """Import the optional library ``module`` or raise :class:`MissingDependencyError` naming the pip extra.
 
-    ``purpose`` says what needs it, e.g. ``"the BM25 keyword index"``.
+    ``module`` may be dotted (``pyarrow.parquet``): the submodule is returned. ``purpose`` says what needs
+    it, e.g. ``"the BM25 keyword index"``; ``alternative`` and ``install`` are as in
+    :func:`missing_dependency`. The module is told to the requirement observer (the checklist proof).
     """
     try:
         imported = importlib.import_module(module)
     except ImportError as exc:
-        raise MissingDependencyError(f"{purpose or module} needs: pip install 'flightdeck[{extra}]'"
-                                     f" (missing: {module})") from exc
+        # exc.name is what could not be imported: the library itself, or a dependency of it
+        raise missing_dependency(purpose or module, extra, exc.name or module, alternative=alternative,
+                                 install=install) from exc
     _observe([module])
     return imported
 
@@ -138,8 +177,7 @@ class Registry:
         unmet: list[str] = []
         if self.missing_modules(flavor):
             unmet.append(self.install_hint(flavor))
-        unmet += [f"the `{b}` program on PATH ({_BINARY_HINTS.get(b, 'install it')})"
-                  for b in flavor.binaries if shutil.which(b) is None]
+        unmet += [program_hint(b) for b in flavor.binaries if shutil.which(b) is None]
         if flavor.needs:
             lacking: list[str] = []
             for ref in flavor.needs:
@@ -157,8 +195,7 @@ class Registry:
         return unmet
 
     def install_hint(self, flavor: Flavor) -> str:
-        extra = flavor.extra or flavor.name
-        return f"pip install 'flightdeck[{extra}]'"
+        return pip_install_hint(flavor.extra or flavor.name)
 
     def load(self, category: Category, name: str) -> Any:
         """Import and return the implementation of ``name`` (a class or a function)."""

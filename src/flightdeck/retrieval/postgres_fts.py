@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from flightdeck.core import stable_hash
-from flightdeck.errors import FlightdeckError, MissingDependencyError
+from flightdeck.errors import FlightdeckError
+from flightdeck.registry.lookup import optional_import, pip_install_hint
 from flightdeck.retrieval.filters import Filter
 from flightdeck.retrieval.stores.pgvector import compile_filter, libpq_url
 from flightdeck.spec.resolve import resolve_env
@@ -47,12 +48,7 @@ class PostgresFtsError(FlightdeckError):
 
 
 def _psycopg() -> Any:
-    try:
-        import psycopg
-    except ImportError as exc:
-        raise MissingDependencyError("keyword_index 'postgres' needs psycopg: pip install 'flightdeck[pgvector]' "
-                                     "(or 'flightdeck[sql]')") from exc
-    return psycopg
+    return optional_import("psycopg", "pgvector", "keyword_index 'postgres'", alternative=pip_install_hint("sql"))
 
 
 def keyword_table(workspace_root: Path, language: str) -> str:

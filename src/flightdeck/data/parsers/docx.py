@@ -15,7 +15,8 @@ from typing import Any
 from flightdeck.data.documents import Document, Section, SourceItem
 from flightdeck.data.parsers.limits import ParserOptions, check_zip_container, document_metadata, render_table
 from flightdeck.data.parsers.text import title_from_uri
-from flightdeck.errors import MissingDependencyError, SourceError
+from flightdeck.errors import SourceError
+from flightdeck.registry.lookup import optional_import
 
 __all__ = ["parse_docx", "DOCX_MEDIA_TYPE"]
 
@@ -24,11 +25,7 @@ _HEADING_STYLE = re.compile(r"^heading\s*([1-9])$", re.IGNORECASE)
 
 
 def _docx() -> Any:
-    try:
-        import docx
-    except ImportError as e:
-        raise MissingDependencyError("reading DOCX files needs: pip install 'flightdeck[docx]'") from e
-    return docx
+    return optional_import("docx", "docx", "reading DOCX files")
 
 
 def _style_name(paragraph: Any) -> str:

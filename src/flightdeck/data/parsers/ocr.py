@@ -17,16 +17,16 @@ from flightdeck.data.documents import Document, Section, SourceItem
 from flightdeck.data.parsers.limits import ParserOptions, document_metadata
 from flightdeck.data.parsers.text import title_from_uri
 from flightdeck.errors import MissingDependencyError, SourceError
+from flightdeck.registry.lookup import missing_program, optional_import
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-__all__ = ["OcrResult", "ocr_image", "ocr_available", "parse_image", "IMAGE_MEDIA_TYPES"]
+__all__ = ["OcrResult", "ocr_image", "ocr_available", "require_ocr", "parse_image", "IMAGE_MEDIA_TYPES"]
 
 IMAGE_MEDIA_TYPES = ("image/png", "image/jpeg", "image/tiff")
 #: A page that takes Tesseract longer than this is given up (and reported), not waited on forever.
 OCR_TIMEOUT_S = 180
-_INSTALL = "pip install 'flightdeck[ocr]' (and the tesseract-ocr system package: apt-get install tesseract-ocr)"
 
 
 @dataclass(frozen=True)
@@ -38,23 +38,28 @@ class OcrResult:
     words: int
 
 
-def _pytesseract() -> Any:
-    try:
-        import pytesseract
-    except ImportError as e:
-        raise MissingDependencyError(f"OCR needs: {_INSTALL}") from e
+def _pytesseract(purpose: str = "OCR") -> Any:
+    return optional_import("pytesseract", "ocr", purpose)
+
+
+def require_ocr(purpose: str = "OCR") -> Any:
+    """pytesseract, once the tesseract program it runs is found too; else :class:`MissingDependencyError`.
+
+    ``purpose`` begins the error's message (what needs OCR); the message says what to install.
+    """
+    pytesseract = _pytesseract(purpose)
+    cmd = pytesseract.pytesseract.tesseract_cmd
+    if shutil.which(cmd) is None:
+        raise missing_program(cmd, purpose)
     return pytesseract
 
 
 def ocr_available() -> str | None:
-    """``None`` when OCR can run here, else why not (pytesseract or the tesseract binary missing)."""
+    """``None`` when OCR can run here, else why not (pytesseract or the tesseract program missing)."""
     try:
-        pytesseract = _pytesseract()
+        require_ocr()
     except MissingDependencyError as e:
         return str(e)
-    cmd = pytesseract.pytesseract.tesseract_cmd
-    if shutil.which(cmd) is None:
-        return f"the tesseract binary ({cmd!r}) is not installed: apt-get install tesseract-ocr"
     return None
 
 
@@ -73,7 +78,7 @@ def ocr_image(image: Image, languages: str = "eng") -> OcrResult:
         data = pytesseract.image_to_data(image, lang=languages, output_type=pytesseract.Output.DICT,
                                          timeout=OCR_TIMEOUT_S)
     except pytesseract.TesseractNotFoundError as e:
-        raise MissingDependencyError(f"OCR needs the tesseract binary: {_INSTALL}") from e
+        raise missing_program(pytesseract.pytesseract.tesseract_cmd, "OCR") from e
     except pytesseract.TesseractError as e:
         raise SourceError(f"tesseract failed: {e.message or e}") from e
     except RuntimeError as e:  # pytesseract's timeout

@@ -26,9 +26,10 @@ from typing import Any
 
 from flightdeck.data.documents import Document, Section, SourceItem
 from flightdeck.data.parsers.limits import ParserOptions, document_metadata, render_table
-from flightdeck.data.parsers.ocr import fit_resolution, ocr_available, ocr_image
+from flightdeck.data.parsers.ocr import fit_resolution, ocr_available, ocr_image, require_ocr
 from flightdeck.data.parsers.text import title_from_uri
 from flightdeck.errors import MissingDependencyError, SourceError
+from flightdeck.registry.lookup import optional_import
 
 __all__ = ["parse_pdf", "PDF_MEDIA_TYPE"]
 
@@ -66,11 +67,7 @@ class _Page:
 
 
 def _pdfplumber() -> Any:
-    try:
-        import pdfplumber
-    except ImportError as e:
-        raise MissingDependencyError("reading PDF files needs: pip install 'flightdeck[pdf]'") from e
-    return pdfplumber
+    return optional_import("pdfplumber", "pdf", "reading PDF files")
 
 
 def _open_error(uri: str, exc: BaseException) -> SourceError:
@@ -226,14 +223,12 @@ def parse_pdf(item: SourceItem, data: bytes) -> Document:
         raise SourceError(f"{item.uri}: empty file (0 bytes), not a PDF")
     ocr_ok = False
     ocr_skipped = ""
-    if options.ocr != "off":
-        why_not = ocr_available()
-        if why_not is None:
-            ocr_ok = True
-        elif options.ocr == "force":
-            raise MissingDependencyError(f"{item.uri}: ocr is 'force' but {why_not}")
-        else:
-            ocr_skipped = why_not
+    if options.ocr == "force":
+        require_ocr(f"{item.uri}: ocr is 'force' but OCR")  # asked for: say what is missing, skip no page
+        ocr_ok = True
+    elif options.ocr != "off":
+        ocr_skipped = ocr_available() or ""
+        ocr_ok = not ocr_skipped
     try:
         pdf = pdfplumber.open(io.BytesIO(data))
     except Exception as e:  # pdfplumber wraps every pdfminer error in its own exception

@@ -13,7 +13,8 @@ from typing import Any
 from flightdeck.data.documents import Document, Section, SourceItem
 from flightdeck.data.parsers.limits import ParserOptions, check_zip_container, document_metadata, render_table
 from flightdeck.data.parsers.text import title_from_uri
-from flightdeck.errors import MissingDependencyError, SourceError
+from flightdeck.errors import SourceError
+from flightdeck.registry.lookup import optional_import
 
 __all__ = ["parse_pptx", "PPTX_MEDIA_TYPE"]
 
@@ -21,11 +22,7 @@ PPTX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.presentationml.
 
 
 def _pptx() -> Any:
-    try:
-        import pptx
-    except ImportError as e:
-        raise MissingDependencyError("reading PPTX files needs: pip install 'flightdeck[pptx]'") from e
-    return pptx
+    return optional_import("pptx", "pptx", "reading PPTX files")
 
 
 def _frame_text(frame: Any) -> str:

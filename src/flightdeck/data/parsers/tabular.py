@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from flightdeck.data.parsers.decoding import decode_text
-from flightdeck.errors import MissingDependencyError, SourceError
+from flightdeck.errors import SourceError
+from flightdeck.registry.lookup import optional_import
 
 __all__ = ["ColumnMapping", "RowError", "read_csv", "read_json", "read_parquet", "csv_columns",
            "parquet_columns"]
@@ -202,10 +203,7 @@ def read_json(data: bytes, uri: str) -> Iterator[tuple[str, Any]]:
 
 
 def _parquet_file(data: bytes, uri: str) -> Any:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as e:
-        raise MissingDependencyError(f"{uri}: reading Parquet files needs: pip install 'flightdeck[parquet]'") from e
+    pq = optional_import("pyarrow.parquet", "parquet", f"{uri}: reading Parquet files")
     try:
         return pq.ParquetFile(io.BytesIO(data))
     except Exception as e:  # pyarrow raises ArrowInvalid, OSError… for a file that is not Parquet

@@ -43,7 +43,8 @@ from flightdeck.data.sources.netguard import (
     PrivateNetworks,
     sync_client,
 )
-from flightdeck.errors import MissingDependencyError, SourceError
+from flightdeck.errors import SourceError
+from flightdeck.registry.lookup import optional_import
 from flightdeck.spec.resolve import ENV_REF
 
 __all__ = ["ApiConfig", "ApiSource", "PagePagination", "CursorPagination", "LinkPagination", "NoPagination"]
@@ -230,12 +231,8 @@ class ApiSource:
         self.config = config
         self.failures: list[ItemFailure] = []
         self._records: dict[str, bytes] = {}
-        try:
-            import httpx  # noqa: F401
-            from jsonpath_ng.ext import parse
-        except ImportError as e:
-            raise MissingDependencyError(f"source 'api' needs httpx and jsonpath-ng: pip install "
-                                         f"'flightdeck[api]' ({e})") from e
+        optional_import("httpx", "api", "source 'api'")
+        parse = optional_import("jsonpath_ng.ext", "api", "source 'api'").parse
         parts = urlsplit(config.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise SourceError(f"{config.url!r}: the api source reads http:// or https:// URLs only")

@@ -39,7 +39,8 @@ from flightdeck.data.documents import SourceItem, content_hash
 from flightdeck.data.parsers.records import RECORD_MEDIA_TYPE
 from flightdeck.data.sources.base import ItemFailure
 from flightdeck.data.sources.files import MEDIA_TYPES, RECORD_SUFFIXES, glob_match
-from flightdeck.errors import MissingDependencyError, SourceError
+from flightdeck.errors import SourceError
+from flightdeck.registry.lookup import optional_import
 from flightdeck.spec.resolve import ENV_REF
 
 __all__ = ["ObjectStoreConfig", "ObjectStoreSource", "S3Config", "S3Source", "GcsConfig", "GcsSource"]
@@ -409,10 +410,6 @@ class ObjectStoreSource:
     def _signal(self, info: dict[str, Any]) -> str | None:
         raise NotImplementedError
 
-    def _missing(self, e: ImportError) -> MissingDependencyError:
-        return MissingDependencyError(f"source {self.extra!r} needs {self.library}: "
-                                      f"pip install 'flightdeck[{self.extra}]' ({e})")
-
 
 class S3Source(ObjectStoreSource):
     """The ``s3`` source: objects in an S3 (or S3-compatible) bucket, through s3fs.
@@ -429,10 +426,7 @@ class S3Source(ObjectStoreSource):
         super().__init__(config)
 
     def _open(self) -> Any:
-        try:
-            import s3fs
-        except ImportError as e:
-            raise self._missing(e) from e
+        s3fs = optional_import("s3fs", self.extra, f"source {self.extra!r}")
         cfg = self.config
         client_kwargs: dict[str, Any] = {}
         if cfg.endpoint_url:
@@ -455,8 +449,8 @@ class S3Source(ObjectStoreSource):
         return f"etag:{str(etag).strip(chr(34))}" if etag else None
 
 
-def _single_try_gcs_class() -> Any:
-    """gcsfs's core filesystem, making one attempt per request.
+def _single_try_gcs_class(base: Any) -> Any:
+    """gcsfs's core filesystem (``base``, ``gcsfs.core.GCSFileSystem``), making one attempt per request.
 
     gcsfs wraps its request method in 6 retries with sleeps of up to 32 s, fixed when the class is
     defined; that would make `retries` and `backoff` meaningless (and a down endpoint a half-minute wait
@@ -464,13 +458,11 @@ def _single_try_gcs_class() -> Any:
     "extended" one) is used because the extended one first asks a gRPC control API for the bucket's
     layout, which emulators and S3-style endpoints do not serve (a 60 s timeout per bucket).
     """
-    from gcsfs.core import GCSFileSystem
-
-    raw = getattr(GCSFileSystem._request, "__wrapped__", None)
+    raw = getattr(base._request, "__wrapped__", None)
     if raw is None:  # a gcsfs without the decorator: its own retries apply
-        return GCSFileSystem
+        return base
 
-    class _SingleTryGCSFileSystem(GCSFileSystem):  # type: ignore[misc, valid-type]
+    class _SingleTryGCSFileSystem(base):  # type: ignore[misc, valid-type]
         _request = raw
 
     return _SingleTryGCSFileSystem
@@ -491,10 +483,8 @@ class GcsSource(ObjectStoreSource):
         super().__init__(config)
 
     def _open(self) -> Any:
-        try:
-            cls = _single_try_gcs_class()
-        except ImportError as e:
-            raise self._missing(e) from e
+        core = optional_import("gcsfs.core", self.extra, f"source {self.extra!r}")
+        cls = _single_try_gcs_class(core.GCSFileSystem)
         cfg = self.config
         token = cfg.token.get_secret_value() if cfg.token is not None else None
         kwargs: dict[str, Any] = {"token": "anon" if cfg.anon else token, "requests_timeout": cfg.timeout,

@@ -31,7 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from flightdeck.data.documents import SourceItem, content_hash
 from flightdeck.data.parsers.records import RECORD_FIELDS_KEY, RECORD_MEDIA_TYPE
 from flightdeck.data.sources.base import ItemFailure
-from flightdeck.errors import MissingDependencyError, SourceError
+from flightdeck.errors import SourceError
+from flightdeck.registry.lookup import missing_dependency, optional_import
 from flightdeck.spec.resolve import ENV_REF
 
 __all__ = [
@@ -107,12 +108,10 @@ def check_select_only(query: str, dialect: str | None = None, *, unparsable_ok: 
     database's dialect, never matched with regular expressions. ``unparsable_ok`` lets a query the parser
     cannot read pass (used while the dialect is not known yet: the check runs again once it is).
     """
-    try:
-        import sqlglot
-        from sqlglot import exp
-        from sqlglot.errors import SqlglotError
-    except ImportError as e:  # pragma: no cover - sqlglot ships with the `sql` extra
-        raise MissingDependencyError("checking a source query needs sqlglot: pip install 'flightdeck[sql]'") from e
+    sqlglot = optional_import("sqlglot", "sql", "checking a source query")  # it ships with the `sql` extra
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+
     where = f" (parsed as {dialect} SQL)" if dialect else ""
     try:
         statements = [s for s in sqlglot.parse(query, read=dialect) if s is not None]
@@ -777,10 +776,9 @@ class SqlSource(RowSource):
                 pool = {"pool_size": 1, "max_overflow": 4, "pool_pre_ping": True}
             engine = create_engine(url, connect_args=connect_args, **pool)
         except ImportError as e:
-            raise MissingDependencyError(
-                f"source 'sql' cannot load the database driver of {url.drivername} ({e}); pip install "
-                "'flightdeck[sql]' (psycopg for PostgreSQL, PyMySQL for MySQL/MariaDB), or install the driver "
-                "the URL names") from e
+            raise missing_dependency(
+                f"source 'sql' with {url.drivername}:// (the extra brings psycopg for PostgreSQL, PyMySQL for "
+                "MySQL/MariaDB)", "sql", e.name or str(e), alternative="install the driver the URL names") from e
         except Exception as e:  # an unknown dialect or a bad URL option
             raise SourceError(f"{self.describe()}: SQLAlchemy cannot use this URL: {self._scrub(str(e))}") from e
         read_only = {"postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",

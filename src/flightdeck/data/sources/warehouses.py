@@ -18,7 +18,8 @@ from typing import Any
 from pydantic import Field, SecretStr, model_validator
 
 from flightdeck.data.sources.sql import RowReader, RowSource, RowSourceConfig, TransientSourceError, _has_env_ref
-from flightdeck.errors import MissingDependencyError, SourceError
+from flightdeck.errors import SourceError
+from flightdeck.registry.lookup import optional_import
 
 __all__ = ["SnowflakeConfig", "SnowflakeSource", "BigQueryConfig", "BigQuerySource", "bigquery_rows"]
 
@@ -160,11 +161,8 @@ class SnowflakeSource(RowSource):
         return " ".join(message.split())
 
     def connect(self) -> AbstractContextManager[RowReader]:
-        try:
-            import snowflake.connector
-            from snowflake.connector import errors as sf_errors
-        except ImportError as e:
-            raise MissingDependencyError("source 'snowflake' needs: pip install 'flightdeck[snowflake]'") from e
+        connector = optional_import("snowflake.connector", "snowflake", "source 'snowflake'")
+        sf_errors = optional_import("snowflake.connector.errors", "snowflake", "source 'snowflake'")
         cfg = self.config
         kwargs: dict[str, Any] = {
             "account": cfg.account, "user": cfg.user, "database": cfg.database, "schema": cfg.schema_,
@@ -183,7 +181,7 @@ class SnowflakeSource(RowSource):
             if conn is None or conn.is_closed():
                 self._conn = None
                 try:
-                    conn = snowflake.connector.connect(**kwargs)
+                    conn = connector.connect(**kwargs)
                 except sf_errors.ProgrammingError as e:
                     raise SourceError(f"{self.describe()}: Snowflake refused the connection: "
                                       f"{self._scrub(str(e))}") from e
@@ -328,17 +326,14 @@ class BigQuerySource(RowSource):
     def _client_or_create(self) -> Any:
         if self._client is not None:
             return self._client
-        try:
-            from google.auth.exceptions import DefaultCredentialsError
-            from google.cloud import bigquery
-        except ImportError as e:
-            raise MissingDependencyError("source 'bigquery' needs: pip install 'flightdeck[bigquery]'") from e
+        auth_exc = optional_import("google.auth.exceptions", "bigquery", "source 'bigquery'")
+        bigquery = optional_import("google.cloud.bigquery", "bigquery", "source 'bigquery'")
         cfg = self.config
         options = {"api_endpoint": cfg.endpoint} if cfg.endpoint else None
         try:
             self._client = bigquery.Client(project=cfg.project, credentials=self._credentials(),
                                            location=cfg.location, client_options=options)
-        except DefaultCredentialsError as e:
+        except auth_exc.DefaultCredentialsError as e:
             raise SourceError(f"{self.describe()}: no Google credentials ({e}); set `credentials_file` or "
                               "`credentials_json`, or run `gcloud auth application-default login`") from e
         return self._client

@@ -29,7 +29,8 @@ from flightdeck.data.documents import SourceItem, content_hash
 from flightdeck.data.sources.base import ItemFailure, ItemWarning
 from flightdeck.data.sources.crawler import host_allowed, normalize_url
 from flightdeck.data.sources.netguard import ALLOW_PRIVATE_NETWORKS_HELP, PrivateNetworks
-from flightdeck.errors import MissingDependencyError, SourceError
+from flightdeck.errors import SourceError
+from flightdeck.registry.lookup import optional_import
 
 __all__ = ["WebConfig", "WebSource", "DEFAULT_USER_AGENT"]
 
@@ -144,15 +145,10 @@ class WebConfig(BaseModel):
 
 
 def _import_crawler() -> Any:
-    try:
-        import httpx  # noqa: F401
-        import lxml.html  # noqa: F401
-        import trafilatura  # noqa: F401
+    for module in ("httpx", "lxml.html", "trafilatura"):  # what the crawler imports when it fetches and extracts
+        optional_import(module, "web", "source 'web'")
+    from flightdeck.data.sources import crawler
 
-        from flightdeck.data.sources import crawler
-    except ImportError as e:
-        raise MissingDependencyError(f"source 'web' needs: pip install 'flightdeck[web]' "
-                                     f"(cannot import {e.name or e})") from e
     return crawler
 
 

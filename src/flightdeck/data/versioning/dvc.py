@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flightdeck.core import NullReporter, Reporter, RunHook
 from flightdeck.data.versioning.base import SnapshotHook, VersioningContext
-from flightdeck.errors import MissingDependencyError, SourceError
+from flightdeck.errors import SourceError
+from flightdeck.registry.lookup import optional_import
 
 __all__ = ["DvcConfig", "DvcVersioning", "REMOTE_NAME"]
 
@@ -76,7 +77,7 @@ class DvcVersioning:
         self.config = config or DvcConfig()
 
     def hook(self, context: VersioningContext) -> RunHook:
-        return SnapshotHook(self.name, lambda reporter: self.snapshot(context, reporter))
+        return SnapshotHook(self.name, lambda reporter: self.snapshot(context, reporter), context.snapshots)
 
     def _data_path(self, context: VersioningContext) -> Path:
         path = context.resolve(self.config.path) if self.config.path else context.default_data_path()
@@ -117,10 +118,7 @@ class DvcVersioning:
     def snapshot(self, context: VersioningContext, reporter: Reporter | None = None) -> dict[str, Any]:
         """``dvc add`` the folder (and push it); returns what the dataset version records."""
         reporter = reporter or NullReporter()
-        try:
-            from dvc.exceptions import DvcException
-        except ImportError as exc:
-            raise MissingDependencyError("versioning 'dvc' needs: pip install 'flightdeck[dvc]'") from exc
+        DvcException = optional_import("dvc.exceptions", "dvc", "versioning 'dvc'").DvcException
         data = self._data_path(context)
 
         with _quiet_dvc():

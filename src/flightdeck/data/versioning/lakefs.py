@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from flightdeck.core import NullReporter, Reporter, RunHook
 from flightdeck.data.versioning.base import SnapshotHook, VersioningContext
-from flightdeck.errors import MissingDependencyError, SourceError
+from flightdeck.errors import SourceError
+from flightdeck.registry.lookup import optional_import
 
 __all__ = ["LakefsConfig", "LakefsVersioning", "LakefsUri", "parse_lakefs_uri"]
 
@@ -99,13 +100,10 @@ class LakefsVersioning:
         self.config = config
 
     def hook(self, context: VersioningContext) -> RunHook:
-        return SnapshotHook(self.name, lambda reporter: self.snapshot(context, reporter))
+        return SnapshotHook(self.name, lambda reporter: self.snapshot(context, reporter), context.snapshots)
 
     def _filesystem(self) -> Any:
-        try:
-            from lakefs_spec import LakeFSFileSystem
-        except ImportError as exc:
-            raise MissingDependencyError("versioning 'lakefs' needs: pip install 'flightdeck[lakefs]'") from exc
+        LakeFSFileSystem = optional_import("lakefs_spec", "lakefs", "versioning 'lakefs'").LakeFSFileSystem
         c = self.config
         if c.host or c.access_key_id or c.secret_access_key:
             return LakeFSFileSystem(host=c.host, username=c.access_key_id, password=c.secret_access_key)

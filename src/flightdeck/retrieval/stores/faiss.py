@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from flightdeck.errors import MissingDependencyError
+from flightdeck.registry.lookup import optional_import
 from flightdeck.retrieval.filters import Filter, PayloadColumns
 from flightdeck.retrieval.stores.base import StoreLocation, check_batch
 
@@ -30,11 +30,7 @@ __all__ = ["FaissConfig", "FaissStore"]
 
 
 def _faiss() -> Any:
-    try:
-        import faiss
-    except ImportError as exc:
-        raise MissingDependencyError("vector_store 'faiss' needs: pip install 'flightdeck[faiss]'") from exc
-    return faiss
+    return optional_import("faiss", "faiss", "vector_store 'faiss'")
 
 
 @contextmanager

@@ -31,7 +31,8 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from flightdeck.errors import FlightdeckError, IndexMismatchError, MissingDependencyError
+from flightdeck.errors import FlightdeckError, IndexMismatchError
+from flightdeck.registry.lookup import optional_import
 from flightdeck.retrieval.filters import AllOf, AnyOf, Condition, Filter
 from flightdeck.retrieval.stores.base import StoreLocation, check_batch
 
@@ -54,12 +55,8 @@ class PgvectorError(FlightdeckError):
 
 
 def _driver() -> tuple[Any, Any]:
-    try:
-        import psycopg
-        from pgvector.psycopg import register_vector
-    except ImportError as exc:
-        raise MissingDependencyError("vector_store 'pgvector' needs: pip install 'flightdeck[pgvector]'") from exc
-    return psycopg, register_vector
+    psycopg = optional_import("psycopg", "pgvector", "vector_store 'pgvector'")
+    return psycopg, optional_import("pgvector.psycopg", "pgvector", "vector_store 'pgvector'").register_vector
 
 
 def libpq_url(url: str) -> str:

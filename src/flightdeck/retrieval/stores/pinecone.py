@@ -37,7 +37,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from flightdeck.errors import FlightdeckError, MissingDependencyError
+from flightdeck.errors import FlightdeckError
+from flightdeck.registry.lookup import optional_import
 from flightdeck.retrieval.filters import AllOf, AnyOf, Condition, Filter
 from flightdeck.retrieval.stores.base import StoreLocation, check_batch, chunk_uuid, typed_key, typed_payload
 
@@ -57,11 +58,8 @@ _VECTOR_FIELD = "_values"  # the field name the vectors API addresses (a dimensi
 
 
 def _pinecone() -> Any:
-    try:
-        import pinecone
-        import pinecone.errors
-    except ImportError as exc:
-        raise MissingDependencyError("vector_store 'pinecone' needs: pip install 'flightdeck[pinecone]'") from exc
+    pinecone = optional_import("pinecone", "pinecone", "vector_store 'pinecone'")
+    optional_import("pinecone.errors", "pinecone", "vector_store 'pinecone'")  # read as pinecone.errors.X
     return pinecone
 
 

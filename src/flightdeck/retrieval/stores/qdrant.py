@@ -47,7 +47,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from flightdeck.errors import FlightdeckError, IndexMismatchError, MissingDependencyError, WorkspaceError
+from flightdeck.errors import FlightdeckError, IndexMismatchError, WorkspaceError
+from flightdeck.registry.lookup import optional_import
 from flightdeck.retrieval.filters import AllOf, AnyOf, Filter, FilterError
 from flightdeck.retrieval.stores.base import StoreLocation, check_batch, chunk_uuid
 
@@ -61,11 +62,7 @@ _COLLECTION = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 
 
 def _qdrant() -> Any:
-    try:
-        import qdrant_client
-    except ImportError as exc:
-        raise MissingDependencyError("vector_store 'qdrant' needs: pip install 'flightdeck[qdrant]'") from exc
-    return qdrant_client
+    return optional_import("qdrant_client", "qdrant", "vector_store 'qdrant'")
 
 
 def _models() -> Any:
@@ -76,13 +73,9 @@ def _models() -> Any:
 
 
 def _edge() -> Any:
-    try:
-        import qdrant_edge
-    except ImportError as exc:
-        raise MissingDependencyError("vector_store 'qdrant' (mode: edge, the default without `url`) needs "
-                                     "qdrant-edge-py: pip install 'flightdeck[qdrant]' (or set `mode: local` "
-                                     "for qdrant-client's local mode)") from exc
-    return qdrant_edge
+    return optional_import("qdrant_edge", "qdrant",
+                           "vector_store 'qdrant' (mode: edge, the default without `url`, runs on qdrant-edge-py)",
+                           alternative="set `mode: local` for qdrant-client's local mode")
 
 
 def point_id(chunk_id: str) -> str:

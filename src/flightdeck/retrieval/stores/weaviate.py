@@ -33,7 +33,8 @@ from urllib.parse import urlsplit
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from flightdeck.errors import FlightdeckError, MissingDependencyError
+from flightdeck.errors import FlightdeckError
+from flightdeck.registry.lookup import optional_import
 from flightdeck.retrieval.filters import AllOf, AnyOf, Condition, Filter
 from flightdeck.retrieval.stores.base import StoreLocation, check_batch, chunk_uuid, typed_key, typed_payload
 
@@ -46,11 +47,7 @@ _COLLECTION = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,230}$")
 
 
 def _weaviate() -> Any:
-    try:
-        import weaviate
-    except ImportError as exc:
-        raise MissingDependencyError("vector_store 'weaviate' needs: pip install 'flightdeck[weaviate]'") from exc
-    return weaviate
+    return optional_import("weaviate", "weaviate", "vector_store 'weaviate'")
 
 
 class WeaviateStoreError(FlightdeckError):
