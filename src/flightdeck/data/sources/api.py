@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -33,6 +32,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from flightdeck.core import RetryPolicy
 from flightdeck.data.documents import SourceItem, content_hash
 from flightdeck.data.parsers.records import RECORD_FIELDS_KEY, RECORD_MEDIA_TYPE
 from flightdeck.data.sources.base import ItemFailure
@@ -341,31 +341,31 @@ class ApiSource:
         import httpx
 
         cfg = self.config
-        attempts = cfg.retries + 1
-        last = ""
-        for attempt in range(attempts):
-            wait = cfg.backoff * 2 ** attempt
+
+        def once() -> Any:
             try:
                 response = self._send(client, url, params)
             except BlockedAddressError as e:  # the policy's answer does not change on a retry
                 raise SourceError(f"{self._show(e.url or url)}: {e}") from None
             except httpx.TransportError as e:  # refused, reset, timed out
-                last = f"{type(e).__name__}: {e}"
-            else:
-                status = response.status_code
-                if status < 400:
-                    return response
-                shown = self._show(str(response.url))
-                if status != 429 and status < 500:
-                    raise SourceError(f"{shown}: HTTP {status} {response.reason_phrase}; "
-                                      + _client_error_hint(status))
-                last = f"HTTP {status} {response.reason_phrase}"
-                wait = _retry_after(response.headers.get("Retry-After"), wait)
-            if attempt < attempts - 1:
-                time.sleep(max(0.0, min(wait, cfg.max_backoff)))
-        shown = self._show(_with_params(url, params))
-        raise SourceError(f"{shown}: gave up after {attempts} attempt(s), last: {last}; the API is down or "
-                          "limiting requests: try again later or raise `retries`/`max_backoff`")
+                raise _Retryable(f"{type(e).__name__}: {e}") from e
+            status = response.status_code
+            if status < 400:
+                return response
+            if status != 429 and status < 500:
+                raise SourceError(f"{self._show(str(response.url))}: HTTP {status} {response.reason_phrase}; "
+                                  + _client_error_hint(status))
+            raise _Retryable(f"HTTP {status} {response.reason_phrase}",
+                             _retry_after(response.headers.get("Retry-After"), None))
+
+        attempts = cfg.retries + 1
+        policy = RetryPolicy(attempts, cfg.backoff, max_delay=cfg.max_backoff)
+        try:
+            return policy.run(once, transient=(_Retryable,), retry_after=_Retryable.delay_of)
+        except _Retryable as last:
+            shown = self._show(_with_params(url, params))
+            raise SourceError(f"{shown}: gave up after {attempts} attempt(s), last: {last}; the API is down or "
+                              "limiting requests: try again later or raise `retries`/`max_backoff`") from None
 
     def _send(self, client: Any, url: str, params: dict[str, Any] | None) -> Any:
         """One request, its redirects followed here: the spec's headers go to the source's origin only.
@@ -486,7 +486,19 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return scheme, (parts.hostname or "").rstrip("."), parts.port or {"http": 80, "https": 443}.get(scheme)
 
 
-def _retry_after(value: str | None, default: float) -> float:
+class _Retryable(Exception):
+    """A request worth another attempt (refused, reset, timed out; HTTP 429 or 5xx), said as the last error."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after  # seconds, from the answer's Retry-After
+
+    @staticmethod
+    def delay_of(exc: Exception) -> float | None:
+        return exc.retry_after if isinstance(exc, _Retryable) else None
+
+
+def _retry_after(value: str | None, default: float | None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date); ``default`` without one."""
     if not value:
         return default

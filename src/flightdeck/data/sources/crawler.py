@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 from urllib.robotparser import RobotFileParser
 
+from flightdeck.core import RetryPolicy
 from flightdeck.data.sources.base import ItemFailure, ItemWarning
 from flightdeck.data.sources.netguard import BlockedAddressError, NetworkPolicy, async_client
 from flightdeck.errors import FlightdeckError, SourceError
@@ -187,6 +188,19 @@ class _Response:
     blocked: bool = False  # the network policy refused the address (error says which and why)
     attempts: int = 1
     retry_after: str | None = None
+
+
+class _Busy(Exception):
+    """A 429 or 5xx answer: retried like a network error, after the server's Retry-After if it sent one."""
+
+    def __init__(self, resp: _Response) -> None:
+        super().__init__(f"HTTP {resp.status}")
+        self.resp = resp
+
+    @staticmethod
+    def delay_of(exc: Exception) -> float | None:
+        hinted = _retry_after(exc.resp.retry_after) if isinstance(exc, _Busy) else None
+        return None if hinted is None else min(hinted, _MAX_RETRY_AFTER)
 
 
 @dataclass
@@ -599,34 +613,42 @@ class Crawler:
 
         cfg = self.config
         attempts = cfg.retries + 1
-        assert self._sem is not None
-        for attempt in range(1, attempts + 1):
-            try:
-                async with self._sem:
-                    # Paced inside the slot, so that requests to a host start `delay` apart for real.
-                    await self._pace(url)
-                    self.result.fetched.append(url)
-                    async with asyncio.timeout(cfg.timeout):
-                        resp = await self._get(url, limit, wanted, accept, truncate)
-            except BlockedAddressError as exc:  # refused before connecting: not retried, the answer is the same
-                return _Response(url, error=str(exc), blocked=True, attempts=attempt)
-            except (httpx.TransportError, TimeoutError) as exc:  # network, protocol, timeouts: retried
-                reason = _describe(exc, cfg.timeout)
-                if attempt < attempts:
-                    await asyncio.sleep(self._backoff(attempt))
-                    continue
-                tries = f" (after {attempts} attempts)" if attempts > 1 else ""
-                return _Response(url, error=reason + tries, unreachable=True, attempts=attempt)
-            except (httpx.HTTPError, httpx.InvalidURL) as exc:  # a broken response (bad gzip...): not retried
-                return _Response(url, error=_describe(exc, cfg.timeout), attempts=attempt)
+        sem = self._sem
+        assert sem is not None
+        attempt = 0
+
+        async def once() -> _Response:
+            nonlocal attempt
+            attempt += 1
+            async with sem:
+                # Paced inside the slot, so that requests to a host start `delay` apart for real.
+                await self._pace(url)
+                self.result.fetched.append(url)
+                async with asyncio.timeout(cfg.timeout):
+                    resp = await self._get(url, limit, wanted, accept, truncate)
             resp.attempts = attempt
             if resp.status == 429 or resp.status >= 500:
-                if attempt < attempts:
-                    await asyncio.sleep(self._backoff(attempt, resp.retry_after))
-                    continue
-                resp.unreachable = True
+                raise _Busy(resp)
             return resp
-        raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
+
+        def transient(exc: Exception) -> bool:  # network, protocol, timeouts, 429/5xx
+            return (isinstance(exc, (httpx.TransportError, TimeoutError, _Busy))
+                    and not isinstance(exc, BlockedAddressError))
+
+        # Retry-After only lengthens the backoff: a crawler stays polite however soon a server may answer.
+        policy = RetryPolicy(attempts, cfg.backoff_seconds, retry_after_mode="at_least")
+        try:
+            return await policy.run_async(once, transient=transient, retry_after=_Busy.delay_of)
+        except BlockedAddressError as exc:  # refused before connecting: not retried, the answer is the same
+            return _Response(url, error=str(exc), blocked=True, attempts=attempt)
+        except (httpx.TransportError, TimeoutError) as exc:  # after every retry
+            tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+            return _Response(url, error=_describe(exc, cfg.timeout) + tries, unreachable=True, attempts=attempt)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # a broken response (bad gzip...): not retried
+            return _Response(url, error=_describe(exc, cfg.timeout), attempts=attempt)
+        except _Busy as busy:  # still 429/5xx after every retry
+            busy.resp.unreachable = True
+            return busy.resp
 
     async def _get(self, url: str, limit: int, wanted: Callable[[str], bool] | None, accept: str,
                    truncate: bool) -> _Response:
@@ -671,13 +693,6 @@ class Crawler:
                 if wait > 0:
                     await asyncio.sleep(wait)
             self._last_start[host] = loop.time()
-
-    def _backoff(self, attempt: int, retry_after: str | None = None) -> float:
-        wait = self.config.backoff_seconds * 2 ** (attempt - 1)
-        hinted = _retry_after(retry_after)
-        if hinted is not None:
-            wait = max(wait, min(hinted, _MAX_RETRY_AFTER))
-        return wait
 
     # robots.txt and sitemaps ---------------------------------------------------------------------------
     async def _robots(self, origin: str) -> _Robots:

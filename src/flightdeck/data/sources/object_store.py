@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
@@ -35,6 +34,7 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from flightdeck.core import RetryPolicy
 from flightdeck.data.documents import SourceItem, content_hash
 from flightdeck.data.parsers.records import RECORD_MEDIA_TYPE
 from flightdeck.data.sources.base import ItemFailure
@@ -52,6 +52,8 @@ _DEFAULT_INCLUDE = [f"**/*{suffix}" for suffix, media in MEDIA_TYPES.items() if 
     + [f"**/*{suffix}" for suffix in RECORD_SUFFIXES]
 # The longest wait between two attempts, whatever `backoff` and the attempt number say.
 _MAX_BACKOFF_S = 30.0
+# Facts, not transient failures: retrying cannot help.
+_NOT_TRANSIENT = (FileNotFoundError, PermissionError, IsADirectoryError, SourceError)
 # Part of every scan-cache key: raise it when record splitting changes what it yields for the same bytes.
 _SCAN_CACHE_FORMAT = 1
 
@@ -373,19 +375,15 @@ class ObjectStoreSource:
 
     def _retry(self, what: str, call: Callable[[], _T]) -> _T:
         attempts = self.config.retries + 1
-        last: BaseException | None = None
-        for attempt in range(attempts):
-            if attempt:
-                time.sleep(min(self.config.backoff * 2 ** (attempt - 1), _MAX_BACKOFF_S))
-            try:
-                return call()
-            except (FileNotFoundError, PermissionError, IsADirectoryError, SourceError):
-                raise  # a fact, not a transient failure: retrying cannot help
-            except Exception as e:  # the libraries raise botocore, aiohttp and HTTP errors alike
-                last = e
-        raise SourceError(f"{self._where()}: {what} failed after {attempts} attempt(s): "
-                          f"{type(last).__name__}: {last}; check that the endpoint is reachable and the "
-                          "bucket exists (and the credentials), or raise `retries`") from last
+        policy = RetryPolicy(attempts, self.config.backoff, max_delay=_MAX_BACKOFF_S)
+        try:
+            return policy.run(call, transient=lambda e: not isinstance(e, _NOT_TRANSIENT))
+        except _NOT_TRANSIENT:
+            raise
+        except Exception as last:  # the libraries raise botocore, aiohttp and HTTP errors alike
+            raise SourceError(f"{self._where()}: {what} failed after {attempts} attempt(s): "
+                              f"{type(last).__name__}: {last}; check that the endpoint is reachable and the "
+                              "bucket exists (and the credentials), or raise `retries`") from last
 
     def _where(self) -> str:
         endpoint = self.config.endpoint_url or f"the default {self.library} endpoint"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from flightdeck.core import RetryPolicy
 from flightdeck.data.documents import SourceItem, content_hash
 from flightdeck.data.parsers.records import RECORD_FIELDS_KEY, RECORD_MEDIA_TYPE
 from flightdeck.data.sources.base import ItemFailure
@@ -459,17 +459,12 @@ class RowSource:
     # retries -------------------------------------------------------------------------------------
     def _retrying(self, what: str, fn: Callable[[], _T]) -> _T:
         attempts = self.config.retries + 1
-        last: TransientSourceError | None = None
-        for attempt in range(attempts):
-            try:
-                return fn()
-            except TransientSourceError as e:
-                last = e
-                if attempt + 1 < attempts:
-                    time.sleep(self.config.retry_backoff * 2 ** attempt)
-        raise SourceError(f"{self.provider} source {self.describe()}: cannot {what}: {last} "
-                          f"(tried {attempts} time{'s' if attempts != 1 else ''}); check that the server is "
-                          "running and reachable and that the connection settings are right") from last
+        try:
+            return RetryPolicy(attempts, self.config.retry_backoff).run(fn, transient=(TransientSourceError,))
+        except TransientSourceError as last:
+            raise SourceError(f"{self.provider} source {self.describe()}: cannot {what}: {last} "
+                              f"(tried {attempts} time{'s' if attempts != 1 else ''}); check that the server is "
+                              "running and reachable and that the connection settings are right") from last
 
     # scan ----------------------------------------------------------------------------------------
     def scan(self) -> Iterator[SourceItem]:

@@ -15,14 +15,13 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flightdeck.core import NullReporter, Reporter, RunHook
+from flightdeck.core import NullReporter, Reporter, RetryPolicy, RunHook
 from flightdeck.data.versioning.base import SnapshotHook, VersioningContext
 from flightdeck.errors import SourceError
 from flightdeck.registry.lookup import optional_import
@@ -30,6 +29,7 @@ from flightdeck.registry.lookup import optional_import
 __all__ = ["DvcConfig", "DvcVersioning", "REMOTE_NAME"]
 
 REMOTE_NAME = "flightdeck"  # the DVC remote this provider configures (other remotes are left alone)
+_PUSH_BACKOFF_S = 0.5  # before the second push attempt, doubled after each
 
 
 class DvcConfig(BaseModel):
@@ -156,15 +156,15 @@ class DvcVersioning:
         if not self.config.push:
             return info
         repo.config.load()  # the edit above is not seen by the open repo until reloaded
-        last: Exception | None = None
-        for attempt in range(self.config.retries):
-            try:
-                pushed = repo.push(targets=[stage.path], remote=REMOTE_NAME)
-                reporter.event("dvc_pushed", remote=url, objects=pushed)
-                return info
-            except Exception as exc:  # DvcException, OSError, the remote's client errors: retry, then fail
-                last = exc
-                if attempt + 1 < self.config.retries:
-                    time.sleep(0.5 * 2 ** attempt)
-        raise SourceError(f"versioning 'dvc': push to remote {url} failed after {self.config.retries} "
-                          f"attempts: {last}") from last
+
+        def push() -> dict[str, Any]:
+            pushed = repo.push(targets=[stage.path], remote=REMOTE_NAME)
+            reporter.event("dvc_pushed", remote=url, objects=pushed)
+            return info
+
+        try:
+            # DvcException, OSError, the remote's client errors: all retried, then the run fails
+            return RetryPolicy(self.config.retries, _PUSH_BACKOFF_S).run(push, transient=(Exception,))
+        except Exception as last:
+            raise SourceError(f"versioning 'dvc': push to remote {url} failed after {self.config.retries} "
+                              f"attempts: {last}") from last

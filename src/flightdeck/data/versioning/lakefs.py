@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from flightdeck.core import NullReporter, Reporter, RunHook
+from flightdeck.core import NullReporter, Reporter, RetryPolicy, RunHook
 from flightdeck.data.versioning.base import SnapshotHook, VersioningContext
 from flightdeck.errors import SourceError
 from flightdeck.registry.lookup import optional_import
@@ -110,19 +109,16 @@ class LakefsVersioning:
         return LakeFSFileSystem()  # lakectl config file / LAKECTL_* environment variables
 
     def _with_retries(self, what: str, call: Any) -> Any:
-        last: Exception | None = None
-        for attempt in range(self.config.retries):
-            try:
-                return call()
-            except (FileNotFoundError, PermissionError) as exc:  # a wrong ref or key: retrying cannot help
-                raise SourceError(f"versioning 'lakefs': {what}: {exc}") from exc
-            except Exception as exc:  # connection refused, timeouts, 5xx: the server may come back
-                last = exc
-                if attempt + 1 < self.config.retries:
-                    time.sleep(self.config.backoff * 2 ** attempt)
-        host = self.config.host or "the configured lakeFS server"
-        raise SourceError(f"versioning 'lakefs': {what} failed after {self.config.retries} attempts; is {host} "
-                          f"reachable? ({type(last).__name__}: {last})") from last
+        facts = (FileNotFoundError, PermissionError)  # a wrong ref or key: retrying cannot help
+        try:
+            return RetryPolicy(self.config.retries, self.config.backoff).run(
+                call, transient=lambda exc: not isinstance(exc, facts))
+        except facts as exc:
+            raise SourceError(f"versioning 'lakefs': {what}: {exc}") from exc
+        except Exception as last:  # connection refused, timeouts, 5xx: the server may come back
+            host = self.config.host or "the configured lakeFS server"
+            raise SourceError(f"versioning 'lakefs': {what} failed after {self.config.retries} attempts; is "
+                              f"{host} reachable? ({type(last).__name__}: {last})") from last
 
     def resolve_commit(self, fs: Any) -> str:
         """The commit id that the URI's ref points at now."""

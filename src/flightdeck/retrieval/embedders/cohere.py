@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from flightdeck.core import RetryPolicy
 from flightdeck.errors import FlightdeckError
 from flightdeck.registry.lookup import optional_import
 from flightdeck.retrieval.embedders.sentence_transformers import packaged_model_dir
@@ -235,31 +236,37 @@ class CohereEmbedder:
         if c.output_dimension is not None:
             kwargs["output_dimension"] = c.output_dimension
         where = f"POST {(c.base_url or DEFAULT_BASE_URL).rstrip('/')}/v2/embed"
-        attempt = 0
-        while True:
-            try:
-                response = client.embed(**kwargs)
-                break
-            except ApiError as exc:
-                status = exc.status_code
-                if status == 401:
-                    raise CohereError(f"Cohere rejected the API key (HTTP 401: {_message(exc.body)}) at {where}; "
-                                      "check `api_key` in retrieval.embedding_model (e.g. ${CO_API_KEY}) and that "
-                                      "the key is active at https://dashboard.cohere.com/api-keys") from exc
-                if status not in _RETRY_STATUS or attempt >= c.max_retries:
-                    tried = f" after {attempt + 1} attempts" if attempt else ""
-                    raise CohereError(f"Cohere embed failed{tried} (HTTP {status}: {_message(exc.body)}) at "
-                                      f"{where} for {len(texts)} texts, model {c.model}"
-                                      + ("; the rate limit holds: wait, or raise it at dashboard.cohere.com"
-                                         if status == 429 else "")) from exc
-                delay = self._retry_after(exc.headers) or c.backoff_seconds * 2 ** attempt
-            except httpx.TransportError as exc:
-                if attempt >= c.max_retries:
-                    raise CohereError(f"could not reach Cohere at {where} after {attempt + 1} attempts: "
-                                      f"{type(exc).__name__}: {exc}; check base_url and the network") from exc
-                delay = c.backoff_seconds * 2 ** attempt
-            self._sleep(min(delay, c.max_backoff_seconds))
-            attempt += 1
+        attempts = 0
+
+        def embed() -> Any:
+            nonlocal attempts
+            attempts += 1
+            return client.embed(**kwargs)
+
+        def transient(exc: Exception) -> bool:
+            return isinstance(exc, httpx.TransportError) or (
+                isinstance(exc, ApiError) and exc.status_code in _RETRY_STATUS)
+
+        def retry_after(exc: Exception) -> float | None:  # 0 or none: our own backoff
+            return (self._retry_after(exc.headers) or None) if isinstance(exc, ApiError) else None
+
+        policy = RetryPolicy(c.max_retries + 1, c.backoff_seconds, max_delay=c.max_backoff_seconds)
+        try:
+            response = policy.run(embed, transient=transient, retry_after=retry_after, sleep=self._sleep)
+        except ApiError as exc:
+            status = exc.status_code
+            if status == 401:
+                raise CohereError(f"Cohere rejected the API key (HTTP 401: {_message(exc.body)}) at {where}; "
+                                  "check `api_key` in retrieval.embedding_model (e.g. ${CO_API_KEY}) and that "
+                                  "the key is active at https://dashboard.cohere.com/api-keys") from exc
+            tried = f" after {attempts} attempts" if attempts > 1 else ""
+            raise CohereError(f"Cohere embed failed{tried} (HTTP {status}: {_message(exc.body)}) at "
+                              f"{where} for {len(texts)} texts, model {c.model}"
+                              + ("; the rate limit holds: wait, or raise it at dashboard.cohere.com"
+                                 if status == 429 else "")) from exc
+        except httpx.TransportError as exc:
+            raise CohereError(f"could not reach Cohere at {where} after {attempts} attempts: "
+                              f"{type(exc).__name__}: {exc}; check base_url and the network") from exc
         return self._vectors(response, len(texts), where)
 
     @staticmethod
