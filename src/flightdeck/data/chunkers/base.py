@@ -28,7 +28,9 @@ class Chunker(Protocol):
 
     Chunks are numbered ``0..n-1`` in reading order across the whole document, and the same document
     always gives the same chunks (ids are derived from them and must be stable across runs). Each chunk's
-    metadata is :func:`chunk_metadata` of the sections its text comes from.
+    metadata is :func:`chunk_metadata` of the sections its text comes from. Every chunk fits the chunker's
+    ``size`` as indexed (``tokenizer.count(chunk.indexed_text) <= size``, the count ``token_count`` records), and
+    a document without text gives no chunks. :mod:`flightdeck.testing.chunker_contract` checks all of it.
     """
 
     def chunk(self, document: Document, tokenizer: Tokenizer) -> list[Chunk]:

@@ -58,6 +58,8 @@ class Source(Protocol):
     A source that must read bodies to list its items (a bucket's record files) may keep a ``scan_cache``
     attribute, a JSON-able dict: the ingest step sets it from the workspace before ``scan()`` and stores what
     the scan left there, so that the next run's scan can skip what did not change.
+
+    :mod:`flightdeck.testing.source_contract` checks these promises for every source.
     """
 
     failures: list[ItemFailure]

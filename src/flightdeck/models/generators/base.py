@@ -75,7 +75,7 @@ class Generator(Protocol):
     refers to one of ``hits``, numbered from 1; with no hits, or nothing in them that answers, the answer is
     :data:`NOT_FOUND` with ``found`` false and no citations. ``config.top_chunks`` says how many hits the caller
     should retrieve. A generator that writes text (the LLM ones) also has ``complete`` and ``count_tokens``
-    (:class:`LlmGenerator`).
+    (:class:`LlmGenerator`). :mod:`flightdeck.testing.generator_contract` checks these promises.
     """
 
     @property

@@ -18,6 +18,7 @@ class Embedder(Protocol):
 
     The constructor is cheap: a provider loads its model or opens its client on first use. The same text
     always gives the same vector, whether it is embedded alone or in a batch (up to float rounding).
+    :mod:`flightdeck.testing.embedder_contract` checks these promises for every embedder.
     """
 
     @property
