@@ -152,7 +152,7 @@ def test_a_provider_needing_an_llm_needs_one_of_the_generators(shipped_proof: No
     assert status.state == "needs extra"
     assert "flightdeck[llama_cpp]" in status.detail
     reg = Registry(plugins=False)
-    (unmet,) = reg.unmet(reg.get(Category.SOURCE, "synthetic"))
+    (unmet,) = reg.unmet(reg.get(Category.SYNTHESIZER, "synthetic"))
     assert unmet.startswith("one of generator llama_cpp") and "flightdeck[openai]" in unmet
 
 

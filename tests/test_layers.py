@@ -31,12 +31,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
-# Imports that still run up a layer (importer, imported): each is a step of issue #10.
-KNOWN_UPWARD = {
-    ("flightdeck.data.versioning.base", "flightdeck.project"),
-    ("flightdeck.governance.versions", "flightdeck.pipeline.runner"),
-    ("flightdeck.pipeline.rag", "flightdeck.project"),
-}
+# Imports that still run up a layer (importer, imported). Issue #10 emptied it: keep it empty.
+KNOWN_UPWARD: set[tuple[str, str]] = set()
 
 
 def _module(path: Path) -> str:
@@ -84,3 +80,60 @@ def test_the_ground_floor_imports_only_errors() -> None:
     for module, targets in _imports().items():
         if _layer(module) == "core":
             assert {_layer(t) for t in targets} <= {"core", "errors"}, (module, targets)
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles of ``graph``: its strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(found)
+
+
+def _resolved_imports() -> dict[str, set[str]]:
+    """Module -> modules it imports, with ``from package import name`` counted as the package's module."""
+    found = _imports()
+    modules = set(found) | {_module(p) for p in SRC.rglob("*.py")}
+    return {m: {t for t in targets if t in modules and t != m} for m, targets in found.items()}
+
+
+def test_no_import_circles() -> None:
+    """No two modules import each other, directly or round a loop (function-level imports count too).
+
+    A package's ``__init__`` re-exporting its own modules is not a circle of behaviour, so imports of a
+    package by its own submodules are left out."""
+    graph = {m: {t for t in targets if not m.startswith(t + ".")} for m, targets in _resolved_imports().items()}
+    assert _cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_circle() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+

@@ -1,17 +1,33 @@
-"""The public Python API: everything the CLI does is a call on :class:`Project`."""
+"""The public Python API: everything the CLI does is a call on :class:`Project`.
+
+``Project`` is a facade: the assembly (:mod:`flightdeck.pipeline.assembly`) builds the components and steps,
+the runner runs them, and governance, retrieval and evaluation answer the questions; this module only wires
+the verbs to them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flightdeck.pipeline.progress import NullReporter, Reporter
-from flightdeck.pipeline.runner import Runner, RunSummary, stable_hash
-from flightdeck.registry import Category, registry
+from flightdeck.core import NullReporter, Reporter, RunHook, Step, stable_hash
+from flightdeck.data.manifest import SourceBinding
+from flightdeck.pipeline.assembly import Assembly
+from flightdeck.pipeline.runner import Runner, RunSummary
+from flightdeck.registry import registry
 from flightdeck.spec.loader import LoadedSpec, load_spec
-from flightdeck.spec.resolve import resolve_env
-from flightdeck.workspace import CURRENT_DATASET
+from flightdeck.spec.models import ProviderRef
+from flightdeck.workspace import CURRENT_DATASET, Workspace
+
+if TYPE_CHECKING:
+    from flightdeck.data.tokenization import Tokenizer
+    from flightdeck.models.generators.base import Generator
+    from flightdeck.retrieval.embedders.base import Embedder
+    from flightdeck.retrieval.query_transform import QueryTransformation
+    from flightdeck.retrieval.search import HybridSearcher
+    from flightdeck.retrieval.stores.base import VectorStore
 
 __all__ = ["Project"]
 
@@ -33,89 +49,60 @@ class Project:
         return self.loaded.path
 
     @cached_property
-    def workspace(self) -> Any:
-        from flightdeck.workspace import Workspace
-
+    def workspace(self) -> Workspace:
         return Workspace((self.loaded.base_dir / self.spec.workspace).resolve())
 
-    # providers, built on first use -------------------------------------------------------------
-    def provider_settings(self, ref: Any) -> dict[str, Any]:
+    @cached_property
+    def assembly(self) -> Assembly:
+        """The spec's components and steps (:class:`~flightdeck.pipeline.assembly.Assembly`), built on first use."""
+        return Assembly(self.loaded, self.workspace)
+
+    # the components (built by the assembly on first use) ----------------------------------------
+    def use(self, **components: Any) -> Project:
+        """Use these components instead of the spec's, e.g. ``project.use(embedder=FakeEmbedder())`` in a test
+        or a notebook that already holds the model; call it before searching or running. Returns the project."""
+        self.assembly.use(**components)
+        return self
+
+    def provider_settings(self, ref: ProviderRef) -> dict[str, Any]:
         """The settings of a provider reference with ``${ENV}`` references resolved."""
-        return resolve_env(ref.settings, where=f"{self.spec_path}")
+        return self.assembly.settings(ref)
 
-    @cached_property
-    def embedder(self) -> Any:
-        ref = self.spec.retrieval.embedding_model
-        settings = self._resolve_paths(Category.EMBEDDER, ref.provider, self.provider_settings(ref))
-        return registry().create(Category.EMBEDDER, ref.provider, settings)
+    @property
+    def embedder(self) -> Embedder:
+        return self.assembly.embedder
 
-    def _resolve_paths(self, category: Category, provider: str, settings: dict[str, Any]) -> dict[str, Any]:
-        """Settings that are local paths (each config lists them in ``path_settings``) resolve from the spec's
-        folder, not the current one; a remote model name such as Cohere's "embed-v4.0" is not a path. A config
-        whose settings hold paths in another form (the file of a ``sqlite:///`` URL) resolves them itself, in
-        its ``resolve_relative(settings, base_dir)``."""
-        config_cls = registry().config_class(category, provider)
-        for key in getattr(config_cls, "path_settings", ()):
-            if settings.get(key):
-                settings[key] = str(self.loaded.base_dir / Path(settings[key]).expanduser())
-        resolve_relative = getattr(config_cls, "resolve_relative", None)
-        if callable(resolve_relative):
-            settings = resolve_relative(settings, self.loaded.base_dir)
-        return settings
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.assembly.tokenizer
 
-    def store_factory(self) -> Any:
-        ref = self.spec.retrieval.vector_database
-        settings = self._resolve_paths(Category.VECTOR_STORE, ref.provider, self.provider_settings(ref))
-        return lambda: registry().create(Category.VECTOR_STORE, ref.provider, settings)
+    @property
+    def generator(self) -> Generator:
+        return self.assembly.generator
 
-    def keyword_index(self) -> Any:
-        """The keyword index that ``retrieval.search.keyword_index`` names; a new one per call (the index step and
-        the searcher each hold their own: the step closes its server connection when it is done)."""
-        from flightdeck.retrieval.keyword import keyword_index_for
+    @property
+    def query_transformation(self) -> QueryTransformation | None:
+        """The ``retrieval.query_transformation`` provider (with the LLM generator), or None."""
+        return self.assembly.query_transformation
 
-        return keyword_index_for(self.spec.retrieval.search, self.workspace, str(self.spec_path))
+    @property
+    def searcher(self) -> HybridSearcher:
+        return self.assembly.searcher
 
-    def fusion(self) -> Any:
-        """The fusion that ``retrieval.search.fusion`` names."""
-        from flightdeck.retrieval.fusion import fusion_for
+    def store_factory(self) -> Callable[[], VectorStore]:
+        """A function that opens a new instance of the configured vector store."""
+        return self.assembly.vector_store_factory()
 
-        return fusion_for(self.spec.retrieval.search)
+    def source_bindings(self) -> list[SourceBinding]:
+        return self.assembly.source_bindings()
 
-    @cached_property
-    def tokenizer(self) -> Any:
-        from flightdeck.data.tokenization import Tokenizer
-
-        return Tokenizer.from_model_dir(self.embedder.model_dir)
-
-    def source_bindings(self) -> list[Any]:
-        from flightdeck.pipeline.steps import SourceBinding
-
-        bindings = []
-        labels: set[str] = set()
-        for ref in self.spec.data.sources:
-            if ref.provider == "synthetic":  # writes examples from the chunks (SynthesizeStep); reads no documents
-                continue
-            settings = self._resolve_paths(Category.SOURCE, ref.provider, self.provider_settings(ref))
-            label = settings.pop("name", None)
-            if "path" in settings:
-                path = (self.loaded.base_dir / settings["path"]).resolve()
-                settings["path"] = str(path)
-                label = label or path.name
-                base_uri = path.as_uri()
-            else:
-                base_uri = ref.provider
-            label = label or ref.provider
-            if label in labels:
-                raise ValueError(f"two sources are both named {label!r}; give one a `name:` setting")
-            labels.add(label)
-            bindings.append(SourceBinding(label, base_uri, registry().create(Category.SOURCE, ref.provider,
-                                                                             settings)))
-        return bindings
-
-    def steps(self) -> list[Any]:
+    def steps(self) -> list[Step]:
         """The pipeline of this spec's use case (the RAG path: ingest, embed, index)."""
-        build = registry().load(Category.USE_CASE, self.spec.scoping.use_case or "rag")
-        return build(self)
+        return self.assembly.steps()
+
+    def versioning_hooks(self) -> list[RunHook]:
+        """The run hooks of the ``data.versioning`` providers (DVC/lakeFS snapshots, OpenLineage events)."""
+        return self.assembly.versioning_hooks()
 
     # the public verbs ---------------------------------------------------------------------------
     def run(self, reporter: Reporter | None = None) -> RunSummary:
@@ -132,12 +119,6 @@ class Project:
             plugin_warnings = [("plugin", error) for error in registry().plugin_errors]
             return Runner(self.workspace, reporter, hooks=self.versioning_hooks()).run(steps, spec_hash,
                                                                                        plugin_warnings)
-
-    def versioning_hooks(self) -> list[Any]:
-        """The run hooks of the ``data.versioning`` providers (DVC/lakeFS snapshots, OpenLineage events)."""
-        from flightdeck.data.versioning.base import build_hooks
-
-        return build_hooks(self)
 
     # dataset versions and lineage (flightdeck.governance) ----------------------------------------
     def dataset_versions(self) -> list[Any]:
@@ -167,7 +148,8 @@ class Project:
 
     def checkout_dataset(self, version: str, reporter: Reporter | None = None) -> Any:
         """Restore dataset version ``version`` and rebuild its index; the next ``run`` returns to the sources."""
-        from flightdeck.governance.versions import checkout, resolve_version
+        from flightdeck.governance.versions import resolve_version
+        from flightdeck.pipeline.checkout import checkout
 
         full = resolve_version(self.workspace, version)
         follow = [s for s in self.steps() if s.name in ("embed", "index")]
@@ -180,25 +162,6 @@ class Project:
         from flightdeck.governance.lineage import chunk_lineage
 
         return chunk_lineage(self.workspace, chunk_id)
-
-    @cached_property
-    def searcher(self) -> Any:
-        from flightdeck.retrieval.search import HybridSearcher
-
-        searcher = HybridSearcher(self.workspace, self.embedder, self.store_factory(), self.spec.retrieval.search,
-                                  self.keyword_index(), self.fusion())
-        searcher.transform = self.query_transformation
-        return searcher
-
-    @cached_property
-    def query_transformation(self) -> Any:
-        """The ``retrieval.query_transformation`` provider with the LLM generator attached, or None."""
-        ref = self.spec.retrieval.query_transformation
-        if ref is None:
-            return None
-        transform = registry().create(Category.QUERY_TRANSFORMATION, ref.provider, self.provider_settings(ref))
-        transform.generator = self.generator
-        return transform
 
     def search(self, query: str, k: int | None = None, mode: str | None = None,
                where: dict[str, Any] | None = None, transform: bool = True) -> Any:
@@ -243,12 +206,6 @@ class Project:
             raise FlightdeckError(f"no split {name!r} in dataset version {version[:12]}; "
                                   f"its splits: {', '.join(sorted({s for _, s in rows}))}")
         return ids
-
-    @cached_property
-    def generator(self) -> Any:
-        ref = self.spec.model.generator
-        settings = self._resolve_paths(Category.GENERATOR, ref.provider, self.provider_settings(ref))
-        return registry().create(Category.GENERATOR, ref.provider, settings)
 
     def ask(self, question: str) -> Any:
         """Answer ``question`` from the documents, with numbered citations."""

@@ -231,7 +231,7 @@ def _project(root: Path, chunker: str) -> Project:
     (docs / "notes.md").write_text("# Notes\n\nThe shed key hangs behind the door.\n", "utf-8")
     (root / "flightdeck.yaml").write_text(SPEC.replace("CHUNKER", chunker), "utf-8")
     project = Project.load(root)
-    project.__dict__["embedder"] = FakeEmbedder()
+    project.use(embedder=FakeEmbedder())
     summary = project.run()
     assert summary.status == "succeeded", summary
     return project

@@ -296,7 +296,7 @@ def test_pipeline_runs_with_each_chunker(project_dir: Path, name: str) -> None:
                                              f"provider: {name}, size: 48, overlap: 8"))
     project = Project.load(project_dir)
     fake = FakeEmbedder()
-    project.__dict__["embedder"] = fake
+    project.use(embedder=fake)
     summary = project.run()
     assert [s.status for s in summary.steps] == ["succeeded"] * 3
     with sqlite3.connect(project_dir / ".flightdeck" / "metadata.db") as db:

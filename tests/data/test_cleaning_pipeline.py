@@ -46,7 +46,7 @@ def _run(root: Path, cleaning: str = "{}") -> tuple[Project, dict, FakeEmbedder]
     (root / "flightdeck.yaml").write_text(SPEC.format(cleaning=cleaning))
     project = Project.load(root)
     fake = FakeEmbedder()
-    project.__dict__["embedder"] = fake
+    project.use(embedder=fake)
     steps = {s.step: s for s in project.run().steps}
     assert steps["ingest"].status in ("succeeded", "skipped"), steps["ingest"]
     return project, steps, fake
@@ -330,7 +330,7 @@ def test_run_refuses_before_reading_when_a_library_is_missing(tmp_path: Path, mo
     _write(tmp_path, {"a.txt": "hello there"})
     (tmp_path / "flightdeck.yaml").write_text(SPEC.format(cleaning="{}"))
     project = Project.load(tmp_path)
-    project.__dict__["embedder"] = FakeEmbedder()
+    project.use(embedder=FakeEmbedder())
     monkeypatch.setattr(cleaning_mod, "find_spec", lambda name: None)
     with pytest.raises(MissingDependencyError, match=r"data.cleaning.language.*flightdeck\[cleaning\]"):
         project.run()

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from flightdeck import Project
 from flightdeck.cli.main import app
 from flightdeck.data.sources.files import FilesConfig, FilesSource
+from flightdeck.pipeline.assembly import Assembly
 from flightdeck.testing import FakeEmbedder
 
 pytestmark = pytest.mark.integration
@@ -100,7 +101,7 @@ retrieval:
   system: [hybrid_search]
 """, "utf-8")
     project = Project.load(root)
-    project.__dict__["embedder"] = FakeEmbedder()
+    project.use(embedder=FakeEmbedder())
     return project
 
 
@@ -150,7 +151,7 @@ def test_cli_run_json_reports_failures_with_path_and_reason(tmp_path: Path, corp
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     _project(tmp_path, corpus)
     fake = FakeEmbedder()
-    monkeypatch.setattr(Project, "embedder", property(lambda self: fake))  # no model download in tests
+    monkeypatch.setattr(Assembly, "embedder", property(lambda self: fake))  # no model download in tests
     result = CliRunner().invoke(app, ["run", "--json", "--spec", str(tmp_path)])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()

@@ -111,7 +111,7 @@ def test_a_leaking_link_is_neither_ingested_nor_searchable(tree: Path, tmp_path:
         retrieval: {system: [hybrid_search]}
         """), "utf-8")
     project = Project.load(tmp_path)
-    project.__dict__["embedder"] = FakeEmbedder()
+    project.use(embedder=FakeEmbedder())
     summary = project.run()
     ingest = next(s for s in summary.steps if s.step == "ingest")
     assert {f["uri"] for f in ingest.counts["failures"]} == {"docs/leak.txt"}

@@ -191,7 +191,7 @@ def _write_mixed_folder(root: Path) -> Path:
 def test_project_run_over_a_folder_mixing_every_format_finds_ocred_text(tmp_path: Path) -> None:
     _write_mixed_folder(tmp_path)
     project = Project.load(tmp_path)
-    project.__dict__["embedder"] = FakeEmbedder()
+    project.use(embedder=FakeEmbedder())
     summary = project.run()
     ingest = next(s for s in summary.steps if s.step == "ingest")
     assert summary.status == "succeeded" and "failures" not in ingest.counts, ingest.counts
@@ -215,5 +215,5 @@ def test_project_run_over_a_folder_mixing_every_format_finds_ocred_text(tmp_path
     assert parquet_hit.title == "Where are widgets made?"
 
     again = Project.load(tmp_path)
-    again.__dict__["embedder"] = FakeEmbedder()
+    again.use(embedder=FakeEmbedder())
     assert [s.status for s in again.run().steps] == ["skipped"] * 3  # nothing is parsed or OCRed twice

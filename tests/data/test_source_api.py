@@ -459,7 +459,7 @@ retrieval:
 def _project(root: Path) -> tuple[Project, FakeEmbedder]:
     project = Project.load(root)
     fake = FakeEmbedder()
-    project.__dict__["embedder"] = fake  # the pipeline and the source are under test, not the model
+    project.use(embedder=fake)  # the pipeline and the source are under test, not the model
     return project, fake
 
 

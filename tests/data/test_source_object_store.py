@@ -30,6 +30,7 @@ from flightdeck.data.parsers.records import RECORD_FIELDS_KEY
 from flightdeck.data.sources.base import Source
 from flightdeck.data.sources.object_store import GcsConfig, GcsSource, S3Config, S3Source
 from flightdeck.errors import MissingDependencyError, SourceError
+from flightdeck.pipeline.assembly import Assembly
 from flightdeck.registry.lookup import installed
 from flightdeck.testing import FakeEmbedder
 from needs import need
@@ -191,7 +192,7 @@ def _fill(store: Store) -> None:
 def _project(root: Path) -> tuple[Project, FakeEmbedder]:
     project = Project.load(root)
     fake = FakeEmbedder()
-    project.__dict__["embedder"] = fake  # the pipeline and the source are under test, not the model
+    project.use(embedder=fake)  # the pipeline and the source are under test, not the model
     return project, fake
 
 
@@ -538,7 +539,7 @@ def test_runs_read_no_record_body_that_did_not_change(store: Store, tmp_path: Pa
     _fill(store)
     _write_spec(tmp_path, {"provider": store.provider, **store.settings()})
     fake = FakeEmbedder()
-    monkeypatch.setattr(Project, "embedder", property(lambda self: fake))  # the source is under test
+    monkeypatch.setattr(Assembly, "embedder", property(lambda self: fake))  # the source is under test
 
     def run() -> dict[str, Any]:
         result = CliRunner().invoke(app, ["run", "--json", "--spec", str(tmp_path)])

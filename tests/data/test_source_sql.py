@@ -143,7 +143,7 @@ def _spec(root: Path, source: dict[str, Any]) -> Path:
 
 def _project(root: Path) -> Project:
     project = Project.load(root)
-    project.__dict__["embedder"] = FakeEmbedder()  # this file tests the source, not the model
+    project.use(embedder=FakeEmbedder())  # this file tests the source, not the model
     return project
 
 

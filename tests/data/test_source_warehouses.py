@@ -79,7 +79,7 @@ def _spec(root: Path, source: dict[str, Any]) -> None:
 
 def _project(root: Path) -> Project:
     project = Project.load(root)
-    project.__dict__["embedder"] = FakeEmbedder()
+    project.use(embedder=FakeEmbedder())
     return project
 
 

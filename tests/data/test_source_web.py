@@ -637,7 +637,7 @@ def _run(root: Path) -> tuple[Any, dict[str, Any]]:
     from flightdeck.testing import FakeEmbedder
 
     project = Project.load(root)
-    project.__dict__["embedder"] = FakeEmbedder()
+    project.use(embedder=FakeEmbedder())
     return project, {s.step: s for s in project.run().steps}
 
 

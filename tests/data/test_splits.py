@@ -210,7 +210,7 @@ def _write_records(root: Path, n: int) -> None:
 def _run(root: Path, splits: str) -> tuple[Project, dict]:
     (root / "flightdeck.yaml").write_text(SPEC.format(splits=splits))
     project = Project.load(root)
-    project.__dict__["embedder"] = FakeEmbedder()
+    project.use(embedder=FakeEmbedder())
     summary = project.run()
     return project, {s.step: s for s in summary.steps}
 
@@ -263,7 +263,7 @@ def test_no_splits_configured(tmp_path: Path) -> None:
     _write_records(tmp_path, 5)
     (tmp_path / "flightdeck.yaml").write_text(SPEC.format(splits="null"))
     project = Project.load(tmp_path)
-    project.__dict__["embedder"] = FakeEmbedder()
+    project.use(embedder=FakeEmbedder())
     project.run()
     with pytest.raises(FlightdeckError, match="no recorded splits; set data.splits"):
         project.split("train")

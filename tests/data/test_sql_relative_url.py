@@ -51,7 +51,7 @@ def test_a_relative_sqlite_url_resolves_from_the_spec_folder(tmp_path: Path, mon
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # the folder a user happens to run from, without any data/kb.db
     project = Project.load(root / "flightdeck.yaml")
-    project.__dict__["embedder"] = FakeEmbedder()
+    project.use(embedder=FakeEmbedder())
     summary = project.run()
     ingest = next(s for s in summary.steps if s.step == "ingest")
     assert summary.status == "succeeded" and ingest.counts["parsed"] == 2, ingest.counts

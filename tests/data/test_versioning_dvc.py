@@ -31,7 +31,7 @@ def _with_dvc(root: Path, settings: str) -> Project:
     spec = root / "flightdeck.yaml"
     spec.write_text(spec.read_text().replace("data:\n", f"data:\n  versioning:\n    - {settings}\n", 1))
     project = Project.load(root)
-    project.__dict__["embedder"] = FakeEmbedder()
+    project.use(embedder=FakeEmbedder())
     return project
 
 
@@ -74,7 +74,7 @@ def test_dvc_tracks_the_raw_data_pushes_it_and_the_version_records_its_hash(proj
     # a changed file changes the DVC hash, the dataset version and what the remote holds
     (project_dir / "docs" / "notes.txt").write_text("Widget colours: only purple now.\n")
     again = Project.load(project_dir)
-    again.__dict__["embedder"] = FakeEmbedder()
+    again.use(embedder=FakeEmbedder())
     assert again.run().status == "succeeded"
     second = ws.get_state("current_dataset")
     new_md5 = _dvc_file(project_dir)["outs"][0]["md5"]
@@ -85,7 +85,7 @@ def test_dvc_tracks_the_raw_data_pushes_it_and_the_version_records_its_hash(proj
     assert (remote / "files" / "md5" / purple[:2] / purple[2:]).is_file()
     # an unchanged re-run skips ingest: no new version, DVC not asked again
     third = Project.load(project_dir)
-    third.__dict__["embedder"] = FakeEmbedder()
+    third.use(embedder=FakeEmbedder())
     assert {s.step: s.status for s in third.run().steps}["ingest"] == "skipped"
     assert ws.get_state("current_dataset") == second
 

@@ -152,7 +152,7 @@ def _project(root: Path, settings: str, embedder: Any = None) -> Project:
     if "versioning:" not in text:
         spec.write_text(text.replace("data:\n", f"data:\n  versioning:\n    - {settings}\n", 1))
     project = Project.load(root)
-    project.__dict__["embedder"] = embedder or FakeEmbedder()
+    project.use(embedder=embedder or FakeEmbedder())
     return project
 
 

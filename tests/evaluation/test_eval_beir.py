@@ -72,7 +72,7 @@ def test_evaluate_project_maps_chunks_to_documents(beir_dir: Path, tmp_path: Pat
     spec.parent.mkdir()
     spec.write_text(beir_spec(ds))
     project = Project.load(spec)
-    project.__dict__["embedder"] = FakeEmbedder()
+    project.use(embedder=FakeEmbedder())
     project.run()
     for mode in ("keyword", "vector", "hybrid"):
         report = evaluate_project(project, ds, mode=mode)

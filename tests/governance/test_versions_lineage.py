@@ -14,7 +14,7 @@ from flightdeck import Project
 from flightdeck.cli.main import app
 from flightdeck.errors import WorkspaceError
 from flightdeck.governance.versions import document_record, read_manifest, version_documents
-from flightdeck.project import Project as ProjectClass
+from flightdeck.pipeline.assembly import Assembly
 from flightdeck.testing import FakeEmbedder
 
 pytestmark = pytest.mark.unit
@@ -25,7 +25,7 @@ NEW_DOC = "# Painting widgets\n\nPaint a widget with acrylic paint only. Let it 
 
 def _project(root: Path) -> Project:
     project = Project.load(root)
-    project.__dict__["embedder"] = FakeEmbedder()
+    project.use(embedder=FakeEmbedder())
     return project
 
 
@@ -208,7 +208,7 @@ def test_checkout_refuses_a_version_whose_records_are_missing(two_versions: dict
 def test_cli_versions_diff_lineage_and_checkout_json(two_versions: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     root, v1, v2 = two_versions["root"], two_versions["v1"], two_versions["v2"]
     fake = FakeEmbedder()
-    monkeypatch.setattr(ProjectClass, "embedder", property(lambda self: fake))
+    monkeypatch.setattr(Assembly, "embedder", property(lambda self: fake))
     runner = CliRunner()
     spec = ["--spec", str(root)]
     res = runner.invoke(app, ["data", "versions", "--json", *spec])

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from flightdeck import Project
 from flightdeck.cli.main import app
+from flightdeck.pipeline.assembly import Assembly
 from flightdeck.pipeline.progress import RichReporter
 from flightdeck.pipeline.runner import RunHook, Runner, StepFailedError, StepResult
 from flightdeck.registry import registry
@@ -56,14 +57,14 @@ def _docs(root: Path, files: dict[str, str | bytes]) -> Path:
 
 def _project(root: Path) -> Project:
     project = Project.load(root)
-    project.__dict__["embedder"] = FakeEmbedder()
+    project.use(embedder=FakeEmbedder())
     return project
 
 
 @pytest.fixture()
 def fake_model(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeEmbedder()
-    monkeypatch.setattr(Project, "embedder", property(lambda self: fake))  # the CLI builds its own Project
+    monkeypatch.setattr(Assembly, "embedder", property(lambda self: fake))  # the CLI builds its own Project
 
 
 def _cli(root: Path, *args: str) -> Any:

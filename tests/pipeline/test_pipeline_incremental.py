@@ -16,7 +16,7 @@ pytestmark = pytest.mark.unit
 def _project(root: Path) -> tuple[Project, FakeEmbedder]:
     project = Project.load(root)
     fake = FakeEmbedder()
-    project.__dict__["embedder"] = fake  # replace the real model: this file tests the pipeline, not the model
+    project.use(embedder=fake)  # replace the real model: this file tests the pipeline, not the model
     return project, fake
 
 

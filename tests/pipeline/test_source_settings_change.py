@@ -59,7 +59,7 @@ def _write(root: Path, alpha: str, beta: str) -> None:
 
 def _run(root: Path) -> dict:
     project = Project.load(root)
-    project.__dict__["embedder"] = FakeEmbedder()
+    project.use(embedder=FakeEmbedder())
     summary = project.run()
     assert summary.status == "succeeded", summary
     return {s.step: s for s in summary.steps}

@@ -113,7 +113,7 @@ def test_the_pipeline_builds_the_index_the_spec_asks_for(tmp_path: Path, kind: s
         (tmp_path / "docs" / f"d{i}.txt").write_text(text)
     (tmp_path / "flightdeck.yaml").write_text(SPEC.replace("KIND", kind))
     project = Project.load(tmp_path)
-    project.__dict__["embedder"] = FakeEmbedder()
+    project.use(embedder=FakeEmbedder())
     summary = project.run()
     version = project.workspace.get_state("current_index")
     folder = project.workspace.root / "indexes" / version / KEYWORD_FOLDER

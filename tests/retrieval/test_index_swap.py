@@ -27,7 +27,7 @@ retrieval:
 
 def _project(root: Path) -> Project:
     project = Project.load(root)
-    project.__dict__["embedder"] = FakeEmbedder()
+    project.use(embedder=FakeEmbedder())
     return project
 
 

@@ -78,7 +78,7 @@ def build(pg_url: str, tables: list[str], monkeypatch: pytest.MonkeyPatch) -> Ca
 
 def _load(root: Path) -> Project:
     project = Project.load(root)
-    project.__dict__["embedder"] = FakeEmbedder()  # these tests are about the keyword index, not the model
+    project.use(embedder=FakeEmbedder())  # these tests are about the keyword index, not the model
     return project
 
 

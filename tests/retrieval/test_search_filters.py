@@ -50,7 +50,7 @@ def _build(root: Path, fusion: str = "rrf", real: bool = False) -> Project:
     (root / "flightdeck.yaml").write_text(SPEC.replace("FUSION", fusion))
     project = Project.load(root)
     if not real:
-        project.__dict__["embedder"] = FakeEmbedder()
+        project.use(embedder=FakeEmbedder())
     assert project.run().status == "succeeded"
     return project
 
@@ -91,7 +91,7 @@ def test_filters_need_the_option_in_the_spec(tmp_path: Path) -> None:
     spec = project.spec_path.read_text().replace("[hybrid_search, metadata_filtering]", "[hybrid_search]")
     project.spec_path.write_text(spec)
     again = Project.load(project.spec_path)
-    again.__dict__["embedder"] = FakeEmbedder()
+    again.use(embedder=FakeEmbedder())
     with pytest.raises(SpecError, match="metadata_filtering is not enabled"):
         again.search("solar", where={"lang": "en"})
     assert again.search("solar").hits  # no filter: fine
@@ -130,7 +130,7 @@ def test_changed_metadata_reaches_the_filters_without_new_text(tmp_path: Path) -
     rows[0]["lang"] = "fr"  # same text, new metadata
     (project.loaded.base_dir / "records.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     again = Project.load(project.spec_path)
-    again.__dict__["embedder"] = FakeEmbedder()
+    again.use(embedder=FakeEmbedder())
     assert again.run().status == "succeeded"
     for mode in ("vector", "keyword"):
         hits = again.search("note", k=30, mode=mode, where={"lang": "fr"}).hits

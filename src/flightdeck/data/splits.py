@@ -45,9 +45,14 @@ from datetime import UTC, date, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import delete, insert, select
 
-__all__ = ["Splitter", "SplitResult", "TrainValidationTestConfig", "TrainValidationTestSplitter", "KFoldConfig",
-           "KFoldSplitter", "TimeSeriesConfig", "TimeSeriesSplitter", "split_unit", "parse_timestamp",
+from flightdeck.core import Reporter
+from flightdeck.workspace import Workspace
+from flightdeck.workspace.schema import dataset_splits, documents
+
+__all__ = ["Splitter", "SplitResult", "record_splits", "TrainValidationTestConfig", "TrainValidationTestSplitter",
+           "KFoldConfig", "KFoldSplitter", "TimeSeriesConfig", "TimeSeriesSplitter", "split_unit", "parse_timestamp",
            "timestamp_problem", "NUMBER_RULE"]
 
 _NAMES_3 = ("train", "validation", "test")
@@ -333,3 +338,30 @@ class TimeSeriesSplitter:
         for i, (_, d) in enumerate(timed):
             out[d] = names[sum(i >= b for b in bounds)]
         return SplitResult(self.name, out, unassigned)
+
+
+def record_splits(ws: Workspace, dataset_id: str, splitter: Splitter | None,
+                  reporter: Reporter) -> dict[str, Any] | None:
+    """Assign the documents of dataset version ``dataset_id`` to splits and record them (``data.splits``);
+    returns the counts for the run summary, or None without a splitter.
+
+    Written in its own transaction, after the version: the rows of the version are replaced as a whole, so
+    re-running gives the same rows, and a changed split setting replaces the old assignment.
+    """
+    with ws.engine.begin() as conn:
+        conn.execute(delete(dataset_splits).where(dataset_splits.c.dataset_version == dataset_id))
+        if splitter is None:
+            return None
+        docs = {r.id: (r.metadata or {}) for r in conn.execute(select(documents.c.id, documents.c.metadata))}
+        result = splitter.assign(docs)
+        if result.assignments:
+            conn.execute(insert(dataset_splits).prefix_with("OR IGNORE"), [
+                {"dataset_version": dataset_id, "document_id": d, "split": s, "strategy": result.strategy}
+                for d, s in sorted(result.assignments.items())])
+    for doc_id, reason in sorted(result.unassigned.items()):
+        reporter.event("split_skipped", uri=doc_id, reason=reason)
+    out: dict[str, Any] = {"strategy": result.strategy, **result.counts()}
+    if result.unassigned:
+        out["unassigned"] = [{"uri": d, "reason": r} for d, r in sorted(result.unassigned.items())]
+    return out
+

@@ -3,7 +3,7 @@ paraphrased questions written by the configured LLM generator from sampled chunk
 source chunk (id, document, URI, content hash) as the ground truth.
 
 It is not a document source: it reads the chunks the other sources produced. The pipeline step
-(:mod:`flightdeck.pipeline.synthesize_step`) samples chunks, asks :meth:`SyntheticSource.generate` for each
+(:mod:`flightdeck.pipeline.synthesize_step`) samples chunks, asks :meth:`Synthesizer.generate` for each
 one (cached by chunk content, model and prompt settings) and stores an immutable, content-addressed set; the
 stored sets are read back with :func:`~flightdeck.data.synthetic_sets.list_sets` and
 :func:`~flightdeck.data.synthetic_sets.set_examples`.
@@ -31,7 +31,7 @@ from flightdeck.errors import FlightdeckError
 # The message is the spec's (``validate`` says it too, and the spec layer is below data/); re-exported here.
 from flightdeck.spec.rules import needs_llm_message
 
-__all__ = ["SyntheticConfig", "SyntheticSource", "Generation", "PROMPT_VERSION", "QA_SYSTEM_PROMPT",
+__all__ = ["SyntheticConfig", "Synthesizer", "Generation", "PROMPT_VERSION", "QA_SYSTEM_PROMPT",
            "PARAPHRASE_SYSTEM_PROMPT", "needs_llm_message", "require_llm", "generator_fingerprint",
            "sample_chunks", "drop_counts", "parse_qa", "parse_paraphrases", "grounding", "normalize_question"]
 
@@ -214,11 +214,12 @@ class Generation:
         return asdict(self)
 
 
-class SyntheticSource:
+class Synthesizer:
     """Writes question/answer pairs and paraphrases for one chunk at a time with an LLM generator.
 
-    Registered as the ``synthetic`` source, but it reads no documents: the pipeline feeds it the chunks of
-    the current dataset version (see :class:`~flightdeck.pipeline.synthesize_step.SynthesizeStep`).
+    The ``synthetic`` synthesizer (its own registry category, though the checklist lists it with the data
+    sources and the spec takes it in ``data.sources``): it reads no documents; the pipeline feeds it the chunks
+    of the current dataset version (see :class:`~flightdeck.pipeline.synthesize_step.SynthesizeStep`).
     """
 
     def __init__(self, config: SyntheticConfig | None = None) -> None:

@@ -72,7 +72,7 @@ class SyntheticSet:
 
 
 def cached_generation(ws: Workspace, key: str) -> dict[str, Any] | None:
-    """The stored generation of one chunk under ``key`` (see ``SyntheticSource.generation_key``), or None."""
+    """The stored generation of one chunk under ``key`` (see ``Synthesizer.generation_key``), or None."""
     with ws.engine.connect() as conn:
         return conn.execute(select(synthetic_generations.c.result)
                             .where(synthetic_generations.c.key == key)).scalar()

@@ -3,8 +3,8 @@
 A dataset version is a manifest (JSON artifact, its SHA-256 is the version id) listing every document of
 the workspace after an ingest: id, content hash, media type, source URI, pipeline hash and the digest of
 the document's *record*. The record is one content-addressed JSON artifact holding the document row and
-all its chunks, so any version can be restored exactly (``checkout``) without reading the sources again,
-and unchanged documents share one record across versions. ``dataset_version_documents`` indexes the
+all its chunks, so any version can be restored exactly (:mod:`flightdeck.pipeline.checkout`) without reading
+the sources again, and unchanged documents share one record across versions. ``dataset_version_documents`` indexes the
 manifests for diffs and lineage queries.
 
 Write order (crash safety): records and manifest artifacts are written first (an orphan artifact is
@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -25,11 +24,9 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select
 
-from flightdeck.core import NullReporter, Reporter, RunHook, StepResult, stable_hash
 from flightdeck.errors import WorkspaceError
-from flightdeck.pipeline.runner import Runner, RunSummary
 from flightdeck.retrieval.keyword import Fts5Index
-from flightdeck.workspace import CURRENT_DATASET, CURRENT_INDEX, Workspace
+from flightdeck.workspace import CURRENT_DATASET, Workspace
 from flightdeck.workspace.ids import resolve_id
 from flightdeck.workspace.schema import (
     chunks,
@@ -46,8 +43,6 @@ __all__ = [
     "DatasetVersion",
     "VersionDocument",
     "VersionDiff",
-    "CheckoutResult",
-    "CheckoutStep",
     "document_record",
     "put_document_record",
     "record_dataset_version",
@@ -57,7 +52,6 @@ __all__ = [
     "version_documents",
     "diff_versions",
     "restore_version",
-    "checkout",
     "iso_time",
 ]
 
@@ -361,58 +355,6 @@ def restore_version(ws: Workspace, version: str, run_id: str) -> dict[str, int]:
             input_hash="", config_hash="", counts={"checkout": version},
             error=f"dataset version {version[:12]} checked out: the next run ingests the sources again"))
     return {"documents": len(target), "restored": len(replace), "removed": len(remove), "kept": len(same)}
-
-
-class CheckoutStep:
-    """The step that restores a dataset version (recorded like any step; never skipped)."""
-
-    name = "checkout"
-
-    def __init__(self, ws: Workspace, version: str) -> None:
-        self.ws = ws
-        self.version = version
-
-    def plan(self) -> tuple[str, str]:
-        # A unique input: checking out is an explicit request, even of a version checked out before.
-        return stable_hash([self.version, uuid.uuid4().hex]), stable_hash({"checkout": self.version})
-
-    def run(self, run_id: str, reporter: Reporter) -> StepResult:
-        counts = restore_version(self.ws, self.version, run_id)
-        reporter.event("dataset_checked_out", dataset_version=self.version, **counts)
-        return StepResult(self.version, {"dataset_version": self.version[:12], **counts})
-
-
-@dataclass
-class CheckoutResult:
-    """What ``checkout`` did: the restored version and the run that re-embedded and re-indexed it."""
-
-    dataset_version: str
-    counts: dict[str, int]
-    summary: RunSummary
-    index_version: str | None
-    note: str = ("the next `flightdeck run` brings the workspace back to the sources' current state")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"dataset_version": self.dataset_version, **self.counts, "index_version": self.index_version,
-                "run": self.summary.to_dict(), "note": self.note}
-
-
-def checkout(ws: Workspace, version: str, follow_steps: Sequence[Any], spec_hash: str,
-             reporter: Reporter | None = None, hooks: Sequence[RunHook] = ()) -> CheckoutResult:
-    """Restore dataset version ``version`` (full id) and rebuild its index with ``follow_steps``.
-
-    ``follow_steps`` are the pipeline's embed and index steps: they run after the restore in the same,
-    recorded run; the embedding cache keeps old vectors, so usually nothing is embedded again. The caller
-    holds the workspace's writer lock.
-    """
-    step = CheckoutStep(ws, version)
-    summary = Runner(ws, reporter or NullReporter(), hooks=hooks).run([step, *follow_steps], spec_hash)
-    counts = next(s.counts for s in summary.steps if s.step == "checkout")
-    counts = {k: v for k, v in counts.items() if k != "dataset_version"}
-    for s in summary.steps:
-        if s.step == "embed":
-            counts["embedded"] = int(s.counts.get("embedded", 0))
-    return CheckoutResult(version, counts, summary, ws.get_state(CURRENT_INDEX))
 
 
 def ingest_run(ws: Workspace, run_id: str) -> dict[str, Any]:

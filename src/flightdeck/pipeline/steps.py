@@ -1,4 +1,9 @@
-"""The steps of the RAG path: ingest (scan, parse, clean, chunk), embed, index.
+"""The steps of the RAG path: ingest (scan, parse, clean, chunk), embed, index (:mod:`.index_step`).
+
+The ingest step orchestrates phase 1, whose logic lives in :mod:`flightdeck.data`: the scan
+(:mod:`~flightdeck.data.manifest`), document preparation (:mod:`~flightdeck.data.preparation`), duplicates and
+the document writes (:mod:`~flightdeck.data.document_store`), splits (:mod:`~flightdeck.data.splits`) and the
+failure limits (:mod:`~flightdeck.data.failures`).
 
 Each write is a transaction that leaves the workspace consistent if the process dies right after it:
 ingest replaces one document (row, chunks, keyword rows) at a time; embed commits one batch of vectors
@@ -9,89 +14,43 @@ produces the same result as an uninterrupted run.
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field, replace
 from importlib.util import find_spec
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import insert, select
 
-from flightdeck.data.cleaning import CleaningSettings, boilerplate_keys, clean_text, strip_boilerplate
-from flightdeck.data.documents import Document, SourceItem
+from flightdeck.core import Reporter, StepResult, stable_hash
+from flightdeck.data import document_store as store
+from flightdeck.data.cleaning import strip_boilerplate
+from flightdeck.data.documents import Document
+from flightdeck.data.failures import failure_problem
+from flightdeck.data.manifest import Manifest, ManifestEntry, SourceBinding, scan_sources
 from flightdeck.data.parsers import parse
-from flightdeck.data.sources.base import Source
-from flightdeck.errors import FlightdeckError
-from flightdeck.pipeline.progress import Reporter
-from flightdeck.pipeline.runner import StepFailedError, StepResult, stable_hash
-from flightdeck.retrieval.keyword import Fts5Index
-from flightdeck.workspace import CURRENT_INDEX, Workspace
-from flightdeck.workspace.schema import (
-    chunks,
-    dataset_splits,
-    document_signatures,
-    documents,
-    embeddings,
-    index_versions,
+from flightdeck.data.preparation import (
+    TEXT_ONLY,
+    document_signature,
+    learnt_boilerplate,
+    prepare_document,
+    with_language,
 )
+from flightdeck.data.splits import Splitter, record_splits
+from flightdeck.data.tokenization import Tokenizer
+from flightdeck.data.versioning.base import DatasetSnapshots
+from flightdeck.errors import FlightdeckError
+from flightdeck.pipeline.runner import StepFailedError
+from flightdeck.spec.cleaning import CleaningSettings
+from flightdeck.spec.models import FailureSettings
+from flightdeck.workspace import CURRENT_INDEX, Workspace
+from flightdeck.workspace.schema import chunks, embeddings, index_versions
 
 __all__ = ["SourceBinding", "IngestStep", "EmbedStep", "EMBED_COMMIT_ROWS"]
 
 # Vectors are committed in groups of this many rows: a kill loses at most one group of work.
 EMBED_COMMIT_ROWS = 128
-# Cleaning when the caller gives no data.cleaning settings: normalisation only.
-_TEXT_ONLY = CleaningSettings(language=False, dedupe="off", strip_boilerplate=False)
-# Workspace state: the dropped duplicates (so an unchanged duplicate is not read again every run) and the
-# boilerplate lines learnt per source (line hashes, no text).
-_DUPLICATES_STATE = "ingest/duplicates"
-_BOILERPLATE_STATE = "ingest/boilerplate/"
-# What a source learnt from the bodies it read to list its items (its ``scan_cache``), per source.
-_SCAN_CACHE_STATE = "ingest/scan_cache/"
-
-
-@dataclass
-class SourceBinding:
-    """A configured source and how its items are named in the workspace."""
-
-    label: str  # prefix of document ids, e.g. "corpus" -> "corpus/tutorial/venv.html"
-    base_uri: str  # file URI of the source root, for citations
-    source: Source
-
-    def document_id(self, item: SourceItem) -> str:
-        return f"{self.label}/{item.uri}"
-
-    def source_uri(self, item: SourceItem) -> str:
-        """Where a citation points: the source's own URI for the item when it has one."""
-        own = getattr(self.source, "source_uri", None)
-        if callable(own):
-            return str(own(item))
-        if self.base_uri.endswith(".jsonl"):
-            return f"{self.base_uri}#{item.uri.split('#', 1)[-1]}" if "#" in item.uri else self.base_uri
-        return f"{self.base_uri.rstrip('/')}/{item.uri}"
-
-
-@dataclass
-class Manifest:
-    """What the sources hold now: (document id, content hash, media type, source uri), sorted.
-
-    ``settings`` maps a document id to the hash of what its source hands the parser besides the bytes: the
-    item's metadata, which holds the source's parser settings (OCR mode, page and zip limits, record field
-    names). It is part of the document's pipeline hash, so changing a source's settings re-processes that
-    source's documents, and only those its settings reach.
-    """
-
-    entries: list[tuple[str, str, str, str]]
-    items: dict[str, tuple[SourceBinding, SourceItem]] = field(default_factory=dict)
-    failures: list[dict[str, str]] = field(default_factory=list)
-    # items the sources delivered in a degraded way ({"uri", "message"}): reported, not part of the digest
-    warnings: list[dict[str, str]] = field(default_factory=list)
-    unreadable: set[str] = field(default_factory=set)  # failed this scan but not gone: keep what is stored
-    settings: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def digest(self) -> str:
-        return stable_hash([self.entries, sorted(self.settings.items())])
+# What a read, a parse or a chunker may raise for one bad document: that document fails, the run goes on.
+_ITEM_ERRORS = (FlightdeckError, ValueError, UnicodeError, OSError)
 
 
 class IngestStep:
@@ -99,16 +58,17 @@ class IngestStep:
 
     name = "ingest"
 
-    def __init__(self, ws: Workspace, sources: list[SourceBinding], chunker: Any, tokenizer: Any,
+    def __init__(self, ws: Workspace, sources: list[SourceBinding], chunker: Any, tokenizer: Tokenizer,
                  pipeline_config: dict[str, Any], clean: bool = True, cleaning: CleaningSettings | None = None,
-                 splitter: Any = None, failure_limits: Any = None) -> None:
+                 splitter: Splitter | None = None, failure_limits: FailureSettings | None = None,
+                 snapshots: DatasetSnapshots | None = None) -> None:
         self.ws = ws
         self.sources = sources
         self.chunker = chunker
         self.tokenizer = tokenizer
         self.clean = clean
         # ``cleaning`` is data.cleaning; without it, cleaning is clean_text alone (no language, dedupe, PII).
-        self.cleaning = (cleaning or _TEXT_ONLY) if clean else None
+        self.cleaning = (cleaning or TEXT_ONLY) if clean else None
         if self.cleaning is not None:  # changed cleaning settings must re-process every document
             pipeline_config = {**pipeline_config, "cleaning": self.cleaning.model_dump(mode="json")}
             if self.cleaning.dedupe == "near" and find_spec("datasketch") is not None:
@@ -126,65 +86,22 @@ class IngestStep:
         limits = None if failure_limits is None else failure_limits.model_dump(mode="json")
         if limits is not None and any(v is not None for v in limits.values()):
             self.config_hash = stable_hash([self.config_hash, limits])
+        # What versioning providers (dvc, lakefs) recorded of the raw data before this step ran; written into
+        # the dataset version's manifest (see flightdeck.data.versioning.base).
+        self.snapshots = snapshots or DatasetSnapshots()
         self._manifest: Manifest | None = None
         self._scan_seconds = 0.0
 
     def manifest(self) -> Manifest:
         if self._manifest is None:
             t0 = time.perf_counter()
-            m = Manifest([])
-            for binding in self.sources:
-                cache_key = _SCAN_CACHE_STATE + binding.label
-                cached = self.ws.get_state(cache_key) if hasattr(binding.source, "scan_cache") else None
-                if cached is not None:
-                    binding.source.scan_cache = json.loads(cached)
-                for item in binding.source.scan():
-                    doc_id = binding.document_id(item)
-                    m.entries.append((doc_id, item.content_hash, item.media_type, binding.source_uri(item)))
-                    m.items[doc_id] = (binding, item)
-                    if item.metadata:
-                        m.settings[doc_id] = stable_hash(item.metadata)
-                for failure in getattr(binding.source, "failures", []):
-                    m.failures.append({"uri": f"{binding.label}/{failure.uri}", "reason": failure.reason})
-                    if not getattr(failure, "gone", False):
-                        m.unreadable.add(f"{binding.label}/{failure.uri}")
-                for warning in getattr(binding.source, "warnings", None) or []:
-                    m.warnings.append({"uri": f"{binding.label}/{warning.uri}", "message": warning.message})
-                if hasattr(binding.source, "scan_cache"):
-                    # Saved now, not with the documents: it only says what the source's bytes held, true
-                    # whatever this run does next, and a skipped step must not lose it.
-                    fresh = json.dumps(binding.source.scan_cache, sort_keys=True)
-                    if fresh != (cached or "{}"):
-                        with self.ws.engine.begin() as conn:
-                            self.ws.set_state(conn, cache_key, fresh)
-            m.entries.sort()
-            self._manifest = m
+            self._manifest = scan_sources(self.sources, self.ws)
             self._scan_seconds = time.perf_counter() - t0
         return self._manifest
 
     def plan(self) -> tuple[str, str]:
         m = self.manifest()
         return stable_hash([m.digest, m.failures]), self.config_hash
-
-    def _prepare(self, doc: Document) -> Document:
-        """Per-document cleaning: Unicode/whitespace normalisation, then PII redaction when asked.
-
-        Redaction happens here, before chunking, so that no store (chunks, keyword index, embeddings,
-        document records) ever holds the original values; metadata strings are redacted too.
-        """
-        if self.cleaning is None:
-            return doc
-        sections = tuple(replace(s, text=clean_text(s.text)) for s in doc.sections)
-        doc = replace(doc, title=clean_text(doc.title), sections=sections)
-        if self.cleaning.pii == "redact":
-            from flightdeck.data.pii import redact_pii, redact_value
-
-            types = self.cleaning.pii_types
-            doc = replace(doc, title=redact_pii(doc.title, types), metadata=redact_value(doc.metadata, types),
-                          sections=tuple(replace(s, text=redact_pii(s.text, types),
-                                                 heading_path=tuple(redact_pii(h, types) for h in s.heading_path))
-                                         for s in doc.sections))
-        return doc
 
     def _document_pipeline_hash(self, m: Manifest, doc_id: str) -> str:
         """The pipeline hash of one document: the step's, plus its source's settings (``Manifest.settings``).
@@ -195,7 +112,7 @@ class IngestStep:
         return self.pipeline_hash if settings is None else stable_hash([self.pipeline_hash, settings])
 
     def _todo(self, m: Manifest, existing: dict[str, tuple[str, str]], signed: dict[str, str],
-              dropped: dict[str, dict[str, Any]]) -> tuple[list[tuple[str, str, str, str]], list[str]]:
+              dropped: dict[str, dict[str, Any]]) -> tuple[list[ManifestEntry], list[str]]:
         """The entries to read, and the dropped duplicates that stay dropped without being read again."""
         hashes = {e[0]: e[1] for e in m.entries}
 
@@ -218,8 +135,8 @@ class IngestStep:
             todo.append(e)
         return todo, still_dropped
 
-    def _clean_batch(self, prepared: list[tuple[tuple[str, str, str, str], Document]], m: Manifest,
-                     reporter: Reporter) -> list[tuple[tuple[str, str, str, str], Document]]:
+    def _clean_batch(self, prepared: list[tuple[ManifestEntry, Document]], m: Manifest,
+                     reporter: Reporter) -> list[tuple[ManifestEntry, Document]]:
         """Cross-document cleaning: boilerplate lines per source, then each document's language."""
         c = self.cleaning
         if c is None:
@@ -228,85 +145,32 @@ class IngestStep:
             per_source: dict[str, list[int]] = {}
             for i, (entry, _) in enumerate(prepared):
                 per_source.setdefault(m.items[entry[0]][0].label, []).append(i)
-            sizes: dict[str, int] = {}
-            for binding, _ in m.items.values():
-                sizes[binding.label] = sizes.get(binding.label, 0) + 1
+            sizes = m.source_sizes()
             for label, idx in per_source.items():
-                found = boilerplate_keys((prepared[i][1] for i in idx), sizes[label],
-                                         c.boilerplate_min_documents, c.boilerplate_share)
-                # Lines learnt from a full read of the source replace what was known; an incremental run
-                # (a few documents) can only add, and documents re-read later still lose the known lines.
-                state_key = _BOILERPLATE_STATE + label
-                known = set(json.loads(self.ws.get_state(state_key) or "[]"))
-                keys = found if len(idx) == sizes[label] else known | found
+                known = store.known_boilerplate(self.ws, label)
+                keys = learnt_boilerplate([prepared[i][1] for i in idx], sizes[label], known, c)
                 if keys != known:
-                    with self.ws.engine.begin() as conn:
-                        self.ws.set_state(conn, state_key, json.dumps(sorted(keys)))
+                    store.save_boilerplate(self.ws, label, keys)
                 if keys:
                     reporter.event("boilerplate", source=label, lines=len(keys))
                 for i in idx:
                     prepared[i] = (prepared[i][0], strip_boilerplate(prepared[i][1], keys))
         if c.language:
-            from flightdeck.data.language import detect_language
-
-            # A language the source states (a record field) is kept; detection fills in the rest.
-            prepared = [(e, d if d.metadata.get("language") else
-                         replace(d, metadata={**d.metadata, "language": detect_language(d.text)}))
-                        for e, d in prepared]
+            prepared = [(e, with_language(d)) for e, d in prepared]
         return prepared
 
-    def _signature(self, doc_id: str, doc: Document) -> Any:
-        from flightdeck.data.dedupe import Signature, minhash_bytes, text_hash
+    def _check_cleaning_modules(self) -> None:
+        """Before anything is read: a run must not fail half-way for a missing library."""
+        if self.cleaning is None:
+            return
+        from flightdeck.errors import MissingDependencyError
+        from flightdeck.spec.cleaning import missing_cleaning_modules
 
-        text = doc.text
-        near = self.cleaning is not None and self.cleaning.dedupe == "near"
-        return Signature(doc_id, text_hash(text), minhash_bytes(text) if near else None, empty=not text.strip())
-
-    def _duplicates(self, signatures: dict[str, Any], stored_ids: set[str]) -> list[Any]:
-        """Duplicates among this run's documents and the stored ones (compared by stored signature)."""
-        from flightdeck.data.dedupe import Signature, find_duplicates, text_hash
-
-        mode = self.cleaning.dedupe if self.cleaning is not None else "off"
-        if mode == "off":
-            return []
-        empty = text_hash("")
-        pool = dict(signatures)
-        with self.ws.engine.connect() as conn:
-            for r in conn.execute(select(document_signatures.c.document_id, document_signatures.c.text_hash,
-                                         document_signatures.c.minhash)):
-                if r.document_id in stored_ids and r.document_id not in pool:
-                    pool[r.document_id] = Signature(r.document_id, r.text_hash, r.minhash, r.text_hash == empty)
-        return find_duplicates(pool.values(), mode, self.cleaning.near_threshold if self.cleaning else 0.9)
-
-    def _write_signature(self, doc_id: str, chash: str, sig: Any, language: str | None) -> None:
-        with self.ws.engine.begin() as conn:
-            conn.execute(delete(document_signatures).where(document_signatures.c.document_id == doc_id))
-            conn.execute(insert(document_signatures).values(document_id=doc_id, content_hash=chash,
-                                                            text_hash=sig.text_hash, minhash=sig.minhash,
-                                                            language=language))
-
-    def _record_splits(self, dataset_id: str, reporter: Reporter) -> dict[str, Any] | None:
-        """Assign the documents of the dataset version to splits and record them (data.splits).
-
-        Written in its own transaction, after the version: the rows of the version are replaced as a whole,
-        so re-running gives the same rows, and a changed split setting replaces the old assignment.
-        """
-        with self.ws.engine.begin() as conn:
-            conn.execute(delete(dataset_splits).where(dataset_splits.c.dataset_version == dataset_id))
-            if self.splitter is None:
-                return None
-            docs = {r.id: (r.metadata or {}) for r in conn.execute(select(documents.c.id, documents.c.metadata))}
-            result = self.splitter.assign(docs)
-            if result.assignments:
-                conn.execute(insert(dataset_splits).prefix_with("OR IGNORE"), [
-                    {"dataset_version": dataset_id, "document_id": d, "split": s, "strategy": result.strategy}
-                    for d, s in sorted(result.assignments.items())])
-        for doc_id, reason in sorted(result.unassigned.items()):
-            reporter.event("split_skipped", uri=doc_id, reason=reason)
-        out: dict[str, Any] = {"strategy": result.strategy, **result.counts()}
-        if result.unassigned:
-            out["unassigned"] = [{"uri": d, "reason": r} for d, r in sorted(result.unassigned.items())]
-        return out
+        missing = missing_cleaning_modules(self.cleaning)
+        if missing:
+            raise MissingDependencyError("; ".join(f"data.cleaning.{setting}: {purpose} needs {module}"
+                                                   for setting, module, purpose in missing)
+                                         + ": pip install 'flightdeck[cleaning]'")
 
     def run(self, run_id: str, reporter: Reporter) -> StepResult:
         m = self.manifest()
@@ -315,23 +179,12 @@ class IngestStep:
         seconds = dict.fromkeys(("scan", "read_parse", "clean", "chunk", "write", "finish"), 0.0)
         seconds["scan"] = self._scan_seconds
         clock = time.perf_counter
-        if self.cleaning is not None:
-            from flightdeck.data.cleaning import missing_cleaning_modules
-            from flightdeck.errors import MissingDependencyError
-
-            missing = missing_cleaning_modules(self.cleaning)
-            if missing:  # before anything is read: a run must not fail half-way for a missing library
-                raise MissingDependencyError("; ".join(f"data.cleaning.{setting}: {purpose} needs {module}"
-                                                       for setting, module, purpose in missing)
-                                             + ": pip install 'flightdeck[cleaning]'")
+        self._check_cleaning_modules()
         for failure in m.failures:
             reporter.event("item_failed", **failure)
-        with self.ws.engine.connect() as conn:
-            existing = {r.id: (r.content_hash, r.pipeline_hash) for r in
-                        conn.execute(select(documents.c.id, documents.c.content_hash, documents.c.pipeline_hash))}
-            signed = {r.document_id: r.content_hash for r in
-                      conn.execute(select(document_signatures.c.document_id, document_signatures.c.content_hash))}
-        dropped: dict[str, dict[str, Any]] = json.loads(self.ws.get_state(_DUPLICATES_STATE) or "{}")
+        existing = store.stored_documents(self.ws)
+        signed = store.signed_documents(self.ws)
+        dropped = store.dropped_duplicates(self.ws)
         todo, still_dropped = self._todo(m, existing, signed, dropped)
         failed: list[dict[str, str]] = list(m.failures)
         failed_ids: set[str] = set()
@@ -352,7 +205,7 @@ class IngestStep:
         # 1. Read, parse and clean each new or changed document. They stay in memory until written, because
         #    boilerplate lines and duplicates are decided across documents.
         total = len(todo)
-        prepared: list[tuple[tuple[str, str, str, str], Document]] = []
+        prepared: list[tuple[ManifestEntry, Document]] = []
         for n, entry in enumerate(todo, 1):
             binding, item = m.items[entry[0]]
             t0 = clock()
@@ -362,9 +215,9 @@ class IngestStep:
                     warn(entry[0], message)
                 t1 = clock()
                 seconds["read_parse"] += t1 - t0
-                prepared.append((entry, self._prepare(doc)))
+                prepared.append((entry, doc if self.cleaning is None else prepare_document(doc, self.cleaning)))
                 seconds["clean"] += clock() - t1
-            except (FlightdeckError, ValueError, UnicodeError, OSError) as exc:
+            except _ITEM_ERRORS as exc:
                 seconds["read_parse"] += clock() - t0
                 fail(entry[0], exc)
             reporter.progress("parse", n, total)
@@ -372,31 +225,37 @@ class IngestStep:
         prepared = self._clean_batch(prepared, m, reporter)
         # 2. Duplicates: this run's documents against each other and against the stored ones; by id, the
         #    first wins. A stored document can lose its place to a new one with a smaller id.
-        signatures = {e[0]: self._signature(e[0], d) for e, d in prepared}
+        near = self.cleaning is not None and self.cleaning.dedupe == "near"
+        signatures = {e[0]: document_signature(e[0], d, near) for e, d in prepared}
         present = {e[0] for e in m.entries}
         stored_ids = {d for d in existing if d in present and d not in signatures and signed.get(d) == existing[d][0]}
-        duplicates = self._duplicates(signatures, stored_ids)
+        mode = self.cleaning.dedupe if self.cleaning is not None else "off"
+        threshold = self.cleaning.near_threshold if self.cleaning is not None else 0.9
+        duplicates = store.dataset_duplicates(self.ws, signatures, stored_ids, mode, threshold)
         dup_ids = {d.uri for d in duplicates}
         for dup in duplicates:
             reporter.event("duplicate_dropped", **dup.to_dict())
         seconds["clean"] += clock() - t0
         # 3. Chunk and write the rest, one document per transaction.
         written_chunks = 0
+        records: dict[str, str] = {}  # document id -> digest of its record, for the dataset version
         kept = [(e, d) for e, d in prepared if e[0] not in dup_ids]
         for n, ((doc_id, chash, media_type, source_uri), doc) in enumerate(kept, 1):
             t0 = clock()
             try:
                 doc_chunks = self.chunker.chunk(doc, self.tokenizer)
-            except (FlightdeckError, ValueError, UnicodeError, OSError) as exc:
+            except _ITEM_ERRORS as exc:
                 seconds["chunk"] += clock() - t0
                 fail(doc_id, exc)
                 continue
             t1 = clock()
             seconds["chunk"] += t1 - t0
-            self._replace_document(run_id, doc_id, source_uri, chash, self._document_pipeline_hash(m, doc_id),
-                                   media_type, doc, doc_chunks)
+            records[doc_id] = store.replace_document(self.ws, run_id, doc_id, source_uri, chash,
+                                                     self._document_pipeline_hash(m, doc_id), media_type, doc,
+                                                     doc_chunks)
             language = doc.metadata.get("language") if self.cleaning and self.cleaning.language else None
-            self._write_signature(doc_id, chash, signatures[doc_id], None if language is None else str(language))
+            store.write_signature(self.ws, doc_id, chash, signatures[doc_id],
+                                  None if language is None else str(language))
             seconds["write"] += clock() - t1
             written_chunks += len(doc_chunks)
             reporter.progress(self.name, n, len(kept))
@@ -405,20 +264,20 @@ class IngestStep:
         # a transient failure must not look like a deletion.
         removed = [d for d in existing if d not in present and d not in failed_ids and d not in m.unreadable]
         for doc_id in removed + sorted(dup_ids & set(existing)):
-            self._remove_document(doc_id)
+            store.remove_document(self.ws, doc_id)
         # 4. Remember the dropped duplicates; keep document_signatures in step with documents.
         hashes = {e[0]: e[1] for e in m.entries}
         now_dropped = {d: dropped[d] for d in still_dropped}
         now_dropped.update({d.uri: {**d.to_dict(), "content_hash": hashes[d.uri],
                                     "pipeline_hash": self._document_pipeline_hash(m, d.uri)} for d in duplicates})
-        with self.ws.engine.begin() as conn:
-            self.ws.set_state(conn, _DUPLICATES_STATE, json.dumps(now_dropped, sort_keys=True))
-            conn.execute(delete(document_signatures).where(
-                document_signatures.c.document_id.not_in(select(documents.c.id))))
-        dataset_id = self._record_dataset_version(run_id, m)
-        split_counts = self._record_splits(dataset_id, reporter)
-        with self.ws.engine.connect() as conn:
-            chunk_ids = [r[0] for r in conn.execute(select(chunks.c.id).order_by(chunks.c.id))]
+        store.save_dropped_duplicates(self.ws, now_dropped)
+        # 5. The dataset version lists the documents the workspace now holds (what was ingested; a failed item
+        #    keeps its previous version), each with its record, and what versioning providers recorded.
+        from flightdeck.governance.versions import record_dataset_version
+
+        dataset_id = record_dataset_version(self.ws, run_id, records, self.snapshots.take())
+        split_counts = record_splits(self.ws, dataset_id, self.splitter, reporter)
+        chunk_ids = store.chunk_ids(self.ws)
         seconds["finish"] = clock() - t0
         counts: dict[str, Any] = {
             "documents": len(m.entries), "parsed": total - len(failed_ids),
@@ -435,91 +294,14 @@ class IngestStep:
         if warned:
             counts["warnings"] = warned
         counts["seconds"] = {k: round(v, 4) for k, v in seconds.items()}
-        self._judge_failures(m, failed, counts)
-        return StepResult(stable_hash(chunk_ids), counts)
-
-    def _judge_failures(self, m: Manifest, failed: list[dict[str, str]], counts: dict[str, Any]) -> None:
-        """Fail the step (after everything that succeeded was committed) when the dataset holds no document,
-        or when the failures pass ``data.failures``; the message names the count, the limit and the first
-        reasons.
-
-        "Nothing ingested" is judged on what the workspace holds after the run, not on this run's work: an
-        incremental run that had nothing new to read is fine. The documents that were ingested stay (and
-        are in the dataset version just recorded); only the steps after ingest (embed, index) do not run, so
-        the index is not replaced by one built from a broken corpus.
-        """
-        with self.ws.engine.connect() as conn:
-            stored = conn.execute(select(func.count()).select_from(documents)).scalar_one()
+        # Fail the step (after everything that succeeded was committed) when the dataset holds no document or
+        # the failures pass data.failures. The documents ingested stay (in the version just recorded); only
+        # embed and index do not run, so the index is not replaced by one built from a broken corpus.
         seen = len(m.entries) + len(m.failures)  # items the sources listed, those they could not deliver too
-        first = "; ".join(f"{f['uri']}: {f['reason']}" for f in failed[:3])
-        more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
-        reasons = f" First reasons: {first}{more}." if failed else ""
-        problem = None
-        if stored == 0:
-            if failed:
-                problem = (f"nothing was ingested: all {len(failed)} item(s) the sources listed failed.{reasons} "
-                           "Fix the causes (a missing extra is named in its reason) and run again")
-            else:
-                problem = ("nothing was ingested: the sources listed no documents; check `path` and `include` "
-                           "of data.sources")
-        elif failed and self.failure_limits is not None:
-            limits = self.failure_limits
-            share = len(failed) / max(seen, 1)
-            if limits.max_count is not None and len(failed) > limits.max_count:
-                problem = (f"{len(failed)} of {seen} item(s) could not be ingested, over data.failures.max_count="
-                           f"{limits.max_count}.{reasons}")
-            elif limits.max_share is not None and share > limits.max_share:
-                problem = (f"{len(failed)} of {seen} item(s) could not be ingested ({share:.1%}), over "
-                           f"data.failures.max_share={limits.max_share:g}.{reasons}")
-            if problem:
-                problem += (f" The {stored} document(s) ingested are kept; embed and index did not run. Fix the "
-                            "causes or raise data.failures in the spec, then run again")
+        problem = failure_problem(store.document_count(self.ws), seen, failed, self.failure_limits)
         if problem:
             raise StepFailedError(problem, counts)
-
-    def _replace_document(self, run_id: str, doc_id: str, source_uri: str, chash: str, pipeline_hash: str,
-                          media_type: str, doc: Document, doc_chunks: list[Any]) -> None:
-        from flightdeck.governance.versions import put_document_record
-
-        row = {"id": doc_id, "source_uri": source_uri, "content_hash": chash, "pipeline_hash": pipeline_hash,
-               "media_type": media_type, "title": doc.title, "metadata": doc.metadata}
-        rows = []
-        seen: set[str] = set()
-        for c in doc_chunks:
-            if c.id in seen:  # identical text at the same position cannot happen; guard anyway
-                continue
-            seen.add(c.id)
-            rows.append({"id": c.id, "document_id": doc_id, "ordinal": c.ordinal, "text": c.text,
-                         "indexed_text": c.indexed_text, "heading": " > ".join(c.heading_path),
-                         "token_count": c.token_count, "text_hash": c.text_hash, "metadata": c.metadata})
-        # The document version's record (row + chunks, content-addressed) is written before its rows: a
-        # crash leaves at worst an unreferenced artifact, never a version pointing at a missing record.
-        vars(self).setdefault("_records", {})[doc_id] = put_document_record(self.ws, row, rows)
-        with self.ws.engine.begin() as conn:
-            old = [r[0] for r in conn.execute(select(chunks.c.id).where(chunks.c.document_id == doc_id))]
-            Fts5Index.delete(conn, old)
-            conn.execute(delete(chunks).where(chunks.c.document_id == doc_id))
-            conn.execute(delete(documents).where(documents.c.id == doc_id))
-            conn.execute(insert(documents).values(**row, chunk_count=len(rows), run_id=run_id))
-            if rows:
-                conn.execute(insert(chunks), rows)
-                Fts5Index.add(conn, [(r["id"], r["indexed_text"]) for r in rows])
-
-    def _remove_document(self, doc_id: str) -> None:
-        with self.ws.engine.begin() as conn:
-            old = [r[0] for r in conn.execute(select(chunks.c.id).where(chunks.c.document_id == doc_id))]
-            Fts5Index.delete(conn, old)
-            conn.execute(delete(chunks).where(chunks.c.document_id == doc_id))
-            conn.execute(delete(documents).where(documents.c.id == doc_id))
-
-    def _record_dataset_version(self, run_id: str, m: Manifest) -> str:
-        # The version lists the documents the workspace now holds (what was ingested; a failed item keeps
-        # its previous version), each with its record; versioning providers (DVC) add what they recorded
-        # before the step ran, as ``version_metadata`` (see flightdeck.data.versioning.base).
-        from flightdeck.governance.versions import record_dataset_version
-
-        return record_dataset_version(self.ws, run_id, vars(self).get("_records", {}),
-                                      vars(self).get("version_metadata", {}))
+        return StepResult(stable_hash(chunk_ids), counts)
 
 
 def _text_hashes(ws: Workspace) -> list[tuple[str, str]]:

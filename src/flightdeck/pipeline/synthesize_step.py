@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from flightdeck.data.synthetic import (
     Generation,
-    SyntheticSource,
+    Synthesizer,
     drop_counts,
     generator_fingerprint,
     normalize_question,
@@ -52,9 +52,9 @@ class SynthesizeStep:
 
     name = "synthesize"
 
-    def __init__(self, ws: Workspace, source: SyntheticSource, generator: Any, generator_name: str) -> None:
+    def __init__(self, ws: Workspace, synthesizer: Synthesizer, generator: Any, generator_name: str) -> None:
         self.ws = ws
-        self.source = source
+        self.synthesizer = synthesizer
         self.generator = generator
         self.generator_name = generator_name
         self.fingerprint = generator_fingerprint(generator)
@@ -71,13 +71,13 @@ class SynthesizeStep:
         return self._rows
 
     def sample(self) -> list[ChunkRow]:
-        c = self.source.config
+        c = self.synthesizer.config
         return sample_chunks(self.rows(), seed=c.seed, n=c.chunks, min_tokens=c.min_tokens,
                              chunk_id=lambda r: r.chunk_id, tokens=lambda r: r.token_count)
 
     def config_hash(self) -> str:
-        return stable_hash({"synthetic": self.source.config.model_dump(), "generator": self.fingerprint,
-                            "key": self.source.generation_key("", self.fingerprint)})
+        return stable_hash({"synthetic": self.synthesizer.config.model_dump(), "generator": self.fingerprint,
+                            "key": self.synthesizer.generation_key("", self.fingerprint)})
 
     def plan(self) -> tuple[str, str]:
         picked = [(r.chunk_id, r.text_hash, r.document_id, r.source_uri) for r in self.sample()]
@@ -89,7 +89,7 @@ class SynthesizeStep:
         if version is None:
             raise FlightdeckError(f"{self.ws.root}: no dataset version to sample; the ingest step records one")
         picked = self.sample()
-        c = self.source.config
+        c = self.synthesizer.config
         if not picked:
             largest = max((r.token_count for r in self.rows()), default=0)
             raise FlightdeckError(
@@ -99,10 +99,10 @@ class SynthesizeStep:
         generated = cached = calls = 0
         results: list[tuple[ChunkRow, str, Generation]] = []
         for n, row in enumerate(picked, 1):
-            key = self.source.generation_key(row.text_hash, self.fingerprint)
+            key = self.synthesizer.generation_key(row.text_hash, self.fingerprint)
             stored = cached_generation(self.ws, key)
             if stored is None:
-                gen = self.source.generate(row.text, self.generator)
+                gen = self.synthesizer.generate(row.text, self.generator)
                 cache_generation(self.ws, key, row.text_hash, self.fingerprint["model_id"], gen.to_dict())
                 generated += 1
                 calls += gen.calls

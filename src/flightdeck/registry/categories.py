@@ -14,6 +14,7 @@ class Category(StrEnum):
     OBJECTIVE = "objective"
     LATENCY_TIER = "latency_tier"
     SOURCE = "source"
+    SYNTHESIZER = "synthesizer"  # writes examples from the chunks (listed with data.sources in the checklist)
     PREPROCESSOR = "preprocessor"
     CHUNKER = "chunker"
     VERSIONING = "versioning"

@@ -22,8 +22,10 @@ class Flavor:
     importable without the optional dependency. ``requires`` lists the top-level modules the
     implementation needs, checked with ``importlib.util.find_spec`` (no import) to tell ``ready`` from
     ``needs extra``; ``binaries`` the programs it runs (found on PATH); ``needs`` other providers it cannot
-    work without, as alternatives (``"generator:llama_cpp"``: one of them must be usable). ``options`` are the
-    checklist options this flavor makes real.
+    work without, as alternatives (``"generator:llama_cpp"``: one of them must be usable); ``takes`` the
+    components of the project its constructor receives after its config, by keyword (``"embedder"``,
+    ``"generator"``): the assembly passes exactly these, so no component is attached after construction.
+    ``options`` are the checklist options this flavor makes real.
     """
 
     category: Category
@@ -34,6 +36,7 @@ class Flavor:
     requires: tuple[str, ...] = ()
     binaries: tuple[str, ...] = ()
     needs: tuple[str, ...] = ()
+    takes: tuple[str, ...] = ()
     options: tuple[str, ...] = ()
     summary: str = ""
     note: str = ""  # what the tests could not reach here (e.g. "no BigQuery server: tested with ...")
@@ -102,7 +105,7 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
                    "mean word confidence stored per page",
            note="needs the tesseract-ocr Debian package (installed by make test)"),
     # --- issue 3: data lake and API sources (insert below, keep this line) ---
-    Flavor(_C.SOURCE, "synthetic", "flightdeck.data.synthetic:SyntheticSource",
+    Flavor(_C.SYNTHESIZER, "synthetic", "flightdeck.data.synthetic:Synthesizer",
            "flightdeck.data.synthetic:SyntheticConfig", needs=_LLM,
            options=("data.sources.synthetic_data_generation",),
            summary="question/answer pairs and paraphrases written by the LLM generator (llama_cpp, openai) from "
@@ -172,7 +175,7 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            options=("data.preprocessing.chunking",),
            summary="one chunk per Markdown/HTML heading section, small siblings merged, heading path kept"),
     Flavor(_C.CHUNKER, "semantic", "flightdeck.data.chunkers.semantic:SemanticChunker",
-           "flightdeck.data.chunkers.semantic:SemanticConfig", requires=("tokenizers",),
+           "flightdeck.data.chunkers.semantic:SemanticConfig", requires=("tokenizers",), takes=("embedder",),
            options=("data.preprocessing.chunking",),
            summary="breaks where the embedder's similarity of neighbouring sentences drops"),
     Flavor(_C.SPLITTER, "train_validation_test", "flightdeck.data.splits:TrainValidationTestSplitter",
@@ -319,17 +322,17 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            note="tested against llama-cpp-python's OpenAI-compatible server (Gemma 3 270M), not api.openai.com"),
     # --- session 7: query transformations (insert below, keep this line) ---
     Flavor(_C.QUERY_TRANSFORMATION, "rewrite", "flightdeck.retrieval.query_transform:RewriteTransform",
-           "flightdeck.retrieval.query_transform:RewriteConfig", needs=_LLM,
+           "flightdeck.retrieval.query_transform:RewriteConfig", needs=_LLM, takes=("generator",),
            options=("retrieval.system.query_transformation",),
            summary="the LLM generator rewrites the query into one precise search query, searched beside the "
                    "original and fused"),
     Flavor(_C.QUERY_TRANSFORMATION, "multi_query", "flightdeck.retrieval.query_transform:MultiQueryTransform",
-           "flightdeck.retrieval.query_transform:MultiQueryConfig", needs=_LLM,
+           "flightdeck.retrieval.query_transform:MultiQueryConfig", needs=_LLM, takes=("generator",),
            options=("retrieval.system.query_transformation",),
            summary="the LLM generator writes N phrasings of the query; each is searched and all are fused "
                    "(RAG-Fusion)"),
     Flavor(_C.QUERY_TRANSFORMATION, "hyde", "flightdeck.retrieval.query_transform:HydeTransform",
-           "flightdeck.retrieval.query_transform:HydeConfig", needs=_LLM,
+           "flightdeck.retrieval.query_transform:HydeConfig", needs=_LLM, takes=("generator",),
            options=("retrieval.system.query_transformation",),
            summary="HyDE: the LLM generator writes a hypothetical answer passage, embedded as a document and "
                    "averaged with the query vector; BM25 reads the query"),

@@ -216,13 +216,21 @@ class Registry:
         flavor = self.get(category, name)
         return _import_path(flavor.config) if flavor.config else None
 
-    def create(self, category: Category, name: str, settings: dict[str, Any] | None = None) -> Any:
-        """Build a provider instance from its settings (validated by its config class)."""
+    def create(self, category: Category, name: str, settings: dict[str, Any] | None = None, *,
+               provide: Callable[[str], Any] | None = None) -> Any:
+        """Build a provider instance from its settings (validated by its config class).
+
+        A flavor that ``takes`` components of the project (``Flavor.takes``, e.g. the semantic chunker takes
+        the embedder) gets each by keyword from ``provide(name)``; without ``provide`` they are left to the
+        implementation's defaults.
+        """
+        flavor = self.get(category, name)
         impl = self.load(category, name)
         config_cls = self.config_class(category, name)
         if config_cls is None:
             return impl() if isinstance(impl, type) else impl
-        return impl(config_cls(**(settings or {})))
+        components = {} if provide is None else {part: provide(part) for part in flavor.takes}
+        return impl(config_cls(**(settings or {})), **components)
 
     def for_option(self, option_key: str) -> list[Flavor]:
         """Flavors that implement the checklist option ``phase.section.option``."""

@@ -18,12 +18,12 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["QueryVariant", "RewriteConfig", "RewriteTransform", "MultiQueryConfig", "MultiQueryTransform",
-           "HydeConfig", "HydeTransform", "parse_lines"]
+__all__ = ["QueryVariant", "QueryTransformation", "RewriteConfig", "RewriteTransform", "MultiQueryConfig",
+           "MultiQueryTransform", "HydeConfig", "HydeTransform", "parse_lines"]
 
 MAX_VARIANT_CHARS = 400
 MAX_PASSAGE_CHARS = 2000
@@ -76,6 +76,14 @@ def parse_lines(text: str, query: str, limit: int) -> list[str]:
     return out
 
 
+@runtime_checkable
+class QueryTransformation(Protocol):
+    """A ``retrieval.query_transformation`` provider: the searches to run for one query (the original among them
+    where the provider keeps it), written by the LLM generator it was built with."""
+
+    def variants(self, query: str) -> list[QueryVariant]: ...
+
+
 class Example(BaseModel):
     """A worked example shown to the model before the query (few-shot): a question and the wanted output."""
 
@@ -93,13 +101,13 @@ class _TransformConfig(BaseModel):
 
 
 class _Transform:
-    """Shared: the generator (attached by the project), the per-query cache, and the call."""
+    """Shared: the generator (given by the assembly: ``Flavor.takes``), the per-query cache, and the call."""
 
     config: _TransformConfig
     label = ""
 
-    def __init__(self) -> None:
-        self.generator: Any = None
+    def __init__(self, generator: Any = None) -> None:
+        self.generator = generator
         self._cache: OrderedDict[str, list[QueryVariant]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -110,7 +118,7 @@ class _Transform:
                 self._cache.move_to_end(query)
                 return self._cache[query]
         if self.generator is None or not hasattr(self.generator, "complete"):
-            raise RuntimeError(f"query transformation {self.label!r} needs an LLM generator; none is attached")
+            raise RuntimeError(f"query transformation {self.label!r} needs an LLM generator; none was given")
         found = self._variants(query)
         with self._lock:
             self._cache[query] = found
@@ -151,8 +159,8 @@ class RewriteTransform(_Transform):
     label = "rewrite"
     cue = "Query:"
 
-    def __init__(self, config: RewriteConfig | None = None) -> None:
-        super().__init__()
+    def __init__(self, config: RewriteConfig | None = None, generator: Any = None) -> None:
+        super().__init__(generator)
         self.config = config or RewriteConfig()
 
     def _variants(self, query: str) -> list[QueryVariant]:
@@ -185,8 +193,8 @@ class MultiQueryTransform(_Transform):
     label = "multi_query"
     cue = "Queries:\n"
 
-    def __init__(self, config: MultiQueryConfig | None = None) -> None:
-        super().__init__()
+    def __init__(self, config: MultiQueryConfig | None = None, generator: Any = None) -> None:
+        super().__init__(generator)
         self.config = config or MultiQueryConfig()
 
     def _variants(self, query: str) -> list[QueryVariant]:
@@ -220,8 +228,8 @@ class HydeTransform(_Transform):
     label = "hyde"
     cue = "Passage:"
 
-    def __init__(self, config: HydeConfig | None = None) -> None:
-        super().__init__()
+    def __init__(self, config: HydeConfig | None = None, generator: Any = None) -> None:
+        super().__init__(generator)
         self.config = config or HydeConfig()
 
     def _variants(self, query: str) -> list[QueryVariant]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,42 +24,25 @@ from ruamel.yaml.reader import ReaderError
 from flightdeck.errors import SpecError, SpecProblem
 from flightdeck.registry import Category, registry
 from flightdeck.spec.catalog import Section, catalog
-from flightdeck.spec.models import PROVIDER_SECTIONS, PROVIDER_SETTINGS, spec_model
+from flightdeck.spec.loaded import LoadedSpec, Loc
+from flightdeck.spec.models import (
+    PROVIDER_SECTIONS,
+    PROVIDER_SETTINGS,
+    provider_category,
+    section_categories,
+    spec_model,
+)
 from flightdeck.spec.status import OptionStatus, option_usable
 
 __all__ = ["LoadedSpec", "load_spec", "check_spec", "SPEC_FILENAME", "find_spec_file"]
 
 SPEC_FILENAME = "flightdeck.yaml"
-Loc = tuple[str | int, ...]
 #: A spec is a few levels deep. ruamel composes (and pydantic validates) recursively, so a file nested
 #: hundreds of levels deep would end in a RecursionError instead of a problem with a line number.
 MAX_DEPTH = 50
 #: Values of the spec once every alias (``*name``) is expanded: a spec has hundreds; an alias bomb
 #: ("billion laughs": each level repeats the previous one ten times) has billions and would hang the check.
 MAX_VALUES = 100_000
-
-
-@dataclass
-class LoadedSpec:
-    """A validated spec, the file it came from, and where each value sits in that file."""
-
-    spec: Any  # an instance of spec_model()
-    path: Path
-    raw: dict[str, Any]
-    positions: dict[Loc, tuple[int, int]] = field(default_factory=dict)
-
-    @property
-    def base_dir(self) -> Path:
-        return self.path.parent
-
-    def position(self, loc: Loc) -> tuple[int, int] | None:
-        """(line, column), 1-based, of the value at ``loc`` or of its closest parent."""
-        loc = tuple(loc)
-        while loc:
-            if loc in self.positions:
-                return self.positions[loc]
-            loc = loc[:-1]
-        return None
 
 
 def find_spec_file(explicit: str | Path | None = None, cwd: Path | None = None) -> Path:
@@ -156,13 +138,15 @@ def _check_provider(ck: _Checker, loc: Loc, value: Any, category: Category, sect
     else:
         ck.add(loc, f"expected a provider name or {{provider: name, ...settings}}, got {value!r}")
         return
-    if category == Category.SOURCE and "name" in settings:
+    if section is not None:  # a section may take another category too (data.sources: the synthesizer)
+        category = provider_category(section.path, str(name)) or category
+    if category in (Category.SOURCE, Category.SYNTHESIZER) and "name" in settings:
         # `name` is every source's label (the prefix of its document ids), handled by flightdeck itself
         label = settings.pop("name")
         if not isinstance(label, str) or not label or "/" in label:
             ck.add((*loc, "name"), f"a source name is a non-empty word without '/', got {label!r}")
     reg = registry()
-    names = reg.names(category)
+    names = sorted({n for c in (section_categories(section.path) if section else (category,)) for n in reg.names(c)})
     if name not in names:
         option = section.option(str(name)) if section else None
         if option is not None and section is not None:

@@ -36,6 +36,9 @@ __all__ = [
     "Spec",
     "spec_model",
     "PROVIDER_SECTIONS",
+    "SECTION_ALSO",
+    "section_categories",
+    "provider_category",
     "PROVIDER_SETTINGS",
     "EMBEDDED_DEFAULTS",
 ]
@@ -48,6 +51,29 @@ PROVIDER_SECTIONS: dict[str, Category] = {
     "retrieval.embedding_model": Category.EMBEDDER,
     "retrieval.vector_database": Category.VECTOR_STORE,
 }
+# Sections that also take providers of another category. The checklist lists synthetic data generation with
+# the data sources (1.1), but it writes examples from the chunks instead of reading documents: a synthesizer.
+SECTION_ALSO: dict[str, tuple[Category, ...]] = {"data.sources": (Category.SYNTHESIZER,)}
+
+
+def section_categories(path: str) -> tuple[Category, ...]:
+    """Every category whose providers section ``path`` takes, its own first (empty: not a provider section)."""
+    own = PROVIDER_SECTIONS.get(path)
+    return () if own is None else (own, *SECTION_ALSO.get(path, ()))
+
+
+def provider_category(path: str, name: str) -> Category | None:
+    """The category of provider ``name`` in section ``path``: another one of :data:`SECTION_ALSO` when that one
+    registers the name, else the section's own (None: not a provider section)."""
+    from flightdeck.registry.lookup import registry
+
+    categories = section_categories(path)
+    for other in categories[1:]:
+        if name in registry().names(other):
+            return other
+    return categories[0] if categories else None
+
+
 # Keys that are not checklist sections but hold one provider with its settings.
 PROVIDER_SETTINGS: dict[str, Category] = {
     "data.chunking": Category.CHUNKER,
@@ -206,7 +232,7 @@ def _section_field(path: str, option_ids: list[str], multi: bool) -> tuple[Any, 
     if path in PROVIDER_SECTIONS:
         from flightdeck.registry.lookup import registry
 
-        names = list(dict.fromkeys([*option_ids, *registry().names(PROVIDER_SECTIONS[path])]))
+        names = list(dict.fromkeys([*option_ids, *(n for c in section_categories(path) for n in registry().names(c))]))
         value = _provider_value(names)
         if multi:
             return list[value], [_default_ref(v) for v in default or []]  # type: ignore[valid-type]

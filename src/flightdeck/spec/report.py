@@ -6,7 +6,7 @@ from typing import Any
 
 from flightdeck.registry import registry
 from flightdeck.spec.catalog import Section, catalog
-from flightdeck.spec.models import PROVIDER_SECTIONS
+from flightdeck.spec.models import section_categories
 from flightdeck.spec.status import STATES, option_status, verified_evidence
 
 __all__ = ["checklist_report", "selected_options", "render_text", "render_markdown"]
@@ -23,13 +23,13 @@ def selected_options(spec: Any, section: Section) -> set[str]:
     value = _section_value(spec, section)
     values = value if isinstance(value, list) else ([] if value is None else [value])
     chosen: set[str] = set()
-    category = PROVIDER_SECTIONS.get(section.path)
+    categories = section_categories(section.path)
     for v in values:
         name = getattr(v, "provider", v)
         if section.option(name) is not None:
             chosen.add(name)
-        elif category is not None:
-            for flavor in registry().flavors(category):
+        else:
+            for flavor in (f for c in categories for f in registry().flavors(c)):
                 if flavor.name == name:
                     chosen.update(k.rsplit(".", 1)[1] for k in flavor.options
                                   if k.startswith(section.path + "."))

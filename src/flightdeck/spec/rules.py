@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from flightdeck.core.chunking import DEFAULT_CHUNK_SIZE, chunk_size_error
 
 if TYPE_CHECKING:
-    from flightdeck.spec.loader import LoadedSpec
+    from flightdeck.spec.loaded import LoadedSpec
 
 __all__ = ["check_rules", "needs_llm_message", "LLM_GENERATORS"]
 
@@ -147,8 +147,12 @@ def _query_transformation_rules(spec: Any) -> Iterator[tuple[tuple[Any, ...], st
 
 def _synthetic_rules(spec: Any) -> Iterator[tuple[tuple[Any, ...], str]]:
     """A synthetic entry in data.sources needs an LLM generator and a document source to sample chunks from."""
+    from flightdeck.registry import Category
+    from flightdeck.spec.models import provider_category
+
     sources = spec.data.sources or []
-    found = [i for i, ref in enumerate(sources) if ref.provider == "synthetic"]
+    found = [i for i, ref in enumerate(sources)
+             if provider_category("data.sources", ref.provider) == Category.SYNTHESIZER]
     if not found:
         return
     for i in found[1:]:

@@ -16,7 +16,13 @@ from typing import Any
 
 from flightdeck.registry import Category, registry
 from flightdeck.spec.catalog import Phase, Section, catalog
-from flightdeck.spec.models import EMBEDDED_DEFAULTS, PROVIDER_SECTIONS, PROVIDER_SETTINGS, SearchSettings
+from flightdeck.spec.models import (
+    EMBEDDED_DEFAULTS,
+    PROVIDER_SECTIONS,
+    PROVIDER_SETTINGS,
+    SearchSettings,
+    section_categories,
+)
 from flightdeck.spec.status import option_usable
 
 __all__ = ["render_spec", "default_choices", "default_sources", "provider_for_option", "SETTINGS_KEYS", "format_value"]
@@ -104,11 +110,9 @@ def _section_example(section: Section, sources_example: list[dict[str, object]])
 
 def provider_for_option(section: Section, option_id: str) -> str:
     """The provider that implements an option of a provider section (its name is usually the option id)."""
-    category = PROVIDER_SECTIONS.get(section.path)
-    if category is None:
-        return option_id
+    categories = section_categories(section.path)
     for flavor in registry().for_option(f"{section.path}.{option_id}"):
-        if flavor.category == category:
+        if flavor.category in categories:
             return flavor.name
     return option_id
 

@@ -7,9 +7,9 @@ document (the approach of Greg Kamradt's "semantic chunking", also in LangChain 
 boundaries are always boundaries; a run of sentences longer than the budget is packed sentence by
 sentence like the ``sentence`` chunker does, so the size bound holds.
 
-The chunker needs an embedder, which ``Chunker.chunk(document, tokenizer)`` does not pass: the pipeline
-sets :attr:`SemanticChunker.embedder` to the project's embedder (``pipeline/rag.py``); set it yourself
-when using the chunker directly.
+The chunker needs an embedder, which ``Chunker.chunk(document, tokenizer)`` does not pass: it takes one in its
+constructor (its registry entry says ``takes=("embedder",)``, so the pipeline's assembly passes the project's);
+pass one yourself when using the chunker directly.
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ class SemanticChunker:
         """Return the chunks of ``document``, numbered ``0..n-1``; sections without text give none."""
         if self.embedder is None:
             raise FlightdeckError(
-                "the semantic chunker has no embedder: the pipeline sets it from retrieval.embedding_model;"
-                " in Python set `chunker.embedder = project.embedder` before chunking")
+                "the semantic chunker has no embedder: the pipeline passes the one of retrieval.embedding_model;"
+                " in Python build it as SemanticChunker(config, embedder=project.embedder)")
         sections = [s for s in document.sections if s.text.strip()]
         sentences = [split_sentences(s.text) for s in sections]
         breaks = self._breaks([sent for group in sentences for sent in group])

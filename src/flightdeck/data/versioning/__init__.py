@@ -3,7 +3,7 @@
 The built-in dataset versions (every ingest, always on) live in :mod:`flightdeck.governance.versions`;
 the providers here add to them: ``dvc`` and ``lakefs`` record what the external system holds in the
 dataset version's manifest, ``openlineage`` emits OpenLineage run events for every step. Each one is a
-:class:`~flightdeck.pipeline.runner.RunHook`, built by :func:`~flightdeck.data.versioning.base.build_hooks`.
+:class:`~flightdeck.core.RunHook`, built by the pipeline's assembly (:mod:`flightdeck.pipeline.assembly`).
 """
 
 from __future__ import annotations

@@ -1,37 +1,52 @@
 """The versioning provider protocol, and the run hook that records a provider's snapshot in a dataset version.
 
-A provider of ``data.versioning`` is built from its config like any provider, then asked for a
-:class:`~flightdeck.pipeline.runner.RunHook` bound to the project (:class:`VersioningContext`):
+A provider of ``data.versioning`` is built from its config like any provider, then asked (by the pipeline's
+assembly) for a :class:`~flightdeck.core.RunHook` bound to the project (:class:`VersioningContext`):
 
 - ``dvc`` and ``lakefs`` return a :class:`SnapshotHook`: right before the ingest step runs, the provider
-  snapshots the raw data (``dvc add``/``push``; a lakeFS ref resolved to its commit) and what it returns is
-  written into the manifest of the dataset version that ingest records (``{"dvc": {...}}``), so the
-  version names the exact raw data it came from. A provider that fails raises
-  :class:`~flightdeck.errors.SourceError` and the step fails before anything is written.
+  snapshots the raw data (``dvc add``/``push``; a lakeFS ref resolved to its commit) into the context's
+  :class:`DatasetSnapshots`, which the ingest step was given too and writes into the manifest of the dataset
+  version it records (``{"dvc": {...}}``), so the version names the exact raw data it came from. A provider
+  that fails raises :class:`~flightdeck.errors.SourceError` and the step fails before anything is written.
 - ``openlineage`` returns an OpenLineage emitter that reports every step run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
 
-from flightdeck.core import Reporter, RunHook
+from flightdeck.core import Reporter, RunHook, Step
 
 if TYPE_CHECKING:
-    from flightdeck.project import Project
     from flightdeck.workspace import Workspace
 
-__all__ = ["VersioningContext", "VersioningProvider", "SnapshotHook", "build_hooks", "VERSION_METADATA_ATTR",
+__all__ = ["VersioningContext", "VersioningProvider", "SnapshotHook", "DatasetSnapshots", "observers_first",
            "INGEST_STEP", "file_uri_path"]
 
-# The attribute of the ingest step that collects provider snapshots; IngestStep._record_dataset_version
-# writes it into the manifest.
-VERSION_METADATA_ATTR = "version_metadata"
 INGEST_STEP = "ingest"
+
+
+class DatasetSnapshots:
+    """What the versioning providers recorded of the raw data before this run's ingest, by provider name.
+
+    One instance is shared by the snapshot hooks (through :class:`VersioningContext`) and the ingest step
+    (through its constructor): the hooks record, the step takes it into the dataset version it writes.
+    """
+
+    def __init__(self) -> None:
+        self._by_provider: dict[str, dict[str, Any]] = {}
+
+    def record(self, provider: str, info: dict[str, Any]) -> None:
+        self._by_provider[provider] = info
+
+    def take(self) -> dict[str, dict[str, Any]]:
+        """Everything recorded since the last take (a snapshot belongs to one dataset version only)."""
+        taken, self._by_provider = self._by_provider, {}
+        return taken
 
 
 def file_uri_path(uri: str) -> Path | None:
@@ -50,6 +65,7 @@ class VersioningContext:
     base_dir: Path  # the spec's folder: relative settings are relative to it
     workspace: Workspace
     sources: tuple[Any, ...] = ()  # SourceBinding: .label, .base_uri
+    snapshots: DatasetSnapshots = field(default_factory=DatasetSnapshots)  # read by the ingest step
 
     def resolve(self, path: str | Path) -> Path:
         """``path`` relative to the spec's folder (absolute paths and ``~`` as given)."""
@@ -74,36 +90,25 @@ class VersioningProvider(Protocol):
 
 
 class SnapshotHook(RunHook):
-    """Calls ``snapshot(reporter)`` right before the ingest step runs and records the result.
+    """Calls ``snapshot(reporter)`` right before the ingest step runs and records the result in ``into``.
 
     The snapshot becomes ``manifest[name]`` of the dataset version that the step records; a skipped ingest
     (sources unchanged) records no new version, so nothing is snapshotted.
     """
 
-    def __init__(self, name: str, snapshot: Callable[[Reporter], dict[str, Any]]) -> None:
+    def __init__(self, name: str, snapshot: Callable[[Reporter], dict[str, Any]], into: DatasetSnapshots) -> None:
         self.name = name
         self.snapshot = snapshot
+        self.into = into
 
-    def step_started(self, step: Any, run_id: str, reporter: Reporter) -> None:
+    def step_started(self, step: Step, run_id: str, reporter: Reporter) -> None:
         if step.name != INGEST_STEP:
             return
         info = self.snapshot(reporter)
-        vars(step).setdefault(VERSION_METADATA_ATTR, {})[self.name] = info
+        self.into.record(self.name, info)
         reporter.event("dataset_snapshot", provider=self.name, **info)
 
 
-def build_hooks(project: Project) -> list[RunHook]:
-    """The run hooks of the project's ``data.versioning`` providers (observers first, then snapshots)."""
-    from flightdeck.registry import Category, registry
-
-    refs: Sequence[Any] = project.spec.data.versioning or ()
-    if not refs:
-        return []
-    context = VersioningContext(project.spec.project, project.loaded.base_dir, project.workspace,
-                                tuple(project.source_bindings()))
-    hooks = []
-    for ref in refs:
-        provider = registry().create(Category.VERSIONING, ref.provider, project.provider_settings(ref))
-        hooks.append(provider.hook(context))
-    # Observers first: a lineage emitter reports a step's START before a snapshot can fail it.
+def observers_first(hooks: list[RunHook]) -> list[RunHook]:
+    """Observers before snapshots: a lineage emitter reports a step's START before a snapshot can fail it."""
     return sorted(hooks, key=lambda h: isinstance(h, SnapshotHook))
