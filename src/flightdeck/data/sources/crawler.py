@@ -27,16 +27,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 from urllib.robotparser import RobotFileParser
 
 from flightdeck.core import RetryPolicy
 from flightdeck.data.sources.base import ItemFailure, ItemWarning
 from flightdeck.data.sources.netguard import BlockedAddressError, NetworkPolicy, async_client
+from flightdeck.data.sources.urls import host_allowed, normalize_url, origin_of
 from flightdeck.errors import FlightdeckError, SourceError
 
 if TYPE_CHECKING:
-    from flightdeck.data.sources.web import WebConfig
+    from flightdeck.data.sources.web_config import WebConfig
 
 __all__ = ["normalize_url", "host_allowed", "origin_of", "Crawler", "CrawlResult", "Page", "HTML_TYPES"]
 
@@ -44,7 +45,6 @@ log = logging.getLogger(__name__)
 
 #: media types parsed as pages; any other type is reported as a failure without reading its body
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 # Links to these are assets, never pages: not fetched at all (and not reported, there are many).
 _ASSET_SUFFIXES = frozenset({
     ".css", ".js", ".mjs", ".json", ".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg", ".ico", ".bmp",
@@ -63,87 +63,10 @@ _ACCEPT_ANY = "*/*"
 _H1 = re.compile(r"^# +\S", re.M)
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>")
-_WS_IN_URL = re.compile(r"[\t\n\r]")
 _ROBOTS_DOWN = "robots.txt of"
 
 
 # --- URLs --------------------------------------------------------------------------------------------
-
-def _remove_dot_segments(path: str) -> str:
-    # RFC 3986 5.2.4 in effect: "/a/./b/../c" -> "/a/c", keeping a trailing slash.
-    if "." not in path:
-        return path
-    trailing = path.endswith(("/", "/.", "/.."))
-    out = posixpath.normpath(path)
-    if out.startswith("//"):  # normpath keeps a leading "//"; a path never needs it
-        out = "/" + out.lstrip("/")
-    if trailing and not out.endswith("/"):
-        out += "/"
-    return out
-
-
-def normalize_url(href: str, base: str | None = None) -> str | None:
-    """The canonical form of ``href`` (resolved against ``base``), or ``None`` when it is not crawlable.
-
-    Only absolute http(s) URLs with a host come out: the scheme and host lowercased (IDN hosts in
-    punycode), the default port dropped, dot segments resolved, an empty path made ``/`` and the
-    fragment dropped; the query is kept as it is. URLs with credentials (``user:pw@host``) give ``None``:
-    a page must not make the crawler send a password anywhere.
-    """
-    href = _WS_IN_URL.sub("", href).strip()
-    if not href:
-        return None
-    try:
-        url = urljoin(base, href) if base else href
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in _DEFAULT_PORTS or parts.username is not None or parts.password is not None:
-            return None
-        host = parts.hostname
-        port = parts.port
-    except ValueError:  # a bad port or IPv6 literal
-        return None
-    if not host:
-        return None
-    try:
-        host = host.encode("idna").decode("ascii") if not host.isascii() else host
-    except UnicodeError:
-        return None
-    host = host.rstrip(".")
-    if not host:
-        return None
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None and port != _DEFAULT_PORTS[scheme]:
-        netloc += f":{port}"
-    path = _remove_dot_segments(parts.path or "/")
-    return urlunsplit((scheme, netloc, path, parts.query, ""))
-
-
-def origin_of(url: str) -> str:
-    """``scheme://host[:port]`` of a normalised URL: the unit robots.txt applies to."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def host_allowed(url: str, domains: list[str]) -> bool:
-    """Whether the host of ``url`` is one of ``domains``.
-
-    An entry is a host name matched exactly (``docs.example.com``), or ``*.example.com`` for
-    example.com and all of its subdomains. Ports do not matter.
-    """
-    try:
-        host = (urlsplit(url).hostname or "").rstrip(".")
-    except ValueError:
-        return False
-    for domain in domains:
-        if domain.startswith("*."):
-            root = domain[2:]
-            if host == root or host.endswith("." + root):
-                return True
-        elif host == domain:
-            return True
-    return False
-
 
 def _is_asset(url: str) -> bool:
     path = urlsplit(url).path.lower()
@@ -390,7 +313,7 @@ def _agent_token(user_agent: str) -> str:
 # --- the crawler -------------------------------------------------------------------------------------
 
 class Crawler:
-    """One crawl of the site(s) that a :class:`~flightdeck.data.sources.web.WebConfig` describes.
+    """One crawl of the site(s) that a :class:`~flightdeck.data.sources.web_config.WebConfig` describes.
 
     :meth:`run` returns a :class:`CrawlResult`; it raises :class:`~flightdeck.errors.SourceError` when a
     start URL cannot be crawled at all (down after retries, an error status, or forbidden by
