@@ -19,7 +19,8 @@ from sqlalchemy import select
 from flightdeck.errors import FlightdeckError
 from flightdeck.evaluation.beir import _percentiles, evaluate_run
 from flightdeck.workspace import CURRENT_INDEX
-from flightdeck.workspace.schema import chunks, index_versions
+from flightdeck.workspace.index_versions import get_index_version
+from flightdeck.workspace.schema import chunks
 
 __all__ = ["SyntheticRetrievalReport", "evaluate_synthetic", "HIT_KS"]
 
@@ -72,9 +73,9 @@ def evaluate_synthetic(project: Any, set_id: str | None = None, mode: str = "hyb
     set_version = next((s.dataset_version for s in project.synthetic_sets() if s.id == full_id), "")
     with ws.engine.connect() as conn:
         present = {r[0] for r in conn.execute(select(chunks.c.id))}
-        current_index = ws.get_state(CURRENT_INDEX)
-        index_dataset = conn.execute(select(index_versions.c.dataset_version)
-                                     .where(index_versions.c.id == current_index)).scalar() or ""
+    current_index = ws.get_state(CURRENT_INDEX)
+    built = None if current_index is None else get_index_version(ws, current_index)
+    index_dataset = "" if built is None else built.dataset_version
     qrels: dict[str, dict[str, int]] = {}
     run: dict[str, dict[str, float]] = {}
     ranks: dict[str, int | None] = {}

@@ -17,7 +17,8 @@ from sqlalchemy import select
 from flightdeck.errors import WorkspaceError
 from flightdeck.governance.versions import ingest_run, iso_time
 from flightdeck.workspace import CURRENT_DATASET, CURRENT_INDEX, Workspace
-from flightdeck.workspace.schema import chunks, dataset_version_documents, dataset_versions, documents, index_versions
+from flightdeck.workspace.index_versions import index_versions_of
+from flightdeck.workspace.schema import chunks, dataset_version_documents, dataset_versions, documents
 
 __all__ = ["ChunkLineage", "chunk_lineage"]
 
@@ -94,9 +95,7 @@ def chunk_lineage(ws: Workspace, chunk_ref: str) -> ChunkLineage:
         document_id, source_uri, content_hash = doc["id"], doc["source_uri"], doc["content_hash"]
         heading = str(containing[digest]["chunk"].get("heading", ""))
         writer = version_rows[versions[0]]["run_id"]
-    with ws.engine.connect() as conn:
-        builds = conn.execute(select(index_versions).where(index_versions.c.dataset_version.in_(versions))
-                              .order_by(index_versions.c.created_at)).mappings().all() if versions else []
+    builds = index_versions_of(ws, versions)
     current_index = ws.get_state(CURRENT_INDEX)
     return ChunkLineage(
         chunk_id=chunk_id, document_id=document_id, source_uri=source_uri, content_hash=content_hash,
@@ -104,6 +103,6 @@ def chunk_lineage(ws: Workspace, chunk_ref: str) -> ChunkLineage:
         dataset_versions=[{"id": v, "created_at": iso_time(version_rows[v]["created_at"]),
                            "run_id": version_rows[v]["run_id"], "current": v == current_dataset}
                           for v in versions if v in version_rows],
-        index_versions=[{"id": b["id"], "created_at": iso_time(b["created_at"]), "run_id": b["run_id"],
-                         "dataset_version": b["dataset_version"], "embedder": b["embedder"], "store": b["store"],
-                         "current": b["id"] == current_index} for b in builds])
+        index_versions=[{"id": b.id, "created_at": iso_time(b.created_at), "run_id": b.run_id,
+                         "dataset_version": b.dataset_version, "embedder": b.embedder, "store": b.store,
+                         "current": b.id == current_index} for b in builds])

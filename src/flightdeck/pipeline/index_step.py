@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,8 @@ from flightdeck.retrieval.filters import normalise_payload
 from flightdeck.retrieval.keyword import KeywordIndex, KeywordTable
 from flightdeck.retrieval.stores.base import StoreLocation
 from flightdeck.workspace import CURRENT_DATASET, CURRENT_INDEX, Workspace
-from flightdeck.workspace.schema import chunk_payloads, chunks, documents, embeddings, index_versions, store_sync
+from flightdeck.workspace.index_versions import IndexVersion, collection_name, record_index_version
+from flightdeck.workspace.schema import chunk_payloads, chunks, documents, embeddings, store_sync
 
 __all__ = ["IndexStep", "chunk_payload", "collection_name", "store_location"]
 
@@ -50,13 +52,13 @@ def chunk_payload(doc: dict[str, Any], chunk: dict[str, Any]) -> dict[str, Any]:
     return normalise_payload(merged)
 
 
-def collection_name(ws: Workspace, model_id: str, store: str) -> str:
-    """A collection name safe for every server: unique per workspace, embedding model and store.
+@dataclass(frozen=True)
+class _FolderArtifacts:
+    """What the index version's folder was stored as: its index file's artifact and the hash of all its files
+    (empty when the folder already existed and was not rebuilt)."""
 
-    Store settings are left out on purpose: rotating an API key or tuning search parameters must not
-    start a new collection and upload every vector again (a store's own ``collection`` setting wins)."""
-    digest = stable_hash({"workspace": str(ws.root), "model": model_id, "store": store})
-    return f"flightdeck_{digest[:20]}"
+    index: str = ""
+    folder: str = ""
 
 
 def store_location(ws: Workspace, versioned: bool, index_id: str, store: str, collection: str,
@@ -119,25 +121,23 @@ class IndexStep:
         collection = collection_name(self.ws, model_id, self.store_name)
         counts: dict[str, Any]
         if getattr(store, "versioned", False):
-            counts = self._build_folder(store, rows, index_id, run_id, model_id, dim, reporter)
+            counts, artifacts = self._build_folder(store, rows, index_id, run_id, model_id, dim, reporter)
             collection_col = None
         else:
             counts = self._sync_collection(store, rows, collection, index_id, model_id, dim, reporter)
-            counts.update(self._build_folder(None, rows, index_id, run_id, model_id, dim, reporter))
+            built, artifacts = self._build_folder(None, rows, index_id, run_id, model_id, dim, reporter)
+            counts.update(built)
             collection_col = collection
         table = self.keyword_index.live_table()
         if table is not None:
             counts.update(self._sync_keyword(table, rows, reporter))
         with self.ws.engine.begin() as conn:
-            if conn.execute(select(index_versions.c.id).where(index_versions.c.id == index_id)).first() is None:
-                conn.execute(insert(index_versions).values(
-                    id=index_id, created_at=time.time(), run_id=run_id,
-                    dataset_version=self.ws.get_state(CURRENT_DATASET) or "", embedder=model_id, dim=dim,
-                    store=self.store_name, chunk_count=len(rows), index_artifact=counts.pop("_index_artifact", ""),
-                    ids_artifact=counts.pop("_ids_artifact", ""), collection=collection_col))
+            record_index_version(conn, IndexVersion(
+                id=index_id, created_at=time.time(), run_id=run_id,
+                dataset_version=self.ws.get_state(CURRENT_DATASET) or "", embedder=model_id, dim=dim,
+                store=self.store_name, chunk_count=len(rows), index_artifact=artifacts.index,
+                ids_artifact=artifacts.folder, collection=collection_col))
             self.ws.set_state(conn, CURRENT_INDEX, index_id)
-        counts.pop("_index_artifact", None)
-        counts.pop("_ids_artifact", None)
         self._drop_old_folders(keep=index_id)
         return StepResult(index_id, {**counts, "vectors": len(rows), "index_version": index_id[:12]})
 
@@ -170,13 +170,13 @@ class IndexStep:
                                                        "payload_hash": r["payload_hash"]} for r in batch])
 
     def _build_folder(self, store: Any | None, rows: list[dict[str, Any]], index_id: str, run_id: str,
-                      model_id: str, dim: int, reporter: Reporter) -> dict[str, Any]:
+                      model_id: str, dim: int, reporter: Reporter) -> tuple[dict[str, Any], _FolderArtifacts]:
         """The index version's own folder: the vectors of a versioned store (``store``; None for a live one)
         and the keyword index's files (BM25), built in a temporary folder, fsynced and renamed into place."""
         indexes = self.ws.root / "indexes"
         final = indexes / index_id
         if final.is_dir() and any(final.iterdir()):
-            return {"built": 0}
+            return {"built": 0}, _FolderArtifacts()
         tmp = indexes / f".tmp-{run_id}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -198,8 +198,8 @@ class IndexStep:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         index_file = getattr(store, "INDEX_FILE", "") if store is not None else ""
-        return {**counts, "built": len(rows), "_index_artifact": file_hashes.get(index_file, ""),
-                "_ids_artifact": stable_hash(file_hashes)}
+        return {**counts, "built": len(rows)}, _FolderArtifacts(file_hashes.get(index_file, ""),
+                                                                stable_hash(file_hashes))
 
     def _texts(self) -> list[str]:
         """Every chunk's indexed text, in the index's row order (sorted by chunk id)."""

@@ -43,7 +43,8 @@ from flightdeck.pipeline.runner import StepFailedError
 from flightdeck.spec.cleaning import CleaningSettings
 from flightdeck.spec.models import FailureSettings
 from flightdeck.workspace import CURRENT_INDEX, Workspace
-from flightdeck.workspace.schema import chunks, embeddings, index_versions
+from flightdeck.workspace.index_versions import get_index_version
+from flightdeck.workspace.schema import chunks, embeddings
 
 __all__ = ["SourceBinding", "IngestStep", "EmbedStep", "EMBED_COMMIT_ROWS"]
 
@@ -163,14 +164,13 @@ class IngestStep:
         """Before anything is read: a run must not fail half-way for a missing library."""
         if self.cleaning is None:
             return
-        from flightdeck.errors import MissingDependencyError
+        from flightdeck.registry.lookup import missing_dependency
         from flightdeck.spec.cleaning import missing_cleaning_modules
 
         missing = missing_cleaning_modules(self.cleaning)
         if missing:
-            raise MissingDependencyError("; ".join(f"data.cleaning.{setting}: {purpose} needs {module}"
-                                                   for setting, module, purpose in missing)
-                                         + ": pip install 'flightdeck[cleaning]'")
+            purposes = "; ".join(f"data.cleaning.{setting}: {purpose}" for setting, _, purpose in missing)
+            raise missing_dependency(purposes, "cleaning", ", ".join(module for _, module, _ in missing))
 
     def run(self, run_id: str, reporter: Reporter) -> StepResult:
         m = self.manifest()
@@ -379,5 +379,5 @@ class EmbedStep:
         version = self.ws.get_state(CURRENT_INDEX)
         if version is None:
             return None
-        with self.ws.engine.connect() as conn:
-            return conn.execute(select(index_versions.c.embedder).where(index_versions.c.id == version)).scalar()
+        recorded = get_index_version(self.ws, version)
+        return None if recorded is None else recorded.embedder

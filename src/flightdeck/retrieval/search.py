@@ -21,7 +21,8 @@ from flightdeck.retrieval.keyword import Fts5Index, KeywordIndex, KeywordSearch
 from flightdeck.retrieval.query_transform import QueryVariant
 from flightdeck.retrieval.stores.base import StoreLocation
 from flightdeck.workspace import CURRENT_INDEX, Workspace
-from flightdeck.workspace.schema import chunks, documents, index_versions
+from flightdeck.workspace.index_versions import get_index_version
+from flightdeck.workspace.schema import chunks, documents
 
 __all__ = ["SearchHit", "SearchResult", "HybridSearcher", "reciprocal_rank_fusion", "weighted_score_fusion"]
 
@@ -94,22 +95,21 @@ class HybridSearcher:
     def _vector_store(self, version: str) -> Any:
         if self._store is not None and self._store_version == version:
             return self._store
-        with self.ws.engine.connect() as conn:
-            row = conn.execute(select(index_versions).where(index_versions.c.id == version)).mappings().first()
+        row = get_index_version(self.ws, version)
         if row is None:
             raise WorkspaceError(f"index version {version} is recorded as current but missing; run again")
-        if row["embedder"] != self.embedder.model_id:
+        if row.embedder != self.embedder.model_id:
             raise IndexMismatchError(
-                f"the index ({version[:12]}) was built with {row['embedder']} (dimension {row['dim']}), but the "
+                f"the index ({version[:12]}) was built with {row.embedder} (dimension {row.dim}), but the "
                 f"spec configures {self.embedder.model_id}; run `flightdeck run` to rebuild the vectors")
         store = self.store_factory()
         versioned = bool(getattr(store, "versioned", False))
-        if not versioned and not row["collection"]:
+        if not versioned and not row.collection:
             raise IndexMismatchError(
-                f"the index ({version[:12]}) was built with the {row['store']} store, not with the one the spec "
+                f"the index ({version[:12]}) was built with the {row.store} store, not with the one the spec "
                 "configures now; run `flightdeck run` to rebuild it")
-        folder = self.ws.store_folder(row["store"], version if versioned else None)
-        store.open(StoreLocation(folder, row["collection"] or version[:20], int(row["dim"])))
+        folder = self.ws.store_folder(row.store, version if versioned else None)
+        store.open(StoreLocation(folder, row.collection or version[:20], row.dim))
         if self._store is not None:
             self._store.close()
         self._store, self._store_version = store, version
