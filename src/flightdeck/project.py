@@ -22,11 +22,15 @@ from flightdeck.spec.models import ProviderRef
 from flightdeck.workspace import CURRENT_DATASET, Workspace
 
 if TYPE_CHECKING:
+    from flightdeck.data.synthetic_sets import SyntheticExample, SyntheticSet
     from flightdeck.data.tokenization import Tokenizer
-    from flightdeck.models.generators.base import Generator
+    from flightdeck.governance.lineage import ChunkLineage
+    from flightdeck.governance.versions import DatasetVersion, VersionDiff
+    from flightdeck.models.generators.base import Answer, Generator
+    from flightdeck.pipeline.checkout import CheckoutResult
     from flightdeck.retrieval.embedders.base import Embedder
     from flightdeck.retrieval.query_transform import QueryTransformation
-    from flightdeck.retrieval.search import HybridSearcher
+    from flightdeck.retrieval.search import HybridSearcher, SearchResult
     from flightdeck.retrieval.stores.base import VectorStore
 
 __all__ = ["Project"]
@@ -121,32 +125,32 @@ class Project:
                                                                                        plugin_warnings)
 
     # dataset versions and lineage (flightdeck.governance) ----------------------------------------
-    def dataset_versions(self) -> list[Any]:
+    def dataset_versions(self) -> list[DatasetVersion]:
         """Every dataset version, oldest first (:class:`~flightdeck.governance.versions.DatasetVersion`)."""
         from flightdeck.governance.versions import list_versions
 
         return list_versions(self.workspace)
 
-    def synthetic_sets(self) -> list[Any]:
+    def synthetic_sets(self) -> list[SyntheticSet]:
         """Every synthetic set, oldest first (:class:`~flightdeck.data.synthetic_sets.SyntheticSet`)."""
         from flightdeck.data.synthetic_sets import list_sets
 
         return list_sets(self.workspace)
 
-    def synthetic_examples(self, set_id: str | None = None) -> list[Any]:
+    def synthetic_examples(self, set_id: str | None = None) -> list[SyntheticExample]:
         """The examples of synthetic set ``set_id`` (an id, a unique prefix or ``current``; default: the set of
         the last run), each with its source chunk (:class:`~flightdeck.data.synthetic_sets.SyntheticExample`)."""
         from flightdeck.data.synthetic_sets import set_examples
 
         return set_examples(self.workspace, set_id)
 
-    def diff_datasets(self, a: str, b: str) -> Any:
+    def diff_datasets(self, a: str, b: str) -> VersionDiff:
         """Documents added, changed and removed from dataset version ``a`` to ``b`` (ids or unique prefixes)."""
         from flightdeck.governance.versions import diff_versions, resolve_version
 
         return diff_versions(self.workspace, resolve_version(self.workspace, a), resolve_version(self.workspace, b))
 
-    def checkout_dataset(self, version: str, reporter: Reporter | None = None) -> Any:
+    def checkout_dataset(self, version: str, reporter: Reporter | None = None) -> CheckoutResult:
         """Restore dataset version ``version`` and rebuild its index; the next ``run`` returns to the sources."""
         from flightdeck.governance.versions import resolve_version
         from flightdeck.pipeline.checkout import checkout
@@ -157,14 +161,14 @@ class Project:
             return checkout(self.workspace, full, follow, stable_hash(self.spec.model_dump()),
                             reporter or NullReporter(), hooks=self.versioning_hooks())
 
-    def lineage(self, chunk_id: str) -> Any:
+    def lineage(self, chunk_id: str) -> ChunkLineage:
         """Where chunk ``chunk_id`` came from (:class:`~flightdeck.governance.lineage.ChunkLineage`)."""
         from flightdeck.governance.lineage import chunk_lineage
 
         return chunk_lineage(self.workspace, chunk_id)
 
     def search(self, query: str, k: int | None = None, mode: str | None = None,
-               where: dict[str, Any] | None = None, transform: bool = True) -> Any:
+               where: dict[str, Any] | None = None, transform: bool = True) -> SearchResult:
         """Search the current index; returns a :class:`~flightdeck.retrieval.search.SearchResult`.
 
         ``where`` is a metadata filter such as ``{"lang": "en", "year": {"$gte": 2020}}`` (the language is
@@ -207,7 +211,7 @@ class Project:
                                   f"its splits: {', '.join(sorted({s for _, s in rows}))}")
         return ids
 
-    def ask(self, question: str) -> Any:
+    def ask(self, question: str) -> Answer:
         """Answer ``question`` from the documents, with numbered citations."""
         import time
 
@@ -218,7 +222,7 @@ class Project:
                              "total": round((time.perf_counter() - t0) * 1000, 3)}
         return answer
 
-    def checklist(self) -> Any:
+    def checklist(self) -> dict[str, Any]:
         """The checklist with this spec's choices ticked and each option's status in this build."""
         from flightdeck.spec.report import checklist_report
 
