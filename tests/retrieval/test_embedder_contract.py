@@ -28,11 +28,6 @@ class TestSentenceTransformersEmbedder(EmbedderContract):
 
         return SentenceTransformersEmbedder()
 
-    @pytest.mark.xfail(strict=True, reason="known: SentenceTransformer.encode([]) gives shape (0,), passed on as is "
-                                           "(the other embedders return (0, dimension)); remove this when fixed")
-    def test_no_texts_give_an_empty_matrix(self, embedder: Any) -> None:
-        super().test_no_texts_give_an_empty_matrix(embedder)
-
 
 @needs_provider(Category.EMBEDDER, "huggingface")
 class TestHuggingFaceEmbedder(EmbedderContract):

@@ -144,6 +144,8 @@ class SentenceTransformersEmbedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def embed_documents(self, texts: list[str]) -> np.ndarray:
+        if not texts:  # SentenceTransformer.encode([]) gives shape (0,); the contract is (0, dimension)
+            return np.zeros((0, self.dimension), dtype=np.float32)
         prefix = self.config.document_prefix
         return self._encode([prefix + t for t in texts] if prefix else list(texts))
 
