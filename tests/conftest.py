@@ -131,3 +131,18 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
     return seen
+
+
+# The PostgreSQL server of this machine (trust auth, database `test`).
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> str:
+    """The URL of the PostgreSQL server, or a skip that says why it cannot be reached."""
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        pytest.skip(f"no PostgreSQL server at {POSTGRES_URL}: {str(exc).strip()[:200]}")
+    return POSTGRES_URL

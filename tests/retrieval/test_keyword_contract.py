@@ -16,8 +16,6 @@ from flightdeck.testing.keyword_contract import KeywordIndexContract
 from flightdeck.workspace import Workspace
 from needs import needs_provider
 
-URL = "postgresql://postgres@127.0.0.1:5432/test"
-
 
 def _maker(**settings: str) -> Callable[[Workspace], KeywordIndex]:
     search = SearchSettings(**settings)
@@ -37,17 +35,6 @@ class TestFts5(KeywordIndexContract):
     @pytest.fixture
     def make_index(self) -> Callable[[Workspace], KeywordIndex]:
         return _maker(keyword_index="fts5")
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> str:
-    import psycopg
-
-    try:
-        psycopg.connect(URL, connect_timeout=3).close()
-    except psycopg.Error as exc:
-        pytest.skip(f"no PostgreSQL server at {URL}: {str(exc).strip()[:200]}")
-    return URL
 
 
 @pytest.mark.integration

@@ -33,17 +33,7 @@ sql = pytest.importorskip("psycopg.sql")
 
 pytestmark = pytest.mark.integration
 
-URL = "postgresql://postgres@127.0.0.1:5432/test"
 POSTGRES_SEARCH = 'search: {mode: hybrid, k: 5, keyword_index: postgres, keyword_url: "${KB_PG_URL}"}'
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> str:
-    try:
-        psycopg.connect(URL, connect_timeout=3).close()
-    except psycopg.Error as exc:
-        pytest.skip(f"no PostgreSQL server at {URL}: {str(exc).strip()[:200]}")
-    return URL
 
 
 @pytest.fixture

@@ -153,38 +153,39 @@ class KeywordIndexConfig(BaseModel):
     where: str = "spec"
 
 
-class Fts5KeywordIndex:
-    """``fts5``: the workspace's FTS5 table only (no extra dependency; slow beyond ~10k chunks)."""
+class _VersionedKeywordIndex:
+    """What the two keyword indexes kept in the workspace share: no settings of their own in the index hash and
+    no live table to sync (``fts5`` is written by ingest; ``bm25`` into each index version's folder)."""
 
-    name = "fts5"
+    name = ""
 
     def __init__(self, config: KeywordIndexConfig | None = None) -> None:
         self.config = config
 
     def describe(self) -> dict[str, Any]:
         return {}
+
+    def live_table(self) -> None:
+        return None
+
+
+class Fts5KeywordIndex(_VersionedKeywordIndex):
+    """``fts5``: the workspace's FTS5 table only (no extra dependency; slow beyond ~10k chunks)."""
+
+    name = "fts5"
 
     def build(self, folder: Path, ids: list[str], texts: Callable[[], list[str]],
               payloads: list[dict[str, Any]]) -> dict[str, Any]:
         return {}  # ingest keeps the FTS5 table up to date with the chunks
 
-    def live_table(self) -> None:
-        return None
-
     def open(self, ws: Workspace, version: str) -> Fts5Index:
         return Fts5Index(ws.engine)
 
 
-class Bm25KeywordIndex:
+class Bm25KeywordIndex(_VersionedKeywordIndex):
     """``bm25``: a static BM25 index (bm25s) built into each index version's folder, memory-mapped by readers."""
 
     name = "bm25"
-
-    def __init__(self, config: KeywordIndexConfig | None = None) -> None:
-        self.config = config
-
-    def describe(self) -> dict[str, Any]:
-        return {}
 
     def build(self, folder: Path, ids: list[str], texts: Callable[[], list[str]],
               payloads: list[dict[str, Any]]) -> dict[str, Any]:
@@ -195,9 +196,6 @@ class Bm25KeywordIndex:
         index.build(ids, texts(), payloads)
         index.save(folder / KEYWORD_FOLDER)
         return {"bm25_seconds": round(time.perf_counter() - t, 3)}
-
-    def live_table(self) -> None:
-        return None
 
     def open(self, ws: Workspace, version: str) -> KeywordSearch | None:
         from flightdeck.retrieval.bm25 import KEYWORD_FOLDER, Bm25Index
