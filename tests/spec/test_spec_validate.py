@@ -489,3 +489,14 @@ def test_schema_covers_every_phase_and_the_choices() -> None:
 def test_a_registered_provider_whose_option_is_planned_is_refused(tmp_path: Path) -> None:
     problem = _one(tmp_path, MINIMAL + "  versioning: [lakefs]\n")
     assert "'lakefs'" in problem and "is planned: no lakeFS server can run here" in problem
+
+
+def test_a_validator_message_is_said_in_its_own_words(tmp_path: Path) -> None:
+    """pydantic prefixes what a validator raises with "Value error, "; people read the validator's words only."""
+    spec = MINIMAL + "retrieval:\n  search: {keyword_index: postgres}\n"
+    problem = _one(tmp_path, spec)
+    assert ": retrieval.search: keyword_index: postgres needs keyword_url" in problem
+    assert "Value error" not in problem
+    unknown = _one(tmp_path, MINIMAL + "retrieval:\n  search: {keyword_index: bm26}\n")
+    assert "retrieval.search.keyword_index: Unknown keyword_index 'bm26'. Available: bm25, fts5, postgres." in unknown
+    assert "Value error" not in unknown

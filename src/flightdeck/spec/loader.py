@@ -182,7 +182,7 @@ def _check_provider(ck: _Checker, loc: Loc, value: Any, category: Category, sect
         base = loc if isinstance(value, dict) else loc
         for err in exc.errors():
             sub = tuple(str(p) for p in err["loc"])
-            msg = err["msg"]
+            msg = _message(err)
             if err["type"] == "extra_forbidden":
                 valid = sorted(config_cls.model_fields)
                 msg = f"unknown setting '{sub[-1]}' for {category.value} '{name}'. Valid: {', '.join(valid)}." \
@@ -260,8 +260,14 @@ def _check_structure(ck: _Checker, raw: dict[str, Any]) -> BaseModel | None:
             elif err["type"] == "missing":
                 ck.add(loc, f"'{loc[-1]}' is required.")
             else:
-                ck.add(loc, err["msg"])
+                ck.add(loc, _message(err))
         return None
+
+
+def _message(err: Any) -> str:
+    """A pydantic error's message for people: our validators' own words, without pydantic's "Value error, "."""
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ") if err["type"] == "value_error" else msg
 
 
 def _data_loc(raw: Any, loc: Loc) -> Loc:
