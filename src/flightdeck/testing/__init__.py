@@ -2,10 +2,19 @@
 
 The fakes (one per category) import nothing beyond flightdeck's own dependencies. The contract suites, one
 module per category, need pytest and are imported by name: :mod:`flightdeck.testing.source_contract`,
-:mod:`~flightdeck.testing.chunker_contract`, :mod:`~flightdeck.testing.embedder_contract`,
-:mod:`~flightdeck.testing.store_contract` and :mod:`~flightdeck.testing.generator_contract`.
+:mod:`~flightdeck.testing.parser_contract`, :mod:`~flightdeck.testing.chunker_contract`,
+:mod:`~flightdeck.testing.embedder_contract`, :mod:`~flightdeck.testing.store_contract`,
+:mod:`~flightdeck.testing.keyword_contract`, :mod:`~flightdeck.testing.generator_contract` and
+:mod:`~flightdeck.testing.versioning_contract`.
 """
 
-from flightdeck.testing.fakes import FakeChunker, FakeEmbedder, FakeGenerator, FakeGeneratorConfig, FakeSource
+from flightdeck.testing.fakes import (
+    FakeChunker,
+    FakeEmbedder,
+    FakeGenerator,
+    FakeGeneratorConfig,
+    FakeSource,
+    FakeVersioning,
+)
 
-__all__ = ["FakeEmbedder", "FakeSource", "FakeChunker", "FakeGenerator", "FakeGeneratorConfig"]
+__all__ = ["FakeEmbedder", "FakeSource", "FakeChunker", "FakeGenerator", "FakeGeneratorConfig", "FakeVersioning"]

@@ -22,10 +22,11 @@ from flightdeck.data.chunkers.base import chunk_metadata
 from flightdeck.data.documents import Chunk, Document, SourceItem, content_hash
 from flightdeck.data.sources.base import ItemFailure
 from flightdeck.data.tokenization import Tokenizer
+from flightdeck.data.versioning.base import SnapshotHook, VersioningContext
 from flightdeck.errors import SourceError
 from flightdeck.models.generators.base import NOT_FOUND, Answer, Citation
 
-__all__ = ["FakeEmbedder", "FakeSource", "FakeChunker", "FakeGenerator", "FakeGeneratorConfig"]
+__all__ = ["FakeEmbedder", "FakeSource", "FakeChunker", "FakeGenerator", "FakeGeneratorConfig", "FakeVersioning"]
 
 _WORD = re.compile(r"\w+")
 
@@ -209,3 +210,21 @@ class FakeGenerator:
         if not citations:
             return Answer(question, NOT_FOUND, False, [], index_version, timings)
         return Answer(question, " ".join(parts), True, citations, index_version, timings)
+
+
+class FakeVersioning:
+    """A snapshot provider of ``data.versioning`` without an external system: right before each ingest its hook
+    records ``info`` (a fixed dict), as ``dvc`` records its hash, under ``name``. Counts its snapshots. Its
+    contract runs with the built-in providers' (tests/data/test_versioning_contract.py)."""
+
+    def __init__(self, info: Mapping[str, Any] | None = None, name: str = "fake") -> None:
+        self.name = name
+        self.info: dict[str, Any] = dict(info if info is not None else {"snapshot": "fake-1"})
+        self.snapshots = 0
+
+    def hook(self, context: VersioningContext) -> SnapshotHook:
+        return SnapshotHook(self.name, self.snapshot, context.snapshots)
+
+    def snapshot(self, reporter: Any = None) -> dict[str, Any]:
+        self.snapshots += 1
+        return dict(self.info)  # a copy: what one version recorded never changes with the next
