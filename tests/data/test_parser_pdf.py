@@ -193,3 +193,16 @@ def test_pages_that_cannot_be_read_are_document_warnings(monkeypatch: pytest.Mon
     assert doc.metadata["pages_failed"] == [2] and {s.metadata["page"] for s in doc.sections} == {1}
     assert doc.warnings == ("1 page(s) of manual.pdf could not be read and were left out (pages 2; page 2: "
                             "ValueError: bad content stream)",)
+
+
+def test_a_page_whose_data_is_damaged_is_said_not_silently_shortened() -> None:
+    """pdfminer reports a content stream it could only partly decompress in its log alone; the parser says it."""
+    from flightdeck.testing.parser_contract import damaged
+
+    data = damaged(manual_pdf())["nul_spliced"]
+    doc = _parse(data)
+    [warning] = [w for w in doc.warnings if "damaged data" in w]
+    assert warning.startswith("1 page(s) of manual.pdf hold damaged data and may have lost text (pages 2; page 2: ")
+    assert doc.metadata["pages_damaged"] == [2]
+    intact = _parse(manual_pdf())
+    assert intact.warnings == () and "pages_damaged" not in intact.metadata

@@ -211,6 +211,18 @@ def _sections(pages: list[_Page], default_title: str, meta_title: str) -> tuple[
     return title, sections
 
 
+class _DamageReports(logging.Handler):
+    """Collects what pdfminer logs at WARNING or above while pages are read: it reports damaged data (a content
+    stream it could only partly decompress) in its log alone, and the text lost with it must not go unsaid."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def parse_pdf(item: SourceItem, data: bytes) -> Document:
     """Parse an ``application/pdf`` item into a document with one section per heading and page.
 
@@ -236,6 +248,10 @@ def parse_pdf(item: SourceItem, data: bytes) -> Document:
     pages: list[_Page] = []
     failed: list[int] = []
     first_error = ""
+    damage = _DamageReports()
+    damaged: dict[int, str] = {}  # page number -> the first damage pdfminer reported while reading it
+    pdfminer_log = logging.getLogger("pdfminer")
+    pdfminer_log.addHandler(damage)
     try:
         try:
             count = len(pdf.pages)
@@ -245,8 +261,11 @@ def parse_pdf(item: SourceItem, data: bytes) -> Document:
             raise SourceError(f"{item.uri}: PDF has {count:,} pages, over max_pages={options.max_pages:,}; "
                               "raise max_pages or exclude the file")
         for number, page in enumerate(pdf.pages, start=1):
+            reported = len(damage.messages)
             try:
                 pages.append(_read_page(page, number, options, ocr_ok))
+                if len(damage.messages) > reported:
+                    damaged[number] = damage.messages[reported]
             except MissingDependencyError:
                 raise
             except Exception as e:  # one bad page (a broken content stream) does not lose the others
@@ -261,6 +280,7 @@ def parse_pdf(item: SourceItem, data: bytes) -> Document:
         except Exception:  # a broken info dictionary only costs the metadata title
             info = {}
     finally:
+        pdfminer_log.removeHandler(damage)
         # Not `with pdf:`: closing walks the page tree again, and on a broken tree its error would
         # replace the clear one raised above.
         with contextlib.suppress(Exception):
@@ -291,6 +311,11 @@ def parse_pdf(item: SourceItem, data: bytes) -> Document:
     if failed:
         warnings.append(f"{len(failed)} page(s) of {name} could not be read and were left out (pages "
                         f"{_page_list(failed)}; {first_error})")
+    if damaged:
+        extra["pages_damaged"] = sorted(damaged)
+        first = min(damaged)
+        warnings.append(f"{len(damaged)} page(s) of {name} hold damaged data and may have lost text (pages "
+                        f"{_page_list(sorted(damaged))}; page {first}: {damaged[first]})")
     return Document(item.uri, item.content_hash, title, tuple(sections), document_metadata(item, **extra),
                     warnings=tuple(warnings))
 
