@@ -24,6 +24,7 @@ from flightdeck.workspace import CURRENT_DATASET, Workspace
 if TYPE_CHECKING:
     from flightdeck.data.synthetic_sets import SyntheticExample, SyntheticSet
     from flightdeck.data.tokenization import Tokenizer
+    from flightdeck.governance.api_keys import KeyStore
     from flightdeck.governance.lineage import ChunkLineage
     from flightdeck.governance.versions import DatasetVersion, VersionDiff
     from flightdeck.models.generators.base import Answer, Generator
@@ -221,6 +222,13 @@ class Project:
         answer.timings_ms = {**result.timings_ms, **answer.timings_ms,
                              "total": round((time.perf_counter() - t0) * 1000, 3)}
         return answer
+
+    @cached_property
+    def api_keys(self) -> KeyStore:
+        """The API keys of this project's server (:class:`~flightdeck.governance.api_keys.KeyStore`)."""
+        from flightdeck.governance.api_keys import KeyStore
+
+        return KeyStore(self.workspace)
 
     def checklist(self) -> dict[str, Any]:
         """The checklist with this spec's choices ticked and each option's status in this build."""

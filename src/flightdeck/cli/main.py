@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from flightdeck.cli import data_cmds, eval_cmds, init_cmd, run_cmds, spec_cmds
+from flightdeck.cli import data_cmds, eval_cmds, init_cmd, keys_cmds, run_cmds, spec_cmds
 
 app = typer.Typer(
     name="flightdeck",
@@ -23,6 +23,7 @@ app.command("ask")(run_cmds.ask)
 app.add_typer(data_cmds.data_app, name="data")
 app.add_typer(data_cmds.lineage_app, name="lineage")
 app.add_typer(eval_cmds.app, name="eval")
+app.add_typer(keys_cmds.keys_app, name="keys")
 
 
 def main() -> None:

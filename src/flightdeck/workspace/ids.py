@@ -12,13 +12,13 @@ from flightdeck.workspace.workspace import Workspace
 __all__ = ["resolve_id"]
 
 
-def resolve_id(ws: Workspace, column: Any, ref: str, *, current_state: str, what: str, lister: str,
+def resolve_id(ws: Workspace, column: Any, ref: str, *, current_state: str | None, what: str, lister: str,
                none_yet: str) -> str:
     """The full id in ``column`` that ``ref`` names: a full id, a unique hex prefix, or ``current`` (the id
-    kept in the workspace state ``current_state``). Errors say ``what`` was sought, name the command that
-    lists them (``lister``) and, with nothing recorded yet, what to do (``none_yet``)."""
+    kept in the workspace state ``current_state``; None: nothing is current). Errors say ``what`` was sought,
+    name the command that lists them (``lister``) and, with nothing recorded yet, what to do (``none_yet``)."""
     ref = ref.strip()
-    if ref == "current":
+    if ref == "current" and current_state is not None:
         current = ws.get_state(current_state)
         if current is None:
             raise WorkspaceError(f"{ws.root}: no {what} yet; {none_yet}")

@@ -19,7 +19,7 @@ from sqlalchemy import (
 __all__ = ["metadata", "documents", "chunks", "embeddings", "runs", "step_runs", "dataset_versions",
            "index_versions", "chunk_payloads", "store_sync", "state", "dataset_version_documents",
            "document_signatures", "dataset_splits", "synthetic_sets", "synthetic_examples",
-           "synthetic_generations"]
+           "synthetic_generations", "api_keys"]
 
 metadata = MetaData()
 
@@ -194,3 +194,16 @@ synthetic_generations = Table(
     Column("created_at", Float, nullable=False),
     Column("result", JSON, nullable=False, comment="kept items and dropped items of one chunk"),
 )
+
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", String(32), primary_key=True, comment="the key's public id, also its prefix"),
+    Column("name", String, nullable=True),
+    Column("role", String, nullable=False),
+    Column("key_hash", String(64), nullable=False, comment="SHA-256 of the whole key, hex"),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),
+    Column("revoked_at", Float, nullable=True),
+)
+
