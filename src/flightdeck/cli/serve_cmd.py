@@ -1,0 +1,59 @@
+"""``flightdeck serve``: the project's HTTP API (FastAPI under uvicorn), with API keys unless told otherwise."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated
+
+import typer
+
+from flightdeck.cli.common import SpecOption, errors_to_exit
+
+__all__ = ["serve", "is_loopback"]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    host: Annotated[str, typer.Option("--host", help="the address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="the TCP port")] = 8000,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="no API keys: every caller is admin. For local "
+                                                             "use only: refused on any address but loopback")] = False,
+    spec: SpecOption = None,
+) -> None:
+    """Serve answers and search over HTTP: POST /v1/query, POST /v1/search, GET /health, /ready, /docs.
+
+    Callers send `Authorization: Bearer <key>`; create keys with `flightdeck keys create --role viewer`.
+    """
+    from flightdeck.cli.common import _stderr
+    from flightdeck.project import Project
+    from flightdeck.registry.lookup import optional_import
+
+    if no_auth and not is_loopback(host):
+        raise typer.BadParameter(f"--no-auth on {host} would let anyone on the network in; serve on 127.0.0.1, "
+                                 "or create keys with `flightdeck keys create` and drop --no-auth",
+                                 param_hint="--no-auth")
+    with errors_to_exit():
+        uvicorn = optional_import("uvicorn", "serve", "flightdeck serve")
+        optional_import("fastapi", "serve", "flightdeck serve")
+        from flightdeck.serving.api import create_app
+        from flightdeck.serving.service import Service
+
+        project = Project.load(spec)
+        keys = None if no_auth else project.api_keys
+        if keys is None:
+            _stderr(f"WARNING: --no-auth: no API keys are checked; anyone who reaches {host}:{port} is admin. "
+                    "For local use only.")
+        elif not keys.list():
+            _stderr("note: no API keys yet, so every request but /health and /ready gets 401; create one with "
+                    "`flightdeck keys create --role viewer`")
+        app = create_app(Service(project, keys))
+    uvicorn.run(app, host=host, port=port, log_level="info")

@@ -1,0 +1,100 @@
+"""`flightdeck serve` as a user runs it: a real uvicorn process on 127.0.0.1, called over HTTP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("uvicorn")
+
+from llm_fixtures import free_port  # noqa: E402
+from needs import needs_provider  # noqa: E402
+
+pytestmark = [pytest.mark.integration, needs_provider("embedder", "sentence_transformers")]
+
+FLIGHTDECK = [sys.executable, "-m", "flightdeck"]
+
+
+def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run([*FLIGHTDECK, *args, "--spec", str(root)], capture_output=True, text=True, env=env,
+                          timeout=300, check=False)
+
+
+@pytest.fixture(scope="module")
+def project_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("serve")
+    (root / "docs").mkdir()
+    (root / "docs" / "venv.md").write_text("# Virtual environments\n\nTo create a virtual environment, run the venv "
+                                           "module: python -m venv .venv, then activate it.\n", "utf-8")
+    (root / "docs" / "files.md").write_text("# Files\n\nUse the with statement so that the file is closed "
+                                            "even when an exception is raised.\n", "utf-8")
+    (root / "flightdeck.yaml").write_text(textwrap.dedent("""\
+        project: serve
+        data:
+          sources: [{provider: files, path: ./docs}]
+        """), "utf-8")
+    ran = _cli(root, "run")
+    assert ran.returncode == 0, ran.stderr
+    return root
+
+
+def _serve(root: Path, *args: str) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    process = subprocess.Popen([*FLIGHTDECK, "serve", "--port", str(port), *args, "--spec", str(root)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the server did not come up: {process.stdout.read() if process.stdout else ''}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_a_served_project_answers_a_keyed_client_with_citations(project_root: Path) -> None:
+    created = _cli(project_root, "keys", "create", "--role", "viewer", "--json")
+    assert created.returncode == 0, created.stderr
+    import json
+
+    key = json.loads(created.stdout)["key"]
+    for url in _serve(project_root):
+        assert httpx.post(f"{url}/v1/query", json={"question": "How do I create a virtual environment?"},
+                          timeout=60).status_code == 401
+        answer = httpx.post(f"{url}/v1/query", json={"question": "How do I create a virtual environment?"},
+                            headers={"Authorization": f"Bearer {key}"}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["found"] and body["citations"][0]["document_id"] == "docs/venv.md", body
+        assert httpx.get(f"{url}/ready", timeout=5).json()["ready"] is True
+        assert httpx.get(f"{url}/openapi.json", timeout=5).json()["paths"].keys() >= {"/v1/query", "/v1/search"}
+        _cli(project_root, "keys", "revoke", json.loads(created.stdout)["id"])
+        assert httpx.post(f"{url}/v1/search", json={"query": "venv"}, headers={"Authorization": f"Bearer {key}"},
+                          timeout=30).status_code == 401  # revoked while the server runs: refused at once
+
+
+def test_no_auth_serves_the_local_user_on_loopback(project_root: Path) -> None:
+    for url in _serve(project_root, "--no-auth"):
+        found = httpx.post(f"{url}/v1/search", json={"query": "close the file", "k": 1}, timeout=60)
+        assert found.status_code == 200 and found.json()["hits"][0]["document_id"] == "docs/files.md"
