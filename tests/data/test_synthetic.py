@@ -201,7 +201,7 @@ def test_a_workspace_at_revision_0003_gets_the_synthetic_tables(tmp_path: Path) 
     from alembic import command
 
     from flightdeck.workspace import Workspace
-    from flightdeck.workspace.db import _alembic_config, open_engine
+    from flightdeck.workspace.db import HEAD_REVISION, _alembic_config, open_engine
 
     root = tmp_path / ".flightdeck"
     root.mkdir()
@@ -217,7 +217,7 @@ def test_a_workspace_at_revision_0003_gets_the_synthetic_tables(tmp_path: Path) 
         assert ws.get_state("current_dataset") == "abc"
         with sqlite3.connect(root / "metadata.db") as conn:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0004"
+            assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == HEAD_REVISION
         assert {"synthetic_sets", "synthetic_examples", "synthetic_generations"} <= tables
     finally:
         ws.close()
