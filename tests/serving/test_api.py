@@ -93,7 +93,9 @@ def test_health_and_ready_are_public(served: tuple[TestClient, Project, dict[str
     client, project, _ = served
     assert client.get("/health").json()["status"] == "ok"
     assert client.get("/ready").json() == {"ready": True, "index_version": project.workspace.get_state("current_index")}
+    assert Service(project, None).warm_up() == project.workspace.get_state("current_index")
     empty = _project(tmp_path / "empty", run=False)
+    assert Service(empty, None).warm_up() is None
     with TestClient(create_app(Service(empty, empty.api_keys))) as fresh:
         assert fresh.get("/ready").status_code == 503
         key = empty.api_keys.create("viewer").key

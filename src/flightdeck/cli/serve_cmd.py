@@ -55,5 +55,9 @@ def serve(
         elif not keys.list():
             _stderr("note: no API keys yet, so every request but /health and /ready gets 401; create one with "
                     "`flightdeck keys create --role viewer`")
-        app = create_app(Service(project, keys))
+        service = Service(project, keys)
+        app = create_app(service)
+        warmed = service.warm_up()  # the model loads now, not during the first request
+        if warmed is None:
+            _stderr("note: no index yet; /ready answers 503 until `flightdeck run` builds one")
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -69,6 +69,15 @@ class Service:
         version = self.project.workspace.get_state(CURRENT_INDEX)
         return {"ready": version is not None, "index_version": version}
 
+    def warm_up(self) -> str | None:
+        """Load the embedding model and open the index before the first caller waits for it (a search nobody
+        sees); returns the index version warmed, or None when there is no index yet."""
+        version = self.ready()["index_version"]
+        if version is not None:
+            with self._lock:
+                self.project.search("warm up", k=1)
+        return version
+
     def search(self, principal: Principal, query: str, k: int | None = None, mode: str | None = None,
                where: dict[str, Any] | None = None) -> dict[str, Any]:
         self.authorize(principal, Permission.SEARCH)
