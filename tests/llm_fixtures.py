@@ -32,6 +32,16 @@ class LlamaServer:
     log: Path
 
 
+def stop_process(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
+    """Stop a server a test started: politely, then by force."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -91,12 +101,7 @@ def running_llama_server(model: Path, folder: Path, *, pooling: bool = True, emb
             time.sleep(0.25)
         yield LlamaServer(base_url, LLAMA_MODEL_ALIAS, LLAMA_API_KEY, n_ctx, log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc)
 
 
 @pytest.fixture(scope="session")

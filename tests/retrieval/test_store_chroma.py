@@ -26,6 +26,7 @@ from flightdeck.retrieval.stores.base import StoreLocation
 from flightdeck.retrieval.stores.chroma import ChromaConfig, ChromaStore, ChromaStoreError, to_chroma_where
 from flightdeck.testing.store_contract import VectorStoreContract, contract_collection
 from flightdeck.workspace.schema import chunks
+from llm_fixtures import stop_process
 
 httpx = pytest.importorskip("httpx")
 
@@ -66,12 +67,7 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.2)
         yield f"127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc)
 
 
 def _server_config(server: str, **kw: Any) -> ChromaConfig:

@@ -15,7 +15,7 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
-from llm_fixtures import free_port  # noqa: E402
+from llm_fixtures import free_port, stop_process  # noqa: E402
 from needs import needs_provider  # noqa: E402
 
 pytestmark = [pytest.mark.integration, needs_provider("embedder", "sentence_transformers")]
@@ -66,11 +66,7 @@ def _serve(root: Path, *args: str) -> Iterator[str]:
             time.sleep(0.2)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
 
 
 def test_a_served_project_answers_a_keyed_client_with_citations(project_root: Path) -> None:
