@@ -28,7 +28,7 @@ import pytest
 
 from flightdeck import Project
 from flightdeck.data.versioning.openlineage import OpenLineageConfig, step_run_id
-from flightdeck.testing import FakeEmbedder
+from flightdeck.testing import FakeEmbedder, RecordingReporter
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -160,20 +160,6 @@ def _read(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-class _Recorder:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-
-    def event(self, name: str, **fields: Any) -> None:
-        self.events.append((name, fields))
-
-    def progress(self, step: str, done: int, total: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def test_file_transport_writes_valid_start_and_complete_events_for_every_step(project_dir: Path) -> None:
     project = _project(project_dir, "{provider: openlineage, transport: file, path: ./lineage, namespace: acme}")
     summary = project.run()
@@ -284,10 +270,10 @@ def test_an_unreachable_receiver_does_not_fail_the_run(project_dir: Path) -> Non
         port = s.getsockname()[1]  # closed again: nothing listens there
     project = _project(project_dir, f"{{provider: openlineage, transport: http, url: 'http://127.0.0.1:{port}', "
                                     "retries: 0, timeout: 1}")
-    recorder = _Recorder()
+    recorder = RecordingReporter()
     summary = project.run(recorder)
     assert summary.status == "succeeded"
-    failed = [f for name, f in recorder.events if name == "lineage_failed"]
+    failed = recorder.named("lineage_failed")
     assert len(failed) == 1 and str(port) in failed[0]["target"] and "no more lineage events" in failed[0]["note"]
 
 

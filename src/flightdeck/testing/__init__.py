@@ -15,6 +15,8 @@ from flightdeck.testing.fakes import (
     FakeGeneratorConfig,
     FakeSource,
     FakeVersioning,
+    RecordingReporter,
 )
 
-__all__ = ["FakeEmbedder", "FakeSource", "FakeChunker", "FakeGenerator", "FakeGeneratorConfig", "FakeVersioning"]
+__all__ = ["FakeEmbedder", "FakeSource", "FakeChunker", "FakeGenerator", "FakeGeneratorConfig", "FakeVersioning",
+           "RecordingReporter"]

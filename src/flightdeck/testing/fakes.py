@@ -26,7 +26,8 @@ from flightdeck.data.versioning.base import SnapshotHook, VersioningContext
 from flightdeck.errors import SourceError
 from flightdeck.models.generators.base import NOT_FOUND, Answer, Citation
 
-__all__ = ["FakeEmbedder", "FakeSource", "FakeChunker", "FakeGenerator", "FakeGeneratorConfig", "FakeVersioning"]
+__all__ = ["FakeEmbedder", "FakeSource", "FakeChunker", "FakeGenerator", "FakeGeneratorConfig", "FakeVersioning",
+           "RecordingReporter"]
 
 _WORD = re.compile(r"\w+")
 
@@ -228,3 +229,22 @@ class FakeVersioning:
     def snapshot(self, reporter: Any = None) -> dict[str, Any]:
         self.snapshots += 1
         return dict(self.info)  # a copy: what one version recorded never changes with the next
+
+
+class RecordingReporter:
+    """A :class:`~flightdeck.core.Reporter` that keeps the events, to look for ``hook_failed``."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def event(self, name: str, **fields: Any) -> None:
+        self.events.append((name, fields))
+
+    def progress(self, step: str, done: int, total: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def named(self, name: str) -> list[dict[str, Any]]:
+        return [fields for event, fields in self.events if event == name]

@@ -45,10 +45,10 @@ from flightdeck.data.versioning.base import (
     observers_first,
 )
 from flightdeck.pipeline.runner import Runner, StepFailedError
-from flightdeck.testing.fakes import FakeSource
+from flightdeck.testing.fakes import FakeSource, RecordingReporter
 from flightdeck.workspace import Workspace
 
-__all__ = ["VersioningHookContract", "ContractStep", "RecordingReporter", "CONTRACT_DOCS"]
+__all__ = ["VersioningHookContract", "ContractStep", "CONTRACT_DOCS"]
 
 #: The raw data of the contract's files source (relative path -> text), written under ``<spec folder>/docs``.
 CONTRACT_DOCS = {
@@ -75,25 +75,6 @@ class ContractStep:
         if self.error is not None:
             raise self.error
         return StepResult(f"{self.name}-output", {"items": 1})
-
-
-class RecordingReporter:
-    """A :class:`~flightdeck.core.Reporter` that keeps the events, to look for ``hook_failed``."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-
-    def event(self, name: str, **fields: Any) -> None:
-        self.events.append((name, fields))
-
-    def progress(self, step: str, done: int, total: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def named(self, name: str) -> list[dict[str, Any]]:
-        return [fields for event, fields in self.events if event == name]
 
 
 class VersioningHookContract:
