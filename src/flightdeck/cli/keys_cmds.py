@@ -13,6 +13,9 @@ if TYPE_CHECKING:
 
 __all__ = ["keys_app", "create", "list_keys", "revoke"]
 
+ROLE_HELP = ("viewer (ask, search), editor (+ documents), approver (+ releases) or admin (+ keys, config); "
+             "the server has only ask and search so far, open to every role")
+
 keys_app = typer.Typer(name="keys", no_args_is_help=True,
                        help="API keys for `flightdeck serve`: create (shown once), list, revoke. Stored as hashes.")
 
@@ -25,8 +28,7 @@ def _store(spec: SpecOption) -> KeyStore:
 
 @keys_app.command("create")
 def create(
-    role: Annotated[str, typer.Option("--role", "-r", help="viewer (ask, search), editor (+ documents), "
-                                                             "approver (+ releases) or admin (+ keys, config)")],
+    role: Annotated[str, typer.Option("--role", "-r", help=ROLE_HELP)],
     name: Annotated[str | None, typer.Option("--name", help="what the key is for, e.g. the app that uses it")] = None,
     expires: Annotated[str | None, typer.Option("--expires", help="lifetime such as 30d, 12h, 2w (default: "
                                                                   "until revoked)")] = None,
