@@ -18,7 +18,7 @@ from flightdeck.errors import IndexMismatchError, WorkspaceError
 from flightdeck.retrieval.filters import Filter, parse_filter
 from flightdeck.retrieval.fusion import Fusion, reciprocal_rank_fusion, weighted_score_fusion
 from flightdeck.retrieval.keyword import Fts5Index, KeywordIndex, KeywordSearch
-from flightdeck.retrieval.query_transform import QueryVariant
+from flightdeck.retrieval.query_transform import QueryTransformation, QueryVariant
 from flightdeck.retrieval.stores.base import StoreLocation
 from flightdeck.workspace import CURRENT_INDEX, Workspace
 from flightdeck.workspace.index_versions import get_index_version
@@ -72,7 +72,7 @@ class HybridSearcher:
     ``retrieval.search``'s (mode, k, candidates, weights, rrf_k)."""
 
     def __init__(self, ws: Workspace, embedder: Any, store_factory: Any, settings: Any,
-                 keyword_index: KeywordIndex, fusion: Fusion, transform: Any = None) -> None:
+                 keyword_index: KeywordIndex, fusion: Fusion, transform: QueryTransformation | None = None) -> None:
         self.ws = ws
         self.embedder = embedder
         self.store_factory = store_factory
