@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -119,31 +120,80 @@ class LlamaCppGenerator(LlmGenerator):
     def count_tokens(self, text: str) -> int:
         return len(self._model().tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
+    def _request(self, messages: list[dict[str, str]], max_tokens: int | None, temperature: float | None,
+                 stop: list[str] | None) -> dict[str, Any]:
+        common: dict[str, Any] = {
+            "max_tokens": max_tokens or self.config.max_tokens, "seed": self.config.seed,
+            "temperature": self.config.temperature if temperature is None else temperature}
+        if self._chat:
+            return {"messages": messages, "stop": stop or None, **common}
+        return {"prompt": render_completion_prompt(messages), "stop": [*COMPLETION_STOP, *(stop or [])], **common}
+
+    def _context_error(self, e: ValueError) -> FlightdeckError:  # "Requested tokens (N) exceed context window of M"
+        return FlightdeckError(f"{self.model_id}: {e}; raise model.generator.n_ctx or lower "
+                               "max_prompt_tokens / top_chunks")
+
     def complete(self, messages: list[dict[str, str]], *, max_tokens: int | None = None,
                  temperature: float | None = None, stop: list[str] | None = None) -> Completion:
         llm = self._model()
         t0 = time.perf_counter()
+        request = self._request(messages, max_tokens, temperature, stop)
         with self._lock:
             # The cached prompt state of the last call is reused only when the prefix matches; a fresh context
             # per call keeps one call's text from ever leaking into the next.
             llm.reset()
-            common = {"max_tokens": max_tokens or self.config.max_tokens, "seed": self.config.seed,
-                      "temperature": self.config.temperature if temperature is None else temperature}
             try:
-                if self._chat:
-                    out = llm.create_chat_completion(messages=messages, stop=stop or None, **common)
-                else:
-                    out = llm.create_completion(prompt=render_completion_prompt(messages),
-                                                stop=[*COMPLETION_STOP, *(stop or [])], **common)
-            except ValueError as e:  # "Requested tokens (N) exceed context window of M"
-                raise FlightdeckError(f"{self.model_id}: {e}; raise model.generator.n_ctx or lower "
-                                      "max_prompt_tokens / top_chunks") from e
+                out = (llm.create_chat_completion if self._chat else llm.create_completion)(**request)
+            except ValueError as e:
+                raise self._context_error(e) from e
         choice = out["choices"][0]
         usage = out.get("usage") or {}
         text = choice["message"].get("content") if self._chat else choice.get("text")
         return Completion((text or "").strip(), int(usage.get("prompt_tokens", 0)),
                           int(usage.get("completion_tokens", 0)), str(choice.get("finish_reason") or ""),
                           round((time.perf_counter() - t0) * 1000, 3))
+
+    def complete_stream(self, messages: list[dict[str, str]], *, max_tokens: int | None = None,
+                        temperature: float | None = None, stop: list[str] | None = None) -> Iterator[str | Completion]:
+        """:meth:`complete` token by token. The generator's lock is held until the stream ends or is closed, so a
+        client that goes away frees the model for the next request. Stream chunks carry no usage: the tokens
+        are counted with the model's tokenizer (the prompt's chat turn markers, in chat format, estimated)."""
+        llm = self._model()
+        t0 = time.perf_counter()
+        request = self._request(messages, max_tokens, temperature, stop)
+        pieces: list[str] = []
+        finish = ""
+        with self._lock:
+            llm.reset()
+            chunks = (llm.create_chat_completion if self._chat else llm.create_completion)(stream=True, **request)
+            try:
+                while True:
+                    try:
+                        chunk = next(chunks)
+                    except StopIteration:
+                        break
+                    except ValueError as e:  # raised on the first chunk, once the prompt is tokenized
+                        raise self._context_error(e) from e
+                    choice = chunk["choices"][0]
+                    delta = (choice.get("delta") or {}).get("content") if self._chat else choice.get("text")
+                    finish = str(choice.get("finish_reason") or finish)
+                    if delta:
+                        pieces.append(delta)
+                        yield delta
+            finally:
+                chunks.close()  # an early close stops llama.cpp's generation before the lock is released
+        text = "".join(pieces)
+        yield Completion(text.strip(), self._prompt_tokens(request), self.count_tokens(text) if text else 0, finish,
+                         round((time.perf_counter() - t0) * 1000, 3))
+
+    def _prompt_tokens(self, request: dict[str, Any]) -> int:
+        """The prompt's tokens as llama.cpp reads them (control-token text parsed, BOS added)."""
+        llm = self._model()
+        if "prompt" in request:
+            return len(llm.tokenize(request["prompt"].encode("utf-8"), add_bos=True, special=True))
+        # chat: the contents plus about four tokens of turn markers per message
+        return 1 + sum(len(llm.tokenize(m["content"].encode("utf-8"), add_bos=False, special=True)) + 4
+                       for m in request["messages"])
 
     def close(self) -> None:
         if self._llm is not None:

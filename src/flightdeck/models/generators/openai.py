@@ -8,6 +8,8 @@ characters a token — a safe overestimate for English prose, so prompts stay in
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr
@@ -61,6 +63,7 @@ class OpenAIGenerator(LlmGenerator):
     def __init__(self, config: OpenAIGeneratorConfig | None = None) -> None:
         self.config = config or OpenAIGeneratorConfig()
         self._client: Any = None
+        self._stream_options = True  # asks for the usage in the stream's last chunk, until a server refuses it
         self.model_id = f"openai:{self.host}/{self.config.model}"
 
     @property
@@ -82,24 +85,30 @@ class OpenAIGenerator(LlmGenerator):
     def count_tokens(self, text: str) -> int:
         return len(text) // CHARS_PER_TOKEN + 1
 
-    def complete(self, messages: list[dict[str, str]], *, max_tokens: int | None = None,
-                 temperature: float | None = None, stop: list[str] | None = None) -> Completion:
-        client = self._sdk()
-        import openai
+    @property
+    def _where(self) -> str:
+        return f"generator 'openai' ({self.base_url}, model {self.config.model!r})"
 
-        t0 = time.perf_counter()
-        chat = self.config.prompt_format == "chat"
+    def _request(self, messages: list[dict[str, str]], max_tokens: int | None, temperature: float | None,
+                 stop: list[str] | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": self.config.model, "max_tokens": max_tokens or self.config.max_tokens,
             "temperature": self.config.temperature if temperature is None else temperature,
             "seed": self.config.seed}
-        if chat:
+        if self.config.prompt_format == "chat":
             kwargs.update(messages=messages, **({"stop": stop} if stop else {}))
         else:
             kwargs.update(prompt=render_completion_prompt(messages), stop=[*COMPLETION_STOP, *(stop or [])])
-        where = f"generator 'openai' ({self.base_url}, model {self.config.model!r})"
+        return kwargs
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """The SDK's errors as :class:`OpenAIGeneratorError` naming the server, the model and the fix."""
+        import openai
+
+        where = self._where
         try:
-            response = (client.chat.completions if chat else client.completions).create(**kwargs)
+            yield
         except openai.APIConnectionError as e:  # also APITimeoutError
             raise OpenAIGeneratorError(
                 f"{where}: the server could not be reached after {self.config.max_retries} retries "
@@ -116,14 +125,77 @@ class OpenAIGenerator(LlmGenerator):
                                        "`model` and `base_url` (compatible servers usually end in /v1)") from e
         except openai.APIStatusError as e:
             raise OpenAIGeneratorError(f"{where}: the server answered {e.status_code}: {_message(e)}") from e
+        except openai.APIError as e:  # an error event in the middle of a stream
+            raise OpenAIGeneratorError(f"{where}: {_message(e)}") from e
+
+    def complete(self, messages: list[dict[str, str]], *, max_tokens: int | None = None,
+                 temperature: float | None = None, stop: list[str] | None = None) -> Completion:
+        client = self._sdk()
+        t0 = time.perf_counter()
+        chat = self.config.prompt_format == "chat"
+        with self._errors():
+            response = (client.chat.completions if chat else client.completions).create(
+                **self._request(messages, max_tokens, temperature, stop))
         if not response.choices:
-            raise OpenAIGeneratorError(f"{where}: the answer held no choices")
+            raise OpenAIGeneratorError(f"{self._where}: the answer held no choices")
         choice = response.choices[0]
         usage = response.usage
         text = choice.message.content if chat else choice.text
         return Completion((text or "").strip(), int(getattr(usage, "prompt_tokens", 0) or 0),
                           int(getattr(usage, "completion_tokens", 0) or 0), str(choice.finish_reason or ""),
                           round((time.perf_counter() - t0) * 1000, 3))
+
+    def complete_stream(self, messages: list[dict[str, str]], *, max_tokens: int | None = None,
+                        temperature: float | None = None, stop: list[str] | None = None) -> Iterator[str | Completion]:
+        """:meth:`complete` as server-sent events. The usage comes from the server's last chunk when it honours
+        ``stream_options.include_usage`` (OpenAI, vLLM); a server that rejects the option is asked again
+        without it, and one that sends no usage has its tokens counted here (:meth:`count_tokens`)."""
+        client = self._sdk()
+        import openai
+
+        t0 = time.perf_counter()
+        chat = self.config.prompt_format == "chat"
+        request = self._request(messages, max_tokens, temperature, stop)
+        endpoint = client.chat.completions if chat else client.completions
+        with self._errors():
+            stream = None
+            if self._stream_options:
+                try:
+                    stream = endpoint.create(**request, stream=True, stream_options={"include_usage": True})
+                except openai.BadRequestError as e:
+                    if "stream_options" not in str(e) and "include_usage" not in str(e):
+                        raise
+                    self._stream_options = False  # an older server: it is not asked again
+            if stream is None:
+                stream = endpoint.create(**request, stream=True)
+        pieces: list[str] = []
+        finish = ""
+        usage: Any = None
+        try:
+            while True:
+                with self._errors():
+                    chunk = next(stream, None)
+                if chunk is None:
+                    break
+                usage = getattr(chunk, "usage", None) or usage
+                if not chunk.choices:  # the usage chunk
+                    continue
+                choice = chunk.choices[0]
+                delta = (choice.delta.content if choice.delta else None) if chat else choice.text
+                finish = str(choice.finish_reason or finish)
+                if delta:
+                    pieces.append(delta)
+                    yield delta
+        finally:
+            stream.close()  # an early close drops the connection, and the server stops generating
+        text = "".join(pieces)
+        if usage is not None:
+            prompt_tokens, completion_tokens = int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)
+        else:
+            prompt = request.get("prompt") or "".join(m["content"] for m in messages)
+            prompt_tokens, completion_tokens = self.count_tokens(prompt), self.count_tokens(text) if text else 0
+        yield Completion(text.strip(), prompt_tokens, completion_tokens, finish,
+                         round((time.perf_counter() - t0) * 1000, 3))
 
     def close(self) -> None:
         if self._client is not None:
