@@ -7,7 +7,7 @@ the verbs to them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -212,16 +212,40 @@ class Project:
                                   f"its splits: {', '.join(sorted({s for _, s in rows}))}")
         return ids
 
-    def ask(self, question: str) -> Answer:
-        """Answer ``question`` from the documents, with numbered citations."""
+    def ask(self, question: str, *, search_query: str | None = None, max_tokens: int | None = None) -> Answer:
+        """Answer ``question`` from the documents, with numbered citations.
+
+        ``search_query`` is what to retrieve with when it differs from the question (a follow-up in a
+        conversation, condensed with what came before); by default the question itself. ``max_tokens`` caps
+        an LLM's answer (default: the generator's ``max_tokens``)."""
+        from flightdeck.models.generators.base import Answer
+
+        final = None
+        for item in self.ask_stream(question, search_query=search_query, max_tokens=max_tokens):
+            if isinstance(item, Answer):
+                final = item
+        assert final is not None
+        return final
+
+    def ask_stream(self, question: str, *, search_query: str | None = None,
+                   max_tokens: int | None = None) -> Iterator[SearchResult | str | Answer]:
+        """:meth:`ask` as it happens: the :class:`~flightdeck.retrieval.search.SearchResult` first, then the
+        answer's text deltas as the generator writes them, then the finished :class:`Answer`. Closing the
+        iterator early stops the generation."""
         import time
 
+        from flightdeck.models.generators.base import Answer, stream_answer
+
         t0 = time.perf_counter()
-        result = self.search(question, k=max(self.spec.retrieval.search.k, self.generator.config.top_chunks))
-        answer = self.generator.answer(question, result.hits, self.embedder, result.index_version)
-        answer.timings_ms = {**result.timings_ms, **answer.timings_ms,
-                             "total": round((time.perf_counter() - t0) * 1000, 3)}
-        return answer
+        result = self.search(search_query or question, k=max(self.spec.retrieval.search.k,
+                                                            self.generator.config.top_chunks))
+        yield result
+        for item in stream_answer(self.generator, question, result.hits, self.embedder, result.index_version,
+                                  max_tokens=max_tokens):
+            if isinstance(item, Answer):
+                item.timings_ms = {**result.timings_ms, **item.timings_ms,
+                                   "total": round((time.perf_counter() - t0) * 1000, 3)}
+            yield item
 
     @cached_property
     def api_keys(self) -> KeyStore:

@@ -109,19 +109,27 @@ def test_every_protected_route_refuses_every_bad_key_and_admits_every_role_that_
     expired = project.api_keys.create("admin", expires_in=1e-6).key
     revoked = project.api_keys.create("admin")
     project.api_keys.revoke(revoked.record.id)
-    bodies = {"/v1/search": {"query": "venv"}, "/v1/query": {"question": "How do I create a venv?"}}
+    bodies: dict[str, Any] = {
+        "/v1/search": {"query": "venv"}, "/v1/query": {"question": "How do I create a venv?"},
+        "/v1/chat/completions": {"model": "api", "messages": [{"role": "user", "content": "How do I make a venv?"}]},
+        "/v1/embeddings": {"model": "api", "input": "venv"}, "/v1/models": None, "/metrics": None,
+        "/v1/traces/{trace_id}": None}
     protected = {(m, p): perm for (m, p), perm in ROUTE_PERMISSIONS.items() if perm is not None}
     assert set(p for _, p in protected) == set(bodies), "a new route: give it a body here"
     bad = {"no key": {}, "not bearer": {"Authorization": keys["admin"]}, "wrong key": _auth(keys["admin"][:-1] + "x"),
            "garbage": _auth("hello"), "expired": _auth(expired), "revoked": _auth(revoked.key)}
-    for (method, path), permission in protected.items():
+    for (method, route), permission in protected.items():
         for why, headers in bad.items():
-            response = client.request(method, path, json=bodies[path], headers=headers)
+            path = route.replace("{trace_id}", "tr_0")
+            response = client.request(method, path, json=bodies[route], headers=headers)
             _error(response, 401, "unauthenticated")
             assert response.headers["www-authenticate"] == "Bearer", why
         for role, key in keys.items():
-            response = client.request(method, path, json=bodies[path], headers=_auth(key))
-            may = permission in {Permission.QUERY, Permission.SEARCH}  # every role holds these today
+            # each role reads a trace of its own
+            own = client.post("/v1/query", json={"question": "venv?"}, headers=_auth(key)).json()["trace_id"]
+            path = route.replace("{trace_id}", own)
+            response = client.request(method, path, json=bodies[route], headers=_auth(key))
+            may = permission in {Permission.QUERY, Permission.SEARCH, Permission.METRICS}  # every role holds these
             assert response.status_code == (200 if may else 403), (role, path, response.text)
 
 
@@ -129,8 +137,8 @@ def test_a_role_without_the_permission_is_forbidden_by_the_service(
         served: tuple[TestClient, Project, dict[str, str]]) -> None:
     _, project, _ = served
     with pytest.raises(PermissionDenied, match="a viewer key may not documents:write"):
-        Service.authorize(Principal("k", Role.VIEWER), Permission.DOCUMENTS_WRITE)
-    Service.authorize(Principal("k", Role.EDITOR), Permission.DOCUMENTS_WRITE)
+        Service.check(Principal("k", Role.VIEWER), Permission.DOCUMENTS_WRITE)
+    Service.check(Principal("k", Role.EDITOR), Permission.DOCUMENTS_WRITE)
 
 
 def test_the_app_refuses_to_start_with_a_route_the_permission_table_does_not_name(
@@ -190,10 +198,11 @@ def test_a_failing_answer_is_a_500_in_the_same_shape_and_not_the_end_of_the_serv
     project = _project(tmp_path)
     key = project.api_keys.create("viewer").key
 
-    def broken(question: str) -> None:
+    def broken(question: str, **options: Any) -> Iterator[Any]:
         raise RuntimeError("the generator fell over")
+        yield
 
-    monkeypatch.setattr(project, "ask", broken)
+    monkeypatch.setattr(project, "ask_stream", broken)
     with TestClient(create_app(Service(project, project.api_keys)), raise_server_exceptions=False) as client:
         message = _error(client.post("/v1/query", json={"question": "x"}, headers=_auth(key)), 500, "internal")
         assert "fell over" not in message  # internals stay in the log

@@ -27,11 +27,18 @@ def serve(
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="the TCP port")] = 8000,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="no API keys: every caller is admin. For local "
                                                              "use only: refused on any address but loopback")] = False,
+    log_format: Annotated[str, typer.Option("--log-format", help="json (one object per line, with request "
+                                                                 "ids) or text")] = "json",
     spec: SpecOption = None,
 ) -> None:
-    """Serve answers and search over HTTP: POST /v1/query, POST /v1/search, GET /health, /ready, /docs.
+    """Serve answers and search over HTTP.
+
+    Routes: POST /v1/query (stream: true for server-sent events), POST /v1/search, the OpenAI-compatible
+    POST /v1/chat/completions, POST /v1/embeddings and GET /v1/models, GET /v1/traces/{id}, GET /metrics
+    (Prometheus), GET /health, /ready, /docs.
 
     Callers send `Authorization: Bearer <key>`; create keys with `flightdeck keys create --role viewer`.
+    Limits, timeouts, prices and traces are set under deployment.server in the spec.
     """
     from flightdeck.cli.common import _stderr
     from flightdeck.project import Project
@@ -41,10 +48,13 @@ def serve(
         raise typer.BadParameter(f"--no-auth on {host} would let anyone on the network in; serve on 127.0.0.1, "
                                  "or create keys with `flightdeck keys create` and drop --no-auth",
                                  param_hint="--no-auth")
+    if log_format not in ("json", "text"):
+        raise typer.BadParameter("use json or text", param_hint="--log-format")
     with errors_to_exit():
         uvicorn = optional_import("uvicorn", "serve", "flightdeck serve")
         optional_import("fastapi", "serve", "flightdeck serve")
         from flightdeck.serving.api import create_app
+        from flightdeck.serving.logs import configure_server_logs
         from flightdeck.serving.service import Service
 
         project = Project.load(spec)
@@ -55,9 +65,10 @@ def serve(
         elif not keys.list():
             _stderr("note: no API keys yet, so every request but /health and /ready gets 401; create one with "
                     "`flightdeck keys create --role viewer`")
+        configure_server_logs(log_format)
         service = Service(project, keys)
         app = create_app(service)
         warmed = service.warm_up()  # the model loads now, not during the first request
         if warmed is None:
             _stderr("note: no index yet; /ready answers 503 until `flightdeck run` builds one")
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)  # our JSON log has each request

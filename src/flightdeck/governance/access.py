@@ -23,6 +23,7 @@ class Role(StrEnum):
 class Permission(StrEnum):
     QUERY = "query"  # answers, chat completions, embeddings, traces of one's own requests
     SEARCH = "search"
+    METRICS = "metrics"  # /metrics, for a Prometheus scraping with a viewer key
     DOCUMENTS_READ = "documents:read"
     DOCUMENTS_WRITE = "documents:write"
     RELEASES_APPROVE = "releases:approve"
@@ -30,7 +31,7 @@ class Permission(StrEnum):
     CONFIG = "config"
 
 
-_VIEWER = frozenset({Permission.QUERY, Permission.SEARCH})
+_VIEWER = frozenset({Permission.QUERY, Permission.SEARCH, Permission.METRICS})
 _EDITOR = _VIEWER | {Permission.DOCUMENTS_READ, Permission.DOCUMENTS_WRITE}
 _APPROVER = _EDITOR | {Permission.RELEASES_APPROVE}
 _ADMIN = _APPROVER | {Permission.KEYS_MANAGE, Permission.CONFIG}

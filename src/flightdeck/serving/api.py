@@ -2,22 +2,29 @@
 
 Deny by default: :data:`ROUTE_PERMISSIONS` maps every route to the permission it needs (None: public), the app
 refuses to start with a route the table does not name, and each protected route checks its permission before
-its handler runs. Every error is JSON of one shape, ``{"error": {"type", "message", "request_id"}}``; a
-malformed request never takes the server down.
+its handler runs. Every error is JSON of one shape, ``{"error": {"type", "message", "request_id"}}`` (which is
+also the shape the OpenAI SDK reads); a malformed request never takes the server down.
+
+Routes: ``/v1/query`` and ``/v1/search`` (flightdeck's own), ``/v1/chat/completions``, ``/v1/embeddings`` and
+``/v1/models`` (OpenAI-compatible), ``/v1/traces/{id}``, ``/metrics`` (Prometheus), ``/health``, ``/ready``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -25,11 +32,22 @@ from flightdeck.core import __version__
 from flightdeck.errors import FlightdeckError, IndexMismatchError, SpecError, WorkspaceError
 from flightdeck.governance.access import Permission
 from flightdeck.governance.api_keys import AuthenticationError
-from flightdeck.serving.service import PermissionDenied, Principal, Service
+from flightdeck.monitoring.traces import TraceNotFound
+from flightdeck.serving.openai_compat import (
+    ChatCompletionRequest,
+    EmbeddingsRequest,
+    chat_completion,
+    chat_completion_chunks,
+    chat_question,
+    embeddings_response,
+    models_response,
+    validate_inputs,
+)
+from flightdeck.serving.service import PermissionDenied, Principal, RateLimited, RequestTimeout, Service
 
 __all__ = ["create_app", "ROUTE_PERMISSIONS", "MAX_BODY_BYTES", "SearchRequest", "QueryRequest"]
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("flightdeck.server")
 
 # Requests larger than this are refused (413) before they are read.
 MAX_BODY_BYTES = 1 << 20
@@ -45,6 +63,11 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
     ("GET", "/redoc"): None,
     ("POST", "/v1/search"): Permission.SEARCH,
     ("POST", "/v1/query"): Permission.QUERY,
+    ("POST", "/v1/chat/completions"): Permission.QUERY,
+    ("POST", "/v1/embeddings"): Permission.QUERY,
+    ("GET", "/v1/models"): Permission.QUERY,
+    ("GET", "/v1/traces/{trace_id}"): Permission.QUERY,
+    ("GET", "/metrics"): Permission.METRICS,
 }
 
 
@@ -59,6 +82,12 @@ class SearchRequest(BaseModel):
 class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question: str = Field(min_length=1, max_length=MAX_TEXT, description="the question to answer from the documents")
+    stream: bool = Field(False, description="server-sent events: `sources`, then `token` per piece of text, "
+                                            "then `answer` (the checked answer with its citations)")
+    conversation_id: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
+                                        description="a follow-up in this conversation: the earlier questions "
+                                                    "asked with this id (by this key) shape what is retrieved")
+    max_tokens: int | None = Field(None, ge=1, le=32768, description="cap on the answer's tokens (LLMs)")
 
 
 def _error(status: int, kind: str, message: str, request: Request,
@@ -68,67 +97,135 @@ def _error(status: int, kind: str, message: str, request: Request,
                         status_code=status, headers={**(headers or {}), "X-Request-ID": request_id})
 
 
+def _sse(data: Any, event: str | None = None) -> str:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+async def _drain(events: Iterator[Any], render: Callable[[Any], str], on_error: Callable[[Exception], str],
+                 ) -> AsyncIterator[str]:
+    """Send a synchronous event iterator (the service's) as SSE text, reading it in a worker thread. When the
+    client goes away the response is cancelled: the iterator is closed, which stops the generation."""
+    done = object()
+    try:
+        while True:
+            try:
+                item = await run_in_threadpool(next, events, done)
+            except Exception as exc:  # the stream has started: the error goes into it, in the same shape
+                _log.warning("stream failed: %s", exc)
+                yield on_error(exc)
+                return
+            if item is done:
+                return
+            yield render(item)
+    finally:
+        await run_in_threadpool(events.close)
+
+
+def _kind(exc: Exception) -> tuple[int, str, str]:
+    """The status, error type and message the API gives for ``exc``."""
+    if isinstance(exc, AuthenticationError):
+        return 401, "unauthenticated", str(exc)
+    if isinstance(exc, PermissionDenied):
+        return 403, "forbidden", str(exc)
+    if isinstance(exc, RateLimited):
+        return 429, "rate_limited", str(exc)
+    if isinstance(exc, RequestTimeout):
+        return 504, "timeout", str(exc)
+    if isinstance(exc, TraceNotFound):
+        return 404, "not_found", str(exc)
+    if isinstance(exc, SpecError):
+        return 422, "invalid_request", "; ".join(p.message for p in exc.problems)
+    if isinstance(exc, ValueError):  # a bad metadata filter (FilterError), a cap passed
+        return 422, "invalid_request", str(exc)
+    if isinstance(exc, WorkspaceError | IndexMismatchError):
+        return 503, "not_ready", str(exc)
+    if isinstance(exc, FlightdeckError):
+        return 500, "failed", str(exc)
+    return 500, "internal", "the server failed on this request; its log has the details"
+
+
 def create_app(service: Service) -> FastAPI:
     """The API over ``service``."""
     app = FastAPI(title="flightdeck", version=__version__,
-                  description="Grounded, cited answers and hybrid search over a flightdeck project.")
+                  description="Grounded, cited answers and hybrid search over a flightdeck project. "
+                              "Send `Authorization: Bearer <key>` (`flightdeck keys create`).")
+    metrics = service.metrics
+    timeout = service.settings.request_timeout_s
 
     def needs(permission: Permission) -> Callable[[Request], Principal]:
         def principal(request: Request) -> Principal:
             caller = service.authenticate(request.headers.get("authorization"))
-            service.authorize(caller, permission)
+            service.check(caller, permission)  # the operation counts the call against the key's limits
+            request.state.key_id = caller.key_id
             return caller
 
         return principal
 
+    async def within_timeout(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await asyncio.wait_for(run_in_threadpool(fn, *args, **kwargs), timeout)
+        except TimeoutError:
+            raise RequestTimeout(f"no answer within {timeout:g} s (deployment.server.request_timeout_s)") from None
+
     @app.middleware("http")
-    async def request_id_and_size(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def request_id_size_and_metrics(request: Request,
+                                          call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         request.state.request_id = uuid.uuid4().hex[:16]
+        t0 = time.perf_counter()
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return _error(413, "too_large", f"the request body is over {MAX_BODY_BYTES} bytes", request)
-        response = await call_next(request)
+            response: Response = _error(413, "too_large", f"the request body is over {MAX_BODY_BYTES} bytes", request)
+        else:
+            metrics.in_flight.inc()
+            try:
+                response = await call_next(request)
+            finally:
+                metrics.in_flight.dec()
         response.headers["X-Request-ID"] = request.state.request_id
+        route = request.scope.get("route")
+        path = route.path if isinstance(route, APIRoute) else "unmatched"
+        seconds = time.perf_counter() - t0
+        metrics.observe_request(path, request.method, response.status_code, seconds)
+        _log.info("request", extra={"request_id": request.state.request_id, "method": request.method,
+                                    "route": path, "status": response.status_code,
+                                    "ms": round(seconds * 1000, 3), "key_id": getattr(request.state, "key_id", None)})
         return response
 
-    @app.exception_handler(AuthenticationError)
-    def unauthenticated(request: Request, exc: AuthenticationError) -> JSONResponse:
-        return _error(401, "unauthenticated", str(exc), request, {"WWW-Authenticate": "Bearer"})
+    def respond_error(request: Request, exc: Exception) -> JSONResponse:
+        status, kind, message = _kind(exc)
+        metrics.observe_error(kind)
+        if status == 500:
+            _log.error("request %s failed", getattr(request.state, "request_id", ""), exc_info=exc)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+        if isinstance(exc, RateLimited):
+            headers["Retry-After"] = str(exc.retry_after)
+        return _error(status, kind, message, request, headers)
 
-    @app.exception_handler(PermissionDenied)
-    def forbidden(request: Request, exc: PermissionDenied) -> JSONResponse:
-        return _error(403, "forbidden", str(exc), request)
+    for handled in (FlightdeckError, ValueError, Exception):
+        app.add_exception_handler(handled, respond_error)  # type: ignore[arg-type]
 
     @app.exception_handler(StarletteHTTPException)
     def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:  # unparsable body, 404, 405
         kinds = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
-        return _error(exc.status_code, kinds.get(exc.status_code, "http_error"), str(exc.detail), request,
-                      dict(exc.headers or {}))
+        kind = kinds.get(exc.status_code, "http_error")
+        metrics.observe_error(kind)
+        return _error(exc.status_code, kind, str(exc.detail), request, dict(exc.headers or {}))
 
     @app.exception_handler(RequestValidationError)
     def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        metrics.observe_error("invalid_request")
         return _error(422, "invalid_request", problems, request)
 
-    @app.exception_handler(FlightdeckError)
-    def flightdeck_error(request: Request, exc: FlightdeckError) -> JSONResponse:
-        if isinstance(exc, SpecError):
-            return _error(422, "invalid_request", "; ".join(p.message for p in exc.problems), request)
-        if isinstance(exc, ValueError):  # a bad metadata filter (FilterError)
-            return _error(422, "invalid_request", str(exc), request)
-        if isinstance(exc, WorkspaceError | IndexMismatchError):
-            return _error(503, "not_ready", str(exc), request)
-        _log.error("request %s failed: %s", getattr(request.state, "request_id", ""), exc)
-        return _error(500, "failed", str(exc), request)
+    def stream_error(request: Request) -> Callable[[Exception], str]:
+        def render(exc: Exception) -> str:
+            _, kind, message = _kind(exc)
+            metrics.observe_error(kind)
+            return _sse({"error": {"type": kind, "message": message, "request_id": request.state.request_id}},
+                        "error")
 
-    @app.exception_handler(ValueError)
-    def bad_value(request: Request, exc: ValueError) -> JSONResponse:  # a bad filter, an unknown mode
-        return _error(422, "invalid_request", str(exc), request)
-
-    @app.exception_handler(Exception)
-    def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        _log.exception("request %s failed", getattr(request.state, "request_id", ""))
-        return _error(500, "internal", "the server failed on this request; its log has the details", request)
+        return render
 
     @app.get("/health", summary="the process is up")
     def health() -> dict[str, str]:
@@ -140,12 +237,55 @@ def create_app(service: Service) -> FastAPI:
         return JSONResponse(state, status_code=200 if state["ready"] else 503)
 
     @app.post("/v1/search", summary="hybrid search over the current index")
-    def search(body: SearchRequest, caller: Principal = Depends(needs(Permission.SEARCH))) -> dict[str, Any]:
-        return service.search(caller, body.query, k=body.k, mode=body.mode, where=body.where)
+    async def search(body: SearchRequest, caller: Principal = Depends(needs(Permission.SEARCH))) -> dict[str, Any]:
+        return await within_timeout(service.search, caller, body.query, k=body.k, mode=body.mode, where=body.where)
 
-    @app.post("/v1/query", summary="a grounded answer with numbered citations")
-    def query(body: QueryRequest, caller: Principal = Depends(needs(Permission.QUERY))) -> dict[str, Any]:
-        return service.query(caller, body.question)
+    @app.post("/v1/query", summary="a grounded answer with numbered citations (stream: server-sent events)")
+    async def query(request: Request, body: QueryRequest,
+                    caller: Principal = Depends(needs(Permission.QUERY))) -> Any:
+        options = {"conversation_id": body.conversation_id, "max_tokens": body.max_tokens,
+                   "request_id": request.state.request_id}
+        if not body.stream:
+            return await within_timeout(service.query, caller, body.question, **options)
+        events = service.stream_query(caller, body.question, **options)
+        return StreamingResponse(_drain(events, lambda e: _sse({k: v for k, v in e.items() if k != "event"},
+                                                               e["event"]), stream_error(request)),
+                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    @app.post("/v1/chat/completions", summary="OpenAI-compatible chat completions: cited answers "
+              "(the citations in the extra `flightdeck` field); stream: server-sent events")
+    async def chat(request: Request, body: ChatCompletionRequest,
+                   caller: Principal = Depends(needs(Permission.QUERY))) -> Any:
+        question, history = chat_question(body)
+        options = {"history": history, "max_tokens": body.max_completion_tokens or body.max_tokens,
+                   "request_id": request.state.request_id, "operation": "chat"}
+        if not body.stream:
+            events = await within_timeout(lambda: list(service.stream_query(caller, question, **options)))
+            return chat_completion(body.model, events[-1]["answer"])
+        chunks = chat_completion_chunks(body.model, service.stream_query(caller, question, **options),
+                                        include_usage=bool(body.stream_options and body.stream_options.include_usage))
+        return StreamingResponse(_drain(chunks, lambda c: _sse(c), stream_error(request)),
+                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    @app.post("/v1/embeddings", summary="OpenAI-compatible embeddings from the index's embedder")
+    async def embeddings(body: EmbeddingsRequest, caller: Principal = Depends(needs(Permission.QUERY))) -> Any:
+        texts = [body.input] if isinstance(body.input, str) else list(body.input)
+        validate_inputs(texts)
+        vectors = await within_timeout(service.embed, caller, texts)
+        return embeddings_response(body.model, texts, vectors, body.encoding_format)
+
+    @app.get("/v1/models", summary="OpenAI-compatible: the models this server answers and embeds with")
+    def models(caller: Principal = Depends(needs(Permission.QUERY))) -> dict[str, Any]:
+        return models_response(service.project.spec.project, service.models())
+
+    @app.get("/v1/traces/{trace_id}", summary="what happened for one answer (a key reads its own; admin any)")
+    def trace(trace_id: str, caller: Principal = Depends(needs(Permission.QUERY))) -> dict[str, Any]:
+        return service.trace(caller, trace_id)
+
+    @app.get("/metrics", summary="Prometheus metrics: latency per route and stage, tokens, cost, errors")
+    def metrics_route(caller: Principal = Depends(needs(Permission.METRICS))) -> Response:
+        data, content_type = metrics.exposition()
+        return Response(data, media_type=content_type)
 
     unlisted = sorted(f"{m} {r.path}" for r in app.routes if isinstance(r, APIRoute) for m in r.methods
                       if (m, r.path) not in ROUTE_PERMISSIONS)

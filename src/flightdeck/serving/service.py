@@ -1,23 +1,39 @@
-"""The operations every transport serves, with authentication and authorisation done once, here."""
+"""The operations every transport serves — HTTP, WebSockets, gRPC, Flask, batch — written once, here.
+
+Each operation authenticates and authorises its caller, counts the call against the key's limits, runs it
+within the request timeout, stores the answer's trace and records its metrics. Transports only translate.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from flightdeck.errors import FlightdeckError
 from flightdeck.governance.access import Permission, Role, allowed
 from flightdeck.governance.api_keys import AuthenticationError, KeyStore
+from flightdeck.models.generators.base import Answer, LlmGenerator
+from flightdeck.monitoring.metrics import ServerMetrics
+from flightdeck.monitoring.traces import Trace, TraceStore, new_trace_id
 from flightdeck.project import Project
+from flightdeck.retrieval.search import SearchResult
+from flightdeck.serving.limits import KeyLimiter, RateLimited
+from flightdeck.spec.server import ServerSettings
 from flightdeck.workspace import CURRENT_INDEX
 
-__all__ = ["Service", "Principal", "PermissionDenied", "LOCAL"]
+__all__ = ["Service", "Principal", "PermissionDenied", "RequestTimeout", "RateLimited", "LOCAL",
+           "condense_query"]
 
 
 class PermissionDenied(FlightdeckError):
     """A valid key whose role lacks the permission (the server answers 403)."""
+
+
+class RequestTimeout(FlightdeckError):
+    """A request ran past ``deployment.server.request_timeout_s`` (the server answers 504)."""
 
 
 @dataclass(frozen=True)
@@ -31,17 +47,35 @@ class Principal:
 # The caller of a server started with --no-auth: local use only (the CLI refuses it on other addresses).
 LOCAL = Principal("local", Role.ADMIN)
 
+# Turns of a conversation read back to condense a follow-up.
+HISTORY_TURNS = 3
+
+
+def condense_query(history: list[str], question: str) -> str:
+    """The retrieval query of a follow-up: the previous user turn and the question, so that "how do I
+    activate it?" after "how do I create a virtual environment?" retrieves about virtual environments. The
+    answer is still written for ``question`` alone; only what is retrieved changes."""
+    previous = [h.strip() for h in history if h.strip()]
+    return f"{previous[-1]} {question}" if previous else question
+
 
 class Service:
     """Search and answers over one project, for authenticated callers.
 
     ``keys`` None turns authentication off (``flightdeck serve --no-auth``): every caller is :data:`LOCAL`.
-    Searches run one at a time: the searcher loads its model and index lazily and is not thread-safe.
+    ``settings`` default to the spec's ``deployment.server``; ``metrics`` to a new registry of its own.
+    Searches run one at a time (the searcher and the embedding model are not thread-safe); an LLM writes its
+    answer outside that lock, an extractive answer (which embeds sentences) inside it.
     """
 
-    def __init__(self, project: Project, keys: KeyStore | None) -> None:
+    def __init__(self, project: Project, keys: KeyStore | None, *, settings: ServerSettings | None = None,
+                 metrics: ServerMetrics | None = None) -> None:
         self.project = project
         self.keys = keys
+        self.settings = settings or project.spec.deployment.server
+        self.metrics = metrics or ServerMetrics(self.settings.prices)
+        self.traces = TraceStore(project.workspace)
+        self.limiter = KeyLimiter(self.settings.limits, self.settings.role_limits)
         self._lock = threading.Lock()
 
     # who may do what ------------------------------------------------------------------------------
@@ -58,10 +92,18 @@ class Service:
         return Principal(record.id, record.role)
 
     @staticmethod
-    def authorize(principal: Principal, permission: Permission) -> None:
+    def check(principal: Principal, permission: Permission) -> None:
+        """Raise :class:`PermissionDenied` unless the caller's role holds ``permission``."""
         if not allowed(principal.role, permission):
             raise PermissionDenied(f"a {principal.role.value} key may not {permission.value}; "
                                    "ask an admin for a key with a role that may")
+
+    def authorize(self, principal: Principal, permission: Permission) -> None:
+        """:meth:`check`, then count the call against the key's limits (:class:`RateLimited` when it is over
+        one). Every operation below calls it once."""
+        self.check(principal, permission)
+        if self.keys is not None:
+            self.limiter.admit(principal.key_id, principal.role.value)
 
     # what they may do -----------------------------------------------------------------------------
     def ready(self) -> dict[str, Any]:
@@ -78,19 +120,137 @@ class Service:
                 self.project.search("warm up", k=1)
         return version
 
+    @property
+    def generator_id(self) -> str:
+        generator = self.project.generator
+        return getattr(generator, "model_id", "") or self.project.spec.model.generator.provider
+
     def search(self, principal: Principal, query: str, k: int | None = None, mode: str | None = None,
                where: dict[str, Any] | None = None) -> dict[str, Any]:
         self.authorize(principal, Permission.SEARCH)
+        if k is not None and k > self.settings.max_k:
+            raise ValueError(f"k: at most {self.settings.max_k} (deployment.server.max_k), got {k}")
         with self._lock:
             result = self.project.search(query, k=k, mode=mode, where=where)
+        self.metrics.observe_timings(result.timings_ms)
         return result.to_dict()
 
-    def query(self, principal: Principal, question: str) -> dict[str, Any]:
-        """A grounded, cited answer to ``question``."""
-        self.authorize(principal, Permission.QUERY)
-        t0 = time.perf_counter()
-        with self._lock:
-            answer = self.project.ask(question)
-        out = answer.to_dict()
-        out.setdefault("timings_ms", {})["server_total"] = round((time.perf_counter() - t0) * 1000, 3)
+    def query(self, principal: Principal, question: str, *, conversation_id: str | None = None,
+              max_tokens: int | None = None, request_id: str | None = None,
+              operation: str = "query") -> dict[str, Any]:
+        """A grounded, cited answer to ``question``, with its ``trace_id``."""
+        final: dict[str, Any] | None = None
+        for event in self.stream_query(principal, question, conversation_id=conversation_id,
+                                       max_tokens=max_tokens, request_id=request_id, operation=operation):
+            if event["event"] == "answer":
+                final = event["answer"]
+        assert final is not None
+        return final
+
+    def stream_query(self, principal: Principal, question: str, *, conversation_id: str | None = None,
+                     max_tokens: int | None = None, request_id: str | None = None,
+                     operation: str = "query", history: list[str] | None = None) -> Iterator[dict[str, Any]]:
+        """The answer to ``question`` as events: ``{"event": "sources", ...}`` once retrieval is done,
+        ``{"event": "token", "text": ...}`` per piece of text, then ``{"event": "answer", "answer": {...}}``.
+
+        ``history`` (earlier user turns, oldest first) or ``conversation_id`` (the caller's own earlier turns,
+        read from the traces) condense a follow-up into the retrieval query. Closing the iterator early (the
+        client went away) stops the generation; past the request timeout it raises :class:`RequestTimeout`.
+        """
+        self.authorize(principal, Permission.QUERY)  # now, not on the first event: a refusal is not a stream
+        if max_tokens is not None and max_tokens > self.settings.max_tokens:
+            raise ValueError(f"max_tokens: at most {self.settings.max_tokens} (deployment.server.max_tokens), "
+                             f"got {max_tokens}")
+        if history is None and conversation_id:
+            owner = None if principal.role is Role.ADMIN else principal.key_id
+            history = [t.question for t in self.traces.conversation(conversation_id, key_id=owner,
+                                                                    limit=HISTORY_TURNS)]
+        return self._answer_events(principal, question, conversation_id, max_tokens, request_id, operation,
+                                   condense_query(history or [], question))
+
+    def _answer_events(self, principal: Principal, question: str, conversation_id: str | None,
+                       max_tokens: int | None, request_id: str | None, operation: str,
+                       search_query: str) -> Iterator[dict[str, Any]]:
+        deadline = time.monotonic() + self.settings.request_timeout_s
+        trace = Trace(new_trace_id(), operation, question, key_id=principal.key_id, request_id=request_id,
+                      conversation_id=conversation_id, generator=self.generator_id,
+                      search_query=search_query if search_query != question else None)
+        llm = isinstance(self.project.generator, LlmGenerator)
+        steps = self.project.ask_stream(question, search_query=search_query, max_tokens=max_tokens)
+        held = self._lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+        if not held:
+            raise RequestTimeout(f"no answer within {self.settings.request_timeout_s:g} s: the server is busy")
+        try:
+            answer: Answer | None = None
+            for item in steps:
+                if isinstance(item, SearchResult):
+                    trace.index_version = item.index_version
+                    trace.details["retrieved"] = [{"chunk_id": h.chunk_id, "score": round(h.score, 6)}
+                                                  for h in item.hits]
+                    if llm:
+                        self._lock.release()
+                        held = False
+                    yield {"event": "sources", "index_version": item.index_version, "trace_id": trace.id,
+                           "hits": [_source(h) for h in item.hits]}
+                elif isinstance(item, Answer):
+                    answer = item
+                else:
+                    yield {"event": "token", "text": item}
+                if time.monotonic() > deadline:
+                    raise RequestTimeout(f"the answer took longer than {self.settings.request_timeout_s:g} s "
+                                         "(deployment.server.request_timeout_s); it was stopped")
+        except BaseException as exc:
+            trace.details["error"] = f"{type(exc).__name__}: {exc}"[:500] if isinstance(exc, Exception) \
+                else "the client went away"
+            self._finish(trace, None, principal)
+            raise
+        finally:
+            steps.close()
+            if held:
+                self._lock.release()
+        assert answer is not None
+        out = self._finish(trace, answer, principal)
+        yield {"event": "answer", "answer": out}
+
+    def _finish(self, trace: Trace, answer: Answer | None, principal: Principal) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if answer is not None:
+            out = answer.to_dict()
+            out["trace_id"] = trace.id
+            trace.answer, trace.found, trace.index_version = answer.answer, answer.found, answer.index_version
+            trace.details.update(citations=[{"number": c.number, "chunk_id": c.chunk_id} for c in answer.citations],
+                                 usage=answer.usage, timings_ms=answer.timings_ms,
+                                 **{k: out[k] for k in ("prompt", "flags") if out.get(k)})
+            tokens = sum(answer.usage.values()) if answer.usage else 0
+            if self.keys is not None:
+                self.limiter.spend_tokens(principal.key_id, tokens)
+        if answer is not None:
+            self.metrics.observe_timings(answer.timings_ms)
+        self.metrics.observe_answer(None if answer is None else answer.found, trace.generator or "",
+                                    answer.usage if answer is not None else {})
+        if self.settings.store_traces:
+            self.traces.record(trace)
         return out
+
+    def trace(self, principal: Principal, trace_id: str) -> dict[str, Any]:
+        """A stored trace: an admin reads any, another key only the traces of its own requests."""
+        self.authorize(principal, Permission.QUERY)
+        owner = None if principal.role is Role.ADMIN else principal.key_id
+        return self.traces.get(trace_id, key_id=owner).to_dict()
+
+    def embed(self, principal: Principal, texts: list[str]) -> list[list[float]]:
+        """Vectors of ``texts`` from the embedder that built the index (as a query would be embedded: the
+        vectors are comparable with the index's)."""
+        self.authorize(principal, Permission.QUERY)
+        with self._lock:
+            embedder = self.project.embedder
+            return [[float(x) for x in embedder.embed_query(t)] for t in texts]
+
+    def models(self) -> dict[str, str]:
+        """What answers (the generator) and what embeds (the embedder), by id."""
+        return {"generator": self.generator_id, "embedder": self.project.embedder.model_id}
+
+
+def _source(hit: Any) -> dict[str, Any]:
+    return {"chunk_id": hit.chunk_id, "document_id": hit.document_id, "source_uri": hit.source_uri,
+            "title": hit.title, "heading": hit.heading, "score": round(hit.score, 6)}

@@ -28,6 +28,7 @@ from pydantic import (
 from flightdeck.registry.categories import Category
 from flightdeck.spec.catalog import catalog
 from flightdeck.spec.cleaning import CleaningSettings
+from flightdeck.spec.server import ServerSettings
 
 __all__ = [
     "ProviderRef",
@@ -224,6 +225,7 @@ _PHASE_EXTRA_FIELDS: dict[str, dict[str, tuple[Any, Any]]] = {
                   # unset: queries are searched as written; set, it needs query_transformation in system
                   "query_transformation": (ProviderValue | None, None)},
     "model": {"generator": (ProviderValue, _default_ref(EMBEDDED_DEFAULTS["model.generator"]))},
+    "deployment": {"server": (ServerSettings, ServerSettings())},
 }
 
 

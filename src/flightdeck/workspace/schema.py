@@ -19,7 +19,7 @@ from sqlalchemy import (
 __all__ = ["metadata", "documents", "chunks", "embeddings", "runs", "step_runs", "dataset_versions",
            "index_versions", "chunk_payloads", "store_sync", "state", "dataset_version_documents",
            "document_signatures", "dataset_splits", "synthetic_sets", "synthetic_examples",
-           "synthetic_generations", "api_keys"]
+           "synthetic_generations", "api_keys", "traces"]
 
 metadata = MetaData()
 
@@ -207,3 +207,23 @@ api_keys = Table(
     Column("revoked_at", Float, nullable=True),
 )
 
+
+traces = Table(
+    "traces", metadata,
+    Column("id", String(40), primary_key=True, comment="tr_<hex>: the id an answer carries"),
+    Column("created_at", Float, nullable=False),
+    Column("operation", String, nullable=False, comment="query, chat or batch"),
+    Column("key_id", String(32), nullable=True, comment="the API key that asked (local: no key)"),
+    Column("request_id", String(40), nullable=True),
+    Column("conversation_id", String(64), nullable=True),
+    Column("question", Text, nullable=False),
+    Column("search_query", Text, nullable=True, comment="what was retrieved with, when not the question"),
+    Column("answer", Text, nullable=True),
+    Column("found", Integer, nullable=True),
+    Column("index_version", String, nullable=True),
+    Column("generator", String, nullable=True, comment="the generator's provider and model"),
+    Column("details", JSON, nullable=False, comment="retrieved chunk ids and scores, citations, prompt "
+                                                    "template and hash, flags, tokens, timings, error"),
+    Index("ix_traces_conversation", "conversation_id", "created_at"),
+    Index("ix_traces_key", "key_id", "created_at"),
+)

@@ -1,0 +1,280 @@
+"""The OpenAI-compatible routes, called by the real ``openai`` SDK over HTTP (uvicorn on 127.0.0.1), plus the
+server's streams, traces, conversations, limits, timeouts, metrics and logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+openai = pytest.importorskip("openai")
+httpx = pytest.importorskip("httpx")
+uvicorn = pytest.importorskip("uvicorn")
+
+from flightdeck import Project  # noqa: E402
+from flightdeck.governance.access import Role  # noqa: E402
+from flightdeck.serving.api import create_app  # noqa: E402
+from flightdeck.serving.logs import JsonFormatter  # noqa: E402
+from flightdeck.serving.service import Service  # noqa: E402
+from flightdeck.testing import FakeEmbedder  # noqa: E402
+from llm_fixtures import free_port  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+DOCS = {
+    "venv.md": "# Virtual environments\n\nCreate a virtual environment with python -m venv .venv. Activate the "
+               "virtual environment with source .venv/bin/activate before installing packages.\n",
+    "sorting.md": "# Sorting\n\nUse sorted(records, key=lambda r: r.name) to sort records by a key. The sort is "
+                  "stable, so records with equal keys keep their order.\n",
+}
+
+
+def _project(root: Path, server: str = "") -> Project:
+    (root / "docs").mkdir(parents=True)
+    for name, text in DOCS.items():
+        (root / "docs" / name).write_text(text, "utf-8")
+    (root / "flightdeck.yaml").write_text(textwrap.dedent("""\
+        project: handbook
+        data:
+          sources: [{provider: files, path: ./docs}]
+          chunking: {provider: recursive, size: 64, overlap: 8}
+        retrieval: {system: [hybrid_search]}
+        """) + server, "utf-8")
+    project = Project.load(root).use(embedder=FakeEmbedder())
+    project.run()
+    return project
+
+
+class Server:
+    """uvicorn serving ``service`` in a thread on a free port of 127.0.0.1."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(create_app(service), host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+    def client(self, key: str) -> Any:
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, str]]]:
+    project = _project(tmp_path_factory.mktemp("oai"))
+    keys = {role.value: project.api_keys.create(role).key for role in Role}
+    with Server(Service(project, project.api_keys)) as server:
+        yield server, keys
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_the_openai_sdk_gets_a_cited_answer_and_its_trace(served: tuple[Server, dict[str, str]]) -> None:
+    server, keys = served
+    completion = server.client(keys["viewer"]).chat.completions.create(
+        model="handbook", messages=[{"role": "system", "content": "Answer in French."},
+                                    {"role": "user", "content": "How do I sort records by a key?"}])
+    text = completion.choices[0].message.content
+    assert "sorted(records" in text and "[1]" in text and completion.choices[0].finish_reason == "stop"
+    extra = completion.model_extra["flightdeck"]
+    assert extra["found"] and extra["citations"][0]["document_id"] == "docs/sorting.md"
+    assert completion.id == "chatcmpl-" + extra["trace_id"].removeprefix("tr_")
+    trace = httpx.get(f"{server.url}/v1/traces/{extra['trace_id']}", headers=_auth(keys["viewer"])).json()
+    assert trace["question"] == "How do I sort records by a key?" and trace["operation"] == "chat"
+    assert trace["answer"] == text and trace["index_version"] == extra["index_version"]
+    assert trace["details"]["retrieved"][0]["chunk_id"] == extra["citations"][0]["chunk_id"]
+    assert trace["key_id"] == keys["viewer"].split("_")[1]
+
+
+def test_the_openai_sdk_streams_and_the_last_chunk_carries_the_citations(
+        served: tuple[Server, dict[str, str]]) -> None:
+    server, keys = served
+    stream = server.client(keys["viewer"]).chat.completions.create(
+        model="handbook", stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "How do I sort records by a key?"}])
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finals = [c for c in chunks if c.choices and c.choices[0].finish_reason == "stop"]
+    assert len(finals) == 1 and finals[0].model_extra["flightdeck"]["answer"] == text
+    assert "sorted(" in text and finals[0].model_extra["flightdeck"]["citations"]
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None  # include_usage: a last chunk of usage
+
+
+def test_a_follow_up_in_a_chat_is_retrieved_with_the_earlier_question(served: tuple[Server, dict[str, str]]) -> None:
+    server, keys = served
+    completion = server.client(keys["viewer"]).chat.completions.create(model="handbook", messages=[
+        {"role": "user", "content": "How do I create a virtual environment?"},
+        {"role": "assistant", "content": "Run python -m venv .venv [1]"},
+        {"role": "user", "content": "and then what do I run?"}])
+    trace_id = completion.model_extra["flightdeck"]["trace_id"]
+    trace = httpx.get(f"{server.url}/v1/traces/{trace_id}", headers=_auth(keys["viewer"])).json()
+    assert trace["question"] == "and then what do I run?"
+    assert trace["search_query"] == "How do I create a virtual environment? and then what do I run?"
+
+
+def test_a_conversation_id_condenses_follow_ups_of_the_same_key_only(served: tuple[Server, dict[str, str]]) -> None:
+    server, keys = served
+    ask = {"conversation_id": "conv-1"}
+    first = httpx.post(f"{server.url}/v1/query", json={"question": "How do I sort records?", **ask},
+                       headers=_auth(keys["editor"])).json()
+    second = httpx.post(f"{server.url}/v1/query", json={"question": "is it stable?", **ask},
+                        headers=_auth(keys["editor"])).json()
+    trace = httpx.get(f"{server.url}/v1/traces/{second['trace_id']}", headers=_auth(keys["editor"])).json()
+    assert trace["search_query"] == "How do I sort records? is it stable?" and trace["conversation_id"] == "conv-1"
+    other = httpx.post(f"{server.url}/v1/query", json={"question": "is it stable?", **ask},
+                       headers=_auth(keys["viewer"])).json()  # another key's conversation of the same id
+    assert httpx.get(f"{server.url}/v1/traces/{other['trace_id']}",
+                     headers=_auth(keys["viewer"])).json()["search_query"] is None
+    # a key reads only its own traces; an admin reads any
+    refused = httpx.get(f"{server.url}/v1/traces/{first['trace_id']}", headers=_auth(keys["viewer"]))
+    assert refused.status_code == 404 and refused.json()["error"]["type"] == "not_found"
+    assert httpx.get(f"{server.url}/v1/traces/{first['trace_id']}", headers=_auth(keys["admin"])).status_code == 200
+
+
+def test_embeddings_match_the_index_embedder_in_both_encodings_and_models_are_listed(
+        served: tuple[Server, dict[str, str]]) -> None:
+    server, keys = served
+    client = server.client(keys["viewer"])
+    texts = ["virtual environment", "sorting records"]
+    default = client.embeddings.create(model="handbook", input=texts)  # the SDK asks for base64 and decodes it
+    floats = client.embeddings.create(model="handbook", input=texts, encoding_format="float")
+    expected = [FakeEmbedder().embed_query(t) for t in texts]
+    for response in (default, floats):
+        assert [d.index for d in response.data] == [0, 1]
+        for got, want in zip(response.data, expected, strict=True):
+            np.testing.assert_allclose(np.asarray(got.embedding), want, rtol=1e-6)
+    assert [m.id for m in client.models.list().data] == ["handbook", FakeEmbedder().model_id]
+    with pytest.raises(openai.UnprocessableEntityError, match="input"):
+        client.embeddings.create(model="handbook", input=[""], encoding_format="float")
+
+
+def test_the_sdk_sees_bad_keys_and_bad_requests_as_its_own_errors(served: tuple[Server, dict[str, str]]) -> None:
+    server, keys = served
+    with pytest.raises(openai.AuthenticationError, match="invalid API key"):
+        server.client("fdk_000000000000_" + "a" * 43).chat.completions.create(
+            model="x", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.UnprocessableEntityError, match="last message must be the user's"):
+        server.client(keys["viewer"]).chat.completions.create(
+            model="x", messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}])
+    with pytest.raises(openai.UnprocessableEntityError, match="max_tokens: at most 1024"):
+        server.client(keys["viewer"]).chat.completions.create(
+            model="x", max_tokens=5000, messages=[{"role": "user", "content": "hi"}])
+    assert httpx.get(f"{server.url}/health").status_code == 200
+
+
+def test_query_streams_server_sent_events_sources_tokens_then_the_answer(
+        served: tuple[Server, dict[str, str]]) -> None:
+    server, keys = served
+    events: list[tuple[str, dict[str, Any]]] = []
+    with httpx.stream("POST", f"{server.url}/v1/query", headers=_auth(keys["viewer"]),
+                      json={"question": "How do I sort records by a key?", "stream": True}) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        event = ""
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                events.append((event, json.loads(line[6:])))
+    kinds = [e for e, _ in events]
+    assert kinds[0] == "sources" and kinds[-1] == "answer" and "token" in kinds
+    answer = events[-1][1]["answer"]
+    assert "".join(d["text"] for e, d in events if e == "token") == answer["answer"] and answer["found"]
+    sources = events[0][1]
+    assert sources["trace_id"] == answer["trace_id"] and sources["hits"][0]["document_id"] == "docs/sorting.md"
+
+
+def test_a_key_over_its_rate_limit_gets_429_with_retry_after_and_other_keys_do_not(tmp_path: Path) -> None:
+    project = _project(tmp_path, "deployment:\n  server:\n    limits: {requests_per_minute: 2}\n"
+                                 "    role_limits: {admin: {requests_per_minute: 100}}\n")
+    viewer, other, admin = (project.api_keys.create(r).key for r in ("viewer", "viewer", "admin"))
+    with Server(Service(project, project.api_keys)) as server:
+        def search(key: str) -> httpx.Response:
+            return httpx.post(f"{server.url}/v1/search", json={"query": "venv"}, headers=_auth(key))
+
+        assert [search(viewer).status_code for _ in range(2)] == [200, 200]
+        refused = search(viewer)
+        assert refused.status_code == 429 and refused.json()["error"]["type"] == "rate_limited"
+        assert 1 <= int(refused.headers["retry-after"]) <= 30
+        assert search(other).status_code == 200
+        assert all(search(admin).status_code == 200 for _ in range(5))
+
+
+def test_a_generator_that_hangs_gets_504_and_the_server_keeps_serving(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = _project(tmp_path, "deployment:\n  server: {request_timeout_s: 0.5}\n")
+    key = project.api_keys.create("viewer").key
+    real = project.ask_stream
+    hang = threading.Event()
+
+    def slow(question: str, **options: Any) -> Iterator[Any]:
+        for item in real(question, **options):
+            if question == "hang" and not isinstance(item, str) and hasattr(item, "hits"):
+                yield item
+                hang.wait(5)  # a generator stuck on its model
+                continue
+            yield item
+
+    monkeypatch.setattr(project, "ask_stream", slow)
+    with Server(Service(project, project.api_keys)) as server:
+        t0 = time.monotonic()
+        response = httpx.post(f"{server.url}/v1/query", json={"question": "hang"}, headers=_auth(key), timeout=30)
+        assert response.status_code == 504 and response.json()["error"]["type"] == "timeout"
+        assert time.monotonic() - t0 < 3
+        hang.set()
+        ok = httpx.post(f"{server.url}/v1/query", json={"question": "How do I sort records by a key?"},
+                        headers=_auth(key))
+        assert ok.status_code == 200 and ok.json()["found"]
+
+
+def test_metrics_count_requests_stages_and_errors_for_prometheus(served: tuple[Server, dict[str, str]]) -> None:
+    server, keys = served
+    httpx.post(f"{server.url}/v1/query", json={"question": "How do I sort records?"}, headers=_auth(keys["viewer"]))
+    httpx.post(f"{server.url}/v1/query", json={"question": 42}, headers=_auth(keys["viewer"]))
+    httpx.post(f"{server.url}/v1/query", json={"question": "x"})
+    text = httpx.get(f"{server.url}/metrics", headers=_auth(keys["viewer"])).text
+    assert 'flightdeck_requests_total{method="POST",route="/v1/query",status="200"}' in text
+    assert 'flightdeck_requests_total{method="POST",route="/v1/query",status="422"}' in text
+    assert 'flightdeck_errors_total{type="unauthenticated"}' in text
+    assert 'flightdeck_errors_total{type="invalid_request"}' in text
+    for stage in ("embed", "retrieve", "generate"):
+        assert f'flightdeck_stage_seconds_count{{stage="{stage}"}}' in text
+    assert 'flightdeck_answers_total{outcome="found"}' in text
+    assert 'flightdeck_request_seconds_bucket{le="0.1",method="POST",route="/v1/query"}' in text
+    assert httpx.get(f"{server.url}/metrics").status_code == 401
+
+
+def test_json_logs_carry_the_request_id_and_never_the_key(
+        served: tuple[Server, dict[str, str]], caplog: pytest.LogCaptureFixture) -> None:
+    server, keys = served
+    with caplog.at_level(logging.INFO, logger="flightdeck.server"):
+        response = httpx.post(f"{server.url}/v1/search", json={"query": "venv"}, headers=_auth(keys["viewer"]))
+    records = [r for r in caplog.records if r.name == "flightdeck.server" and getattr(r, "route", "") == "/v1/search"]
+    assert records
+    line = json.loads(JsonFormatter().format(records[-1]))
+    assert line["request_id"] == response.headers["x-request-id"] and line["status"] == 200
+    assert line["key_id"] == keys["viewer"].split("_")[1] and keys["viewer"] not in json.dumps(line)
+    assert line["level"] == "info" and line["ms"] > 0
