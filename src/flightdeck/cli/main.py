@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from flightdeck.cli import data_cmds, eval_cmds, init_cmd, keys_cmds, run_cmds, serve_cmd, spec_cmds
+from flightdeck.cli import batch_cmd, data_cmds, eval_cmds, init_cmd, keys_cmds, run_cmds, serve_cmd, spec_cmds
 
 app = typer.Typer(
     name="flightdeck",
@@ -20,6 +20,7 @@ app.command("schema")(spec_cmds.schema)
 app.command("run")(run_cmds.run)
 app.command("search")(run_cmds.search)
 app.command("ask")(run_cmds.ask)
+app.command("batch")(batch_cmd.batch)
 app.command("serve")(serve_cmd.serve)
 app.add_typer(data_cmds.data_app, name="data")
 app.add_typer(data_cmds.lineage_app, name="lineage")
