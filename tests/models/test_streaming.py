@@ -68,7 +68,9 @@ def test_a_streamed_answer_is_the_answer_of_one_call(generator: Any) -> None:
     assert isinstance(final, Answer) and final.found and deltas
     assert "".join(deltas).strip() == whole.text and whole.text.startswith(final.answer.split(" [")[0])
     again = generator.answer(question, HITS, None, "v1")
-    assert (final.answer, final.citations, final.found) == (again.answer, again.citations, again.found)
+    assert (final.answer, final.citations, final.found, final.prompt) == (again.answer, again.citations,
+                                                                         again.found, again.prompt)
+    assert final.prompt["template"] == "grounded_completion" and len(final.prompt["sha256"]) == 64
     assert 0 < final.timings_ms["first_token"] <= final.timings_ms["answer"]
     assert final.usage["prompt_tokens"] > 50 and final.usage["completion_tokens"] > 0
     # the service layer's entry point streams the same way

@@ -18,9 +18,12 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from flightdeck.models.generators.templates import DEFAULT_GROUNDED, PromptTemplate, is_template_path, load_template
 
 __all__ = ["Generator", "GeneratorSettings", "Answer", "Citation", "NOT_FOUND", "Completion", "LlmSettings",
            "LlmGenerator", "GROUNDED_SYSTEM_PROMPT", "parse_citations", "render_completion_prompt", "COMPLETION_STOP",
@@ -54,6 +57,9 @@ class Answer:
     index_version: str
     timings_ms: dict[str, float] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=dict)  # tokens an LLM read and wrote (empty: no LLM)
+    # the template of the prompt the model read: {"template": name or path, "sha256": of its text} (empty: no LLM
+    # was asked)
+    prompt: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -157,7 +163,21 @@ class LlmSettings(BaseModel):
     top_chunks: int = Field(5, ge=1, le=50, description="retrieved chunks put into the answer prompt")
     max_prompt_tokens: int = Field(3072, ge=256, description="budget of the answer prompt; sources are cut "
                                    "to fit, the lowest-ranked first")
-    system_prompt: str = Field(GROUNDED_SYSTEM_PROMPT, description="system prompt of grounded answers")
+    system_prompt: str = Field(GROUNDED_SYSTEM_PROMPT, description="system prompt of grounded answers (the "
+                               "template's system_prompt variable)")
+    prompt_template: str | None = Field(
+        None, description="Jinja2 template of grounded answers: a shipped name (grounded_chat, grounded_completion) "
+        "or the path of a .j2 file, relative to the spec's folder; default: the shipped one of the model's prompt "
+        "format")
+
+    @classmethod
+    def resolve_relative(cls, settings: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+        """``settings`` with a ``prompt_template`` path resolved from ``base_dir`` (the spec's folder); the name
+        of a shipped template stays a name."""
+        ref = settings.get("prompt_template")
+        if isinstance(ref, str) and is_template_path(ref):
+            settings["prompt_template"] = str(base_dir / Path(ref).expanduser())
+        return settings
 
 
 def parse_citations(text: str, available: int) -> tuple[list[int], list[int]]:
@@ -207,30 +227,39 @@ class LlmGenerator:
     def close(self) -> None:
         """Free the model or the connection; the generator must not be used afterwards."""
 
+    @property
+    def prompt_format(self) -> str:
+        """``chat`` or ``completion``: whether the model reads chat messages or one text to continue."""
+        return "completion" if getattr(self.config, "prompt_format", "chat") == "completion" else "chat"
+
+    def prompt_template(self) -> PromptTemplate:
+        """The template of grounded answers: ``config.prompt_template``, else the shipped one of the prompt format."""
+        return load_template(self.config.prompt_template or DEFAULT_GROUNDED[self.prompt_format])
+
     # grounded answers -------------------------------------------------------------------------
     def answer_messages(self, question: str, hits: list[Any]) -> tuple[list[dict[str, str]], list[Any]]:
         """The chat messages of a grounded answer, and the hits that fit the prompt budget (in rank order)."""
         budget = self.config.max_prompt_tokens - self.count_tokens(self.config.system_prompt + question) - 64
-        blocks: list[str] = []
+        sources: list[dict[str, Any]] = []
         used: list[Any] = []
         for hit in hits[: self.config.top_chunks]:
-            title = " / ".join(p for p in (hit.title, hit.heading) if p)
+            title = " / ".join(p for p in (hit.title, hit.heading) if p).replace(chr(34), chr(39))
             # A document cannot close its own block and pose as the prompt: its closing tags are neutralised.
             body = _SOURCE_CLOSE.sub("</ source>", hit.text)
-            block = f'<source id="{len(used) + 1}" title="{title.replace(chr(34), chr(39))}">\n{body}\n</source>'
-            cost = self.count_tokens(block)
+            cost = self.count_tokens(f'<source id="{len(used) + 1}" title="{title}">\n{body}\n</source>')
             if cost > budget:
                 if used:
                     break
                 # The best hit alone is over budget: keep its head rather than answer from nothing.
                 body = body[: max(200, len(body) * budget // max(cost, 1))]
-                block = f'<source id="1" title="{title}">\n{body}\n</source>'
-                cost = self.count_tokens(block)
-            blocks.append(block)
+                cost = self.count_tokens(f'<source id="1" title="{title}">\n{body}\n</source>')
+            sources.append({"id": len(used) + 1, "title": title, "text": body, "uri": hit.source_uri,
+                            "chunk_id": hit.chunk_id})
             used.append(hit)
             budget -= cost
-        user = "Sources:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question}\nAnswer:"
-        return [{"role": "system", "content": self.config.system_prompt}, {"role": "user", "content": user}], used
+        messages = self.prompt_template().render_messages(
+            system_prompt=self.config.system_prompt, question=question, sources=sources, not_found=NOT_FOUND)
+        return messages, used
 
     def answer(self, question: str, hits: list[Any], embedder: Any = None, index_version: str = "") -> Answer:
         """Answer ``question`` from ``hits`` with numbered citations; ``found`` is false when the model says
@@ -251,6 +280,7 @@ class LlmGenerator:
             yield Answer(question, NOT_FOUND, False, [], index_version, {"answer": 0.0})
             return
         messages, used = self.answer_messages(question, hits)
+        prompt = self.prompt_template().record
         completion: Completion | None = None
         first_token_ms: float | None = None
         for piece in self.complete_stream(messages, stop=ANSWER_STOP):
@@ -267,12 +297,13 @@ class LlmGenerator:
             timings["first_token"] = first_token_ms
         usage = {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens}
         if not text or NOT_FOUND.rstrip(".").lower() in text.lower():
-            yield Answer(question, NOT_FOUND, False, [], index_version, timings, usage)
+            yield Answer(question, NOT_FOUND, False, [], index_version, timings, usage, prompt)
             return
         cited, _ = parse_citations(text, len(used))
         citations = [Citation(n, used[n - 1].chunk_id, used[n - 1].document_id, used[n - 1].source_uri,
                               used[n - 1].title, used[n - 1].heading, _quote(used[n - 1].text)) for n in cited]
-        yield Answer(question, _strip_invented(text, len(used)), True, citations, index_version, timings, usage)
+        yield Answer(question, _strip_invented(text, len(used)), True, citations, index_version, timings, usage,
+                     prompt)
 
 
 def _quote(text: str, limit: int = 300) -> str:
