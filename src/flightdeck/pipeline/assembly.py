@@ -25,7 +25,7 @@ from flightdeck.registry import Category, Registry, registry
 from flightdeck.spec.loader import LoadedSpec
 from flightdeck.spec.models import ProviderRef, provider_category
 from flightdeck.spec.resolve import resolve_env
-from flightdeck.workspace import Workspace
+from flightdeck.workspace import UPLOADS_LABEL, Workspace
 
 if TYPE_CHECKING:
     from flightdeck.data.synthetic import Synthesizer
@@ -183,6 +183,15 @@ class Assembly:
                 raise ValueError(f"two sources are both named {label!r}; give one a `name:` setting")
             labels.add(label)
             bindings.append(SourceBinding(label, base_uri, self.build(Category.SOURCE, ref, settings)))
+        uploads = self.workspace.uploads_folder
+        if uploads.is_dir() and any(p.is_file() for p in uploads.iterdir()):
+            # documents uploaded to the server (POST /v1/documents) are one more files source
+            if UPLOADS_LABEL in labels:
+                raise ValueError(f"a source is named {UPLOADS_LABEL!r}, the name of the server's uploaded "
+                                 "documents; give it another `name:`")
+            ref = ProviderRef(provider="files")
+            bindings.append(SourceBinding(UPLOADS_LABEL, uploads.resolve().as_uri(),
+                                          self.build(Category.SOURCE, ref, {"path": str(uploads.resolve())})))
         return bindings
 
     def synthesizer(self) -> Synthesizer | None:

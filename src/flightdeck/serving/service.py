@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from flightdeck.errors import FlightdeckError
@@ -20,6 +22,8 @@ from flightdeck.monitoring.metrics import ServerMetrics
 from flightdeck.monitoring.traces import Trace, TraceStore, new_trace_id
 from flightdeck.project import Project
 from flightdeck.retrieval.search import SearchResult
+from flightdeck.serving.batch import BatchJobs
+from flightdeck.serving.documents import Uploads
 from flightdeck.serving.limits import KeyLimiter, RateLimited
 from flightdeck.spec.server import ServerSettings
 from flightdeck.workspace import CURRENT_INDEX
@@ -47,6 +51,9 @@ class Principal:
 # The caller of a server started with --no-auth: local use only (the CLI refuses it on other addresses).
 LOCAL = Principal("local", Role.ADMIN)
 
+# Who answers the questions of a batch job (its owner was checked when the job was submitted).
+BATCH = Principal("batch", Role.VIEWER)
+
 # Turns of a conversation read back to condense a follow-up.
 HISTORY_TURNS = 3
 
@@ -69,7 +76,7 @@ class Service:
     """
 
     def __init__(self, project: Project, keys: KeyStore | None, *, settings: ServerSettings | None = None,
-                 metrics: ServerMetrics | None = None) -> None:
+                 metrics: ServerMetrics | None = None, writer: Callable[[], Project] | None = None) -> None:
         self.project = project
         self.keys = keys
         self.settings = settings or project.spec.deployment.server
@@ -77,6 +84,8 @@ class Service:
         self.traces = TraceStore(project.workspace)
         self.limiter = KeyLimiter(self.settings.limits, self.settings.role_limits)
         self._lock = threading.Lock()
+        # uploads run the pipeline on a second Project over the same spec (its own models), built on first use
+        self.uploads = Uploads(project, writer or (lambda: Project(project.loaded)))
 
     # who may do what ------------------------------------------------------------------------------
     def authenticate(self, authorization: str | None) -> Principal:
@@ -245,6 +254,43 @@ class Service:
         with self._lock:
             embedder = self.project.embedder
             return [[float(x) for x in embedder.embed_query(t)] for t in texts]
+
+    def add_document(self, principal: Principal, name: str, content: bytes) -> dict[str, Any]:
+        """Ingest an uploaded file (``name`` its file name); it is searchable when this returns."""
+        self.authorize(principal, Permission.DOCUMENTS_WRITE)
+        return self.uploads.add(name, content)
+
+    def document(self, principal: Principal, document_id: str) -> dict[str, Any]:
+        self.authorize(principal, Permission.DOCUMENTS_READ)
+        return self.uploads.get(document_id)
+
+    def delete_document(self, principal: Principal, document_id: str) -> dict[str, Any]:
+        self.authorize(principal, Permission.DOCUMENTS_WRITE)
+        return self.uploads.delete(document_id)
+
+    @cached_property
+    def batches(self) -> BatchJobs:
+        """Batch jobs (``POST /v1/batch``), answered one question at a time by a worker thread; jobs a stopped
+        server left unfinished resume when this is first read (``flightdeck serve`` reads it at start)."""
+        return BatchJobs(self.project.workspace.root, self._batch_answer)
+
+    def _batch_answer(self, question: str) -> dict[str, Any]:
+        events = self._answer_events(BATCH, question, None, None, None, "batch", question)
+        return [e for e in events if e["event"] == "answer"][-1]["answer"]
+
+    def submit_batch(self, principal: Principal, lines: list[dict[str, Any]] | bytes) -> dict[str, Any]:
+        """Queue a batch of questions (JSONL bytes or a list of ``{"question", "id"?}``); its status."""
+        self.authorize(principal, Permission.QUERY)
+        return self.batches.status(self.batches.submit(lines, owner=principal.key_id))
+
+    def batch(self, principal: Principal, job_id: str) -> dict[str, Any]:
+        """A batch job's status: a key reads its own jobs, an admin any."""
+        self.check(principal, Permission.QUERY)
+        return self.batches.status(job_id, owner=None if principal.role is Role.ADMIN else principal.key_id)
+
+    def batch_results(self, principal: Principal, job_id: str) -> Path:
+        self.check(principal, Permission.QUERY)
+        return self.batches.results(job_id, owner=None if principal.role is Role.ADMIN else principal.key_id)
 
     def models(self) -> dict[str, str]:
         """What answers (the generator) and what embeds (the embedder), by id."""

@@ -2,6 +2,6 @@
 
 from flightdeck.workspace.artifacts import ArtifactStore
 from flightdeck.workspace.db import migrate, open_engine
-from flightdeck.workspace.workspace import CURRENT_DATASET, CURRENT_INDEX, Workspace
+from flightdeck.workspace.workspace import CURRENT_DATASET, CURRENT_INDEX, UPLOADS_LABEL, Workspace
 
-__all__ = ["ArtifactStore", "Workspace", "CURRENT_DATASET", "CURRENT_INDEX", "migrate", "open_engine"]
+__all__ = ["ArtifactStore", "Workspace", "CURRENT_DATASET", "CURRENT_INDEX", "UPLOADS_LABEL", "migrate", "open_engine"]

@@ -16,13 +16,15 @@ from flightdeck.workspace.artifacts import ArtifactStore
 from flightdeck.workspace.db import migrate, open_engine
 from flightdeck.workspace.schema import state
 
-__all__ = ["Workspace", "CURRENT_DATASET", "CURRENT_INDEX"]
+__all__ = ["Workspace", "CURRENT_DATASET", "CURRENT_INDEX", "UPLOADS_LABEL"]
 
 # The workspace's pointers (rows of the `state` table): the dataset version and the index version that
 # searches, lineage and checkouts read; written by the ingest and index steps in the transaction that
 # records the version.
 CURRENT_DATASET = "current_dataset"
 CURRENT_INDEX = "current_index"
+# The source label of the documents uploaded to the server: their ids read "uploaded/<file name>".
+UPLOADS_LABEL = "uploaded"
 
 
 class Workspace:
@@ -42,6 +44,11 @@ class Workspace:
         if index_version is not None:
             return self.root / "indexes" / index_version
         return self.root / "stores" / re.sub(r"\W", "_", store)
+
+    @property
+    def uploads_folder(self) -> Path:
+        """Where the server keeps uploaded documents (``POST /v1/documents``); ingested as one more source."""
+        return self.root / "uploads"
 
     def get_state(self, key: str) -> str | None:
         with self.engine.connect() as conn:
