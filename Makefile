@@ -52,6 +52,9 @@ system-deps:
 	@command -v tesseract >/dev/null || { \
 	  echo "installing tesseract-ocr (apt-get)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr tesseract-ocr-eng >/dev/null; }
+	@test -x /usr/bin/chromium || { \
+	  echo "installing chromium (apt-get), for the playground's browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 # The suite also checks src/flightdeck/spec/verified.json, the proof `flightdeck checklist` reads (which options'
 # marked tests passed, needing what): a full run fails when the file and the run disagree.

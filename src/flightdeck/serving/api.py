@@ -43,6 +43,7 @@ from flightdeck.serving.openai_compat import (
     models_response,
     validate_inputs,
 )
+from flightdeck.serving.playground import playground_router
 from flightdeck.serving.service import PermissionDenied, Principal, RateLimited, RequestTimeout, Service
 
 __all__ = ["create_app", "ROUTE_PERMISSIONS", "MAX_BODY_BYTES", "SearchRequest", "QueryRequest"]
@@ -61,6 +62,8 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
     ("GET", "/docs"): None,
     ("GET", "/docs/oauth2-redirect"): None,
     ("GET", "/redoc"): None,
+    ("GET", "/"): None,  # the playground: a static page, no data (its API calls carry keys)
+    ("GET", "/playground/{name}"): None,
     ("POST", "/v1/search"): Permission.SEARCH,
     ("POST", "/v1/query"): Permission.QUERY,
     ("POST", "/v1/chat/completions"): Permission.QUERY,
@@ -286,6 +289,8 @@ def create_app(service: Service) -> FastAPI:
     def metrics_route(caller: Principal = Depends(needs(Permission.METRICS))) -> Response:
         data, content_type = metrics.exposition()
         return Response(data, media_type=content_type)
+
+    app.include_router(playground_router())
 
     unlisted = sorted(f"{m} {r.path}" for r in app.routes if isinstance(r, APIRoute) for m in r.methods
                       if (m, r.path) not in ROUTE_PERMISSIONS)
