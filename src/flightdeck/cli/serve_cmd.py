@@ -29,13 +29,17 @@ def serve(
                                                              "use only: refused on any address but loopback")] = False,
     log_format: Annotated[str, typer.Option("--log-format", help="json (one object per line, with request "
                                                                  "ids) or text")] = "json",
+    grpc_port: Annotated[int | None, typer.Option("--grpc", min=1, max=65535, metavar="PORT",
+                                                  help="also serve the gRPC API (flightdeck.v1.Flightdeck) on this "
+                                                       "port of the same host; needs flightdeck[grpc]")] = None,
     spec: SpecOption = None,
 ) -> None:
-    """Serve answers and search over HTTP.
+    """Serve answers and search over HTTP (and gRPC with --grpc PORT).
 
     Routes: POST /v1/query (stream: true for server-sent events), POST /v1/search, the OpenAI-compatible
     POST /v1/chat/completions, POST /v1/embeddings and GET /v1/models, GET /v1/traces/{id}, GET /metrics
-    (Prometheus), GET /health, /ready, /docs.
+    (Prometheus), GET /health, /ready, /docs. With --grpc PORT, the same service answers gRPC on that port
+    (src/flightdeck/serving/grpc/flightdeck.proto: Query, Search, Answer streamed, Health).
 
     Callers send `Authorization: Bearer <key>`; create keys with `flightdeck keys create --role viewer`.
     Limits, timeouts, prices and traces are set under deployment.server in the spec.
@@ -53,6 +57,8 @@ def serve(
     with errors_to_exit():
         uvicorn = optional_import("uvicorn", "serve", "flightdeck serve")
         optional_import("fastapi", "serve", "flightdeck serve")
+        if grpc_port is not None:
+            from flightdeck.serving.grpc.server import serve_grpc  # needs flightdeck[grpc]
         from flightdeck.serving.api import create_app
         from flightdeck.serving.logs import configure_server_logs
         from flightdeck.serving.service import Service
@@ -71,4 +77,11 @@ def serve(
         warmed = service.warm_up()  # the model loads now, not during the first request
         if warmed is None:
             _stderr("note: no index yet; /ready answers 503 until `flightdeck run` builds one")
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)  # our JSON log has each request
+        grpc_server = None if grpc_port is None else serve_grpc(service, host, grpc_port)
+    if grpc_server is not None:
+        _stderr(f"gRPC: flightdeck.v1.Flightdeck on {host}:{grpc_port}")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)  # our JSON log has each request
+    finally:
+        if grpc_server is not None:
+            grpc_server.stop(grace=5).wait()  # calls in flight get 5 s to finish
