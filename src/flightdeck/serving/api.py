@@ -17,22 +17,20 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.routing import APIRoute, APIWebSocketRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from flightdeck.core import __version__
-from flightdeck.errors import FlightdeckError, IndexMismatchError, SpecError, WorkspaceError
+from flightdeck.errors import FlightdeckError
 from flightdeck.governance.access import Permission
-from flightdeck.governance.api_keys import AuthenticationError
-from flightdeck.monitoring.traces import TraceNotFound
+from flightdeck.serving.errors import error_kind as _kind
 from flightdeck.serving.openai_compat import (
     ChatCompletionRequest,
     EmbeddingsRequest,
@@ -44,15 +42,13 @@ from flightdeck.serving.openai_compat import (
     validate_inputs,
 )
 from flightdeck.serving.playground import playground_router
-from flightdeck.serving.service import PermissionDenied, Principal, RateLimited, RequestTimeout, Service
+from flightdeck.serving.requests import MAX_BODY_BYTES, QueryRequest, SearchRequest
+from flightdeck.serving.service import Principal, RateLimited, RequestTimeout, Service
+from flightdeck.serving.websocket import websocket_router
 
 __all__ = ["create_app", "ROUTE_PERMISSIONS", "MAX_BODY_BYTES", "SearchRequest", "QueryRequest"]
 
 _log = logging.getLogger("flightdeck.server")
-
-# Requests larger than this are refused (413) before they are read.
-MAX_BODY_BYTES = 1 << 20
-MAX_TEXT = 4000
 
 # Every route and what it needs; None is public. A route missing here stops the app from starting.
 ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
@@ -71,26 +67,8 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
     ("GET", "/v1/models"): Permission.QUERY,
     ("GET", "/v1/traces/{trace_id}"): Permission.QUERY,
     ("GET", "/metrics"): Permission.METRICS,
+    ("WS", "/v1/ws"): Permission.QUERY,
 }
-
-
-class SearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    query: str = Field(min_length=1, max_length=MAX_TEXT, description="what to search for")
-    k: int | None = Field(None, ge=1, le=100, description="how many chunks (default: the spec's retrieval.search.k)")
-    mode: Literal["hybrid", "vector", "keyword"] | None = None
-    where: dict[str, Any] | None = Field(None, description='a metadata filter, e.g. {"lang": "en"}')
-
-
-class QueryRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    question: str = Field(min_length=1, max_length=MAX_TEXT, description="the question to answer from the documents")
-    stream: bool = Field(False, description="server-sent events: `sources`, then `token` per piece of text, "
-                                            "then `answer` (the checked answer with its citations)")
-    conversation_id: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
-                                        description="a follow-up in this conversation: the earlier questions "
-                                                    "asked with this id (by this key) shape what is retrieved")
-    max_tokens: int | None = Field(None, ge=1, le=32768, description="cap on the answer's tokens (LLMs)")
 
 
 def _error(status: int, kind: str, message: str, request: Request,
@@ -125,27 +103,14 @@ async def _drain(events: Iterator[Any], render: Callable[[Any], str], on_error: 
         await run_in_threadpool(events.close)
 
 
-def _kind(exc: Exception) -> tuple[int, str, str]:
-    """The status, error type and message the API gives for ``exc``."""
-    if isinstance(exc, AuthenticationError):
-        return 401, "unauthenticated", str(exc)
-    if isinstance(exc, PermissionDenied):
-        return 403, "forbidden", str(exc)
-    if isinstance(exc, RateLimited):
-        return 429, "rate_limited", str(exc)
-    if isinstance(exc, RequestTimeout):
-        return 504, "timeout", str(exc)
-    if isinstance(exc, TraceNotFound):
-        return 404, "not_found", str(exc)
-    if isinstance(exc, SpecError):
-        return 422, "invalid_request", "; ".join(p.message for p in exc.problems)
-    if isinstance(exc, ValueError):  # a bad metadata filter (FilterError), a cap passed
-        return 422, "invalid_request", str(exc)
-    if isinstance(exc, WorkspaceError | IndexMismatchError):
-        return 503, "not_ready", str(exc)
-    if isinstance(exc, FlightdeckError):
-        return 500, "failed", str(exc)
-    return 500, "internal", "the server failed on this request; its log has the details"
+def _routes(app: FastAPI) -> list[tuple[Any, str]]:
+    """Every route of ``app`` with its full path. FastAPI 0.16x keeps an included router as one entry of
+    ``app.routes``; ``iter_route_contexts`` walks into it."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older FastAPI: include_router copied the routes into app.routes
+        return [(r, getattr(r, "path", "")) for r in app.routes]
+    return [(c.original_route, c.path or "") for c in iter_route_contexts(app.routes)]
 
 
 def create_app(service: Service) -> FastAPI:
@@ -290,10 +255,15 @@ def create_app(service: Service) -> FastAPI:
         data, content_type = metrics.exposition()
         return Response(data, media_type=content_type)
 
+    app.include_router(websocket_router(service))
+
     app.include_router(playground_router())
 
-    unlisted = sorted(f"{m} {r.path}" for r in app.routes if isinstance(r, APIRoute) for m in r.methods
-                      if (m, r.path) not in ROUTE_PERMISSIONS)
+    routes = _routes(app)
+    unlisted = sorted(f"{m} {path}" for r, path in routes if isinstance(r, APIRoute) for m in r.methods
+                      if (m, path) not in ROUTE_PERMISSIONS)
+    unlisted += sorted(f"WS {path}" for r, path in routes if isinstance(r, APIWebSocketRoute)
+                       if ("WS", path) not in ROUTE_PERMISSIONS)
     if unlisted:
         raise RuntimeError(f"routes without a permission in ROUTE_PERMISSIONS (deny by default): {unlisted}")
     return app
