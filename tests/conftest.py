@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from llm_fixtures import (  # noqa: F401 - fixtures shared by the retrieval, models and data tests
+    anthropic_server,
     gemma_gguf,
     llama_chat_server,
     llama_generator,

@@ -139,3 +139,12 @@ def llama_generator(gemma_gguf: Path) -> Iterator[object]:
     generator = LlamaCppGenerator(LlamaCppConfig(model_path=str(gemma_gguf), n_threads=2))
     yield generator
     generator.close()
+
+
+@pytest.fixture(scope="session")
+def anthropic_server(gemma_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """tests/anthropic_server.py: Anthropic's Messages API wire format on 127.0.0.1, answering with Gemma 3 270M."""
+    from anthropic_server import running_anthropic_server
+
+    with running_anthropic_server(gemma_gguf, tmp_path_factory.mktemp("anthropic_server")) as server:
+        yield server

