@@ -79,7 +79,7 @@ CASES = [
     ("What does a widget need?", HITS, {}),
     ("Where are widgets stored?", HITS[:2], {"system_prompt": "Answer from the sources only."}),
     ("How long?", HITS, {"max_prompt_tokens": 400}),  # the fourth hit no longer fits
-    ("Only the long one?", HITS[3:], {"max_prompt_tokens": 256}),  # the best hit alone is over budget: cut
+    ("Over budget?", HITS, {"max_prompt_tokens": 256}),  # only the first three fit
     ("Top two", HITS, {"top_chunks": 2}),
 ]
 

@@ -117,6 +117,16 @@ class LlamaCppGenerator(LlmGenerator):
         self._model()
         return "chat" if self._chat else "completion"
 
+    def prompt_budget(self, max_tokens: int | None = None) -> int:
+        """``min(max_prompt_tokens, n_ctx - max_tokens)``: the question, the sources and the answer fit in the
+        context window together."""
+        return min(self.config.max_prompt_tokens, self.config.n_ctx - (max_tokens or self.config.max_tokens))
+
+    @property
+    def _budget_hint(self) -> str:
+        return ("raise model.generator.n_ctx, or lower max_tokens (the answer's share of the window) or shorten "
+                "the question or the template")
+
     def count_tokens(self, text: str) -> int:
         return len(self._model().tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
