@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flightdeck.errors import FlightdeckError
 from flightdeck.models.generators.templates import DEFAULT_GROUNDED, PromptTemplate, is_template_path, load_template
+from flightdeck.models.generators.untrusted import fence_attribute, fence_text, flag_sources
 
 __all__ = ["Generator", "GeneratorSettings", "Answer", "Citation", "NOT_FOUND", "Completion", "LlmSettings",
            "LlmGenerator", "GROUNDED_SYSTEM_PROMPT", "parse_citations", "render_completion_prompt", "COMPLETION_STOP",
@@ -61,6 +62,9 @@ class Answer:
     # the template of the prompt the model read: {"template": name or path, "sha256": of its text} (empty: no LLM
     # was asked)
     prompt: dict[str, str] = field(default_factory=dict)
+    # sources that read like instructions to a model: {"source": n, "chunk_id": ..., "reasons": [...]} each, n the
+    # source's number in the prompt (LLM) or its rank among the hits read (extractive); see generators.untrusted
+    flags: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,7 +126,6 @@ GROUNDED_SYSTEM_PROMPT = (
 #: markers, the BOS token, and the difference between a tokenizer's count of parts and of the whole.
 PROMPT_RESERVE = 48
 _CITATION = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
-_SOURCE_CLOSE = re.compile(r"</source>", re.IGNORECASE)
 
 
 # A base (not instruction-tuned) model continues a text: the turns are written out as one document whose
@@ -326,6 +329,7 @@ class LlmGenerator:
             return
         messages, used = self.answer_messages(question, hits, max_tokens=max_tokens)
         prompt = self.prompt_template().record
+        flags = flag_sources(used)
         completion: Completion | None = None
         first_token_ms: float | None = None
         for piece in self.complete_stream(messages, max_tokens=max_tokens, stop=ANSWER_STOP):
@@ -342,21 +346,21 @@ class LlmGenerator:
             timings["first_token"] = first_token_ms
         usage = {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens}
         if not text or NOT_FOUND.rstrip(".").lower() in text.lower():
-            yield Answer(question, NOT_FOUND, False, [], index_version, timings, usage, prompt)
+            yield Answer(question, NOT_FOUND, False, [], index_version, timings, usage, prompt, flags)
             return
         cited, _ = parse_citations(text, len(used))
         citations = [Citation(n, used[n - 1].chunk_id, used[n - 1].document_id, used[n - 1].source_uri,
                               used[n - 1].title, used[n - 1].heading, _quote(used[n - 1].text)) for n in cited]
         yield Answer(question, _strip_invented(text, len(used)), True, citations, index_version, timings, usage,
-                     prompt)
+                     prompt, flags)
 
 
 def _source_variables(n: int, hit: Any) -> dict[str, Any]:
     """What a template is given of one hit: its number, its title and text fenced, where it comes from."""
-    title = " / ".join(p for p in (hit.title, hit.heading) if p).replace(chr(34), chr(39))
-    # A document cannot close its own block and pose as the prompt: its closing tags are neutralised.
-    return {"id": n, "title": title, "text": _SOURCE_CLOSE.sub("</ source>", hit.text), "uri": hit.source_uri,
-            "chunk_id": hit.chunk_id}
+    # A document can neither end its own block (nor open another) and pose as the prompt, nor break out of the
+    # title attribute: see generators.untrusted.
+    return {"id": n, "title": fence_attribute(" / ".join(p for p in (hit.title, hit.heading) if p)),
+            "text": fence_text(hit.text), "uri": fence_attribute(hit.source_uri), "chunk_id": hit.chunk_id}
 
 
 def _quote(text: str, limit: int = 300) -> str:

@@ -15,8 +15,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from flightdeck.models.generators.base import NOT_FOUND, Answer, Citation
+from flightdeck.models.generators.untrusted import flag_sources
 
-__all__ = ["ExtractiveConfig", "ExtractiveGenerator", "split_sentences"]
+__all__ = ["ExtractiveConfig", "ExtractiveGenerator", "split_sentences", "SPLIT_VERSION"]
+
+# Changes when split_sentences changes: the stored sentence vectors of the `sentences` step are then recomputed.
+SPLIT_VERSION = "1"
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-Z0-9])")
 _CODE_LINE = re.compile(r"^\s*(>>>|\.\.\.|\$ |#|[{}()\[\]])")
@@ -42,6 +46,10 @@ class ExtractiveConfig(BaseModel):
     top_chunks: int = Field(5, ge=1, le=50, description="retrieved chunks the sentences are taken from")
     max_sentences: int = Field(3, ge=1, le=20)
     min_score: float = Field(0.45, ge=-1, le=1, description="mean of sentence and chunk cosine needed")
+    precompute_sentences: bool | None = Field(
+        None, description="embed every chunk's sentences at index time (the `sentences` step), so that a question "
+        "embeds only itself. Unset: on when scoping.latency is real_time (it costs index time: about 4 minutes "
+        "for the demo's 12,000 sentences on 2 CPU cores)")
 
 
 class ExtractiveGenerator:
@@ -52,12 +60,13 @@ class ExtractiveGenerator:
 
     def answer(self, question: str, hits: list[Any], embedder: Any, index_version: str) -> Answer:
         t0 = time.perf_counter()
+        flags = flag_sources(hits[: self.config.top_chunks])  # quoted, not obeyed, but a reader should know
         candidates: list[tuple[str, Any]] = []
         for hit in hits[: self.config.top_chunks]:
             candidates.extend((s, hit) for s in dict.fromkeys(split_sentences(hit.text)))
         if not candidates:
             return Answer(question, NOT_FOUND, False, [], index_version,
-                          {"answer": round((time.perf_counter() - t0) * 1000, 3)})
+                          {"answer": round((time.perf_counter() - t0) * 1000, 3)}, flags=flags)
         q = np.asarray(embedder.embed_query(question), dtype=np.float32)
         top = hits[: self.config.top_chunks]
         # A short sentence out of its chunk loses context ("Rotate it monthly."), so a sentence scores the
@@ -71,7 +80,7 @@ class ExtractiveGenerator:
         chosen = [int(i) for i in order[: self.config.max_sentences] if scores[i] >= self.config.min_score]
         timings = {"answer": round((time.perf_counter() - t0) * 1000, 3)}
         if not chosen:
-            return Answer(question, NOT_FOUND, False, [], index_version, timings)
+            return Answer(question, NOT_FOUND, False, [], index_version, timings, flags=flags)
         numbers: dict[str, int] = {}
         citations: list[Citation] = []
         parts: list[str] = []
@@ -82,4 +91,4 @@ class ExtractiveGenerator:
                 citations.append(Citation(numbers[hit.chunk_id], hit.chunk_id, hit.document_id, hit.source_uri,
                                           hit.title, hit.heading, sentence))
             parts.append(f"{sentence} [{numbers[hit.chunk_id]}]")
-        return Answer(question, " ".join(parts), True, citations, index_version, timings)
+        return Answer(question, " ".join(parts), True, citations, index_version, timings, flags=flags)
