@@ -97,3 +97,70 @@ def test_llama_cpp_streams_a_context_error_as_one_that_names_the_fix(gemma_gguf:
         assert not small._lock.locked()
     finally:
         small.close()
+
+
+@pytest.fixture
+def strict_proxy(llama_chat_server: Any) -> Iterator[tuple[str, list[bool]]]:
+    """llama-cpp-python's server behind a proxy that refuses ``stream_options`` with a 400, as an OpenAI-compatible
+    server that validates strictly does; everything else is relayed. Yields its /v1 URL and, per request, whether
+    it asked for stream_options."""
+    import http.server
+    import json
+    import threading
+
+    import httpx
+
+    asked: list[bool] = []
+    upstream = llama_chat_server.base_url.removesuffix("/v1")
+
+    class Relay(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            asked.append("stream_options" in json.loads(body))
+            if asked[-1]:
+                error = json.dumps({"error": {"message": "stream_options: Extra inputs are not permitted",
+                                              "type": "invalid_request_error"}}).encode()
+                self.send_response(400)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(error)))
+                self.end_headers()
+                self.wfile.write(error)
+                return
+            headers = {"Authorization": self.headers["Authorization"], "Content-Type": "application/json"}
+            with httpx.stream("POST", upstream + self.path, content=body, headers=headers, timeout=120) as r:
+                self.send_response(r.status_code)
+                self.send_header("Content-Type", r.headers["content-type"])
+                self.end_headers()
+                for part in r.iter_raw():
+                    self.wfile.write(part)
+                    self.wfile.flush()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Relay)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_server_that_refuses_stream_options_is_asked_again_without(strict_proxy: tuple[str, list[bool]],
+                                                                     llama_chat_server: Any,
+                                                                     openai_completion: Any) -> None:
+    from flightdeck.models.generators.openai import OpenAIGenerator, OpenAIGeneratorConfig
+
+    url, asked = strict_proxy
+    gen = OpenAIGenerator(OpenAIGeneratorConfig(model=llama_chat_server.model, base_url=url, max_retries=0,
+                                                api_key=llama_chat_server.api_key, prompt_format="completion"))
+    try:
+        deltas, done = _drain(gen.complete_stream(FRANCE, max_tokens=8))
+        assert asked == [True, False]  # refused once, then asked without the option
+        assert done.text == "".join(deltas).strip() == openai_completion.complete(FRANCE, max_tokens=8).text
+        _drain(gen.complete_stream(FRANCE, max_tokens=4))
+        assert asked == [True, False, False]  # remembered: not asked again
+    finally:
+        gen.close()

@@ -1,11 +1,14 @@
 """What every LLM generator shares: chat completion, and answers grounded in retrieved chunks with citations.
 
-A provider implements :meth:`LlmGenerator.complete` (one chat completion) and :meth:`count_tokens`; the
-grounded answer, the query transformations (:mod:`flightdeck.retrieval.query_transform`) and synthetic data
-(:mod:`flightdeck.data.synthetic`) are written once here on top of it.
+A provider implements :meth:`LlmGenerator.complete` (one chat completion), :meth:`count_tokens`, and, when it
+can, :meth:`LlmGenerator.complete_stream`; the grounded answer (streamed or not), the query transformations
+(:mod:`flightdeck.retrieval.query_transform`) and synthetic data (:mod:`flightdeck.data.synthetic`) are written
+once here on top of it.
 
-Documents are untrusted: they go into the prompt as numbered, delimited data blocks that the system prompt
-says never to obey, and the model's output is treated as data too. Its citations are checked against the
+The grounded prompt is a Jinja2 template (:mod:`.templates`; the shipped ones in ``prompts/``), measured whole
+against the prompt budget. Documents are untrusted: they go into the prompt as numbered, fenced data blocks that
+the system prompt says never to obey, a source that reads like instructions is flagged on the answer
+(:mod:`.untrusted`), and the model's output is treated as data too. Its citations are checked against the
 sources it was given, and a number it invents is dropped instead of being shown as a reference.
 
 The contract every generator keeps (:class:`Generator`) and what it returns (an :class:`Answer` and its
@@ -29,7 +32,7 @@ from flightdeck.models.generators.untrusted import fence_attribute, fence_text, 
 
 __all__ = ["Generator", "GeneratorSettings", "Answer", "Citation", "NOT_FOUND", "Completion", "LlmSettings",
            "LlmGenerator", "GROUNDED_SYSTEM_PROMPT", "parse_citations", "render_completion_prompt", "COMPLETION_STOP",
-           "ANSWER_STOP", "stream_answer"]
+           "ANSWER_STOP", "stream_answer", "PROMPT_RESERVE"]
 
 #: The answer of every generator when the sources do not hold one (or there were no sources).
 NOT_FOUND = "Not found in the documents."
