@@ -240,7 +240,8 @@ class Project:
         result = self.search(search_query or question, k=max(self.spec.retrieval.search.k,
                                                             self.generator.config.top_chunks))
         yield result
-        for item in stream_answer(self.generator, question, result.hits, self.embedder, result.index_version,
+        for item in stream_answer(self.generator, question, result.hits, self.assembly.answer_embedder,
+                                  result.index_version,
                                   max_tokens=max_tokens):
             if isinstance(item, Answer):
                 item.timings_ms = {**result.timings_ms, **item.timings_ms,

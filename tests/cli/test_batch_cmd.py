@@ -160,6 +160,8 @@ def test_help_says_how_to_resume_and_what_the_exit_codes_mean() -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.exercises("deployment.serving_apis.batch_inference")
+@pytest.mark.exercises("scoping.latency.batch")
 def test_kill_9_mid_batch_then_rerun_answers_every_line_exactly_once(tmp_path: Path) -> None:
     root = _make_project(tmp_path / "project")
     (root / "driver.py").write_text(DRIVER, "utf-8")

@@ -20,7 +20,7 @@ from typer.testing import CliRunner  # noqa: E402
 from flightdeck import Project  # noqa: E402
 from flightdeck.cli.main import app as cli  # noqa: E402
 from flightdeck.cli.serve_cmd import is_loopback  # noqa: E402
-from flightdeck.governance.access import Permission, Role  # noqa: E402
+from flightdeck.governance.access import ROLE_PERMISSIONS, Permission, Role  # noqa: E402
 from flightdeck.serving import api as api_mod  # noqa: E402
 from flightdeck.serving.api import ROUTE_PERMISSIONS, create_app  # noqa: E402
 from flightdeck.serving.service import PermissionDenied, Principal, Service  # noqa: E402
@@ -56,7 +56,9 @@ def _project(root: Path, run: bool = True, filters: bool = True) -> Project:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Project, dict[str, str]]]:
     project = _project(tmp_path_factory.mktemp("served"))
     keys = {role.value: project.api_keys.create(role).key for role in Role}
-    with TestClient(create_app(Service(project, project.api_keys)), raise_server_exceptions=False) as client:
+    writer = Project.load(project.loaded.base_dir).use(embedder=FakeEmbedder())
+    service = Service(project, project.api_keys, writer=lambda: writer)
+    with TestClient(create_app(service), raise_server_exceptions=False) as client:
         yield client, project, keys
 
 
@@ -103,35 +105,51 @@ def test_health_and_ready_are_public(served: tuple[TestClient, Project, dict[str
         assert "no index yet; run `flightdeck run` first" in message
 
 
-def test_every_protected_route_refuses_every_bad_key_and_admits_every_role_that_may(
+@pytest.mark.exercises("governance.access_control.api_authentication")
+@pytest.mark.exercises("governance.access_control.rbac")
+def test_every_route_times_every_role_and_every_bad_key_gives_zero_unauthorised_successes(
         served: tuple[TestClient, Project, dict[str, str]]) -> None:
     client, project, keys = served
     expired = project.api_keys.create("admin", expires_in=1e-6).key
     revoked = project.api_keys.create("admin")
     project.api_keys.revoke(revoked.record.id)
-    bodies: dict[str, Any] = {
-        "/v1/search": {"query": "venv"}, "/v1/query": {"question": "How do I create a venv?"},
-        "/v1/chat/completions": {"model": "api", "messages": [{"role": "user", "content": "How do I make a venv?"}]},
-        "/v1/embeddings": {"model": "api", "input": "venv"}, "/v1/models": None, "/metrics": None,
-        "/v1/traces/{trace_id}": None}
+    chat = {"model": "api", "messages": [{"role": "user", "content": "How do I make a venv?"}]}
+    # each route: the request, and what a caller whose role holds the permission gets (a missing resource
+    # is a 404 after the permission check passed)
+    cases: dict[tuple[str, str], tuple[str, dict[str, Any], set[int]]] = {
+        ("POST", "/v1/search"): ("/v1/search", {"json": {"query": "venv"}}, {200}),
+        ("POST", "/v1/query"): ("/v1/query", {"json": {"question": "How do I create a venv?"}}, {200}),
+        ("POST", "/v1/chat/completions"): ("/v1/chat/completions", {"json": chat}, {200}),
+        ("POST", "/v1/embeddings"): ("/v1/embeddings", {"json": {"model": "api", "input": "venv"}}, {200}),
+        ("GET", "/v1/models"): ("/v1/models", {}, {200}),
+        ("GET", "/metrics"): ("/metrics", {}, {200}),
+        ("GET", "/v1/traces/{trace_id}"): ("/v1/traces/{own}", {}, {200}),
+        ("POST", "/v1/documents"): ("/v1/documents", {"json": {"name": "note.md", "text": "# Note\n\nA new note."}},
+                                    {201}),
+        ("GET", "/v1/documents/{document_id:path}"): ("/v1/documents/docs/venv.md", {}, {200}),
+        ("DELETE", "/v1/documents/{document_id:path}"): ("/v1/documents/uploaded/none.md", {}, {404}),
+        ("POST", "/v1/batch"): ("/v1/batch", {"json": {"questions": [{"question": "venv?"}]}}, {202}),
+        ("GET", "/v1/batch/{job_id}"): ("/v1/batch/nojob", {}, {404}),
+        ("GET", "/v1/batch/{job_id}/results"): ("/v1/batch/nojob/results", {}, {404}),
+    }
     protected = {(m, p): perm for (m, p), perm in ROUTE_PERMISSIONS.items()
                  if perm is not None and m != "WS"}  # the WebSocket route: tests/serving/test_websocket.py
-    assert set(p for _, p in protected) == set(bodies), "a new route: give it a body here"
+    assert set(protected) == set(cases), "a new route: give it a request here"
     bad = {"no key": {}, "not bearer": {"Authorization": keys["admin"]}, "wrong key": _auth(keys["admin"][:-1] + "x"),
            "garbage": _auth("hello"), "expired": _auth(expired), "revoked": _auth(revoked.key)}
     for (method, route), permission in protected.items():
+        path, request, succeeded = cases[(method, route)]
         for why, headers in bad.items():
-            path = route.replace("{trace_id}", "tr_0")
-            response = client.request(method, path, json=bodies[route], headers=headers)
+            response = client.request(method, path.replace("{own}", "tr_0"), headers=headers, **request)
             _error(response, 401, "unauthenticated")
             assert response.headers["www-authenticate"] == "Bearer", why
         for role, key in keys.items():
-            # each role reads a trace of its own
             own = client.post("/v1/query", json={"question": "venv?"}, headers=_auth(key)).json()["trace_id"]
-            path = route.replace("{trace_id}", own)
-            response = client.request(method, path, json=bodies[route], headers=_auth(key))
-            may = permission in {Permission.QUERY, Permission.SEARCH, Permission.METRICS}  # every role holds these
-            assert response.status_code == (200 if may else 403), (role, path, response.text)
+            response = client.request(method, path.replace("{own}", own), headers=_auth(key), **request)
+            if permission in ROLE_PERMISSIONS[Role(role)]:
+                assert response.status_code in succeeded, (role, method, path, response.text)
+            else:
+                _error(response, 403, "forbidden")
 
 
 def test_a_role_without_the_permission_is_forbidden_by_the_service(

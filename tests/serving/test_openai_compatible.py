@@ -93,6 +93,7 @@ def _auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+@pytest.mark.exercises("deployment.serving_apis.fastapi")
 def test_the_openai_sdk_gets_a_cited_answer_and_its_trace(served: tuple[Server, dict[str, str]]) -> None:
     server, keys = served
     completion = server.client(keys["viewer"]).chat.completions.create(
@@ -186,6 +187,7 @@ def test_the_sdk_sees_bad_keys_and_bad_requests_as_its_own_errors(served: tuple[
     assert httpx.get(f"{server.url}/health").status_code == 200
 
 
+@pytest.mark.exercises("deployment.serving_apis.fastapi")
 def test_query_streams_server_sent_events_sources_tokens_then_the_answer(
         served: tuple[Server, dict[str, str]]) -> None:
     server, keys = served
@@ -278,3 +280,89 @@ def test_json_logs_carry_the_request_id_and_never_the_key(
     assert line["request_id"] == response.headers["x-request-id"] and line["status"] == 200
     assert line["key_id"] == keys["viewer"].split("_")[1] and keys["viewer"] not in json.dumps(line)
     assert line["level"] == "info" and line["ms"] > 0
+
+
+def test_an_uploaded_document_is_searchable_at_once_and_deleted_without_a_restart(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    editor, viewer = project.api_keys.create("editor").key, project.api_keys.create("viewer").key
+    writer = Project.load(tmp_path).use(embedder=FakeEmbedder())
+    with Server(Service(project, project.api_keys, writer=lambda: writer)) as server:
+        before = httpx.get(f"{server.url}/ready").json()["index_version"]
+        text = "# Quokkas\n\nThe quokka is a small marsupial that lives on Rottnest Island near Perth.\n"
+        refused = httpx.post(f"{server.url}/v1/documents", json={"name": "quokka.md", "text": text},
+                             headers=_auth(viewer))
+        assert refused.status_code == 403
+        added = httpx.post(f"{server.url}/v1/documents", files={"file": ("quokka.md", text.encode(), "text/markdown")},
+                           headers=_auth(editor), timeout=60)
+        assert added.status_code == 201, added.text
+        body = added.json()
+        assert body["document_id"] == "uploaded/quokka.md" and body["chunks"] >= 1 and body["index_version"] != before
+        hits = httpx.post(f"{server.url}/v1/search", json={"query": "quokka Rottnest", "k": 3},
+                          headers=_auth(viewer)).json()
+        assert hits["index_version"] == body["index_version"] and hits["hits"][0]["document_id"] == "uploaded/quokka.md"
+        got = httpx.get(f"{server.url}/v1/documents/uploaded/quokka.md", headers=_auth(editor)).json()
+        assert got["content_hash"] == body["content_hash"] and got["title"] == "Quokkas"
+        # a JSON upload, a bad name, a type the server does not ingest, a broken PDF: clear 422s, nothing lost
+        assert httpx.post(f"{server.url}/v1/documents", json={"name": "notes.txt", "text": "Plain notes about "
+                          "wombats and their burrows."}, headers=_auth(editor), timeout=60).status_code == 201
+        for name, content, message in [("../../etc/passwd.md", b"x", "not a plain file name"),
+                                       ("data.csv", b"a,b\n1,2\n", "not a document type"),
+                                       ("broken.pdf", b"%PDF-1.4 not really", "not ingested")]:
+            response = httpx.post(f"{server.url}/v1/documents", files={"file": (name, content)},
+                                  headers=_auth(editor), timeout=60)
+            assert response.status_code == 422 and message in response.json()["error"]["message"], response.text
+        assert not (project.workspace.uploads_folder / "broken.pdf").exists()
+        assert sorted(p.name for p in project.workspace.uploads_folder.iterdir()) == ["notes.txt", "quokka.md"]
+        # a spec source's document cannot be deleted over the API; an uploaded one can
+        assert httpx.delete(f"{server.url}/v1/documents/docs/venv.md", headers=_auth(editor)).status_code == 422
+        deleted = httpx.delete(f"{server.url}/v1/documents/uploaded/quokka.md", headers=_auth(editor), timeout=60)
+        assert deleted.status_code == 200 and deleted.json()["deleted"]
+        assert httpx.get(f"{server.url}/v1/documents/uploaded/quokka.md", headers=_auth(editor)).status_code == 404
+        hits = httpx.post(f"{server.url}/v1/search", json={"query": "quokka Rottnest"}, headers=_auth(viewer)).json()
+        assert "uploaded/quokka.md" not in {h["document_id"] for h in hits["hits"]}
+    # the next `flightdeck run` keeps the remaining upload in the dataset
+    Project.load(tmp_path).use(embedder=FakeEmbedder()).run()
+    assert Service(project, None).uploads.get("uploaded/notes.txt")["chunks"] >= 1
+
+
+def test_a_body_without_content_length_is_capped_while_it_is_read(served: tuple[Server, dict[str, str]]) -> None:
+    server, keys = served
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"query": "'
+        for _ in range(40):
+            yield b"a" * 65536
+        yield b'"}'
+
+    response = httpx.post(f"{server.url}/v1/search", content=chunks(),
+                          headers={**_auth(keys["viewer"]), "Content-Type": "application/json"})
+    assert response.status_code == 413 and response.json()["error"]["type"] == "too_large"
+    assert httpx.get(f"{server.url}/health").status_code == 200
+
+
+@pytest.mark.exercises("deployment.serving_apis.batch_inference")
+@pytest.mark.exercises("scoping.latency.batch")
+def test_a_batch_job_over_http_answers_every_line_and_only_its_owner_reads_it(
+        served: tuple[Server, dict[str, str]]) -> None:
+    server, keys = served
+    lines = b'{"id": "a", "question": "How do I sort records by a key?"}\n{"question": ""}\nnot json\n'
+    submitted = httpx.post(f"{server.url}/v1/batch", content=lines,
+                           headers={**_auth(keys["viewer"]), "Content-Type": "application/x-ndjson"})
+    assert submitted.status_code == 202, submitted.text
+    job = submitted.json()["id"]
+    deadline = time.monotonic() + 30
+    while (status := httpx.get(f"{server.url}/v1/batch/{job}", headers=_auth(keys["viewer"])).json())["state"] \
+            not in ("done", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert status["state"] == "done" and status["answered"] == 1 and status["failed"] == 2
+    results = httpx.get(f"{server.url}/v1/batch/{job}/results", headers=_auth(keys["viewer"]))
+    records = [json.loads(line) for line in results.text.splitlines()]
+    assert [r["id"] for r in records] == ["a", "line-2", "line-3"]
+    assert records[0]["found"] and records[0]["citations"] and "error" in records[1] and "error" in records[2]
+    assert httpx.get(f"{server.url}/v1/batch/{job}", headers=_auth(keys["editor"])).status_code == 404
+    assert httpx.get(f"{server.url}/v1/batch/{job}", headers=_auth(keys["admin"])).status_code == 200
+    assert httpx.get(f"{server.url}/v1/batch/../../etc", headers=_auth(keys["admin"])).status_code == 404
+    as_json = httpx.post(f"{server.url}/v1/batch", json={"questions": [{"question": "venv?"}]},
+                         headers=_auth(keys["viewer"]))
+    assert as_json.status_code == 202

@@ -77,11 +77,13 @@ def serve(
         warmed = service.warm_up()  # the model loads now, not during the first request
         if warmed is None:
             _stderr("note: no index yet; /ready answers 503 until `flightdeck run` builds one")
+        service.batches  # noqa: B018 - batch jobs a stopped server left unfinished resume now
         grpc_server = None if grpc_port is None else serve_grpc(service, host, grpc_port)
     if grpc_server is not None:
         _stderr(f"gRPC: flightdeck.v1.Flightdeck on {host}:{grpc_port}")
     try:
         uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)  # our JSON log has each request
     finally:
+        service.batches.close()  # stops between two questions; the job resumes at the next start
         if grpc_server is not None:
             grpc_server.stop(grace=5).wait()  # calls in flight get 5 s to finish

@@ -65,7 +65,8 @@ class Assembly:
         unknown = sorted(set(components) - set(self.REPLACEABLE))
         if unknown:
             raise TypeError(f"cannot replace {', '.join(unknown)}; replaceable: {', '.join(self.REPLACEABLE)}")
-        built = [name for name in ("searcher", "query_transformation") if name in vars(self) and name not in components]
+        built = [name for name in ("searcher", "query_transformation", "answer_embedder")
+                 if name in vars(self) and name not in components]
         if built:
             raise FlightdeckError(f"replace components before {built[0]} is built: it already holds the old ones")
         vars(self).update(components)  # the cached properties read their value from here
@@ -160,6 +161,14 @@ class Assembly:
     @cached_property
     def generator(self) -> Generator:
         return self.build(Category.GENERATOR, self.spec.model.generator)
+
+    @cached_property
+    def answer_embedder(self) -> Embedder:
+        """The embedder handed to the generator: document vectors read from the workspace when stored (the
+        extractive answerer's sentences), so a question embeds only itself."""
+        from flightdeck.retrieval.embedders.cache import StoredVectorsEmbedder
+
+        return StoredVectorsEmbedder(self.embedder, self.workspace)  # type: ignore[return-value]
 
     # data -------------------------------------------------------------------------------------------
     def source_bindings(self) -> list[SourceBinding]:

@@ -40,6 +40,15 @@ def build_rag_steps(parts: Assembly) -> list[Step]:
         IndexStep(ws, parts.embedder, parts.vector_store_factory(), store_ref.provider,
                   parts.settings(store_ref), parts.keyword_index()),
     ]
+    generator_ref = spec.model.generator
+    precompute = parts.settings(generator_ref).get("precompute_sentences")
+    if precompute is None:  # auto: for the real-time tier, which needs it
+        precompute = spec.scoping.latency == "real_time"
+    if generator_ref.provider == "extractive" and precompute:
+        from flightdeck.models.generators.extractive import SPLIT_VERSION, split_sentences
+        from flightdeck.pipeline.sentence_step import SentenceVectorsStep
+
+        steps.append(SentenceVectorsStep(ws, parts.embedder, split_sentences, SPLIT_VERSION))
     synthesizer = parts.synthesizer()
     if synthesizer is not None:  # it reads the chunks ingest wrote
         from flightdeck.pipeline.synthesize_step import SynthesizeStep

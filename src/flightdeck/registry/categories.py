@@ -26,3 +26,5 @@ class Category(StrEnum):
     RETRIEVAL_FEATURE = "retrieval_feature"
     QUERY_TRANSFORMATION = "query_transformation"
     GENERATOR = "generator"
+    SERVING_API = "serving_api"  # deployment.serving_apis: the transports of flightdeck serve
+    ACCESS_CONTROL = "access_control"  # governance.access_control: API keys, roles

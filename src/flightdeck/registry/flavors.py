@@ -44,7 +44,7 @@ class Flavor:
 
 _C = Category
 # Providers that write with an LLM need one of these generators (the extractive one writes nothing new).
-_LLM = ("generator:llama_cpp", "generator:openai")
+_LLM = ("generator:llama_cpp", "generator:openai", "generator:anthropic")
 
 BUILTIN_FLAVORS: tuple[Flavor, ...] = (
     # phase 0: scoping — the pipeline shapes flightdeck can build
@@ -328,6 +328,41 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
                    "as `system`, streamed deltas, base_url, ${ENV} api_key, retries on 429/5xx",
            note="tested against a local server speaking the Messages API wire format (tests/anthropic_server.py, "
                 "Gemma 3 270M), not api.anthropic.com"),
+    # phase 0.3 and 5.3: serving (flightdeck serve), over one service layer (serving/service.py)
+    Flavor(_C.LATENCY_TIER, "real_time", "flightdeck.pipeline.sentence_step:SentenceVectorsStep",
+           options=("scoping.latency.real_time",),
+           summary="extractive answers from sentence vectors stored at index time (the `sentences` step): a "
+                   "question embeds only itself; p50 under 100 ms on the demo served on 2 CPU cores "
+                   "(BENCHMARKS.md)"),
+    Flavor(_C.LATENCY_TIER, "batch", "flightdeck.serving.batch:BatchRunner",
+           options=("scoping.latency.batch",),
+           summary="flightdeck batch IN.jsonl OUT.jsonl and POST /v1/batch: every line answered once, resumable "
+                   "after kill -9"),
+    Flavor(_C.SERVING_API, "fastapi", "flightdeck.serving.api:create_app", extra="serve",
+           requires=("fastapi", "uvicorn", "prometheus_client"), options=("deployment.serving_apis.fastapi",),
+           summary="flightdeck serve: /v1/query (SSE streaming, conversations), /v1/search, OpenAI-compatible "
+                   "/v1/chat/completions, /v1/embeddings, /v1/models, documents, traces, batch, /metrics, a "
+                   "playground at /"),
+    Flavor(_C.SERVING_API, "websockets", "flightdeck.serving.websocket:websocket_router", extra="serve",
+           requires=("fastapi", "uvicorn", "websockets"), options=("deployment.serving_apis.websockets",),
+           summary="/v1/ws: streamed answers, several questions on one socket, cancel"),
+    Flavor(_C.SERVING_API, "flask", "flightdeck.serving.flask:blueprint", extra="flask",
+           requires=("flask", "prometheus_client"), options=("deployment.serving_apis.flask",),
+           summary="a Flask blueprint over the same service: query (SSE), search, traces, health"),
+    Flavor(_C.SERVING_API, "grpc", "flightdeck.serving.grpc.server:serve_grpc", extra="grpc",
+           requires=("grpc", "google.protobuf", "prometheus_client"), options=("deployment.serving_apis.grpc",),
+           summary="flightdeck serve --grpc PORT: flightdeck.v1.Flightdeck (Query, Search, streamed Answer, "
+                   "Health)"),
+    Flavor(_C.SERVING_API, "batch_inference", "flightdeck.serving.batch:BatchJobs",
+           options=("deployment.serving_apis.batch_inference",),
+           summary="flightdeck batch (resumable) and POST /v1/batch jobs with status and JSONL results"),
+    Flavor(_C.ACCESS_CONTROL, "api_authentication", "flightdeck.governance.api_keys:KeyStore",
+           options=("governance.access_control.api_authentication",),
+           summary="API keys: shown once, SHA-256 at rest, expiry, revocation read on every request; Bearer "
+                   "on every transport"),
+    Flavor(_C.ACCESS_CONTROL, "rbac", "flightdeck.governance.access:allowed",
+           options=("governance.access_control.rbac",),
+           summary="roles viewer < editor < approver < admin, deny by default: every route names one permission"),
     # --- session 7: query transformations (insert below, keep this line) ---
     Flavor(_C.QUERY_TRANSFORMATION, "rewrite", "flightdeck.retrieval.query_transform:RewriteTransform",
            "flightdeck.retrieval.query_transform:RewriteConfig", needs=_LLM, takes=("generator",),
@@ -349,9 +384,6 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
 # Options that stay `planned` for a stated reason (shown by `flightdeck checklist`), beyond "not yet".
 PLANNED_REASONS: dict[str, str] = {
     # The latency tiers are claims about measured answer times, so they stay planned until a benchmark shows them.
-    "scoping.latency.real_time": (
-        "not met yet: the extractive answerer embeds the candidate sentences at query time, which takes well over"
-        " 100 ms on 2 CPU cores; it needs sentence vectors computed at index time (or a GPU) and a benchmark"),
     "scoping.latency.near_real_time": (
         "not claimed until benchmarks/ measures `ask` on an idle machine (the extractive answerer is expected"
         " at a few hundred ms on 2 CPU cores; under load it took seconds)"),

@@ -21,8 +21,9 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute, APIWebSocketRoute
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -30,6 +31,7 @@ from starlette.responses import Response
 from flightdeck.core import __version__
 from flightdeck.errors import FlightdeckError
 from flightdeck.governance.access import Permission
+from flightdeck.serving.documents import MAX_UPLOAD_BYTES, UploadRefused
 from flightdeck.serving.errors import error_kind as _kind
 from flightdeck.serving.openai_compat import (
     ChatCompletionRequest,
@@ -68,7 +70,47 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
     ("GET", "/v1/traces/{trace_id}"): Permission.QUERY,
     ("GET", "/metrics"): Permission.METRICS,
     ("WS", "/v1/ws"): Permission.QUERY,
+    ("POST", "/v1/documents"): Permission.DOCUMENTS_WRITE,
+    ("GET", "/v1/documents/{document_id:path}"): Permission.DOCUMENTS_READ,
+    ("DELETE", "/v1/documents/{document_id:path}"): Permission.DOCUMENTS_WRITE,
+    ("POST", "/v1/batch"): Permission.QUERY,
+    ("GET", "/v1/batch/{job_id}"): Permission.QUERY,
+    ("GET", "/v1/batch/{job_id}/results"): Permission.QUERY,
 }
+
+
+class DocumentText(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=160, description="its file name, e.g. notes.md (the type "
+                                                                "chooses the parser)")
+    text: str = Field(min_length=1, description="the document's text")
+
+
+async def _upload(request: Request) -> tuple[str, bytes]:
+    """The file name and bytes of an upload: a multipart form's ``file`` field, or JSON ``{name, text}``."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        form = await request.form(max_files=1, max_fields=4, max_part_size=MAX_UPLOAD_BYTES)
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise UploadRefused("file: send the document as the multipart field `file`")
+        try:
+            return str(form.get("name") or upload.filename or ""), await upload.read()
+        finally:
+            await form.close()
+    if kind == "application/json":
+        try:
+            body = DocumentText.model_validate_json(await request.body())
+        except ValueError as exc:
+            raise UploadRefused(f"body: {exc}") from None
+        return body.name, body.text.encode("utf-8")
+    raise UploadRefused("send multipart/form-data with a `file` field, or JSON {\"name\", \"text\"}")
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    questions: list[dict[str, Any]] = Field(min_length=1, max_length=10000,
+                                            description='each {"question": ..., "id": optional}')
 
 
 def _error(status: int, kind: str, message: str, request: Request,
@@ -101,6 +143,36 @@ async def _drain(events: Iterator[Any], render: Callable[[Any], str], on_error: 
             yield render(item)
     finally:
         await run_in_threadpool(events.close)
+
+
+def _body_cap(path: str) -> int:
+    return MAX_UPLOAD_BYTES + (64 << 10) if path in ("/v1/documents", "/v1/batch") else MAX_BODY_BYTES
+
+
+async def _read_capped(request: Request, cap: int) -> bytes | None:
+    """The body of a request that came without a Content-Length (chunked), or None once it passes ``cap``."""
+    parts: list[bytes] = []
+    seen = 0
+    async for part in request.stream():
+        seen += len(part)
+        if seen > cap:
+            return None
+        parts.append(part)
+    return b"".join(parts)
+
+
+def _replay(body: bytes) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """An ASGI ``receive`` that hands ``body`` (already read) to the app."""
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
 
 
 def _routes(app: FastAPI) -> list[tuple[Any, str]]:
@@ -142,9 +214,15 @@ def create_app(service: Service) -> FastAPI:
         request.state.request_id = uuid.uuid4().hex[:16]
         t0 = time.perf_counter()
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            response: Response = _error(413, "too_large", f"the request body is over {MAX_BODY_BYTES} bytes", request)
+        cap = _body_cap(request.url.path)
+        if length is not None and (not length.isdigit() or int(length) > cap):
+            response: Response = _error(413, "too_large", f"the request body is over {cap} bytes", request)
         else:
+            if length is None and request.method in ("POST", "PUT", "PATCH"):
+                body = await _read_capped(request, cap)
+                if body is None:
+                    return _error(413, "too_large", f"the request body is over {cap} bytes", request)
+                request = Request(request.scope, _replay(body))
             metrics.in_flight.inc()
             try:
                 response = await call_next(request)
@@ -249,6 +327,45 @@ def create_app(service: Service) -> FastAPI:
     @app.get("/v1/traces/{trace_id}", summary="what happened for one answer (a key reads its own; admin any)")
     def trace(trace_id: str, caller: Principal = Depends(needs(Permission.QUERY))) -> dict[str, Any]:
         return service.trace(caller, trace_id)
+
+    @app.post("/v1/documents", summary="upload a document (multipart `file`, or JSON {name, text}); it is "
+              "ingested and searchable when this returns", status_code=201)
+    async def add_document(request: Request, caller: Principal = Depends(needs(Permission.DOCUMENTS_WRITE))) -> Any:
+        name, content = await _upload(request)
+        return await within_timeout(service.add_document, caller, name, content)
+
+    @app.get("/v1/documents/{document_id:path}", summary="a document of the current dataset")
+    def get_document(document_id: str, caller: Principal = Depends(needs(Permission.DOCUMENTS_READ))) -> Any:
+        return service.document(caller, document_id)
+
+    @app.delete("/v1/documents/{document_id:path}", summary="delete an uploaded document (a new dataset and "
+                "index version without it)")
+    async def delete_document(document_id: str,
+                              caller: Principal = Depends(needs(Permission.DOCUMENTS_WRITE))) -> Any:
+        return await within_timeout(service.delete_document, caller, document_id)
+
+    @app.post("/v1/batch", status_code=202, summary="queue a batch of questions: JSONL lines "
+              '{"question", "id"?} (Content-Type application/x-ndjson) or JSON {"questions": [...]}')
+    async def submit_batch(request: Request, caller: Principal = Depends(needs(Permission.QUERY))) -> Any:
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        raw = await request.body()
+        if kind == "application/json":
+            try:
+                body = BatchRequest.model_validate_json(raw)
+            except ValueError as exc:
+                raise UploadRefused(f"body: {exc}") from None
+            return service.submit_batch(caller, body.questions)
+        if kind in ("application/x-ndjson", "application/jsonl", "application/jsonlines", "text/plain"):
+            return service.submit_batch(caller, raw)
+        raise UploadRefused("send JSONL (Content-Type application/x-ndjson) or JSON {\"questions\": [...]}")
+
+    @app.get("/v1/batch/{job_id}", summary="a batch job's state and counts")
+    def batch_status(job_id: str, caller: Principal = Depends(needs(Permission.QUERY))) -> Any:
+        return service.batch(caller, job_id)
+
+    @app.get("/v1/batch/{job_id}/results", summary="a batch job's results as JSONL (so far, while it runs)")
+    def batch_results(job_id: str, caller: Principal = Depends(needs(Permission.QUERY))) -> Any:
+        return FileResponse(service.batch_results(caller, job_id), media_type="application/x-ndjson")
 
     @app.get("/metrics", summary="Prometheus metrics: latency per route and stage, tokens, cost, errors")
     def metrics_route(caller: Principal = Depends(needs(Permission.METRICS))) -> Response:

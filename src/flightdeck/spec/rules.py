@@ -95,6 +95,15 @@ def check_rules(loaded: LoadedSpec) -> Iterator[tuple[tuple, str]]:
         yield ("model", "generator"), (
             f"latency real_time (< 100 ms) cannot be met by generator '{spec.model.generator.provider}';"
             " use generator: extractive, or choose latency: near_real_time.")
+    if spec.scoping.latency == "real_time" and spec.model.generator.provider == "extractive" \
+            and spec.model.generator.settings.get("precompute_sentences") is False:
+        yield ("model", "generator", "precompute_sentences"), (
+            "latency real_time (< 100 ms) needs the sentence vectors computed at index time; remove "
+            "precompute_sentences: false, or choose latency: near_real_time.")
+    if spec.scoping.latency == "real_time" and spec.retrieval.query_transformation is not None:
+        yield ("retrieval", "query_transformation"), (
+            "latency real_time (< 100 ms) cannot wait for an LLM to transform the query; remove "
+            "query_transformation, or choose latency: near_real_time.")
     yield from _query_transformation_rules(spec)
     yield from _synthetic_rules(spec)
     if spec.retrieval.search.mode == "hybrid" and "hybrid_search" not in spec.retrieval.system:
