@@ -47,7 +47,7 @@ demo: $(VENV)/.installed-embedded
 	  echo; echo "Q: $$q"; $(VENV)/bin/flightdeck ask --spec examples/python-docs "$$q" || exit 1; \
 	done
 
-# Debian packages the tests need (OCR). Installed only when missing; CI runs as root.
+# Debian packages the tests need (OCR, a browser, Prometheus). Installed only when missing; CI runs as root.
 system-deps:
 	@command -v tesseract >/dev/null || { \
 	  echo "installing tesseract-ocr (apt-get)"; \
@@ -55,6 +55,10 @@ system-deps:
 	@test -x /usr/bin/chromium || { \
 	  echo "installing chromium (apt-get), for the playground's browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@test -x /usr/bin/prometheus || { \
+	  echo "installing prometheus (apt-get), which scrapes flightdeck serve's /metrics in a test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    prometheus >/dev/null; }
 
 # The suite also checks src/flightdeck/spec/verified.json, the proof `flightdeck checklist` reads (which options'
 # marked tests passed, needing what): a full run fails when the file and the run disagree.

@@ -366,3 +366,44 @@ def test_a_batch_job_over_http_answers_every_line_and_only_its_owner_reads_it(
     as_json = httpx.post(f"{server.url}/v1/batch", json={"questions": [{"question": "venv?"}]},
                          headers=_auth(keys["viewer"]))
     assert as_json.status_code == 202
+
+
+def test_an_index_rebuilt_while_the_server_answers_fails_no_request_and_is_served_without_a_restart(
+        tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    key = project.api_keys.create("viewer").key
+    failures: list[str] = []
+    versions: set[str] = set()
+    stop = threading.Event()
+    with Server(Service(project, project.api_keys)) as server:
+        before = httpx.get(f"{server.url}/ready").json()["index_version"]
+
+        def load() -> None:
+            with httpx.Client(headers=_auth(key), timeout=30) as client:
+                while not stop.is_set():
+                    for route, body in (("/v1/search", {"query": "sorted records key"}),
+                                        ("/v1/query", {"question": "How do I sort records by a key?"})):
+                        response = client.post(f"{server.url}{route}", json=body)
+                        if response.status_code != 200:
+                            failures.append(f"{route} {response.status_code} {response.text[:200]}")
+                        else:
+                            versions.add(response.json()["index_version"])
+
+        clients = [threading.Thread(target=load) for _ in range(3)]
+        for thread in clients:
+            thread.start()
+        time.sleep(0.5)
+        (tmp_path / "docs" / "dicts.md").write_text("# Dictionaries\n\nA dict maps keys to values. Use d.get(key) "
+                                                   "to read a key that may be missing.\n", "utf-8")
+        # `flightdeck run` in another process would do the same: a second Project writes the new index version
+        summary = Project.load(tmp_path).use(embedder=FakeEmbedder()).run()
+        after = project.workspace.get_state("current_index")
+        deadline = time.monotonic() + 10
+        while after not in versions and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
+        for thread in clients:
+            thread.join(30)
+    assert summary.status == "succeeded" and after != before
+    assert failures == []
+    assert {before, after} <= versions  # answered from the old index, then from the new one, no restart

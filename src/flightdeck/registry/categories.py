@@ -28,3 +28,4 @@ class Category(StrEnum):
     GENERATOR = "generator"
     SERVING_API = "serving_api"  # deployment.serving_apis: the transports of flightdeck serve
     ACCESS_CONTROL = "access_control"  # governance.access_control: API keys, roles
+    MONITORING = "monitoring"  # monitoring.model_monitoring / logging: the server's metrics

@@ -356,6 +356,14 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
     Flavor(_C.SERVING_API, "batch_inference", "flightdeck.serving.batch:BatchJobs",
            options=("deployment.serving_apis.batch_inference",),
            summary="flightdeck batch (resumable) and POST /v1/batch jobs with status and JSONL results"),
+    Flavor(_C.MONITORING, "prometheus", "flightdeck.monitoring.metrics:ServerMetrics", extra="serve",
+           requires=("prometheus_client",),
+           options=("monitoring.logging.prometheus", "monitoring.model_monitoring.latency",
+                    "monitoring.model_monitoring.throughput", "monitoring.model_monitoring.error_rates",
+                    "monitoring.model_monitoring.token_usage", "monitoring.model_monitoring.cost"),
+           summary="GET /metrics of flightdeck serve: latency per route and stage, requests (throughput), errors "
+                   "by type, LLM tokens, cost from deployment.server.prices; scraped by Debian's Prometheus in "
+                   "a test"),
     Flavor(_C.ACCESS_CONTROL, "api_authentication", "flightdeck.governance.api_keys:KeyStore",
            options=("governance.access_control.api_authentication",),
            summary="API keys: shown once, SHA-256 at rest, expiry, revocation read on every request; Bearer "
