@@ -14,10 +14,10 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("prometheus_client")
 
-from llm_fixtures import free_port, stop_process  # noqa: E402
 from test_openai_compatible import Server, _auth, _project  # noqa: E402
 
 from flightdeck.serving.service import Service  # noqa: E402
+from llm_fixtures import free_port, stop_process  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
