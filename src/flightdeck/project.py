@@ -227,18 +227,18 @@ class Project:
         assert final is not None
         return final
 
-    def ask_stream(self, question: str, *, search_query: str | None = None,
-                   max_tokens: int | None = None) -> Iterator[SearchResult | str | Answer]:
+    def ask_stream(self, question: str, *, search_query: str | None = None, max_tokens: int | None = None,
+                   where: dict[str, Any] | None = None) -> Iterator[SearchResult | str | Answer]:
         """:meth:`ask` as it happens: the :class:`~flightdeck.retrieval.search.SearchResult` first, then the
         answer's text deltas as the generator writes them, then the finished :class:`Answer`. Closing the
-        iterator early stops the generation."""
+        iterator early stops the generation. ``where`` limits the retrieved chunks (a metadata filter)."""
         import time
 
         from flightdeck.models.generators.base import Answer, stream_answer
 
         t0 = time.perf_counter()
-        result = self.search(search_query or question, k=max(self.spec.retrieval.search.k,
-                                                            self.generator.config.top_chunks))
+        result = self.search(search_query or question, where=where,
+                             k=max(self.spec.retrieval.search.k, self.generator.config.top_chunks))
         yield result
         for item in stream_answer(self.generator, question, result.hits, self.assembly.answer_embedder,
                                   result.index_version,

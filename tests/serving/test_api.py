@@ -156,8 +156,8 @@ def test_a_role_without_the_permission_is_forbidden_by_the_service(
         served: tuple[TestClient, Project, dict[str, str]]) -> None:
     _, project, _ = served
     with pytest.raises(PermissionDenied, match="a viewer key may not documents:write"):
-        Service.check(Principal("k", Role.VIEWER), Permission.DOCUMENTS_WRITE)
-    Service.check(Principal("k", Role.EDITOR), Permission.DOCUMENTS_WRITE)
+        Service(project, None).check(Principal("k", Role.VIEWER), Permission.DOCUMENTS_WRITE)
+    Service(project, None).check(Principal("k", Role.EDITOR), Permission.DOCUMENTS_WRITE)
 
 
 def test_the_app_refuses_to_start_with_a_route_the_permission_table_does_not_name(

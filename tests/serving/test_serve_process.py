@@ -94,3 +94,28 @@ def test_no_auth_serves_the_local_user_on_loopback(project_root: Path) -> None:
     for url in _serve(project_root, "--no-auth"):
         found = httpx.post(f"{url}/v1/search", json={"query": "close the file", "k": 1}, timeout=60)
         assert found.status_code == 200 and found.json()["hits"][0]["document_id"] == "docs/files.md"
+
+
+def test_workers_serve_the_same_keys_and_index_from_several_processes(project_root: Path) -> None:
+    import json
+    import threading
+
+    key = json.loads(_cli(project_root, "keys", "create", "--role", "viewer", "--json").stdout)["key"]
+    for url in _serve(project_root, "--workers", "2", "--log-format", "text"):
+        # /health answers before the workers have loaded the model: wait until both answer searches
+        statuses: list[int] = []
+
+        def ask(url: str, statuses: list[int]) -> None:
+            response = httpx.post(f"{url}/v1/query", json={"question": "How do I create a virtual environment?"},
+                                  headers={"Authorization": f"Bearer {key}"}, timeout=120)
+            statuses.append(response.status_code)
+            assert response.status_code != 200 or response.json()["citations"][0]["document_id"] == "docs/venv.md"
+
+        threads = [threading.Thread(target=ask, args=(url, statuses)) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(180)
+        assert statuses == [200] * 6
+        metrics = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {key}"}, timeout=30).text
+        assert "flightdeck_requests_total" in metrics  # the worker that answered counts its own

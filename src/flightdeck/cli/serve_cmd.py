@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -32,6 +33,9 @@ def serve(
     grpc_port: Annotated[int | None, typer.Option("--grpc", min=1, max=65535, metavar="PORT",
                                                   help="also serve the gRPC API (flightdeck.v1.Flightdeck) on this "
                                                        "port of the same host; needs flightdeck[grpc]")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="server processes, each with its own "
+                                                                    "model: answers in parallel on several cores "
+                                                                    "(limits and metrics are per process)")] = 1,
     spec: SpecOption = None,
 ) -> None:
     """Serve answers and search over HTTP (and gRPC with --grpc PORT).
@@ -71,6 +75,9 @@ def serve(
         elif not keys.list():
             _stderr("note: no API keys yet, so every request but /health and /ready gets 401; create one with "
                     "`flightdeck keys create --role viewer`")
+        if workers > 1:
+            _serve_workers(uvicorn, spec, no_auth, log_format, host, port, workers, grpc_port)
+            return
         configure_server_logs(log_format)
         service = Service(project, keys)
         app = create_app(service)
@@ -87,3 +94,30 @@ def serve(
         service.batches.close()  # stops between two questions; the job resumes at the next start
         if grpc_server is not None:
             grpc_server.stop(grace=5).wait()  # calls in flight get 5 s to finish
+
+
+def _serve_workers(uvicorn: Any, spec: Path | None, no_auth: bool, log_format: str, host: str, port: int,
+                   workers: int, grpc_port: int | None) -> None:
+    """uvicorn's process manager over ``workers`` processes, each building its app (serving/app.py); gRPC, when
+    asked, is served by this parent process with a service of its own."""
+    import os
+
+    from flightdeck.cli.common import _stderr
+    from flightdeck.serving.app import ENV_LOG_FORMAT, ENV_NO_AUTH, ENV_SPEC, build_service
+
+    os.environ[ENV_SPEC] = str(spec) if spec else ""
+    os.environ[ENV_NO_AUTH] = "1" if no_auth else "0"
+    os.environ[ENV_LOG_FORMAT] = log_format
+    grpc_server = None
+    if grpc_port is not None:
+        from flightdeck.serving.grpc.server import serve_grpc
+
+        grpc_server = serve_grpc(build_service(str(spec) if spec else None, no_auth, log_format), host, grpc_port)
+        _stderr(f"gRPC: flightdeck.v1.Flightdeck on {host}:{grpc_port}")
+    _stderr(f"{workers} worker processes; each loads the model before it answers")
+    try:
+        uvicorn.run("flightdeck.serving.app:app_from_environment", factory=True, host=host, port=port,
+                    workers=workers, log_level="info", access_log=False)
+    finally:
+        if grpc_server is not None:
+            grpc_server.stop(grace=5).wait()

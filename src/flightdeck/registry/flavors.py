@@ -368,6 +368,10 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            options=("governance.access_control.api_authentication",),
            summary="API keys: shown once, SHA-256 at rest, expiry, revocation read on every request; Bearer "
                    "on every transport"),
+    Flavor(_C.ACCESS_CONTROL, "iam_policies", "flightdeck.governance.policies:AccessPolicy",
+           options=("governance.access_control.iam_policies",),
+           summary="governance.policies: allow/deny statements per key or role on actions; an allow with `where` "
+                   "pushes a metadata filter into every search the key makes, on every transport"),
     Flavor(_C.ACCESS_CONTROL, "rbac", "flightdeck.governance.access:allowed",
            options=("governance.access_control.rbac",),
            summary="roles viewer < editor < approver < admin, deny by default: every route names one permission"),

@@ -17,13 +17,14 @@ from typing import Any
 from flightdeck.errors import FlightdeckError
 from flightdeck.governance.access import Permission, Role, allowed
 from flightdeck.governance.api_keys import AuthenticationError, KeyStore
+from flightdeck.governance.policies import AccessPolicy
 from flightdeck.models.generators.base import Answer, LlmGenerator
 from flightdeck.monitoring.metrics import ServerMetrics
 from flightdeck.monitoring.traces import Trace, TraceStore, new_trace_id
 from flightdeck.project import Project
 from flightdeck.retrieval.search import SearchResult
 from flightdeck.serving.batch import BatchJobs
-from flightdeck.serving.documents import Uploads
+from flightdeck.serving.documents import DocumentNotFound, Uploads
 from flightdeck.serving.limits import KeyLimiter, RateLimited
 from flightdeck.spec.server import ServerSettings
 from flightdeck.workspace import CURRENT_INDEX
@@ -83,6 +84,7 @@ class Service:
         self.metrics = metrics or ServerMetrics(self.settings.prices)
         self.traces = TraceStore(project.workspace)
         self.limiter = KeyLimiter(self.settings.limits, self.settings.role_limits)
+        self.policy = AccessPolicy(project.spec.governance.policies)
         self._lock = threading.Lock()
         # uploads run the pipeline on a second Project over the same spec (its own models), built on first use
         self.uploads = Uploads(project, writer or (lambda: Project(project.loaded)))
@@ -100,12 +102,22 @@ class Service:
         record = self.keys.verify(token.strip())
         return Principal(record.id, record.role)
 
-    @staticmethod
-    def check(principal: Principal, permission: Permission) -> None:
-        """Raise :class:`PermissionDenied` unless the caller's role holds ``permission``."""
+    def check(self, principal: Principal, permission: Permission) -> None:
+        """Raise :class:`PermissionDenied` unless the caller's role holds ``permission`` and no policy
+        (``governance.policies``) denies it."""
         if not allowed(principal.role, permission):
             raise PermissionDenied(f"a {principal.role.value} key may not {permission.value}; "
                                    "ask an admin for a key with a role that may")
+        if self.policy.denied(principal.key_id, principal.role, permission):
+            raise PermissionDenied(f"a policy in governance.policies denies {permission.value} to this key")
+
+    def scope(self, principal: Principal, permission: Permission) -> dict[str, Any] | None:
+        """The metadata filter a policy limits the caller's reads to (None: not limited)."""
+        return self.policy.scope(principal.key_id, principal.role, permission)
+
+    def _unscoped(self, principal: Principal, what: str) -> None:
+        if self.scope(principal, Permission.QUERY) or self.scope(principal, Permission.DOCUMENTS_READ):
+            raise PermissionDenied(f"a key limited to some documents by governance.policies may not {what}")
 
     def authorize(self, principal: Principal, permission: Permission) -> None:
         """:meth:`check`, then count the call against the key's limits (:class:`RateLimited` when it is over
@@ -139,6 +151,7 @@ class Service:
         self.authorize(principal, Permission.SEARCH)
         if k is not None and k > self.settings.max_k:
             raise ValueError(f"k: at most {self.settings.max_k} (deployment.server.max_k), got {k}")
+        where = AccessPolicy.narrowed(where, self.scope(principal, Permission.SEARCH))
         with self._lock:
             result = self.project.search(query, k=k, mode=mode, where=where)
         self.metrics.observe_timings(result.timings_ms)
@@ -175,17 +188,19 @@ class Service:
             history = [t.question for t in self.traces.conversation(conversation_id, key_id=owner,
                                                                     limit=HISTORY_TURNS)]
         return self._answer_events(principal, question, conversation_id, max_tokens, request_id, operation,
-                                   condense_query(history or [], question))
+                                   condense_query(history or [], question), self.scope(principal, Permission.QUERY))
 
     def _answer_events(self, principal: Principal, question: str, conversation_id: str | None,
                        max_tokens: int | None, request_id: str | None, operation: str,
-                       search_query: str) -> Iterator[dict[str, Any]]:
+                       search_query: str, where: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         deadline = time.monotonic() + self.settings.request_timeout_s
         trace = Trace(new_trace_id(), operation, question, key_id=principal.key_id, request_id=request_id,
                       conversation_id=conversation_id, generator=self.generator_id,
                       search_query=search_query if search_query != question else None)
         llm = isinstance(self.project.generator, LlmGenerator)
-        steps = self.project.ask_stream(question, search_query=search_query, max_tokens=max_tokens)
+        if where:
+            trace.details["scope"] = where
+        steps = self.project.ask_stream(question, search_query=search_query, max_tokens=max_tokens, where=where)
         held = self._lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
         if not held:
             raise RequestTimeout(f"no answer within {self.settings.request_timeout_s:g} s: the server is busy")
@@ -258,14 +273,19 @@ class Service:
     def add_document(self, principal: Principal, name: str, content: bytes) -> dict[str, Any]:
         """Ingest an uploaded file (``name`` its file name); it is searchable when this returns."""
         self.authorize(principal, Permission.DOCUMENTS_WRITE)
+        self._unscoped(principal, "upload documents")
         return self.uploads.add(name, content)
 
     def document(self, principal: Principal, document_id: str) -> dict[str, Any]:
         self.authorize(principal, Permission.DOCUMENTS_READ)
-        return self.uploads.get(document_id)
+        record = self.uploads.get(document_id)
+        if not AccessPolicy.admits(self.scope(principal, Permission.DOCUMENTS_READ), record.get("metadata") or {}):
+            raise DocumentNotFound(f"no document {document_id!r} in the current dataset")  # outside: not there
+        return record
 
     def delete_document(self, principal: Principal, document_id: str) -> dict[str, Any]:
         self.authorize(principal, Permission.DOCUMENTS_WRITE)
+        self._unscoped(principal, "delete documents")
         return self.uploads.delete(document_id)
 
     @cached_property
@@ -281,6 +301,7 @@ class Service:
     def submit_batch(self, principal: Principal, lines: list[dict[str, Any]] | bytes) -> dict[str, Any]:
         """Queue a batch of questions (JSONL bytes or a list of ``{"question", "id"?}``); its status."""
         self.authorize(principal, Permission.QUERY)
+        self._unscoped(principal, "run batch jobs (their answers are not limited yet)")
         return self.batches.status(self.batches.submit(lines, owner=principal.key_id))
 
     def batch(self, principal: Principal, job_id: str) -> dict[str, Any]:

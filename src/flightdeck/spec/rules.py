@@ -104,6 +104,13 @@ def check_rules(loaded: LoadedSpec) -> Iterator[tuple[tuple, str]]:
         yield ("retrieval", "query_transformation"), (
             "latency real_time (< 100 ms) cannot wait for an LLM to transform the query; remove "
             "query_transformation, or choose latency: near_real_time.")
+    scoped = [i for i, s in enumerate(spec.governance.policies) if s.where is not None]
+    if scoped and "metadata_filtering" not in spec.retrieval.system:
+        yield ("governance", "policies", scoped[0], "where"), (
+            "a policy that limits a key to some documents (where) needs metadata_filtering in retrieval.system.")
+    if spec.governance.policies and "iam_policies" not in spec.governance.access_control:
+        yield ("governance", "access_control"), (
+            "governance.policies are set: add iam_policies to governance.access_control to say so.")
     yield from _query_transformation_rules(spec)
     yield from _synthetic_rules(spec)
     if spec.retrieval.search.mode == "hybrid" and "hybrid_search" not in spec.retrieval.system:
