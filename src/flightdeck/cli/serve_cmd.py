@@ -38,14 +38,13 @@ def serve(
                                                                     "(limits and metrics are per process)")] = 1,
     spec: SpecOption = None,
 ) -> None:
-    """Serve answers and search over HTTP (and gRPC with --grpc PORT).
+    """Serve answers and search over HTTP (and gRPC with --grpc PORT), with a playground at /.
 
-    Routes: POST /v1/query (stream: true for server-sent events), POST /v1/search, the OpenAI-compatible
-    POST /v1/chat/completions, POST /v1/embeddings and GET /v1/models, GET /v1/traces/{id}, GET /metrics
-    (Prometheus), GET /health, /ready, /docs. With --grpc PORT, the same service answers gRPC on that port
-    (src/flightdeck/serving/grpc/flightdeck.proto: Query, Search, Answer streamed, Health).
+    Routes: /v1/query, /v1/search, /v1/chat/completions, /v1/embeddings, /v1/models (OpenAI-compatible),
+    /v1/documents, /v1/batch, /v1/traces/{id}, /metrics (Prometheus), /health, /ready, /docs (OpenAPI).
 
-    Callers send `Authorization: Bearer <key>`; create keys with `flightdeck keys create --role viewer`.
+    Callers send `Authorization: Bearer <key>`: create keys with `flightdeck keys create --role viewer`.
+
     Limits, timeouts, prices and traces are set under deployment.server in the spec.
     """
     from flightdeck.cli.common import _stderr
