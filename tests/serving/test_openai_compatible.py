@@ -407,3 +407,36 @@ def test_an_index_rebuilt_while_the_server_answers_fails_no_request_and_is_serve
     assert summary.status == "succeeded" and after != before
     assert failures == []
     assert {before, after} <= versions  # answered from the old index, then from the new one, no restart
+
+
+def test_a_client_that_goes_away_mid_stream_stops_the_answer_and_the_server_keeps_serving(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = _project(tmp_path)
+    key = project.api_keys.create("viewer").key
+    real = project.ask_stream
+    stopped = threading.Event()
+
+    def slow(question: str, **options: Any) -> Iterator[Any]:
+        try:
+            for item in real(question, **options):
+                yield item
+                if hasattr(item, "hits"):  # after retrieval: a model writing one token a second
+                    for n in range(30):
+                        time.sleep(0.2)
+                        yield f"token{n} "
+        finally:
+            stopped.set()
+
+    monkeypatch.setattr(project, "ask_stream", slow)
+    service = Service(project, project.api_keys)
+    with Server(service) as server:
+        with httpx.stream("POST", f"{server.url}/v1/query", headers=_auth(key), timeout=30,
+                          json={"question": "How do I sort records by a key?", "stream": True}) as response:
+            lines = response.iter_lines()
+            assert next(line for line in lines if line.startswith("data: ") and "token0" in line)
+        # the connection is closed here, mid-answer
+        assert stopped.wait(10), "the generation went on after the client left"
+        trace = service.traces.recent(limit=1)[0]
+        assert trace.details["error"] == "the client went away" and trace.answer is None
+        ok = httpx.post(f"{server.url}/v1/search", json={"query": "venv"}, headers=_auth(key))
+        assert ok.status_code == 200

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
@@ -31,6 +32,7 @@ from starlette.responses import Response
 from flightdeck.core import __version__
 from flightdeck.errors import FlightdeckError
 from flightdeck.governance.access import Permission
+from flightdeck.monitoring.metrics import ServerMetrics
 from flightdeck.serving.documents import MAX_UPLOAD_BYTES, UploadRefused
 from flightdeck.serving.errors import error_kind as _kind
 from flightdeck.serving.openai_compat import (
@@ -125,13 +127,17 @@ def _sse(data: Any, event: str | None = None) -> str:
     return f"{head}data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-async def _drain(events: Iterator[Any], render: Callable[[Any], str], on_error: Callable[[Exception], str],
-                 ) -> AsyncIterator[str]:
+async def _drain(request: Request, events: Iterator[Any], render: Callable[[Any], str],
+                 on_error: Callable[[Exception], str]) -> AsyncIterator[str]:
     """Send a synchronous event iterator (the service's) as SSE text, reading it in a worker thread. When the
-    client goes away the response is cancelled: the iterator is closed, which stops the generation."""
+    client goes away (asked between two events: a server may drop the writes to a closed connection without a
+    word) or the response is cancelled, the iterator is closed, which stops the generation."""
     done = object()
     try:
         while True:
+            if await request.is_disconnected():
+                _log.info("client went away mid-stream", extra={"request_id": request.state.request_id})
+                return
             try:
                 item = await run_in_threadpool(next, events, done)
             except Exception as exc:  # the stream has started: the error goes into it, in the same shape
@@ -142,37 +148,119 @@ async def _drain(events: Iterator[Any], render: Callable[[Any], str], on_error: 
                 return
             yield render(item)
     finally:
-        await run_in_threadpool(events.close)
+        # the response is being cancelled (the client went away): shielded, or this await would be cancelled too
+        # and the answer would go on generating for nobody
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(_close_when_idle, events)
+
+
+def _close_when_idle(events: Iterator[Any], wait_s: float = 30.0) -> None:
+    """Close a generator, waiting while a worker thread is still inside its ``next()`` (a cancelled read)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            events.close()
+            return
+        except ValueError:  # "generator already executing"
+            if time.monotonic() > deadline:
+                _log.warning("a stream could not be closed: its generator kept running for %s s", wait_s)
+                return
+            time.sleep(0.02)
 
 
 def _body_cap(path: str) -> int:
     return MAX_UPLOAD_BYTES + (64 << 10) if path in ("/v1/documents", "/v1/batch") else MAX_BODY_BYTES
 
 
-async def _read_capped(request: Request, cap: int) -> bytes | None:
+class RequestMiddleware:
+    """Pure ASGI (a BaseHTTPMiddleware would hide a client's disconnect from a streaming answer): a request id on
+    every request and response, the body cap (by Content-Length, or while reading a body sent without one),
+    and each request's metrics and JSON log line."""
+
+    def __init__(self, app: Any, metrics: ServerMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex[:16]
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        t0 = time.perf_counter()
+        status = [500]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        length, cap = headers.get("content-length"), _body_cap(scope.get("path", ""))
+        too_large = length is not None and (not length.isdigit() or int(length) > cap)
+        if not too_large and length is None and scope.get("method") in ("POST", "PUT", "PATCH"):
+            body = await _read_capped(receive, cap)
+            too_large = body is None
+            receive = _replay(body or b"", receive)
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                given = list(message.get("headers", []))
+                if not any(k.lower() == b"x-request-id" for k, _ in given):  # the error responses carry theirs
+                    given.append((b"x-request-id", request_id.encode()))
+                message["headers"] = given
+            await send(message)
+
+        try:
+            if too_large:
+                response = JSONResponse({"error": {"type": "too_large", "message": f"the request body is over "
+                                                   f"{cap} bytes", "request_id": request_id}}, status_code=413)
+                await response(scope, receive, send_with_id)
+                self.metrics.observe_error("too_large")
+                return
+            self.metrics.in_flight.inc()
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                self.metrics.in_flight.dec()
+        finally:
+            route = scope.get("route")
+            path = route.path if isinstance(route, APIRoute) else "unmatched"
+            seconds = time.perf_counter() - t0
+            method = scope.get("method", "")
+            self.metrics.observe_request(path, method, status[0], seconds)
+            _log.info("request", extra={"request_id": request_id, "method": method, "route": path,
+                                        "status": status[0], "ms": round(seconds * 1000, 3),
+                                        "key_id": state.get("key_id")})
+
+
+async def _read_capped(receive: Any, cap: int) -> bytes | None:
     """The body of a request that came without a Content-Length (chunked), or None once it passes ``cap``."""
     parts: list[bytes] = []
     seen = 0
-    async for part in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        part = message.get("body", b"")
         seen += len(part)
         if seen > cap:
             return None
         parts.append(part)
+        if not message.get("more_body", False):
+            break
     return b"".join(parts)
 
 
-def _replay(body: bytes) -> Callable[[], Awaitable[dict[str, Any]]]:
-    """An ASGI ``receive`` that hands ``body`` (already read) to the app."""
+def _replay(body: bytes, receive: Any) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """An ASGI ``receive`` that hands ``body`` (already read) to the app, then listens to the client again (so
+    that a disconnect is still seen)."""
     sent = False
 
-    async def receive() -> dict[str, Any]:
+    async def replayed() -> dict[str, Any]:
         nonlocal sent
         if sent:
-            return {"type": "http.disconnect"}
+            return await receive()
         sent = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    return receive
+    return replayed
 
 
 def _routes(app: FastAPI) -> list[tuple[Any, str]]:
@@ -208,35 +296,7 @@ def create_app(service: Service) -> FastAPI:
         except TimeoutError:
             raise RequestTimeout(f"no answer within {timeout:g} s (deployment.server.request_timeout_s)") from None
 
-    @app.middleware("http")
-    async def request_id_size_and_metrics(request: Request,
-                                          call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        request.state.request_id = uuid.uuid4().hex[:16]
-        t0 = time.perf_counter()
-        length = request.headers.get("content-length")
-        cap = _body_cap(request.url.path)
-        if length is not None and (not length.isdigit() or int(length) > cap):
-            response: Response = _error(413, "too_large", f"the request body is over {cap} bytes", request)
-        else:
-            if length is None and request.method in ("POST", "PUT", "PATCH"):
-                body = await _read_capped(request, cap)
-                if body is None:
-                    return _error(413, "too_large", f"the request body is over {cap} bytes", request)
-                request = Request(request.scope, _replay(body))
-            metrics.in_flight.inc()
-            try:
-                response = await call_next(request)
-            finally:
-                metrics.in_flight.dec()
-        response.headers["X-Request-ID"] = request.state.request_id
-        route = request.scope.get("route")
-        path = route.path if isinstance(route, APIRoute) else "unmatched"
-        seconds = time.perf_counter() - t0
-        metrics.observe_request(path, request.method, response.status_code, seconds)
-        _log.info("request", extra={"request_id": request.state.request_id, "method": request.method,
-                                    "route": path, "status": response.status_code,
-                                    "ms": round(seconds * 1000, 3), "key_id": getattr(request.state, "key_id", None)})
-        return response
+    app.add_middleware(RequestMiddleware, metrics=metrics)
 
     def respond_error(request: Request, exc: Exception) -> JSONResponse:
         status, kind, message = _kind(exc)
@@ -294,7 +354,7 @@ def create_app(service: Service) -> FastAPI:
         if not body.stream:
             return await within_timeout(service.query, caller, body.question, **options)
         events = service.stream_query(caller, body.question, **options)
-        return StreamingResponse(_drain(events, lambda e: _sse({k: v for k, v in e.items() if k != "event"},
+        return StreamingResponse(_drain(request, events, lambda e: _sse({k: v for k, v in e.items() if k != "event"},
                                                                e["event"]), stream_error(request)),
                                  media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
@@ -310,7 +370,7 @@ def create_app(service: Service) -> FastAPI:
             return chat_completion(body.model, events[-1]["answer"])
         chunks = chat_completion_chunks(body.model, service.stream_query(caller, question, **options),
                                         include_usage=bool(body.stream_options and body.stream_options.include_usage))
-        return StreamingResponse(_drain(chunks, lambda c: _sse(c), stream_error(request)),
+        return StreamingResponse(_drain(request, chunks, lambda c: _sse(c), stream_error(request)),
                                  media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     @app.post("/v1/embeddings", summary="OpenAI-compatible embeddings from the index's embedder")
