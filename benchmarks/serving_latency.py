@@ -58,7 +58,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def bench_spec(folder: Path, generator: str) -> Path:
+def bench_spec(folder: Path, generator: str, top_chunks: int = 5) -> Path:
     """The demo spec with its workspace and corpus by absolute path and the generator of the phase."""
     from ruamel.yaml import YAML
 
@@ -67,7 +67,8 @@ def bench_spec(folder: Path, generator: str) -> Path:
     spec["workspace"] = str(DEMO / ".flightdeck")
     spec["data"]["sources"][0]["path"] = str(DEMO / "corpus")
     spec["model"]["generator"] = ({"provider": "extractive", "max_sentences": 3, "precompute_sentences": True}
-                                 if generator == "extractive" else {"provider": "llama_cpp", "max_tokens": 128})
+                                 if generator == "extractive" else
+                                 {"provider": "llama_cpp", "max_tokens": 128, "top_chunks": top_chunks})
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / "flightdeck.yaml").open("w") as fh:
         yaml.dump(spec, fh)
@@ -212,10 +213,10 @@ def stream_llm(url: str, questions: list[str], headers: dict[str, str]) -> dict[
         if ttft is not None:
             first.append(ttft)
         tokens = (answer.get("usage") or {}).get("completion_tokens", 0)
-        generate_ms = answer.get("timings_ms", {}).get("answer", 0)
-        if tokens and generate_ms:
-            rates.append(tokens / (generate_ms / 1000))
+        if tokens > 1 and ttft is not None and elapsed > ttft:  # decoding speed: the tokens after the first
+            rates.append((tokens - 1) / ((elapsed - ttft) / 1000))
     return {"questions": len(questions), "ttft_p50_ms": round(statistics.median(first), 1) if first else None,
+            "ttft_p90_ms": round(sorted(first)[int(0.9 * len(first))], 1) if first else None,
             "total_p50_ms": round(statistics.median(total), 1),
             "tokens_per_s_median": round(statistics.median(rates), 1) if rates else None}
 
@@ -265,6 +266,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--queries", type=int, default=400)
     parser.add_argument("--llm", action="store_true", help="also the local LLM, streamed")
+    parser.add_argument("--llm-top-chunks", type=int, default=5, help="sources in the LLM's prompt")
+    parser.add_argument("--skip-search", action="store_true", help="only the LLM phase (with --llm)")
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of mixed load for the memory bound")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--peers", nargs="*", default=["llamaindex", "haystack"], choices=["llamaindex", "haystack"],
@@ -297,76 +300,79 @@ def main() -> None:
     search_bodies = [{"query": q, "k": 10} for q in qs]
     query_bodies = [{"question": q} for q in qs]
 
-    fd_port = _free_port()
-    fd = Served([sys.executable, "-m", "flightdeck", "serve", "--spec", str(spec), "--port", str(fd_port)],
-                fd_port, work / "flightdeck.log")
-    search_servers: dict[str, tuple[Served, str, dict[str, str]]] = {
-        "search_flightdeck": (fd, f"http://127.0.0.1:{fd_port}/v1/search", headers)}
-    for name in ["flightdeck", *args.peers]:  # the bare app over flightdeck's searcher, then the peers'
-        port = _free_port()
-        served = Served([sys.executable, __file__, "--bare", name, "--spec", str(spec), "--port", str(port)],
-                        port, work / f"bare-{name}.log")
-        search_servers[f"search_bare_{name}"] = (served, f"http://127.0.0.1:{port}/search", {})
-    if args.workers > 1:
-        port = _free_port()
-        served = Served([sys.executable, "-m", "flightdeck", "serve", "--spec", str(spec), "--port", str(port),
-                         "--workers", str(args.workers)], port, work / "workers.log")
-        search_servers[f"search_flightdeck_{args.workers}_workers"] = (served, f"http://127.0.0.1:{port}/v1/search",
-                                                                       headers)
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "load_before": os.getloadavg()},
                                "clients": args.clients, "seconds": args.seconds, "queries": len(qs)}
-    try:
-        fd.wait("/ready")
-        for served, _, _ in search_servers.values():
-            served.wait(timeout=900)  # a peer embeds the demo's 1,870 chunks first
-        results["rss_mb_start"] = rss_mb(fd.proc.pid)
-        fd_url = f"http://127.0.0.1:{fd_port}"
-        # warm every server (first requests load lazily what warm-up did not; workers load their own model)
-        for _, url, hdrs in search_servers.values():
-            asyncio.run(closed_loop(url, search_bodies[:20], 4, 5, hdrs))
-        asyncio.run(closed_loop(f"{fd_url}/v1/query", query_bodies[:20], 1, 3, headers))
-        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in search_servers}
-        runs.update({"query_1_client": [], f"query_{args.clients}_clients": []})
-        names = list(search_servers)
-        for repeat in range(args.repeats):
-            shift = repeat * 37 % len(qs)
-            order = names[repeat % len(names):] + names[:repeat % len(names)]  # the first one rotates
-            for name in order:
-                _, url, hdrs = search_servers[name]
-                result = asyncio.run(closed_loop(url, search_bodies[shift:] + search_bodies[:shift], args.clients,
-                                                 args.seconds, hdrs))
-                runs[name].append(result)
-                print(f"repeat {repeat + 1} {name}: {result}", flush=True)
-            for name, clients in (("query_1_client", 1), (f"query_{args.clients}_clients", args.clients)):
-                result = asyncio.run(closed_loop(f"{fd_url}/v1/query", query_bodies[shift:] + query_bodies[:shift],
-                                                 clients, args.seconds, headers))
-                runs[name].append(result)
-                print(f"repeat {repeat + 1} {name}: {result}", flush=True)
-        results["runs"] = runs
-        results["median"] = {name: {k: statistics.median(r[k] for r in rs)
-                                    for k in ("rps", "p50_ms", "p95_ms", "p99_ms")} for name, rs in runs.items()}
-        results["median"]["errors"] = {name: sum(sum(r["errors"].values()) for r in rs)
-                                       for name, rs in runs.items()}
-        base = results["median"]["search_flightdeck"]["rps"]
-        results["rps_ratio_to_flightdeck_serve"] = {name: round(results["median"][name]["rps"] / base, 3)
-                                                    for name in search_servers}
-        results["rss_mb_servers"] = {name: rss_mb(served.proc.pid) for name, (served, _, _) in search_servers.items()}
-        if args.soak:
-            samples = [rss_mb(fd.proc.pid)]
-            mixed = [b for pair in zip(search_bodies, query_bodies, strict=True) for b in pair]
-            end = time.monotonic() + args.soak
-            while time.monotonic() < end:
-                asyncio.run(closed_loop(f"{fd_url}/v1/search", search_bodies, 4, 5, headers))
-                asyncio.run(closed_loop(f"{fd_url}/v1/query", [b for b in mixed if "question" in b], 4, 5, headers))
-                samples.append(rss_mb(fd.proc.pid))
-            results["soak"] = {"seconds": args.soak, "rss_mb": samples, "rss_mb_max": max(samples),
-                               "requests_between_samples": "search 5 s + query 5 s, 4 clients each"}
-        results["rss_mb_end"] = rss_mb(fd.proc.pid)
-    finally:
-        for served, _, _ in search_servers.values():
-            served.stop()
+    if not args.skip_search:
+        fd_port = _free_port()
+        fd = Served([sys.executable, "-m", "flightdeck", "serve", "--spec", str(spec), "--port", str(fd_port)],
+                    fd_port, work / "flightdeck.log")
+        search_servers: dict[str, tuple[Served, str, dict[str, str]]] = {
+            "search_flightdeck": (fd, f"http://127.0.0.1:{fd_port}/v1/search", headers)}
+        for name in ["flightdeck", *args.peers]:  # the bare app over flightdeck's searcher, then the peers'
+            port = _free_port()
+            served = Served([sys.executable, __file__, "--bare", name, "--spec", str(spec), "--port", str(port)],
+                            port, work / f"bare-{name}.log")
+            search_servers[f"search_bare_{name}"] = (served, f"http://127.0.0.1:{port}/search", {})
+        if args.workers > 1:
+            port = _free_port()
+            served = Served([sys.executable, "-m", "flightdeck", "serve", "--spec", str(spec), "--port", str(port),
+                             "--workers", str(args.workers)], port, work / "workers.log")
+            search_servers[f"search_flightdeck_{args.workers}_workers"] = (served, f"http://127.0.0.1:{port}/v1/search",
+                                                                           headers)
+        try:
+            fd.wait("/ready")
+            for served, _, _ in search_servers.values():
+                served.wait(timeout=900)  # a peer embeds the demo's 1,870 chunks first
+            results["rss_mb_start"] = rss_mb(fd.proc.pid)
+            fd_url = f"http://127.0.0.1:{fd_port}"
+            # warm every server (first requests load lazily what warm-up did not; workers load their own model)
+            for _, url, hdrs in search_servers.values():
+                asyncio.run(closed_loop(url, search_bodies[:20], 4, 5, hdrs))
+            asyncio.run(closed_loop(f"{fd_url}/v1/query", query_bodies[:20], 1, 3, headers))
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in search_servers}
+            runs.update({"query_1_client": [], f"query_{args.clients}_clients": []})
+            names = list(search_servers)
+            for repeat in range(args.repeats):
+                shift = repeat * 37 % len(qs)
+                order = names[repeat % len(names):] + names[:repeat % len(names)]  # the first one rotates
+                for name in order:
+                    _, url, hdrs = search_servers[name]
+                    result = asyncio.run(closed_loop(url, search_bodies[shift:] + search_bodies[:shift], args.clients,
+                                                     args.seconds, hdrs))
+                    runs[name].append(result)
+                    print(f"repeat {repeat + 1} {name}: {result}", flush=True)
+                for name, clients in (("query_1_client", 1), (f"query_{args.clients}_clients", args.clients)):
+                    result = asyncio.run(closed_loop(f"{fd_url}/v1/query", query_bodies[shift:] + query_bodies[:shift],
+                                                     clients, args.seconds, headers))
+                    runs[name].append(result)
+                    print(f"repeat {repeat + 1} {name}: {result}", flush=True)
+            results["runs"] = runs
+            results["median"] = {name: {k: statistics.median(r[k] for r in rs)
+                                        for k in ("rps", "p50_ms", "p95_ms", "p99_ms")} for name, rs in runs.items()}
+            results["median"]["errors"] = {name: sum(sum(r["errors"].values()) for r in rs)
+                                           for name, rs in runs.items()}
+            base = results["median"]["search_flightdeck"]["rps"]
+            results["rps_ratio_to_flightdeck_serve"] = {name: round(results["median"][name]["rps"] / base, 3)
+                                                        for name in search_servers}
+            results["rss_mb_servers"] = {name: rss_mb(served.proc.pid)
+                                         for name, (served, _, _) in search_servers.items()}
+            if args.soak:
+                samples = [rss_mb(fd.proc.pid)]
+                mixed = [b for pair in zip(search_bodies, query_bodies, strict=True) for b in pair]
+                end = time.monotonic() + args.soak
+                while time.monotonic() < end:
+                    asyncio.run(closed_loop(f"{fd_url}/v1/search", search_bodies, 4, 5, headers))
+                    asyncio.run(closed_loop(f"{fd_url}/v1/query", [b for b in mixed if "question" in b], 4, 5, headers))
+                    samples.append(rss_mb(fd.proc.pid))
+                results["soak"] = {"seconds": args.soak, "rss_mb": samples, "rss_mb_max": max(samples),
+                                   "requests_between_samples": "search 5 s + query 5 s, 4 clients each"}
+            results["rss_mb_end"] = rss_mb(fd.proc.pid)
+        finally:
+            for served, _, _ in search_servers.values():
+                served.stop()
     if args.llm:
-        llm_spec = bench_spec(work / "llm", "llama_cpp")
+        llm_spec = bench_spec(work / "llm", "llama_cpp", args.llm_top_chunks)
+        results["llm_top_chunks"] = args.llm_top_chunks
         port = _free_port()
         llm = Served([sys.executable, "-m", "flightdeck", "serve", "--spec", str(llm_spec), "--port", str(port)],
                      port, work / "llm.log")

@@ -397,8 +397,11 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
 PLANNED_REASONS: dict[str, str] = {
     # The latency tiers are claims about measured answer times, so they stay planned until a benchmark shows them.
     "scoping.latency.near_real_time": (
-        "not claimed until benchmarks/ measures `ask` on an idle machine (the extractive answerer is expected"
-        " at a few hundred ms on 2 CPU cores; under load it took seconds)"),
+        "not met: served on this machine's 2 CPU cores, the packaged Gemma 3 270M (llama.cpp) takes 2.8 s to its first"
+        " token and 3.1 s in all with 5 sources in the prompt, 1.1 s and 1.2 s with 2 (medians;"
+        " benchmarks/serving_latency.py --llm, BENCHMARKS.md). Prompt evaluation is the cost: a GPU, or a model behind"
+        " an OpenAI-compatible server that answers faster, would meet it; the tier becomes ready when a benchmark"
+        " shows one that does"),
     # --- issue 4 reasons (insert below, keep this line) ---
     "retrieval.embedding_model.cohere": (
         "no Cohere server can run here (Cohere's API is a cloud service with no local build), so no real embedding"
