@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from flightdeck.cli.main import app
 from flightdeck.spec.catalog import catalog
 from flightdeck.spec.loader import check_spec
-from flightdeck.spec.status import option_status
+from flightdeck.spec.status import option_status, option_usable
 
 pytestmark = pytest.mark.unit
 
@@ -31,7 +31,9 @@ def _answers(overrides: dict[str, list[str]]) -> str:
     """
     lines: list[str] = []
     for section in catalog().sections:
-        if any(option_status(o.key).state == "ready" for o in section.options):
+        # what the questionnaire asks: options usable in this build (init decides with option_usable, like
+        # validate; an option implemented since the proof was last written is asked too)
+        if any(option_usable(o.key).state == "ready" for o in section.options):
             lines += overrides.pop(section.path, [""])
     assert not overrides, f"not asked (nothing ready): {overrides}"
     return "\n".join(lines) + "\n"
@@ -44,14 +46,14 @@ def _number(section_path: str, option_id: str) -> str:
 
 def _first_planned(section_path: str) -> str:
     section = catalog().section(section_path)
-    planned = [o.id for o in section.options if option_status(o.key).state == "planned"]
+    planned = [o.id for o in section.options if option_usable(o.key).state == "planned"]
     assert planned, f"every option of {section_path} is ready now: pick a section that still has a planned one"
     return planned[0]
 
 
 def _ready(section_path: str) -> list[str]:
     section = catalog().section(section_path)
-    return [o.id for o in section.options if option_status(o.key).state == "ready"]
+    return [o.id for o in section.options if option_usable(o.key).state == "ready"]
 
 
 def test_template_rag_yes_writes_a_valid_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
