@@ -138,7 +138,6 @@ def test_questionnaire_reasks_after_a_planned_choice(tmp_path: Path, monkeypatch
     assert "2.2 Choose Vector Database (Single-select)" in out
     ready = _ready("scoping.use_case")
     assert "rag" in ready and planned not in ready
-    from flightdeck.spec.status import option_status
 
     reason = option_status(f"scoping.use_case.{planned}").detail  # the stated reason, as validate gives it
     assert (f"'{planned}' is planned: {reason}. Ready here: {', '.join(ready)}. Choose again.") in out
