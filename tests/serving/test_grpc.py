@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +19,8 @@ import pytest
 grpc = pytest.importorskip("grpc")
 pytest.importorskip("google.protobuf")
 
+from live_server import small_project  # noqa: E402
+
 from flightdeck import Project  # noqa: E402
 from flightdeck.errors import FlightdeckError, WorkspaceError  # noqa: E402
 from flightdeck.governance.access import Role  # noqa: E402
@@ -29,7 +30,6 @@ from flightdeck.serving.grpc import flightdeck_pb2 as pb  # noqa: E402
 from flightdeck.serving.grpc import flightdeck_pb2_grpc as pb_grpc  # noqa: E402
 from flightdeck.serving.grpc.server import serve_grpc, status_of  # noqa: E402
 from flightdeck.serving.service import PermissionDenied, RateLimited, RequestTimeout, Service  # noqa: E402
-from flightdeck.testing import FakeEmbedder  # noqa: E402
 from llm_fixtures import free_port, stop_process  # noqa: E402
 from needs import needs_provider  # noqa: E402
 
@@ -46,20 +46,7 @@ SORT = "How do I sort records by a key?"
 
 
 def _project(root: Path, server: str = "", run: bool = True) -> Project:
-    (root / "docs").mkdir(parents=True)
-    for name, text in DOCS.items():
-        (root / "docs" / name).write_text(text, "utf-8")
-    (root / "flightdeck.yaml").write_text(textwrap.dedent("""\
-        project: handbook
-        data:
-          sources: [{provider: files, path: ./docs}]
-          chunking: {provider: recursive, size: 64, overlap: 8}
-        retrieval: {system: [hybrid_search, metadata_filtering]}
-        """) + server, "utf-8")
-    project = Project.load(root).use(embedder=FakeEmbedder())
-    if run:
-        project.run()
-    return project
+    return small_project(root, DOCS, extra=server, run=run)
 
 
 class Served:

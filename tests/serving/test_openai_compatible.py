@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -20,13 +19,13 @@ openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
 
+from live_server import LiveServer, bearer, small_project  # noqa: E402
+
 from flightdeck import Project  # noqa: E402
 from flightdeck.governance.access import Role  # noqa: E402
-from flightdeck.serving.api import create_app  # noqa: E402
 from flightdeck.serving.logs import JsonFormatter  # noqa: E402
 from flightdeck.serving.service import Service  # noqa: E402
 from flightdeck.testing import FakeEmbedder  # noqa: E402
-from llm_fixtures import free_port  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -39,44 +38,10 @@ DOCS = {
 
 
 def _project(root: Path, server: str = "") -> Project:
-    (root / "docs").mkdir(parents=True)
-    for name, text in DOCS.items():
-        (root / "docs" / name).write_text(text, "utf-8")
-    (root / "flightdeck.yaml").write_text(textwrap.dedent("""\
-        project: handbook
-        data:
-          sources: [{provider: files, path: ./docs}]
-          chunking: {provider: recursive, size: 64, overlap: 8}
-        retrieval: {system: [hybrid_search]}
-        """) + server, "utf-8")
-    project = Project.load(root).use(embedder=FakeEmbedder())
-    project.run()
-    return project
+    return small_project(root, DOCS, filters=False, extra=server)
 
 
-class Server:
-    """uvicorn serving ``service`` in a thread on a free port of 127.0.0.1."""
-
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(service), host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
+class Server(LiveServer):
     def client(self, key: str) -> Any:
         return openai.OpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, timeout=30)
 
@@ -89,8 +54,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, d
         yield server, keys
 
 
-def _auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
+_auth = bearer
 
 
 @pytest.mark.exercises("deployment.serving_apis.fastapi")

@@ -5,9 +5,6 @@ API's errors, and never turns document text into HTML."""
 from __future__ import annotations
 
 import shutil
-import textwrap
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,13 +15,11 @@ pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
 
-from flightdeck import Project  # noqa: E402
+from live_server import LiveServer, small_project  # noqa: E402
+
 from flightdeck.governance.access import Role  # noqa: E402
-from flightdeck.serving.api import create_app  # noqa: E402
 from flightdeck.serving.playground import CONTENT_SECURITY_POLICY  # noqa: E402
 from flightdeck.serving.service import Service  # noqa: E402
-from flightdeck.testing import FakeEmbedder  # noqa: E402
-from llm_fixtures import free_port  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -39,44 +34,12 @@ DOCS = {
 }
 
 
-class Server:
-    """uvicorn serving ``service`` in a thread on a free port of 127.0.0.1."""
-
-    def __init__(self, service: Service) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(service), host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+Server = LiveServer
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, str]]]:
-    root = tmp_path_factory.mktemp("playground")
-    (root / "docs").mkdir()
-    for name, text in DOCS.items():
-        (root / "docs" / name).write_text(text, "utf-8")
-    (root / "flightdeck.yaml").write_text(textwrap.dedent("""\
-        project: handbook
-        data:
-          sources: [{provider: files, path: ./docs}]
-          chunking: {provider: recursive, size: 64, overlap: 8}
-        retrieval: {system: [hybrid_search, metadata_filtering]}
-        """), "utf-8")
-    project = Project.load(root).use(embedder=FakeEmbedder())
-    project.run()
+    project = small_project(tmp_path_factory.mktemp("playground"), DOCS)
     keys = {role.value: project.api_keys.create(role).key for role in Role}
     with Server(Service(project, project.api_keys)) as server:
         yield server, keys

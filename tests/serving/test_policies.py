@@ -13,7 +13,8 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
-from test_openai_compatible import Server, _auth  # noqa: E402
+from live_server import LiveServer as Server  # noqa: E402
+from live_server import bearer as _auth  # noqa: E402
 
 from flightdeck import Project  # noqa: E402
 from flightdeck.errors import SpecError  # noqa: E402

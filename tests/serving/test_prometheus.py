@@ -8,18 +8,29 @@ import subprocess
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("prometheus_client")
 
-from test_openai_compatible import Server, _auth, _project  # noqa: E402
+from live_server import LiveServer as Server  # noqa: E402
+from live_server import bearer as _auth  # noqa: E402
+from live_server import small_project  # noqa: E402
 
 from flightdeck.serving.service import Service  # noqa: E402
 from llm_fixtures import free_port, stop_process  # noqa: E402
 
 pytestmark = pytest.mark.integration
+
+DOCS = {"sorting.md": "# Sorting\n\nUse sorted(records, key=lambda r: r.name) to sort records by a key.\n",
+        "venv.md": "# Virtual environments\n\nCreate a virtual environment with python -m venv .venv.\n"}
+
+
+def _project(root: Path, server: str = "") -> Any:
+    return small_project(root, DOCS, filters=False, extra=server)
+
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
 pytest.importorskip("websockets")
 
+from live_server import LiveServer, small_project  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 from websockets.sync.client import ClientConnection, connect  # noqa: E402
 
@@ -27,8 +27,6 @@ from flightdeck.serving import api as api_mod  # noqa: E402
 from flightdeck.serving import websocket as ws_mod  # noqa: E402
 from flightdeck.serving.api import ROUTE_PERMISSIONS, create_app  # noqa: E402
 from flightdeck.serving.service import Service  # noqa: E402
-from flightdeck.testing import FakeEmbedder  # noqa: E402
-from llm_fixtures import free_port  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -43,44 +41,10 @@ VENV = "How do I activate the virtual environment?"
 
 
 def _project(root: Path) -> Project:
-    (root / "docs").mkdir(parents=True)
-    for name, text in DOCS.items():
-        (root / "docs" / name).write_text(text, "utf-8")
-    (root / "flightdeck.yaml").write_text(textwrap.dedent("""\
-        project: sockets
-        data:
-          sources: [{provider: files, path: ./docs}]
-          chunking: {provider: recursive, size: 64, overlap: 8}
-        retrieval: {system: [hybrid_search]}
-        """), "utf-8")
-    project = Project.load(root).use(embedder=FakeEmbedder())
-    project.run()
-    return project
+    return small_project(root, DOCS, name="sockets", filters=False)
 
 
-class Server:
-    """uvicorn serving ``service`` in a thread on a free port of 127.0.0.1."""
-
-    def __init__(self, service: Service) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws = f"ws://127.0.0.1:{self.port}/v1/ws"
-        config = uvicorn.Config(create_app(service), host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
+class Server(LiveServer):
     def connect(self, key: str | None = None) -> ClientConnection:
         headers = {"Authorization": f"Bearer {key}"} if key else None
         return connect(self.ws, additional_headers=headers, open_timeout=10, close_timeout=5)
