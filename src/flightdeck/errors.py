@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
+    "api_error_message",
     "FlightdeckError",
     "SpecError",
     "SpecProblem",
@@ -69,3 +72,17 @@ class IndexMismatchError(FlightdeckError):
 
 class SourceError(FlightdeckError):
     """A source could not be read at all (as opposed to one bad item, which is reported and skipped)."""
+
+
+def api_error_message(exc: Any, limit: int = 300) -> str:
+    """The server's own message in an API SDK's error (OpenAI, Anthropic and compatible servers put it in
+    ``{"error": {"message": ...}}``; some servers in ``{"detail": ...}``), without the SDK's boilerplate."""
+    body = getattr(exc, "body", None)
+    message = None
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            message = str(inner["message"])
+        elif isinstance(body.get("detail"), str):
+            message = body["detail"]
+    return (message or str(getattr(exc, "message", None) or exc))[:limit]

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr
 
 from flightdeck.errors import FlightdeckError
+from flightdeck.errors import api_error_message as _message
 from flightdeck.models.generators.base import Completion, LlmGenerator, LlmSettings
 from flightdeck.openai_endpoint import endpoint_host
 from flightdeck.registry.lookup import optional_import
@@ -243,13 +244,3 @@ class AnthropicGenerator(LlmGenerator):
         if self._client is not None:
             self._client.close()
             self._client = None
-
-
-def _message(exc: Any) -> str:
-    """The message of an Anthropic error body (``{"type": "error", "error": {"type", "message"}}``)."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])[:300]
-    return str(exc)[:300]

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 
 from flightdeck.errors import FlightdeckError
+from flightdeck.errors import api_error_message as _message
 from flightdeck.models.generators.base import (
     COMPLETION_STOP,
     Completion,
@@ -201,12 +202,3 @@ class OpenAIGenerator(LlmGenerator):
         if self._client is not None:
             self._client.close()
             self._client = None
-
-
-def _message(exc: Any) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])[:300]
-    return str(exc)[:300]

@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from flightdeck.errors import FlightdeckError
+from flightdeck.errors import api_error_message as _message
 from flightdeck.openai_endpoint import (
     OPENAI_BASE_URL,
     api_key,
@@ -313,17 +314,6 @@ class OpenAIEmbedder:
 _TOKEN_LEVEL = ("embedder 'openai': {url} returned one vector per token instead of one per text; start the "
                 "server with a pooling type (llama.cpp: --pooling mean; llama-cpp-python: pooling_type 1)")
 
-
-def _message(exc: Any) -> str:
-    """The server's own error message, without the SDK's boilerplate."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])
-        if isinstance(body.get("detail"), str):
-            return body["detail"]
-    return str(getattr(exc, "message", exc))
 
 
 def _serves(listed: Any, model: str) -> bool:
