@@ -130,6 +130,7 @@ def test_embeddings_match_the_index_embedder_in_both_encodings_and_models_are_li
     expected = [FakeEmbedder().embed_query(t) for t in texts]
     for response in (default, floats):
         assert [d.index for d in response.data] == [0, 1]
+        assert response.usage.prompt_tokens == sum(server.service.project.tokenizer.count_batch(texts)) >= 4
         for got, want in zip(response.data, expected, strict=True):
             np.testing.assert_allclose(np.asarray(got.embedding), want, rtol=1e-6)
     assert [m.id for m in client.models.list().data] == ["handbook", FakeEmbedder().model_id]

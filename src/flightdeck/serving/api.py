@@ -377,8 +377,8 @@ def create_app(service: Service) -> FastAPI:
     async def embeddings(body: EmbeddingsRequest, caller: Principal = Depends(needs(Permission.QUERY))) -> Any:
         texts = [body.input] if isinstance(body.input, str) else list(body.input)
         validate_inputs(texts)
-        vectors = await within_timeout(service.embed, caller, texts)
-        return embeddings_response(body.model, texts, vectors, body.encoding_format)
+        vectors, tokens = await within_timeout(service.embed, caller, texts)
+        return embeddings_response(body.model, vectors, tokens, body.encoding_format)
 
     @app.get("/v1/models", summary="OpenAI-compatible: the models this server answers and embeds with")
     def models(caller: Principal = Depends(needs(Permission.QUERY))) -> dict[str, Any]:

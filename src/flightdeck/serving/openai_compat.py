@@ -149,16 +149,16 @@ def _chunk(chunk_id: str, created: int, model: str, delta: dict[str, Any], finis
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
 
 
-def embeddings_response(model: str, texts: list[str], vectors: list[list[float]],
+def embeddings_response(model: str, vectors: list[list[float]], tokens: int,
                         encoding_format: str) -> dict[str, Any]:
-    """An embeddings ``list`` (``base64``: little-endian float32, as the OpenAI SDK decodes it)."""
+    """An embeddings ``list`` (``base64``: little-endian float32, as the OpenAI SDK decodes it); ``tokens`` are
+    the inputs' tokens as the embedder's tokenizer counts them."""
 
     def encode(vector: list[float]) -> list[float] | str:
         if encoding_format == "base64":
             return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
         return vector
 
-    tokens = sum(len(t.split()) for t in texts)
     return {"object": "list", "model": model,
             "data": [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(vectors)],
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}

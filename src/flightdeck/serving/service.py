@@ -262,13 +262,14 @@ class Service:
         owner = None if principal.role is Role.ADMIN else principal.key_id
         return self.traces.get(trace_id, key_id=owner).to_dict()
 
-    def embed(self, principal: Principal, texts: list[str]) -> list[list[float]]:
+    def embed(self, principal: Principal, texts: list[str]) -> tuple[list[list[float]], int]:
         """Vectors of ``texts`` from the embedder that built the index (as a query would be embedded: the
-        vectors are comparable with the index's)."""
+        vectors are comparable with the index's), and how many tokens of the embedder's tokenizer they hold."""
         self.authorize(principal, Permission.QUERY)
         with self._lock:
             embedder = self.project.embedder
-            return [[float(x) for x in embedder.embed_query(t)] for t in texts]
+            vectors = [[float(x) for x in embedder.embed_query(t)] for t in texts]
+            return vectors, sum(self.project.tokenizer.count_batch(texts))
 
     def add_document(self, principal: Principal, name: str, content: bytes) -> dict[str, Any]:
         """Ingest an uploaded file (``name`` its file name); it is searchable when this returns."""
