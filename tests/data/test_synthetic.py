@@ -154,7 +154,8 @@ def test_validate_says_which_generator_is_needed(tmp_path: Path) -> None:
     path.write_text(_spec_text("{provider: synthetic, chunks: 5}", "extractive"))
     _, problems = check_spec(path)
     assert [(p.location, p.message) for p in problems] == [("model.generator", needs_llm_message("extractive"))]
-    assert "generator 'extractive' cannot. Use generator: llama_cpp (local GGUF), openai or anthropic" in problems[0].message
+    assert ("generator 'extractive' cannot. Use generator: llama_cpp (local GGUF), openai or anthropic"
+            in problems[0].message)
     assert problems[0].line == path.read_text().splitlines().index("  generator: extractive") + 1
     result = CliRunner().invoke(app, ["validate", "--spec", str(path)])
     assert result.exit_code == 1 and "synthetic data generation needs an LLM generator" in result.output
