@@ -295,3 +295,19 @@ def test_a_job_whose_project_cannot_answer_fails_with_the_reason(tmp_path: Path)
         jobs.close()
     assert status["state"] == "failed" and status["error"] == "no index yet; run `flightdeck run` first"
     assert status["finished_at"] is not None
+
+
+def test_the_warm_up_runs_before_the_clock_and_only_when_a_question_is_left(project: Project, tmp_path: Path) -> None:
+    src = _write_lines(tmp_path / "in.jsonl", [{"question": SORT, "id": "a"}, {"question": VENV, "id": "b"}])
+    out = tmp_path / "out.jsonl"
+    events: list[str] = []
+
+    def answer(question: str) -> dict[str, Any]:
+        events.append("answer")
+        return _answer(project)(question)
+
+    BatchRunner(answer).run(src, out, warm_up=lambda: events.append("warm up"))
+    assert events == ["warm up", "answer", "answer"]
+    events.clear()
+    assert BatchRunner(answer).run(src, out, warm_up=lambda: events.append("warm up")).skipped == 2
+    assert events == []  # nothing left to answer: nothing loaded

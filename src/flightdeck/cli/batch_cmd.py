@@ -53,7 +53,8 @@ def batch(
         runner = BatchRunner(lambda question: project.ask(question).to_dict())
         bar = _ProgressBar()
         try:
-            summary = runner.run(input_path, output_path, progress=bar.update)
+            summary = runner.run(input_path, output_path, progress=bar.update,
+                                 warm_up=lambda: project.search("warm up", k=1))
         except BatchFileError as exc:
             bar.close()
             if as_json:
