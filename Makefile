@@ -38,7 +38,7 @@ lock: $(VENV)/.installed-dev
 	{ head -2 constraints.txt; $(PIP) freeze --exclude-editable | grep -v '^-e'; } > constraints.tmp
 	mv constraints.tmp constraints.txt
 
-demo: $(VENV)/.installed-embedded
+demo: $(VENV)/.installed-demo
 	$(VENV)/bin/flightdeck validate --spec examples/python-docs
 	$(VENV)/bin/flightdeck run --spec examples/python-docs
 	@for q in "How do I create a virtual environment?" \
@@ -46,6 +46,8 @@ demo: $(VENV)/.installed-embedded
 	          "Why should I use the with statement when opening files?"; do \
 	  echo; echo "Q: $$q"; $(VENV)/bin/flightdeck ask --spec examples/python-docs "$$q" || exit 1; \
 	done
+	@echo; echo "Evaluation on the hand-written set examples/python-docs/eval/questions.jsonl:"
+	$(VENV)/bin/flightdeck eval --gate --spec examples/python-docs
 
 # Debian packages the tests need (OCR, a browser, Prometheus). Installed only when missing; CI runs as root.
 system-deps:

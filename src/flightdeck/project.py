@@ -24,6 +24,8 @@ from flightdeck.workspace import CURRENT_DATASET, Workspace
 if TYPE_CHECKING:
     from flightdeck.data.synthetic_sets import SyntheticExample, SyntheticSet
     from flightdeck.data.tokenization import Tokenizer
+    from flightdeck.evaluation.session import EvalRun
+    from flightdeck.evaluation.sets import EvalSet
     from flightdeck.governance.api_keys import KeyStore
     from flightdeck.governance.lineage import ChunkLineage
     from flightdeck.governance.versions import DatasetVersion, VersionDiff
@@ -247,6 +249,58 @@ class Project:
                 item.timings_ms = {**result.timings_ms, **item.timings_ms,
                                    "total": round((time.perf_counter() - t0) * 1000, 3)}
             yield item
+
+    # evaluation (flightdeck.evaluation) --------------------------------------------------------------
+    def eval_set(self, ref: str | Path | None = None) -> EvalSet:
+        """An evaluation set: the one of ``evaluation.sets`` named ``ref`` (default: the first), or a JSONL file."""
+        from flightdeck.errors import FlightdeckError
+        from flightdeck.evaluation.sets import load_eval_set
+
+        sets = self.spec.evaluation.sets
+        if ref is None and not sets:
+            raise FlightdeckError(f"{self.spec_path}: evaluation.sets is empty; add a JSONL set, e.g. evaluation: "
+                                  "{sets: [eval/questions.jsonl]}, or give one with --set FILE")
+        chosen = sets[0] if ref is None else next((s for s in sets if s.label == str(ref)), None)
+        if chosen is not None:
+            return load_eval_set(self.loaded.base_dir / chosen.path, chosen.label)
+        path = Path(ref)  # type: ignore[arg-type]
+        if not path.is_file():
+            names = ", ".join(s.label for s in sets) or "none"
+            raise FlightdeckError(f"no evaluation set {str(ref)!r}: not a name in evaluation.sets ({names}) nor a file")
+        return load_eval_set(path)
+
+    def evaluate(self, ref: str | Path | None = None, *, limit: int | None = None, report_dir: Path | None = None,
+                 reporter: Reporter | None = None) -> EvalRun:
+        """Score the project on an evaluation set (see :meth:`eval_set`): retrieval, answers, groundedness and
+        refusals; check ``evaluation.gates``; record the run in the runs table; write HTML, JSON and Markdown
+        reports (default ``<workspace>/reports/<run id>/``). Returns an
+        :class:`~flightdeck.evaluation.session.EvalRun`."""
+        from flightdeck.errors import FlightdeckError
+        from flightdeck.evaluation.metrics import FAMILIES
+        from flightdeck.evaluation.runner import EvalOptions
+        from flightdeck.evaluation.session import run_evaluation
+        from flightdeck.models.trackers.builtin import git_commit
+        from flightdeck.spec.evaluation import parsed_gates
+        from flightdeck.workspace import CURRENT_INDEX
+
+        ev = self.spec.evaluation
+        eval_set = self.eval_set(ref)
+        if not self.workspace.get_state(CURRENT_INDEX):
+            raise FlightdeckError(f"{self.spec_path}: no index yet; run `flightdeck run` before `flightdeck eval`")
+        families = tuple(f for f in (ev.metrics or FAMILIES) if f in FAMILIES)
+        options = EvalOptions(k=ev.k, families=families, support_threshold=ev.support_threshold, limit=limit)
+        generator = getattr(self.generator, "model_id", "") or self.spec.model.generator.provider
+        params = {"search": self.spec.retrieval.search.model_dump(),
+                  "generator": self.spec.model.generator.model_dump(),
+                  "embedder": self.embedder.model_id, "chunking": self.spec.data.chunking.model_dump(),
+                  "evaluation": {"k": ev.k, "families": list(families), "support_threshold": ev.support_threshold,
+                                 "limit": limit, "set": eval_set.name}}
+        context = {"project": self.spec.project, "generator": generator, "embedder": self.embedder.model_id}
+        return run_evaluation(self, self.workspace, eval_set, embed=self.embedder.embed_documents, options=options,
+                              gates=parsed_gates(ev.gates), spec_hash=stable_hash(self.spec.model_dump()),
+                              params=params, context=context, git_commit=git_commit(self.loaded.base_dir),
+                              dataset_version=self.workspace.get_state(CURRENT_DATASET), report_dir=report_dir,
+                              reporter=reporter)
 
     @cached_property
     def api_keys(self) -> KeyStore:

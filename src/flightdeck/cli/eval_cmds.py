@@ -1,4 +1,5 @@
-"""``flightdeck eval``: measured quality, starting with retrieval on BEIR-format datasets or a synthetic set."""
+"""``flightdeck eval``: the project measured on an evaluation set — retrieval, answers, groundedness, refusals —
+with gates, reports and a runs table; ``eval retrieval`` scores retrieval alone on BEIR or a synthetic set."""
 
 from __future__ import annotations
 
@@ -8,12 +9,119 @@ from typing import Annotated
 
 import typer
 
-from flightdeck.cli.common import JsonOption, SpecOption, errors_to_exit, print_json
+from flightdeck.cli.common import EXIT_FAILED, JsonOption, SpecOption, errors_to_exit, print_json
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Evaluate: retrieval quality on BEIR-format datasets or a synthetic set.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Evaluate the project on an evaluation set (retrieval, answers, groundedness, refusals), "
+                  "check its gates and write HTML/JSON/Markdown reports; `eval retrieval` scores retrieval alone on a "
+                  "BEIR folder or a synthetic set; `eval runs` lists past runs.", invoke_without_command=True)
+
+
+@app.callback()
+def evaluate(
+    ctx: typer.Context,
+    set_ref: Annotated[str | None, typer.Option(
+        "--set", help="a set of evaluation.sets by name, or a JSONL file (default: the first set of the spec)")] = None,
+    gate: Annotated[bool, typer.Option(
+        "--gate", help="exit 1 when a gate of evaluation.gates is missed, naming every missed gate")] = False,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="score only the first N questions")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="the folder for report.html, report.json and report.md "
+        "(default: <workspace>/reports/<run id>)")] = None,
+    spec: SpecOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Evaluate the project on an evaluation set: every question is searched and answered as a user would get it.
+
+    Measures retrieval (nDCG@k, recall@k, precision@k, MRR, hit rate), answers against the reference (token F1,
+    exact match, BLEU, ROUGE, embedding similarity), citations against the reference sources, judge-free
+    groundedness (each answer sentence's support in the chunks it cites), refusals (of unanswerable questions;
+    false refusals of answerable ones) and latency. The run is recorded (`flightdeck eval runs`) with the index
+    version it measured, and compared with the previous run of the same set.
+    """
+    if ctx.invoked_subcommand is not None:
+        for name, value in (("--set", set_ref), ("--gate", gate or None), ("--limit", limit), ("--out", out),
+                            ("--json", as_json or None), ("--spec", spec)):
+            if value is not None:
+                raise typer.BadParameter(f"{name} belongs after the subcommand: flightdeck eval "
+                                         f"{ctx.invoked_subcommand} {name} …", param_hint=name)
+        return
+    from flightdeck.pipeline.progress import NullReporter, RichReporter
+    from flightdeck.project import Project
+
+    with errors_to_exit(as_json):
+        project = Project.load(spec)
+        reporter = NullReporter() if as_json else RichReporter()
+        try:
+            done = project.evaluate(set_ref, limit=limit, report_dir=out, reporter=reporter)
+        finally:
+            reporter.close()
+    if as_json:
+        print_json({**done.report, "reports": {k: str(v) for k, v in done.files.items()}})
+    else:
+        _print_summary(done.report, done.files)
+    if gate and done.passed is False:
+        if not as_json:
+            missed = [g for g in done.report["gates"] if not g["passed"]]
+            typer.echo(f"gate failed: {len(missed)} of {len(done.report['gates'])} missed: " +
+                       "; ".join(f"{g['gate']} ({g['reason']})" for g in missed), err=True)
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _print_summary(report: dict, files: dict[str, Path]) -> None:
+    from flightdeck.evaluation.reports.markdown import format_value, headline
+
+    s, m, deltas = report["set"], report["metrics"], report.get("deltas", {})
+    counts = s["counts"]
+    typer.echo(f"{s['name']}: {counts['questions']} questions ({counts['answerable']} answerable, "
+               f"{counts['unanswerable']} not), generator {report['run'].get('generator')}, index "
+               f"{(report['run'].get('index_version') or '')[:12]}")
+    names = headline(report)
+    width = max(map(len, names), default=10)
+    for name in names:
+        d = deltas.get(name)
+        delta = "" if d is None else f"  ({d:+.3f} vs previous)" if not name.endswith("_ms") else f"  ({d:+,.0f} ms)"
+        typer.echo(f"  {name:<{width}}  {format_value(name, m[name]):>10}{delta}")
+    outcomes: dict[str, int] = {}
+    for q in report["questions"]:
+        outcomes[q["outcome"]] = outcomes.get(q["outcome"], 0) + 1
+    typer.echo("  outcomes: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(outcomes.items())))
+    for g in report["gates"]:
+        typer.echo(f"  gate {g['gate']}: " + ("pass" if g["passed"] else f"MISSED ({g['reason']})"))
+    typer.echo(f"run {report['run']['id']}; report: {files.get('html')}")
+
+
+@app.command("runs")
+def runs(
+    set_name: Annotated[str | None, typer.Option("--set", help="only the runs of this evaluation set")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="how many, newest first")] = 20,
+    spec: SpecOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List evaluation runs, newest first: set, status, gates, headline metrics, index version and commit."""
+    from flightdeck.models.trackers.builtin import ExperimentRuns
+    from flightdeck.project import Project
+
+    with errors_to_exit(as_json):
+        found = ExperimentRuns(Project.load(spec).workspace).list("eval", set_name, limit)
+    if as_json:
+        print_json([r.to_dict() for r in found])
+        return
+    if not found:
+        typer.echo("no evaluation runs yet; `flightdeck eval` makes one")
+        return
+    import datetime as dt
+
+    for r in found:
+        when = dt.datetime.fromtimestamp(r.started_at).strftime("%Y-%m-%d %H:%M")
+        gates = {None: "no gates", True: "gates passed", False: "gates FAILED"}[r.passed]
+        k = r.params.get("evaluation", {}).get("k", 10)
+        key = {f"ndcg@{k}": r.metrics.get(f"ndcg@{k}"), "token_f1": r.metrics.get("token_f1"),
+               "refusal_rate": r.metrics.get("refusal_rate")}
+        shown = "  ".join(f"{n} {v:.3f}" for n, v in key.items() if isinstance(v, int | float))
+        typer.echo(f"{r.id}  {when}  {r.name:<16} {r.status:<9} {gates:<12} {shown}  index "
+                   f"{(r.index_version or '-')[:12]}  commit {(r.git_commit or '-')[:8]}")
 
 
 class Mode(StrEnum):

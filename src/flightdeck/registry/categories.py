@@ -29,3 +29,6 @@ class Category(StrEnum):
     SERVING_API = "serving_api"  # deployment.serving_apis: the transports of flightdeck serve
     ACCESS_CONTROL = "access_control"  # governance.access_control: API keys, roles
     MONITORING = "monitoring"  # monitoring.model_monitoring / logging: the server's metrics
+    EVAL_METRIC = "eval_metric"  # evaluation.metrics: the metric families flightdeck eval measures
+    VALIDATION = "validation"  # evaluation.validations: hallucination, safety, bias, drift, explainability
+    TRACKER = "tracker"  # model.experiment_tracking: where runs are recorded

@@ -375,6 +375,34 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
     Flavor(_C.ACCESS_CONTROL, "rbac", "flightdeck.governance.access:allowed",
            options=("governance.access_control.rbac",),
            summary="roles viewer < editor < approver < admin, deny by default: every route names one permission"),
+    # phase 4: flightdeck eval (evaluation/), every run recorded in the built-in runs table (models/trackers/)
+    Flavor(_C.EVAL_METRIC, "accuracy_precision_recall",
+           "flightdeck.evaluation.metrics.classification:answerability_scores",
+           extra="eval", requires=("sklearn",), options=("evaluation.metrics.accuracy_precision_recall",),
+           summary="scikit-learn accuracy, precision and recall of answering vs refusing against the set's "
+                   "answerable labels (answerability_*)"),
+    Flavor(_C.EVAL_METRIC, "f1", "flightdeck.evaluation.metrics.text:token_f1", extra="eval", requires=("sklearn",),
+           options=("evaluation.metrics.f1",),
+           summary="SQuAD token F1 of answer vs reference answer; scikit-learn F1 of answering vs refusing"),
+    Flavor(_C.EVAL_METRIC, "auroc", "flightdeck.evaluation.metrics.classification:answerability_scores",
+           extra="eval", requires=("sklearn",), options=("evaluation.metrics.auroc",),
+           summary="scikit-learn ROC AUC of the answer's groundedness (0 when refused) as a score for "
+                   "answerable vs unanswerable questions"),
+    Flavor(_C.EVAL_METRIC, "rmse_mae", "flightdeck.evaluation.metrics.classification:answerability_scores",
+           extra="eval", requires=("sklearn",), options=("evaluation.metrics.rmse_mae",),
+           summary="scikit-learn RMSE and MAE of that score against the 0/1 answerable truth (calibration)"),
+    Flavor(_C.EVAL_METRIC, "bleu_rouge", "flightdeck.evaluation.metrics.text:rouge", extra="eval",
+           requires=("sacrebleu", "rouge_score"), options=("evaluation.metrics.bleu_rouge",),
+           summary="corpus BLEU (sacrebleu) and ROUGE-1/2/L F-measures (rouge-score, stemmed) against the "
+                   "reference answers"),
+    Flavor(_C.EVAL_METRIC, "cosine_similarity", "flightdeck.evaluation.metrics.grounding:similarity",
+           options=("evaluation.metrics.cosine_similarity",),
+           summary="cosine similarity of answer and reference answer with the project's embedder"),
+    Flavor(_C.VALIDATION, "hallucination_testing", "flightdeck.evaluation.runner:evaluate",
+           options=("evaluation.validations.hallucination_testing",),
+           summary="unanswerable questions must be refused (refusal_rate), answerable ones not "
+                   "(false_refusal_rate); answer sentences without support in the cited chunks are flagged "
+                   "(judge-free groundedness)"),
     # --- session 7: query transformations (insert below, keep this line) ---
     Flavor(_C.QUERY_TRANSFORMATION, "rewrite", "flightdeck.retrieval.query_transform:RewriteTransform",
            "flightdeck.retrieval.query_transform:RewriteConfig", needs=_LLM, takes=("generator",),

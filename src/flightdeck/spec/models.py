@@ -28,6 +28,7 @@ from pydantic import (
 from flightdeck.registry.categories import Category
 from flightdeck.spec.catalog import catalog
 from flightdeck.spec.cleaning import CleaningSettings
+from flightdeck.spec.evaluation import EVALUATION_FIELDS
 from flightdeck.spec.policies import PolicyStatement
 from flightdeck.spec.server import ServerSettings
 
@@ -228,6 +229,7 @@ _PHASE_EXTRA_FIELDS: dict[str, dict[str, tuple[Any, Any]]] = {
     "model": {"generator": (ProviderValue, _default_ref(EMBEDDED_DEFAULTS["model.generator"]))},
     "deployment": {"server": (ServerSettings, ServerSettings())},
     "governance": {"policies": (list[PolicyStatement], [])},
+    "evaluation": EVALUATION_FIELDS,
 }
 
 

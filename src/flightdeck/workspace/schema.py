@@ -19,7 +19,7 @@ from sqlalchemy import (
 __all__ = ["metadata", "documents", "chunks", "embeddings", "runs", "step_runs", "dataset_versions",
            "index_versions", "chunk_payloads", "store_sync", "state", "dataset_version_documents",
            "document_signatures", "dataset_splits", "synthetic_sets", "synthetic_examples",
-           "synthetic_generations", "api_keys", "traces"]
+           "synthetic_generations", "api_keys", "traces", "eval_sets", "experiment_runs"]
 
 metadata = MetaData()
 
@@ -226,4 +226,40 @@ traces = Table(
                                                     "template and hash, flags, tokens, timings, error"),
     Index("ix_traces_conversation", "conversation_id", "created_at"),
     Index("ix_traces_key", "key_id", "created_at"),
+)
+
+
+# revision 0007
+eval_sets = Table(
+    "eval_sets", metadata,
+    Column("id", String(64), primary_key=True, comment="sha256 of the set's canonical JSONL"),
+    Column("name", String, nullable=False),
+    Column("path", Text, nullable=False, comment="where it was read from, as the spec gives it"),
+    Column("created_at", Float, nullable=False),
+    Column("question_count", Integer, nullable=False),
+    Column("counts", JSON, nullable=False, comment="answerable, unanswerable, by tag"),
+    Column("artifact", String(64), nullable=False, comment="the canonical JSONL, content-addressed"),
+)
+
+experiment_runs = Table(
+    "experiment_runs", metadata,
+    Column("id", String(40), primary_key=True, comment="ev_<hex> (eval) or tu_<hex> (tune)"),
+    Column("kind", String, nullable=False, comment="eval | tune | trial"),
+    Column("name", String, nullable=False, comment="the evaluation set's name, or the study's"),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),
+    Column("status", String, nullable=False, comment="running | succeeded | failed"),
+    Column("spec_hash", String(64), nullable=False),
+    Column("git_commit", String(40), nullable=True, comment="HEAD of the spec's repository, when it is one"),
+    Column("index_version", String(64), nullable=True, comment="the index version it measured"),
+    Column("dataset_version", String(64), nullable=True),
+    Column("eval_set", String(64), nullable=True, comment="eval_sets.id"),
+    Column("params", JSON, nullable=False, comment="retrieval, generator and evaluation settings"),
+    Column("metrics", JSON, nullable=False),
+    Column("gates", JSON, nullable=False, comment="each gate, the measured value and whether it passed"),
+    Column("passed", Integer, nullable=True, comment="1: every gate passed, 0: one was missed, null: no gates"),
+    Column("artifacts", JSON, nullable=False, comment="name → artifact digest (per-question results, reports)"),
+    Column("error", Text, nullable=True),
+    Index("ix_experiment_runs_name", "kind", "name", "started_at"),
+    Index("ix_experiment_runs_index", "index_version"),
 )
