@@ -300,7 +300,7 @@ class Project:
                               gates=parsed_gates(ev.gates), spec_hash=stable_hash(self.spec.model_dump()),
                               params=params, context=context, git_commit=git_commit(self.loaded.base_dir),
                               dataset_version=self.workspace.get_state(CURRENT_DATASET), report_dir=report_dir,
-                              reporter=reporter)
+                              reporter=reporter, trackers=self.assembly.trackers())
 
     @cached_property
     def api_keys(self) -> KeyStore:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from flightdeck.evaluation.metrics import LOWER_IS_BETTER
 from flightdeck.evaluation.reports import REPORT_FORMAT, write_reports
 from flightdeck.evaluation.runner import AnsweringSystem, EvalOptions, EvalResult, evaluate
 from flightdeck.evaluation.sets import EvalSet, store_set
-from flightdeck.models.trackers.base import RunRecord
+from flightdeck.models.trackers.base import RunRecord, Tracker
 from flightdeck.models.trackers.builtin import ExperimentRuns
 from flightdeck.spec.evaluation import Gate
 
@@ -75,11 +75,14 @@ def build_report(run: RunRecord, result: EvalResult, gates: list[GateResult], pr
 def run_evaluation(system: AnsweringSystem, workspace: Any, eval_set: EvalSet, *, embed: Callable[[list[str]], Any],
                    options: EvalOptions, gates: list[Gate], spec_hash: str, params: dict[str, Any],
                    context: dict[str, Any], git_commit: str | None = None, dataset_version: str | None = None,
-                   report_dir: Path | None = None, reporter: Reporter | None = None) -> EvalRun:
+                   report_dir: Path | None = None, reporter: Reporter | None = None,
+                   trackers: Sequence[Tracker] = ()) -> EvalRun:
     """Evaluate, record and report. ``context`` (project, generator, embedder…) goes into the report's run block.
 
     Reports go to ``report_dir`` (default ``<workspace>/reports/<run id>``) and into the artifact store, where
     the run's ``artifacts`` point. A failure after the run started marks it failed (with the error) and re-raises.
+    Each of ``trackers`` then gets the finished run and the report files; one that fails is recorded in the
+    run's ``tracked`` as ``error: …`` and does not fail the evaluation (the built-in runs table has the run).
     """
     unknown = unknown_gate_metrics(gates)
     if unknown:  # a typo is said before minutes of work
@@ -109,4 +112,12 @@ def run_evaluation(system: AnsweringSystem, workspace: Any, eval_set: EvalSet, *
         run.status, run.error = "failed", f"{type(exc).__name__}: {exc}"
         runs.finish(run)
         raise
+    if trackers:
+        for tracker in trackers:
+            try:
+                run.tracked[tracker.name] = tracker.log_run(run, files)
+            except Exception as exc:  # the run is in the built-in table: a tracker that is down loses nothing
+                run.tracked[tracker.name] = f"error: {type(exc).__name__}: {exc}"
+        runs.finish(run)
+        report["run"]["tracked"] = dict(run.tracked)
     return EvalRun(run, result, gate_results, previous, report, files)

@@ -225,6 +225,11 @@ class Assembly:
         return observers_first([self.build(Category.VERSIONING, ref, self.settings(ref)).hook(context)
                                 for ref in refs])
 
+    def trackers(self) -> list[Any]:
+        """The trackers of ``model.experiment_tracking`` (MLflow, W&B, TensorBoard, Neptune), beside the built-in
+        runs table that every run goes to."""
+        return [self.build(Category.TRACKER, ref) for ref in (self.spec.model.experiment_tracking or ())]
+
     # the pipeline -----------------------------------------------------------------------------------
     def steps(self) -> list[Step]:
         """The pipeline of the spec's use case (the RAG path: ingest, (synthesize,) embed, index)."""

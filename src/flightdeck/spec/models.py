@@ -53,6 +53,7 @@ PROVIDER_SECTIONS: dict[str, Category] = {
     "data.splits": Category.SPLITTER,
     "retrieval.embedding_model": Category.EMBEDDER,
     "retrieval.vector_database": Category.VECTOR_STORE,
+    "model.experiment_tracking": Category.TRACKER,
 }
 # Sections that also take providers of another category. The checklist lists synthetic data generation with
 # the data sources (1.1), but it writes examples from the chunks instead of reading documents: a synthesizer.

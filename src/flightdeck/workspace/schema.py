@@ -259,6 +259,7 @@ experiment_runs = Table(
     Column("gates", JSON, nullable=False, comment="each gate, the measured value and whether it passed"),
     Column("passed", Integer, nullable=True, comment="1: every gate passed, 0: one was missed, null: no gates"),
     Column("artifacts", JSON, nullable=False, comment="name → artifact digest (per-question results, reports)"),
+    Column("tracked", JSON, nullable=False, comment="tracker → where the run went (run id or URL), or its error"),
     Column("error", Text, nullable=True),
     Index("ix_experiment_runs_name", "kind", "name", "started_at"),
     Index("ix_experiment_runs_index", "index_version"),

@@ -34,6 +34,7 @@ class RunRecord:
     passed: bool | None = None
     artifacts: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    tracked: dict[str, str] = field(default_factory=dict)  # tracker name → its run id / URL, or "error: …"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

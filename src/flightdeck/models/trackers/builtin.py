@@ -39,7 +39,7 @@ def _record(row: Any) -> RunRecord:
     return RunRecord(m["id"], m["kind"], m["name"], m["started_at"], m["spec_hash"], m["status"], m["finished_at"],
                      m["git_commit"], m["index_version"], m["dataset_version"], m["eval_set"], dict(m["params"]),
                      dict(m["metrics"]), list(m["gates"]), None if m["passed"] is None else bool(m["passed"]),
-                     dict(m["artifacts"]), m["error"])
+                     dict(m["artifacts"]), m["error"], dict(m["tracked"] or {}))
 
 
 class ExperimentRuns:
@@ -58,7 +58,7 @@ class ExperimentRuns:
             conn.execute(experiment_runs.insert().values(
                 id=run.id, kind=kind, name=name, started_at=run.started_at, status=run.status, spec_hash=spec_hash,
                 git_commit=git_commit, index_version=index_version, dataset_version=dataset_version,
-                eval_set=eval_set, params=params, metrics={}, gates=[], artifacts={}))
+                eval_set=eval_set, params=params, metrics={}, gates=[], artifacts={}, tracked={}))
         return run
 
     def finish(self, run: RunRecord) -> RunRecord:
@@ -68,7 +68,7 @@ class ExperimentRuns:
             conn.execute(experiment_runs.update().where(experiment_runs.c.id == run.id).values(
                 finished_at=run.finished_at, status=run.status, metrics=run.metrics, gates=run.gates,
                 passed=None if run.passed is None else int(run.passed), artifacts=run.artifacts, error=run.error,
-                index_version=run.index_version, params=run.params))
+                index_version=run.index_version, params=run.params, tracked=run.tracked))
         return run
 
     def get(self, run_id: str) -> RunRecord:

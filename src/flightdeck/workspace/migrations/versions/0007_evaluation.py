@@ -44,6 +44,7 @@ def upgrade() -> None:
         sa.Column("gates", sa.JSON, nullable=False),
         sa.Column("passed", sa.Integer, nullable=True),
         sa.Column("artifacts", sa.JSON, nullable=False),
+        sa.Column("tracked", sa.JSON, nullable=False),
         sa.Column("error", sa.Text, nullable=True),
     )
     op.create_index("ix_experiment_runs_name", "experiment_runs", ["kind", "name", "started_at"])
