@@ -292,7 +292,8 @@ class Project:
         generator = getattr(self.generator, "model_id", "") or self.spec.model.generator.provider
         params = {"search": self.spec.retrieval.search.model_dump(),
                   "generator": self.spec.model.generator.model_dump(),
-                  "embedder": self.embedder.model_id, "chunking": self.spec.data.chunking.model_dump(),
+                  "generator_id": generator, "embedder": self.embedder.model_id,
+                  "chunking": self.spec.data.chunking.model_dump(),
                   "evaluation": {"k": ev.k, "families": list(families), "support_threshold": ev.support_threshold,
                                  "limit": limit, "set": eval_set.name}}
         context = {"project": self.spec.project, "generator": generator, "embedder": self.embedder.model_id}
