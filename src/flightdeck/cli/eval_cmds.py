@@ -219,3 +219,78 @@ def _synthetic(set_ref: str | None, mode: str, spec: Path | None, as_json: bool)
     typer.echo(f"search latency ms: p50 {report.latency_ms.get('p50')}  p99 {report.latency_ms.get('p99')}")
     for w in report.warnings:
         typer.echo(f"warning: {w}", err=True)
+
+
+# --- checklist 4.2: OpenAI Evals samples (evaluation/tools/openai_evals.py) ---
+
+def _openai_set(set_ref: str | None, spec: Path | None):
+    """The set to export (an EvalSet)."""
+    from flightdeck.evaluation.sets import load_eval_set
+    from flightdeck.project import Project
+
+    # a JSONL file exports without a project; a name (or no --set) is looked up in the spec's evaluation.sets
+    if set_ref is not None and spec is None and Path(set_ref).is_file() and not Path("flightdeck.yaml").is_file():
+        return load_eval_set(set_ref)
+    return Project.load(spec).eval_set(set_ref)
+
+
+@app.command("export-openai")
+def export_openai(
+    out: Annotated[Path, typer.Argument(metavar="OUT.jsonl", help="the OpenAI Evals samples file to write")],
+    set_ref: Annotated[str | None, typer.Option(
+        "--set", help="a set of evaluation.sets by name, or a JSONL file (default: the first set of the spec)")] = None,
+    system_prompt: Annotated[str | None, typer.Option(
+        "--system-prompt", help="the system message of every sample (\"\" for none; default: answer as "
+        "concisely as possible)", show_default=False)] = None,
+    spec: SpecOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write an evaluation set as OpenAI Evals samples (github.com/openai/evals), for its Match, Includes and
+    FuzzyMatch evals: one line per answerable question with a reference answer, whose "input" is a system and a
+    user message and whose "ideal" is the reference answer. flightdeck's id, tags and sources travel under the key "flightdeck", which oaieval ignores."""
+    from flightdeck.evaluation.tools.openai_evals import DEFAULT_SYSTEM_PROMPT, export_samples
+
+    with errors_to_exit(as_json):
+        eval_set = _openai_set(set_ref, spec)
+        written = export_samples(eval_set, out, DEFAULT_SYSTEM_PROMPT if system_prompt is None else system_prompt)
+    skipped = len(eval_set.questions) - written
+    if as_json:
+        print_json({"ok": True, "set": eval_set.name, "set_id": eval_set.sha256, "out": str(out),
+                    "samples": written, "skipped": skipped})
+        return
+    typer.echo(f"{out}: {written} samples from {eval_set.name} ({len(eval_set.questions)} questions; {skipped} "
+               "without a reference answer or unanswerable left out)")
+
+
+@app.command("import-openai")
+def import_openai(
+    samples: Annotated[Path, typer.Argument(metavar="SAMPLES.jsonl", help="an OpenAI Evals samples file")],
+    out: Annotated[Path, typer.Argument(metavar="OUT.jsonl", help="the flightdeck evaluation set to write")],
+    as_json: JsonOption = False,
+) -> None:
+    """Read an OpenAI Evals samples file and write it as a flightdeck evaluation set (JSONL): the question is the
+    last user message of "input", the reference answer the first "ideal". Every bad line is named (file:line)."""
+    import os
+
+    from flightdeck.evaluation.sets import load_eval_set
+    from flightdeck.evaluation.tools.openai_evals import import_samples
+
+    with errors_to_exit(as_json):
+        imported = import_samples(samples)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(imported.canonical(), encoding="utf-8")
+            load_eval_set(tmp)  # what is written must load as a set
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
+    several = sum(len(v) > 1 for v in imported.ideals.values())
+    if as_json:
+        print_json({"ok": True, "out": str(out), "questions": len(imported.questions), "set_id": imported.sha256,
+                    "questions_with_several_ideals": several})
+        return
+    typer.echo(f"{out}: {len(imported.questions)} questions from {samples}")
+    if several:
+        typer.echo(f"note: {several} sample(s) list several ideals; a flightdeck set keeps the first as the "
+                   "reference answer", err=True)

@@ -32,3 +32,4 @@ class Category(StrEnum):
     EVAL_METRIC = "eval_metric"  # evaluation.metrics: the metric families flightdeck eval measures
     VALIDATION = "validation"  # evaluation.validations: hallucination, safety, bias, drift, explainability
     TRACKER = "tracker"  # model.experiment_tracking: where runs are recorded
+    EVAL_TOOL = "eval_tool"  # evaluation.tools: other evaluation frameworks' formats and checks

@@ -403,6 +403,12 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            summary="unanswerable questions must be refused (refusal_rate), answerable ones not "
                    "(false_refusal_rate); answer sentences without support in the cited chunks are flagged "
                    "(judge-free groundedness)"),
+    Flavor(_C.EVAL_TOOL, "openai_evals", "flightdeck.evaluation.tools.openai_evals:basic_scores",
+           options=("evaluation.tools.openai_evals",),
+           summary="OpenAI Evals samples JSONL both ways (`eval export-openai` / `eval import-openai`) and its basic "
+                   "evals Match, Includes and FuzzyMatch (+ token F1) as openai_* scores",
+           note="the evals package is not installed (its google-generativeai needs protobuf<5, pinned 6; ~40 "
+                "deps): the three checks are reimplemented from openai/evals and tested on its own test cases"),
     # --- session 7: query transformations (insert below, keep this line) ---
     Flavor(_C.QUERY_TRANSFORMATION, "rewrite", "flightdeck.retrieval.query_transform:RewriteTransform",
            "flightdeck.retrieval.query_transform:RewriteConfig", needs=_LLM, takes=("generator",),
