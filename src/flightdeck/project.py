@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from flightdeck.governance.lineage import ChunkLineage
     from flightdeck.governance.versions import DatasetVersion, VersionDiff
     from flightdeck.models.generators.base import Answer, Generator
+    from flightdeck.monitoring.drift import DriftReport
     from flightdeck.pipeline.checkout import CheckoutResult
     from flightdeck.retrieval.embedders.base import Embedder
     from flightdeck.retrieval.query_transform import QueryTransformation
@@ -288,14 +289,15 @@ class Project:
         if not self.workspace.get_state(CURRENT_INDEX):
             raise FlightdeckError(f"{self.spec_path}: no index yet; run `flightdeck run` before `flightdeck eval`")
         families = tuple(f for f in (ev.metrics or FAMILIES) if f in FAMILIES)
-        options = EvalOptions(k=ev.k, families=families, support_threshold=ev.support_threshold, limit=limit)
+        options = EvalOptions(k=ev.k, families=families, support_threshold=ev.support_threshold, limit=limit,
+                              tools=tuple(t for t in ev.tools if t == "openai_evals"))
         generator = getattr(self.generator, "model_id", "") or self.spec.model.generator.provider
         params = {"search": self.spec.retrieval.search.model_dump(),
                   "generator": self.spec.model.generator.model_dump(),
                   "generator_id": generator, "embedder": self.embedder.model_id,
                   "chunking": self.spec.data.chunking.model_dump(),
                   "evaluation": {"k": ev.k, "families": list(families), "support_threshold": ev.support_threshold,
-                                 "limit": limit, "set": eval_set.name}}
+                                 "limit": limit, "set": eval_set.name, "tools": list(options.tools)}}
         context = {"project": self.spec.project, "generator": generator, "embedder": self.embedder.model_id}
         return run_evaluation(self, self.workspace, eval_set, embed=self.embedder.embed_documents, options=options,
                               gates=parsed_gates(ev.gates), spec_hash=stable_hash(self.spec.model_dump()),
@@ -315,3 +317,20 @@ class Project:
         from flightdeck.spec.report import checklist_report
 
         return checklist_report(self.spec)
+
+    # drift (flightdeck.monitoring) ---------------------------------------------------------------------------
+    def drift(self, *, datasets: tuple[str, str] | None = None, indexes: tuple[str, str] | None = None,
+              traces: bool = False, window: str | float = "7d", now: float | None = None, alpha: float = 0.01,
+              max_texts: int = 1000, seed: int = 0) -> DriftReport:
+        """Do two samples of what this project sees differ? Give one of: two dataset versions (``datasets``: ids,
+        unique prefixes or ``current``; their chunk texts), two index versions (``indexes``; the chunks and vectors
+        each holds) or ``traces=True`` (the questions and retrieval scores of the last ``window``, e.g. ``"7d"``,
+        before ``now`` against the ``window`` before it). Embedding shift (MMD², a domain classifier), token
+        lengths, vocabulary and, for traces, retrieval scores are tested at ``alpha`` on at most ``max_texts`` texts
+        a side (seeded). Returns a :class:`~flightdeck.monitoring.drift.DriftReport`."""
+        from flightdeck.monitoring.drift import compare_samples
+        from flightdeck.monitoring.drift_samples import read_samples
+
+        kind, a, b = read_samples(self.workspace, datasets=datasets, indexes=indexes, traces=traces, window=window,
+                                  now=now)
+        return compare_samples(a, b, self.embedder, kind=kind, alpha=alpha, max_texts=max_texts, seed=seed)

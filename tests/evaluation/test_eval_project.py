@@ -74,6 +74,7 @@ def _project(root: Path, *, search: str = "{mode: hybrid, k: 5}", gates: str = '
         evaluation:
           metrics: [accuracy_precision_recall, f1, auroc, rmse_mae, bleu_rouge, cosine_similarity]
           validations: [hallucination_testing]
+          tools: [openai_evals]
           sets: [eval/qa.jsonl]
           k: 5
           gates: {gates}
@@ -109,6 +110,10 @@ def test_an_evaluation_scores_retrieval_answers_and_refusals_and_is_recorded(tmp
     for name in ("token_f1", "bleu", "rougeL", "answer_similarity", "citation_precision", "citation_recall",
                  "groundedness", "refusal_rate", "false_refusal_rate", "answerability_f1", "latency_p50_ms"):
         assert m[name] is not None, name
+    # OpenAI Evals' basic checks, in-process: extractive answers are the documents' sentences, so the reference
+    # (a document sentence) is included in some answers
+    assert 0 < m["openai_includes"] <= 1 and m["openai_fuzzy_match"] >= m["openai_match"]
+    assert "openai_match" in by_id["venv"].scores and "openai_match" not in by_id["mars"].scores
     answered = [q for q in done.result.questions if q.found]
     assert answered and all(q.sentences and q.citations for q in answered)
     # extractive answers are sentences of the chunks they cite: fully grounded

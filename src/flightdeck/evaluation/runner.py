@@ -48,6 +48,7 @@ class EvalOptions:
     families: tuple[str, ...] = tuple(FAMILIES)
     support_threshold: float = 0.5
     limit: int | None = None  # score only the first N questions (a quick look)
+    tools: tuple[str, ...] = ()  # evaluation.tools run in-process: openai_evals (Match, Includes, FuzzyMatch)
 
 
 @dataclass
@@ -216,6 +217,17 @@ def _aggregate(results: list[QuestionResult], ranking: dict[str, list[str]], qre
         # corpus BLEU over every answered question: the figure BLEU means in papers (sentence BLEU is noisy)
         metrics["bleu"] = round(corpus_bleu([r.answer for r in answered_ok], [r.reference_answer for r in answered_ok]),
                                 5) if answered_ok else None
+    if "openai_evals" in options.tools:
+        from flightdeck.evaluation.tools.openai_evals import basic_scores, fuzzy_match, includes, match
+
+        graded = [r for r in results if r.answerable and r.reference_answer and not r.error]
+        for r in graded:
+            r.scores.update({"openai_match": float(match(r.answer, [r.reference_answer])),
+                             "openai_includes": float(includes(r.answer, [r.reference_answer])),
+                             "openai_fuzzy_match": float(fuzzy_match(r.answer, [r.reference_answer]))})
+        scores = basic_scores([(r.answer, [r.reference_answer]) for r in graded])
+        metrics.update({k: round(v, 5) for k, v in scores.items()} if scores else
+                       dict.fromkeys(("openai_match", "openai_includes", "openai_fuzzy_match"), None))
     unanswerable = [r for r in results if not r.answerable]
     answerable = [r for r in results if r.answerable]
     metrics["refusal_rate"] = _mean([float(not r.found) for r in unanswerable])
@@ -256,6 +268,6 @@ def evaluate(system: AnsweringSystem, eval_set: EvalSet, embed: Callable[[list[s
     index_version = next((r.index_version for r in results if r.index_version), "")
     metrics = _aggregate(results, ranking, qrels, options)
     opts = {"k": options.k, "families": list(options.families), "support_threshold": options.support_threshold,
-            "limit": options.limit, "questions": len(questions)}
+            "limit": options.limit, "questions": len(questions), "tools": list(options.tools)}
     return EvalResult(eval_set.name, eval_set.sha256, eval_set.counts, index_version, opts, metrics, results,
                       started, time.time())

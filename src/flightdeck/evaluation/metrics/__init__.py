@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["FAMILIES", "CORE_METRICS", "JUDGE_METRICS", "LATER_METRICS", "known_metric", "metric_names",
+__all__ = ["FAMILIES", "TOOL_METRICS", "CORE_METRICS", "JUDGE_METRICS", "LATER_METRICS", "known_metric", "metric_names",
            "LOWER_IS_BETTER"]
 
 #: checklist option → metrics it adds (k-dependent names are written with {k})
@@ -36,6 +36,10 @@ LATER_METRICS: dict[str, str] = {
     **{m: "llm_as_a_judge in evaluation.metrics (the LLM judge)" for m in JUDGE_METRICS},
     "injection_success_rate": "the prompt-injection suite (safety_prompt_injection)",
 }
+#: metrics of the evaluation tools run in-process (evaluation.tools)
+TOOL_METRICS: dict[str, tuple[str, ...]] = {
+    "openai_evals": ("openai_match", "openai_includes", "openai_fuzzy_match", "openai_fuzzy_match_f1"),
+}
 #: metrics where a smaller value is better (the report colours their deltas the other way)
 LOWER_IS_BETTER = frozenset({"false_refusal_rate", "answerability_rmse", "answerability_mae", "latency_p50_ms",
                              "latency_p95_ms", "errors", "injection_success_rate"})
@@ -55,4 +59,4 @@ def metric_names(k: int, families: list[str] | tuple[str, ...] | None = None) ->
 def known_metric(name: str) -> bool:
     """Whether some evaluation measures a metric of this name (any depth for the @k ones)."""
     return bool(_AT_K.match(name)) or name in LATER_METRICS or any(
-        name in ms for ms in FAMILIES.values()) or name in {m for m in CORE_METRICS if "{k}" not in m}
+        name in ms for ms in (*FAMILIES.values(), *TOOL_METRICS.values())) or name in {m for m in CORE_METRICS if "{k}" not in m}
