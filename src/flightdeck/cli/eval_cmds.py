@@ -247,7 +247,8 @@ def export_openai(
 ) -> None:
     """Write an evaluation set as OpenAI Evals samples (github.com/openai/evals), for its Match, Includes and
     FuzzyMatch evals: one line per answerable question with a reference answer, whose "input" is a system and a
-    user message and whose "ideal" is the reference answer. flightdeck's id, tags and sources travel under the key "flightdeck", which oaieval ignores."""
+    user message and whose "ideal" is the reference answer. flightdeck's id, tags and sources travel under the key
+    "flightdeck", which oaieval ignores."""
     from flightdeck.evaluation.tools.openai_evals import DEFAULT_SYSTEM_PROMPT, export_samples
 
     with errors_to_exit(as_json):

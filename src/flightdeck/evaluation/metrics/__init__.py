@@ -58,5 +58,6 @@ def metric_names(k: int, families: list[str] | tuple[str, ...] | None = None) ->
 
 def known_metric(name: str) -> bool:
     """Whether some evaluation measures a metric of this name (any depth for the @k ones)."""
-    return bool(_AT_K.match(name)) or name in LATER_METRICS or any(
-        name in ms for ms in (*FAMILIES.values(), *TOOL_METRICS.values())) or name in {m for m in CORE_METRICS if "{k}" not in m}
+    fixed = {m for m in CORE_METRICS if "{k}" not in m}
+    return bool(_AT_K.match(name)) or name in LATER_METRICS or name in fixed or any(
+        name in ms for ms in (*FAMILIES.values(), *TOOL_METRICS.values()))
