@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from flightdeck.cli import batch_cmd, data_cmds, eval_cmds, init_cmd, keys_cmds, run_cmds, serve_cmd, spec_cmds
+from flightdeck.cli import (
+    batch_cmd,
+    data_cmds,
+    drift_cmd,
+    eval_cmds,
+    init_cmd,
+    keys_cmds,
+    run_cmds,
+    serve_cmd,
+    spec_cmds,
+)
 
 app = typer.Typer(
     name="flightdeck",
@@ -22,6 +32,7 @@ app.command("search")(run_cmds.search)
 app.command("ask")(run_cmds.ask)
 app.command("batch")(batch_cmd.batch)
 app.command("serve")(serve_cmd.serve)
+app.command("drift")(drift_cmd.drift)
 app.add_typer(data_cmds.data_app, name="data")
 app.add_typer(data_cmds.lineage_app, name="lineage")
 app.add_typer(eval_cmds.app, name="eval")

@@ -409,6 +409,12 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
                    "evals Match, Includes and FuzzyMatch (+ token F1) as openai_* scores",
            note="the evals package is not installed (its google-generativeai needs protobuf<5, pinned 6; ~40 "
                 "deps): the three checks are reimplemented from openai/evals and tested on its own test cases"),
+    Flavor(_C.VALIDATION, "drift_analysis", "flightdeck.monitoring.drift:embedding_shift", extra="eval",
+           requires=("sklearn", "scipy"), options=("evaluation.validations.drift_analysis",),
+           summary="flightdeck drift: two dataset versions, index versions or windows of traces compared with "
+                   "p-values: embedding shift (MMD² permutation test, logistic-regression domain classifier AUC), "
+                   "token lengths (KS), term distribution (Jensen-Shannon), vocabulary overlap/OOV/new terms, "
+                   "retrieval scores (KS)"),
     # --- session 7: query transformations (insert below, keep this line) ---
     Flavor(_C.QUERY_TRANSFORMATION, "rewrite", "flightdeck.retrieval.query_transform:RewriteTransform",
            "flightdeck.retrieval.query_transform:RewriteConfig", needs=_LLM, takes=("generator",),
