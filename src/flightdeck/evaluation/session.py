@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from flightdeck.core.reporting import Reporter
 from flightdeck.evaluation.gates import GateResult, check_gates, unknown_gate_metrics
@@ -24,7 +24,29 @@ from flightdeck.models.trackers.base import RunRecord, Tracker
 from flightdeck.models.trackers.builtin import ExperimentRuns
 from flightdeck.spec.evaluation import Gate
 
-__all__ = ["EvalRun", "run_evaluation", "build_report"]
+__all__ = ["EvalRun", "run_evaluation", "build_report", "Validation", "ValidationResult"]
+
+
+@dataclass
+class ValidationResult:
+    """What a validation suite (safety, bias…) measured: gateable metrics, each case it ran, a one-line summary."""
+
+    name: str
+    metrics: dict[str, float | None]
+    cases: list[dict[str, Any]] = field(default_factory=list)
+    summary: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "metrics": self.metrics, "cases": self.cases, "summary": self.summary}
+
+
+class Validation(Protocol):
+    """A suite of checklist 4.3 run beside the question set (``evaluation.validations``): its metrics join the run's,
+    so gates can name them (``injection_success_rate: "<= 0.05"``)."""
+
+    name: str
+
+    def run(self, reporter: Reporter | None = None) -> ValidationResult: ...
 
 
 @dataclass
@@ -76,11 +98,12 @@ def run_evaluation(system: AnsweringSystem, workspace: Any, eval_set: EvalSet, *
                    options: EvalOptions, gates: list[Gate], spec_hash: str, params: dict[str, Any],
                    context: dict[str, Any], git_commit: str | None = None, dataset_version: str | None = None,
                    report_dir: Path | None = None, reporter: Reporter | None = None,
-                   trackers: Sequence[Tracker] = ()) -> EvalRun:
+                   trackers: Sequence[Tracker] = (), validations: Sequence[Validation] = ()) -> EvalRun:
     """Evaluate, record and report. ``context`` (project, generator, embedder…) goes into the report's run block.
 
     Reports go to ``report_dir`` (default ``<workspace>/reports/<run id>``) and into the artifact store, where
     the run's ``artifacts`` point. A failure after the run started marks it failed (with the error) and re-raises.
+    Each of ``validations`` runs after the questions; its metrics join the run's before the gates are checked.
     Each of ``trackers`` then gets the finished run and the report files; one that fails is recorded in the
     run's ``tracked`` as ``error: …`` and does not fail the evaluation (the built-in runs table has the run).
     """
@@ -93,6 +116,9 @@ def run_evaluation(system: AnsweringSystem, workspace: Any, eval_set: EvalSet, *
                      dataset_version=dataset_version, eval_set=set_id)
     try:
         result = evaluate(system, eval_set, embed, options, reporter)
+        suites = [v.run(reporter) for v in validations]
+        for suite in suites:
+            result.metrics.update(suite.metrics)
         run.index_version = result.index_version or None
         run.metrics = result.metrics
         gate_results = check_gates(gates, result.metrics)
@@ -102,6 +128,7 @@ def run_evaluation(system: AnsweringSystem, workspace: Any, eval_set: EvalSet, *
         previous = runs.previous(run)
         run.finished_at = time.time()
         report = build_report(run, result, gate_results, previous, context)
+        report["validations"] = [s.to_dict() for s in suites]
         folder = report_dir or Path(workspace.root) / "reports" / run.id
         files = write_reports(report, folder)
         run.artifacts = {"report.json": workspace.artifacts.put_bytes(json.dumps(report, sort_keys=True).encode()),
