@@ -403,6 +403,39 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            summary="unanswerable questions must be refused (refusal_rate), answerable ones not "
                    "(false_refusal_rate); answer sentences without support in the cited chunks are flagged "
                    "(judge-free groundedness)"),
+    # 3.4 experiment tracking: each finished evaluation run also goes to these (models/trackers/), beside the
+    # built-in runs table; a tracker that fails is recorded in the run, never fails it
+    Flavor(_C.TRACKER, "mlflow", "flightdeck.models.trackers.mlflow:MlflowTracker",
+           "flightdeck.models.trackers.mlflow:MlflowConfig", extra="mlflow", requires=("mlflow",),
+           options=("model.experiment_tracking.mlflow",),
+           summary="an MLflow run per evaluation: flattened params (search.k), metrics (ndcg@10 as ndcg_at_10, "
+                   "mapped back in a tag), run id/spec hash/git commit/index version/set/gates as tags, the "
+                   "JSON/Markdown/HTML reports as artifacts; to a tracking server or a database (default: "
+                   "mlflow.db beside the spec)",
+           note="the client is mlflow-skinny; tested against a real `mlflow server` (SQLite backend, proxied "
+                "artifacts) started by the tests, read back with MlflowClient"),
+    Flavor(_C.TRACKER, "wandb", "flightdeck.models.trackers.wandb:WandbTracker",
+           "flightdeck.models.trackers.wandb:WandbConfig", extra="wandb", requires=("wandb",),
+           options=("model.experiment_tracking.wandb",),
+           summary="a Weights & Biases run per evaluation: params as config, metrics in the summary, gates, the "
+                   "reports as run files; offline by default (`wandb sync` uploads it), online with an API key",
+           note="tested in offline mode with the real wandb SDK (its .wandb log read back); online mode needs a "
+                "W&B account and network, which the tests have not"),
+    Flavor(_C.TRACKER, "tensorboard", "flightdeck.models.trackers.tensorboard:TensorboardTracker",
+           "flightdeck.models.trackers.tensorboard:TensorboardConfig", extra="tensorboard",
+           requires=("tensorboardX",), options=("model.experiment_tracking.tensorboard",),
+           summary="TensorBoard event files per evaluation: a scalar per metric, an HParams session of the "
+                   "params, the gates and the Markdown report as text (written by tensorboardX: no TensorFlow or "
+                   "PyTorch needed)",
+           note="read back with TensorBoard's own EventAccumulator"),
+    Flavor(_C.TRACKER, "neptune", "flightdeck.models.trackers.neptune:NeptuneTracker",
+           "flightdeck.models.trackers.neptune:NeptuneConfig", extra="neptune", requires=("neptune",),
+           options=("model.experiment_tracking.neptune",),
+           summary="a Neptune run per evaluation: parameters, metrics, the run's ids and gates, the reports as "
+                   "files; offline by default (`neptune sync` uploads it), online with a project and API token",
+           note="tested in offline mode with the real neptune client 1.x (its offline operation log read back "
+                "with the client's own DiskQueue, as `neptune sync` reads it); nothing was ever sent to a Neptune "
+                "server (none can run here), and the 1.x client talks to the Neptune app 2.x only"),
     Flavor(_C.EVAL_TOOL, "openai_evals", "flightdeck.evaluation.tools.openai_evals:basic_scores",
            options=("evaluation.tools.openai_evals",),
            summary="OpenAI Evals samples JSONL both ways (`eval export-openai` / `eval import-openai`) and its basic "
