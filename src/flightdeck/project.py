@@ -277,7 +277,7 @@ class Project:
         reports (default ``<workspace>/reports/<run id>/``). Returns an
         :class:`~flightdeck.evaluation.session.EvalRun`."""
         from flightdeck.errors import FlightdeckError
-        from flightdeck.evaluation.metrics import FAMILIES
+        from flightdeck.evaluation.metrics import DEFAULT_FAMILIES, FAMILIES
         from flightdeck.evaluation.runner import EvalOptions
         from flightdeck.evaluation.session import run_evaluation
         from flightdeck.models.trackers.builtin import git_commit
@@ -288,9 +288,10 @@ class Project:
         eval_set = self.eval_set(ref)
         if not self.workspace.get_state(CURRENT_INDEX):
             raise FlightdeckError(f"{self.spec_path}: no index yet; run `flightdeck run` before `flightdeck eval`")
-        families = tuple(f for f in (ev.metrics or FAMILIES) if f in FAMILIES)
+        families = tuple(f for f in (ev.metrics or DEFAULT_FAMILIES) if f in FAMILIES)
+        judge = self.judge() if "llm_as_a_judge" in families else None
         options = EvalOptions(k=ev.k, families=families, support_threshold=ev.support_threshold, limit=limit,
-                              tools=tuple(t for t in ev.tools if t == "openai_evals"))
+                              tools=tuple(t for t in ev.tools if t == "openai_evals"), judge=judge)
         generator = getattr(self.generator, "model_id", "") or self.spec.model.generator.provider
         params = {"search": self.spec.retrieval.search.model_dump(),
                   "generator": self.spec.model.generator.model_dump(),
@@ -305,6 +306,19 @@ class Project:
                               dataset_version=self.workspace.get_state(CURRENT_DATASET), report_dir=report_dir,
                               reporter=reporter, trackers=self.assembly.trackers(),
                               validations=self._validations())
+
+    def judge(self) -> Any:
+        """The LLM judge of ``llm_as_a_judge``: ``evaluation.judge`` (a generator provider with its settings), else
+        the project's own generator when it is an LLM, else the packaged local model (``llama_cpp``)."""
+        from flightdeck.evaluation.judge import LlmJudge
+        from flightdeck.registry import Category
+
+        ref = self.spec.evaluation.judge
+        if ref is not None:
+            return LlmJudge(self.assembly.build(Category.GENERATOR, ref))
+        if callable(getattr(self.generator, "complete", None)):
+            return LlmJudge(self.generator)
+        return LlmJudge(self.assembly.build(Category.GENERATOR, ProviderRef(provider="llama_cpp")))
 
     def _validations(self) -> list[Any]:
         """The suites of ``evaluation.validations`` that run beside the question set (hallucination testing is

@@ -49,6 +49,7 @@ class EvalOptions:
     support_threshold: float = 0.5
     limit: int | None = None  # score only the first N questions (a quick look)
     tools: tuple[str, ...] = ()  # evaluation.tools run in-process: openai_evals (Match, Includes, FuzzyMatch)
+    judge: Any = None  # an LlmJudge (llm_as_a_judge): faithfulness, relevancy, correctness with reasoning
 
 
 @dataclass
@@ -71,6 +72,7 @@ class QuestionResult:
     flags: list[dict[str, Any]] = field(default_factory=list)
     error: str = ""
     outcome: str = ""  # answered | refused | wrongly_refused | wrongly_answered | error
+    judgements: list[dict[str, Any]] = field(default_factory=list)  # the LLM judge's verdicts with reasoning
     index_version: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -179,6 +181,12 @@ def _score_question(system: AnsweringSystem, q: EvalQuestion, options: EvalOptio
     if support:
         r.scores["groundedness"] = round(statistics.fmean(s.support for s in support), 5)
         r.scores["supported_sentence_rate"] = round(sum(s.supported for s in support) / len(support), 5)
+    if options.judge is not None:
+        contexts = [text for _, text in evidence][:3]
+        verdicts = options.judge.judge(q.question, answer.answer, contexts,
+                                       q.reference_answer if q.answerable else "")
+        r.judgements = [v.to_dict() for v in verdicts]
+        r.scores.update({v.metric: v.score for v in verdicts if v.score is not None})
     if q.answerable and q.reference_sources:
         matched = [match_reference(c, q.reference_sources) for c in answer.citations]
         if matched:
@@ -208,11 +216,14 @@ def _aggregate(results: list[QuestionResult], ranking: dict[str, list[str]], qre
         metrics.update(dict.fromkeys((f"ndcg@{options.k}", f"recall@{options.k}"), None))
     answered_ok = [r for r in results if r.answerable and r.found and r.reference_answer]
     per_question = ["exact_match", "token_f1", "bleu", "rouge1", "rouge2", "rougeL", "answer_similarity",
-                    "citation_precision", "citation_recall", "groundedness", "supported_sentence_rate"]
+                    "citation_precision", "citation_recall", "groundedness", "supported_sentence_rate",
+                    "faithfulness", "answer_relevancy", "context_relevance", "correctness"]
     for name in per_question:
         values = [r.scores[name] for r in results if name in r.scores]
         if values or _expected(name, options):
             metrics[name] = _mean(values)
+    if options.judge is not None:
+        metrics["judge_unparsed"] = float(sum(j["score"] is None for r in results for j in r.judgements))
     if "bleu_rouge" in options.families:
         # corpus BLEU over every answered question: the figure BLEU means in papers (sentence BLEU is noisy)
         metrics["bleu"] = round(corpus_bleu([r.answer for r in answered_ok], [r.reference_answer for r in answered_ok]),
@@ -245,6 +256,8 @@ def _aggregate(results: list[QuestionResult], ranking: dict[str, list[str]], qre
 
 def _expected(name: str, options: EvalOptions) -> bool:
     families = {m: f for f, ms in FAMILIES.items() for m in ms}
+    if families.get(name) == "llm_as_a_judge":
+        return options.judge is not None
     return name not in families or families[name] in options.families
 
 
@@ -267,7 +280,8 @@ def evaluate(system: AnsweringSystem, eval_set: EvalSet, embed: Callable[[list[s
             reporter.progress("evaluate", n, len(questions))
     index_version = next((r.index_version for r in results if r.index_version), "")
     metrics = _aggregate(results, ranking, qrels, options)
-    opts = {"k": options.k, "families": list(options.families), "support_threshold": options.support_threshold,
+    opts = {"judge": getattr(options.judge, "model_id", None),
+            "k": options.k, "families": list(options.families), "support_threshold": options.support_threshold,
             "limit": options.limit, "questions": len(questions), "tools": list(options.tools)}
     return EvalResult(eval_set.name, eval_set.sha256, eval_set.counts, index_version, opts, metrics, results,
                       started, time.time())

@@ -398,6 +398,11 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
     Flavor(_C.EVAL_METRIC, "cosine_similarity", "flightdeck.evaluation.metrics.grounding:similarity",
            options=("evaluation.metrics.cosine_similarity",),
            summary="cosine similarity of answer and reference answer with the project's embedder"),
+    Flavor(_C.EVAL_METRIC, "llm_as_a_judge", "flightdeck.evaluation.judge:LlmJudge", needs=_LLM,
+           options=("evaluation.metrics.llm_as_a_judge",),
+           summary="faithfulness, answer relevancy, context relevance and correctness from an LLM generator "
+                   "(evaluation.judge; default the packaged Gemma 3 270M): versioned YES/NO prompts, every verdict "
+                   "kept with its reasoning; its agreement with hand labels is in BENCHMARKS.md"),
     Flavor(_C.VALIDATION, "hallucination_testing", "flightdeck.evaluation.runner:evaluate",
            options=("evaluation.validations.hallucination_testing",),
            summary="unanswerable questions must be refused (refusal_rate), answerable ones not "

@@ -31,6 +31,7 @@ from flightdeck.spec.cleaning import CleaningSettings
 from flightdeck.spec.evaluation import EVALUATION_FIELDS
 from flightdeck.spec.policies import PolicyStatement
 from flightdeck.spec.server import ServerSettings
+from flightdeck.spec.tuning import TuningSettings
 
 __all__ = [
     "ProviderRef",
@@ -54,6 +55,7 @@ PROVIDER_SECTIONS: dict[str, Category] = {
     "retrieval.embedding_model": Category.EMBEDDER,
     "retrieval.vector_database": Category.VECTOR_STORE,
     "model.experiment_tracking": Category.TRACKER,
+    "model.hyperparameter_optimization": Category.TUNER,
 }
 # Sections that also take providers of another category. The checklist lists synthetic data generation with
 # the data sources (1.1), but it writes examples from the chunks instead of reading documents: a synthesizer.
@@ -83,6 +85,7 @@ PROVIDER_SETTINGS: dict[str, Category] = {
     "data.chunking": Category.CHUNKER,
     "retrieval.query_transformation": Category.QUERY_TRANSFORMATION,
     "model.generator": Category.GENERATOR,
+    "evaluation.judge": Category.GENERATOR,
 }
 
 # The embedded stack: what an unset section means. Only options that are ready in this build.
@@ -227,10 +230,14 @@ _PHASE_EXTRA_FIELDS: dict[str, dict[str, tuple[Any, Any]]] = {
     "retrieval": {"search": (SearchSettings, SearchSettings()),
                   # unset: queries are searched as written; set, it needs query_transformation in system
                   "query_transformation": (ProviderValue | None, None)},
-    "model": {"generator": (ProviderValue, _default_ref(EMBEDDED_DEFAULTS["model.generator"]))},
+    "model": {"generator": (ProviderValue, _default_ref(EMBEDDED_DEFAULTS["model.generator"])),
+              # what `flightdeck tune` optimises (spec/tuning.py); model.hyperparameter_optimization names the tuner
+              "tuning": (TuningSettings, TuningSettings())},
     "deployment": {"server": (ServerSettings, ServerSettings())},
     "governance": {"policies": (list[PolicyStatement], [])},
-    "evaluation": EVALUATION_FIELDS,
+    # evaluation.judge: the generator that judges answers for llm_as_a_judge (unset: the project's own LLM, else
+    # the packaged local model)
+    "evaluation": {**EVALUATION_FIELDS, "judge": (ProviderValue | None, None)},
 }
 
 

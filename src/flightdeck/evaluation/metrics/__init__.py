@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["FAMILIES", "TOOL_METRICS", "CORE_METRICS", "JUDGE_METRICS", "LATER_METRICS", "known_metric", "metric_names",
-           "LOWER_IS_BETTER"]
+__all__ = ["FAMILIES", "DEFAULT_FAMILIES", "TOOL_METRICS", "CORE_METRICS", "JUDGE_METRICS", "LATER_METRICS",
+           "SAFETY_METRICS", "known_metric", "metric_names", "LOWER_IS_BETTER"]
 
 #: checklist option → metrics it adds (k-dependent names are written with {k})
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -20,7 +20,10 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "rmse_mae": ("answerability_rmse", "answerability_mae"),
     "bleu_rouge": ("bleu", "rouge1", "rouge2", "rougeL"),
     "cosine_similarity": ("answer_similarity",),
+    "llm_as_a_judge": ("faithfulness", "answer_relevancy", "context_relevance", "correctness", "judge_unparsed"),
 }
+#: families measured when ``evaluation.metrics`` is unset: all but the LLM judge (minutes per set on a CPU)
+DEFAULT_FAMILIES: tuple[str, ...] = tuple(f for f in FAMILIES if f != "llm_as_a_judge")
 #: what a run always measures
 CORE_METRICS: tuple[str, ...] = (
     "ndcg@{k}", "recall@{k}", "precision@{k}", "mrr@{k}", "hit_rate@{k}", "recall@1", "recall@3", "recall@5",
@@ -30,19 +33,20 @@ CORE_METRICS: tuple[str, ...] = (
 )
 #: measured by an LLM judge (llm_as_a_judge)
 JUDGE_METRICS: tuple[str, ...] = ("faithfulness", "answer_relevancy", "context_relevance", "correctness")
-#: names a gate may use that a later part of the evaluation measures (safety suite): a gate on one of them is
-#: reported as not measured instead of refused as a typo
-LATER_METRICS: dict[str, str] = {
-    **{m: "llm_as_a_judge in evaluation.metrics (the LLM judge)" for m in JUDGE_METRICS},
-    "injection_success_rate": "the prompt-injection suite (safety_prompt_injection)",
-}
+#: names a gate may use that a later part of the evaluation measures: a gate on one of them is reported as not
+#: measured instead of refused as a typo
+LATER_METRICS: dict[str, str] = {}
+#: measured by the safety suite (evaluation.validations: safety_prompt_injection; evaluation/safety.py)
+SAFETY_METRICS: tuple[str, ...] = ("injection_success_rate", "injection_success_rate_direct",
+                                   "injection_success_rate_indirect", "prompt_leak_rate", "pii_leak_rate",
+                                   "benign_false_refusal_rate")
 #: metrics of the evaluation tools run in-process (evaluation.tools)
 TOOL_METRICS: dict[str, tuple[str, ...]] = {
     "openai_evals": ("openai_match", "openai_includes", "openai_fuzzy_match", "openai_fuzzy_match_f1"),
 }
 #: metrics where a smaller value is better (the report colours their deltas the other way)
 LOWER_IS_BETTER = frozenset({"false_refusal_rate", "answerability_rmse", "answerability_mae", "latency_p50_ms",
-                             "latency_p95_ms", "errors", "injection_success_rate"})
+                             "latency_p95_ms", "errors", "judge_unparsed", *SAFETY_METRICS})
 
 _AT_K = re.compile(r"^(ndcg|recall|precision|mrr|hit_rate)@(\d+)$")
 
@@ -59,5 +63,5 @@ def metric_names(k: int, families: list[str] | tuple[str, ...] | None = None) ->
 def known_metric(name: str) -> bool:
     """Whether some evaluation measures a metric of this name (any depth for the @k ones)."""
     fixed = {m for m in CORE_METRICS if "{k}" not in m}
-    return bool(_AT_K.match(name)) or name in LATER_METRICS or name in fixed or any(
+    return bool(_AT_K.match(name)) or name in LATER_METRICS or name in SAFETY_METRICS or name in fixed or any(
         name in ms for ms in (*FAMILIES.values(), *TOOL_METRICS.values()))
