@@ -24,6 +24,7 @@ from flightdeck.workspace import CURRENT_DATASET, Workspace
 if TYPE_CHECKING:
     from flightdeck.data.synthetic_sets import SyntheticExample, SyntheticSet
     from flightdeck.data.tokenization import Tokenizer
+    from flightdeck.evaluation.explain import AnswerExplanation
     from flightdeck.evaluation.session import EvalRun
     from flightdeck.evaluation.sets import EvalSet
     from flightdeck.governance.api_keys import KeyStore
@@ -305,7 +306,7 @@ class Project:
                               params=params, context=context, git_commit=git_commit(self.loaded.base_dir),
                               dataset_version=self.workspace.get_state(CURRENT_DATASET), report_dir=report_dir,
                               reporter=reporter, trackers=self.assembly.trackers(),
-                              validations=self._validations())
+                              validations=self._validations(eval_set))
 
     def judge(self) -> Any:
         """The LLM judge of ``llm_as_a_judge``: ``evaluation.judge`` (a generator provider with its settings), else
@@ -320,10 +321,16 @@ class Project:
             return LlmJudge(self.generator)
         return LlmJudge(self.assembly.build(Category.GENERATOR, ProviderRef(provider="llama_cpp")))
 
-    def _validations(self) -> list[Any]:
+    def _validations(self, eval_set: EvalSet | None = None) -> list[Any]:
         """The suites of ``evaluation.validations`` that run beside the question set (hallucination testing is
-        part of every run; drift compares two versions: ``flightdeck drift``)."""
+        part of every run; drift compares two versions: ``flightdeck drift``). ``eval_set`` is the set being run
+        (the bias suite swaps the people in its questions)."""
         suites: list[Any] = []
+        if "bias_fairness" in (self.spec.evaluation.validations or []):
+            from flightdeck.evaluation.fairness import CounterfactualSuite
+
+            suites.append(CounterfactualSuite(self, eval_set, embed=self.embedder.embed_documents,
+                                              k=self.spec.evaluation.k))
         return suites
 
     @cached_property
@@ -355,3 +362,13 @@ class Project:
         kind, a, b = read_samples(self.workspace, datasets=datasets, indexes=indexes, traces=traces, window=window,
                                   now=now)
         return compare_samples(a, b, self.embedder, kind=kind, alpha=alpha, max_texts=max_texts, seed=seed)
+
+    # explainability (flightdeck.evaluation.explain) ------------------------------------------------------------
+    def explain(self, question: str) -> AnswerExplanation:
+        """Answer ``question`` and explain it: which retrieved chunk supports each sentence of the answer (support
+        score, ``evaluation.support_threshold``), and for each hit the vector and keyword shares of its fused score
+        and the SHAP values of its features. Returns an :class:`~flightdeck.evaluation.explain.AnswerExplanation`."""
+        from flightdeck.evaluation.explain import explain_answer
+
+        return explain_answer(self, self.searcher, question, embed=self.embedder.embed_documents,
+                              threshold=self.spec.evaluation.support_threshold)

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_eval_project import _project
 
 from flightdeck import Project
 from flightdeck.evaluation.judge import JUDGE_METRICS, LlmJudge, judge_prompt, parse_verdict
 from flightdeck.models.generators.base import Completion
 from flightdeck.testing import FakeEmbedder
 from needs import needs
-from test_eval_project import _project
 
 pytestmark = pytest.mark.unit
 EVAL = needs("eval", "pytrec_eval", "sacrebleu", "rouge_score", "sklearn")

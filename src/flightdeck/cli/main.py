@@ -9,6 +9,7 @@ from flightdeck.cli import (
     data_cmds,
     drift_cmd,
     eval_cmds,
+    explain_cmd,
     init_cmd,
     keys_cmds,
     run_cmds,
@@ -33,6 +34,7 @@ app.command("ask")(run_cmds.ask)
 app.command("batch")(batch_cmd.batch)
 app.command("serve")(serve_cmd.serve)
 app.command("drift")(drift_cmd.drift)
+app.command("explain")(explain_cmd.explain)
 app.add_typer(data_cmds.data_app, name="data")
 app.add_typer(data_cmds.lineage_app, name="lineage")
 app.add_typer(eval_cmds.app, name="eval")

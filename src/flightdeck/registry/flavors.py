@@ -453,6 +453,17 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
                    "p-values: embedding shift (MMD² permutation test, logistic-regression domain classifier AUC), "
                    "token lengths (KS), term distribution (Jensen-Shannon), vocabulary overlap/OOV/new terms, "
                    "retrieval scores (KS)"),
+    Flavor(_C.VALIDATION, "bias_fairness", "flightdeck.evaluation.fairness:CounterfactualSuite", extra="fairness",
+           requires=("fairlearn",), options=("evaluation.validations.bias_fairness",),
+           summary="counterfactual pairs (gender, names, age, nationality swapped in the set's questions, or neutral "
+                   "templates) asked through the system: answer divergence (1 - token F1, 1 - embedding cosine), "
+                   "retrieval divergence (1 - Jaccard@k, 1 - RBO) and refusal gap; the run's refusal accuracy by "
+                   "first tag with fairlearn's MetricFrame (fairness_refusal_accuracy_gap)"),
+    Flavor(_C.VALIDATION, "explainability", "flightdeck.evaluation.explain:explain_hits", extra="explain",
+           requires=("shap",), options=("evaluation.validations.explainability",),
+           summary="flightdeck explain: each answer sentence with its supporting chunk and support score; each hit's "
+                   "vector and keyword shares of its fused score (split from the fusion formula) and the SHAP "
+                   "values (shap.KernelExplainer, exact for 4 features) of its scores and ranks"),
     # --- session 7: query transformations (insert below, keep this line) ---
     Flavor(_C.QUERY_TRANSFORMATION, "rewrite", "flightdeck.retrieval.query_transform:RewriteTransform",
            "flightdeck.retrieval.query_transform:RewriteConfig", needs=_LLM, takes=("generator",),
