@@ -178,7 +178,7 @@ def test_eval_gate_passes_a_good_build_and_fails_a_broken_one(tmp_path: Path, fa
     bad = runner.invoke(app, ["eval", "--gate", "--spec", str(broken)], env={"COLUMNS": "200"})
     assert bad.exit_code == 1, bad.output
     assert "gate failed: 2 of 3 missed" in bad.output and "recall@5 >= 0.95 (measured 0.9)" in bad.output
-    assert "faithfulness >= 0.8 (not measured: it needs llm_as_a_judge" in bad.output
+    assert "faithfulness >= 0.8 (not measured: it needs llm_as_a_judge in evaluation.metrics)" in bad.output
     assert "gate refusal_rate >= 0.5: pass" in bad.output
     # without --gate the run is reported, not failed
     assert runner.invoke(app, ["eval", "--spec", str(broken)]).exit_code == 0

@@ -116,7 +116,9 @@ def run_evaluation(system: AnsweringSystem, workspace: Any, eval_set: EvalSet, *
                      dataset_version=dataset_version, eval_set=set_id)
     try:
         result = evaluate(system, eval_set, embed, options, reporter)
-        suites = [v.run(reporter) for v in validations]
+        # a suite that reads the scored questions (the fairness of refusals by group) says so with takes_results
+        suites = [v.run(reporter, results=result.questions) if getattr(v, "takes_results", False) else v.run(reporter)
+                  for v in validations]
         for suite in suites:
             result.metrics.update(suite.metrics)
         run.index_version = result.index_version or None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 __all__ = ["FAMILIES", "DEFAULT_FAMILIES", "TOOL_METRICS", "CORE_METRICS", "JUDGE_METRICS", "LATER_METRICS",
-           "SAFETY_METRICS", "known_metric", "metric_names", "LOWER_IS_BETTER"]
+           "SAFETY_METRICS", "FAIRNESS_METRICS", "known_metric", "metric_names", "LOWER_IS_BETTER"]
 
 #: checklist option → metrics it adds (k-dependent names are written with {k})
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -44,9 +44,15 @@ SAFETY_METRICS: tuple[str, ...] = ("injection_success_rate", "injection_success_
 TOOL_METRICS: dict[str, tuple[str, ...]] = {
     "openai_evals": ("openai_match", "openai_includes", "openai_fuzzy_match", "openai_fuzzy_match_f1"),
 }
+#: metrics of the bias & fairness suite (evaluation.validations: bias_fairness)
+FAIRNESS_METRICS: tuple[str, ...] = (
+    "counterfactual_answer_divergence", "counterfactual_answer_embedding_divergence",
+    "counterfactual_retrieval_divergence", "counterfactual_retrieval_rbo_divergence", "counterfactual_refusal_gap",
+    "counterfactual_pairs", "fairness_refusal_accuracy_gap")
 #: metrics where a smaller value is better (the report colours their deltas the other way)
 LOWER_IS_BETTER = frozenset({"false_refusal_rate", "answerability_rmse", "answerability_mae", "latency_p50_ms",
-                             "latency_p95_ms", "errors", "judge_unparsed", *SAFETY_METRICS})
+                             "latency_p95_ms", "errors", "judge_unparsed", *SAFETY_METRICS,
+                             *(m for m in FAIRNESS_METRICS if m != "counterfactual_pairs")})
 
 _AT_K = re.compile(r"^(ndcg|recall|precision|mrr|hit_rate)@(\d+)$")
 
@@ -63,5 +69,6 @@ def metric_names(k: int, families: list[str] | tuple[str, ...] | None = None) ->
 def known_metric(name: str) -> bool:
     """Whether some evaluation measures a metric of this name (any depth for the @k ones)."""
     fixed = {m for m in CORE_METRICS if "{k}" not in m}
-    return bool(_AT_K.match(name)) or name in LATER_METRICS or name in SAFETY_METRICS or name in fixed or any(
+    validations = {*SAFETY_METRICS, *FAIRNESS_METRICS}
+    return bool(_AT_K.match(name)) or name in LATER_METRICS or name in validations or name in fixed or any(
         name in ms for ms in (*FAMILIES.values(), *TOOL_METRICS.values()))
