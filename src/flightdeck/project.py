@@ -331,6 +331,11 @@ class Project:
 
             suites.append(CounterfactualSuite(self, eval_set, embed=self.embedder.embed_documents,
                                               k=self.spec.evaluation.k))
+        if "safety_prompt_injection" in (self.spec.evaluation.validations or []):
+            from flightdeck.evaluation.safety import SafetySuite
+
+            # attacks a throw-away copy of the index (planted documents never reach this workspace)
+            suites.append(SafetySuite(self))
         return suites
 
     @cached_property

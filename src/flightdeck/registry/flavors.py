@@ -464,6 +464,12 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            summary="flightdeck explain: each answer sentence with its supporting chunk and support score; each hit's "
                    "vector and keyword shares of its fused score (split from the fusion formula) and the SHAP "
                    "values (shap.KernelExplainer, exact for 4 features) of its scores and ranks"),
+    Flavor(_C.VALIDATION, "safety_prompt_injection", "flightdeck.evaluation.safety:SafetySuite",
+           options=("evaluation.validations.safety_prompt_injection",),
+           summary="44 versioned attack cases on a throw-away copy of the index: direct and indirect (planted "
+                   "documents) prompt injection, system-prompt leakage (a canary in the prompt), fake-PII leakage, "
+                   "and benign look-alikes (false refusals); success detected mechanically (canary, link, marker, "
+                   "PII), rates per category gateable (injection_success_rate …)"),
     # --- session 7: query transformations (insert below, keep this line) ---
     Flavor(_C.QUERY_TRANSFORMATION, "rewrite", "flightdeck.retrieval.query_transform:RewriteTransform",
            "flightdeck.retrieval.query_transform:RewriteConfig", needs=_LLM, takes=("generator",),
