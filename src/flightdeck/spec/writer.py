@@ -163,6 +163,18 @@ def _settings_lines(phase: Phase, choices: Mapping[str, object]) -> list[str]:
     return lines
 
 
+def _comment_lines(phase: Phase) -> list[str]:
+    """Commented examples of a phase's non-checklist keys that have no value to write."""
+    lines: list[str] = []
+    if phase.key == "evaluation":
+        lines.append("  # sets: JSONL question files for `flightdeck eval` (not a checklist section), one per line:")
+        lines.append("  #   {question, reference_answer, reference_sources: [page], answerable, tags}")
+        lines.append("  # sets: [eval/questions.jsonl]")
+        lines.append("  # gates: `flightdeck eval --gate` exits 1 when one is missed, e.g.")
+        lines.append("  # gates: {\"ndcg@10\": \">= 0.7\", refusal_rate: \">= 0.8\", false_refusal_rate: \"<= 0.1\"}")
+    return lines
+
+
 def _section_lines(section: Section, value: Any, chosen: bool, sources_example: list[dict[str, object]]) -> list[str]:
     lines = _wrap("  ", f"{section.heading}: ", _option_marks(section))
     if section.note:
@@ -233,9 +245,9 @@ def render_spec(project: str, choices: dict[str, object], *, sources: list[dict]
         if any_set or settings:
             out.append(f"# {phase.heading}")
             out.append(f"{phase.key}:")
-            out += body + settings
+            out += body + settings + _comment_lines(phase)
         else:
             out.append(f"# {phase.heading}: nothing chosen; to choose, replace {{}} and uncomment sections below")
             out.append(f"{phase.key}: {{}}")
-            out += body
+            out += body + _comment_lines(phase)
     return "\n".join(out) + "\n"
