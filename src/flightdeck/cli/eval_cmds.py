@@ -245,8 +245,9 @@ def export_openai(
     spec: SpecOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Write an evaluation set as OpenAI Evals samples (github.com/openai/evals), for its Match, Includes and
-    FuzzyMatch evals: one line per answerable question with a reference answer, whose "input" is a system and a
+    """Write an evaluation set as OpenAI Evals samples, for its Match, Includes and FuzzyMatch evals.
+
+    One line per answerable question with a reference answer, whose "input" is a system and a
     user message and whose "ideal" is the reference answer. flightdeck's id, tags and sources travel under the key
     "flightdeck", which oaieval ignores."""
     from flightdeck.evaluation.tools.openai_evals import DEFAULT_SYSTEM_PROMPT, export_samples
@@ -269,8 +270,9 @@ def import_openai(
     out: Annotated[Path, typer.Argument(metavar="OUT.jsonl", help="the flightdeck evaluation set to write")],
     as_json: JsonOption = False,
 ) -> None:
-    """Read an OpenAI Evals samples file and write it as a flightdeck evaluation set (JSONL): the question is the
-    last user message of "input", the reference answer the first "ideal". Every bad line is named (file:line)."""
+    """Read an OpenAI Evals samples file and write it as a flightdeck evaluation set (JSONL).
+
+    The question is the last user message of "input", the reference answer the first "ideal". Every bad line is named (file:line)."""
     import os
 
     from flightdeck.evaluation.sets import load_eval_set
