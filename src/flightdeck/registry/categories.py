@@ -32,4 +32,5 @@ class Category(StrEnum):
     EVAL_METRIC = "eval_metric"  # evaluation.metrics: the metric families flightdeck eval measures
     VALIDATION = "validation"  # evaluation.validations: hallucination, safety, bias, drift, explainability
     TRACKER = "tracker"  # model.experiment_tracking: where runs are recorded
+    TUNER = "tuner"  # model.hyperparameter_optimization: what proposes the settings of each tuning trial
     EVAL_TOOL = "eval_tool"  # evaluation.tools: other evaluation frameworks' formats and checks
