@@ -15,6 +15,7 @@ from flightdeck.cli import (
     run_cmds,
     serve_cmd,
     spec_cmds,
+    tune_cmd,
 )
 
 app = typer.Typer(
@@ -34,6 +35,7 @@ app.command("ask")(run_cmds.ask)
 app.command("batch")(batch_cmd.batch)
 app.command("serve")(serve_cmd.serve)
 app.command("drift")(drift_cmd.drift)
+app.command("tune")(tune_cmd.tune)
 app.command("explain")(explain_cmd.explain)
 app.add_typer(data_cmds.data_app, name="data")
 app.add_typer(data_cmds.lineage_app, name="lineage")

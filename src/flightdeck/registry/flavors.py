@@ -470,6 +470,31 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
                    "documents) prompt injection, system-prompt leakage (a canary in the prompt), fake-PII leakage, "
                    "and benign look-alikes (false refusals); success detected mechanically (canary, link, marker, "
                    "PII), rates per category gateable (injection_success_rate …)"),
+    # 3.5 hyperparameter optimization: `flightdeck tune` asks the tuner for each trial's settings (models/tuners/);
+    # the objective (evaluation/tuning.py) scores them on the tune part of a BEIR split, one index per chunking
+    Flavor(_C.TUNER, "optuna", "flightdeck.models.tuners.optuna:OptunaTuner",
+           "flightdeck.models.tuners.optuna:OptunaConfig", extra="optuna", requires=("optuna",),
+           options=("model.hyperparameter_optimization.optuna",),
+           summary="the default tuner: Optuna's TPE (or random) sampler, seeded, over model.tuning.space; every "
+                   "trial in the runs table, the best scored once on a holdout beside the baseline with a "
+                   "bootstrap interval, and a spec patch"),
+    Flavor(_C.TUNER, "hyperopt", "flightdeck.models.tuners.hyperopt:HyperoptTuner",
+           "flightdeck.models.tuners.hyperopt:HyperoptConfig", extra="hyperopt", requires=("hyperopt",),
+           options=("model.hyperparameter_optimization.hyperopt",),
+           summary="Hyperopt's fmin with TPE, random search or annealing, seeded"),
+    Flavor(_C.TUNER, "ray_tune", "flightdeck.models.tuners.ray_tune:RayTuneTuner",
+           "flightdeck.models.tuners.ray_tune:RayTuneConfig", extra="ray_tune", requires=("ray",),
+           options=("model.hyperparameter_optimization.ray_tune",),
+           summary="Ray Tune runs the study (BasicVariantGenerator or OptunaSearch, seeded) on a local Ray started "
+                   "for it, or on a cluster at address; the objective runs in the calling process, which holds "
+                   "the index and the model, so trials run one at a time",
+           note="tested on a local Ray (num_cpus=1, no dashboard) started and shut down by the tuner; no Ray "
+                "cluster was reached"),
+    Flavor(_C.TUNER, "grid_random", "flightdeck.models.tuners.grid_random:GridRandomTuner",
+           "flightdeck.models.tuners.grid_random:GridRandomConfig",
+           options=("model.hyperparameter_optimization.grid_random",),
+           summary="grid search (every combination; ranges on grid_points values) or random search, seeded, "
+                   "with no library beyond numpy"),
     # --- session 7: query transformations (insert below, keep this line) ---
     Flavor(_C.QUERY_TRANSFORMATION, "rewrite", "flightdeck.retrieval.query_transform:RewriteTransform",
            "flightdeck.retrieval.query_transform:RewriteConfig", needs=_LLM, takes=("generator",),

@@ -84,25 +84,26 @@ class Range(BaseModel):
 
 
 def _check_value(name: str, value: Any) -> Any:
-    """``value`` of space key ``name`` as the spec would take it there; ValueError says what is wrong."""
+    """``value`` of space key ``name``, of the setting's type; ValueError says what is wrong. The bounds of the
+    ``retrieval.search`` settings are checked by ``flightdeck tune`` before its first trial, against the spec's
+    own settings (this module sits below the spec's models)."""
     kind, where = TUNABLE[name]
     accepted = {int: int, float: int | float, str: str}[kind]
     if isinstance(value, bool) or not isinstance(value, accepted):
         expected = {int: "an integer", float: "a number", str: "a name"}[kind]
         raise ValueError(f"{name}: {value!r} is not {expected} ({where})")
     value = kind(value)
-    if name in _CHUNK_MIN:
-        if value < _CHUNK_MIN[name]:
-            raise ValueError(f"{name}: {value} is below {_CHUNK_MIN[name]} ({where})")
-        return value
-    from flightdeck.spec.models import SearchSettings  # here: models.py imports this module
+    if name in _CHUNK_MIN and value < _CHUNK_MIN[name]:
+        raise ValueError(f"{name}: {value} is below {_CHUNK_MIN[name]} ({where})")
+    if name == "fusion":  # a provider name: the registry's message lists the valid ones
+        from flightdeck.errors import UnknownProviderError
+        from flightdeck.registry.categories import Category
+        from flightdeck.registry.lookup import registry
 
-    field = where.rsplit(".", 1)[1]
-    try:
-        SearchSettings(**{field: value})
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        problems = "; ".join(e["msg"] for e in getattr(exc, "errors", lambda: [])()) or str(exc)
-        raise ValueError(f"{name}: {value!r} is not a valid {where}: {problems}") from None
+        try:
+            registry().get(Category.FUSION, value)
+        except UnknownProviderError as exc:
+            raise ValueError(f"{name}: {exc}") from None
     return value
 
 

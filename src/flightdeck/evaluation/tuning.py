@@ -1,0 +1,580 @@
+"""``flightdeck tune`` on a BEIR split: a tuner proposes retrieval settings, each is scored on the *tune* queries, and
+the best is scored once on the *holdout* queries beside the spec's own settings, with a bootstrap interval.
+
+- **Split.** A judged query is held out when the SHA-256 of its id, read as a fraction of 1, is below ``holdout``
+  (0.2): deterministic, independent of the other queries and of their order.
+- **One index per chunking.** A trial that varies only query-time settings (``k``, ``candidates``, ``mode``,
+  ``fusion``, ``rrf_k``, the weights) searches the index of its chunking with those settings: a searcher is built
+  over that index with other ``retrieval.search`` settings, nothing is re-indexed or re-embedded. A chunking
+  (``chunk_size``, ``chunk_overlap``) gets its own workspace, keyed by its settings, built once by the ordinary
+  pipeline. The workspaces share one embeddings cache (``embeddings.db`` beside them, the workspace table's
+  layout: model id and text hash): it is copied into a new workspace before its run and the new vectors back
+  after, so a new chunking embeds only the chunk texts no chunking had before. Query vectors are computed once
+  per query for the whole study.
+- **Scores.** Each query is searched as it would be served (the trial's ``k`` and ``mode``); chunk hits become
+  document hits (best chunk first) and pytrec_eval scores them per query: ``ndcg@10``, ``recall@100``, ``mrr@10``.
+  A configuration is scored at most once per split.
+- **Records.** The study is a run of kind ``tune`` in the runs table, each trial a run of kind ``trial`` with its
+  params and tune score; the spec patch (the changed keys, YAML) is written where asked and kept with the study.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from flightdeck.core import stable_hash
+from flightdeck.errors import FlightdeckError
+from flightdeck.evaluation.beir import BeirDataset, beir_spec, trec_eval
+from flightdeck.models.trackers.builtin import ExperimentRuns
+from flightdeck.models.tuners.base import Space, Trial, Tuner, best_trial, space_from_settings
+from flightdeck.registry.categories import Category
+from flightdeck.registry.lookup import registry
+from flightdeck.spec.tuning import CHUNKING_PARAMS, TUNABLE, TuningSettings
+from flightdeck.workspace.db import open_engine
+from flightdeck.workspace.schema import embeddings
+
+__all__ = ["split_queries", "per_query_scores", "bootstrap_gain", "spec_patch", "patch_yaml", "tuner_for",
+           "EmbeddingsCache", "Configuration", "BeirObjective", "TuneReport", "tune_beir", "DEFAULT_TUNER"]
+
+DEFAULT_TUNER = "optuna"
+_FLOAT_DIGITS = 4  # float settings are tried, recorded and written with 4 decimals
+_COPY_ROWS = 2000
+
+
+# --- the split and the scores ---------------------------------------------------------------------------------
+def split_queries(qids: list[str], holdout: float) -> tuple[list[str], list[str]]:
+    """``(tune, holdout)``: a query is held out when sha256(query id) / 2**256 < ``holdout``."""
+    if not 0.0 < holdout < 1.0:
+        raise FlightdeckError(f"holdout must be between 0 and 1 (a share of the queries), got {holdout}")
+    tune, held = [], []
+    for qid in qids:
+        fraction = int.from_bytes(hashlib.sha256(str(qid).encode()).digest(), "big") / 2 ** 256
+        (held if fraction < holdout else tune).append(qid)
+    if not tune or not held:
+        raise FlightdeckError(f"{len(qids)} judged queries split {len(tune)} / {len(held)} (tune / holdout) with "
+                              f"holdout {holdout}: both parts need queries; use a split with more judged queries "
+                              "or another --holdout")
+    return tune, held
+
+
+def per_query_scores(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]
+                     ) -> dict[str, dict[str, float]]:
+    """Per judged query: ``ndcg@10``, ``recall@100``, ``mrr@10`` (pytrec_eval; their means are
+    :func:`flightdeck.evaluation.beir.evaluate_run`'s). A query with nothing retrieved scores 0."""
+    pytrec_eval = trec_eval()
+    top10 = {q: dict(sorted(docs.items(), key=lambda kv: -kv[1])[:10]) for q, docs in run.items()}
+    full = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.100"}).evaluate(run)
+    mrr = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top10)
+    return {q: {"ndcg@10": full.get(q, {}).get("ndcg_cut_10", 0.0),
+                "recall@100": full.get(q, {}).get("recall_100", 0.0),
+                "mrr@10": mrr.get(q, {}).get("recip_rank", 0.0)} for q in qrels}
+
+
+def bootstrap_gain(best: list[float], baseline: list[float], seed: int, resamples: int = 10000,
+                   level: float = 0.95) -> dict[str, Any]:
+    """The mean per-query gain ``best - baseline`` and its paired percentile bootstrap interval (queries resampled
+    with replacement, numpy seeded with ``seed``)."""
+    import numpy as np
+
+    diffs = np.asarray(best, dtype=float) - np.asarray(baseline, dtype=float)
+    if diffs.size == 0:
+        raise FlightdeckError("no holdout queries to compare on")
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    for start in range(0, resamples, 1000):  # in blocks: resamples x queries indices at once could be large
+        n = min(1000, resamples - start)
+        means[start:start + n] = diffs[rng.integers(0, diffs.size, size=(n, diffs.size))].mean(axis=1)
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return {"gain": round(float(diffs.mean()), 5), "ci95": [round(float(low), 5), round(float(high), 5)],
+            "level": level, "resamples": resamples, "queries": int(diffs.size),
+            "share_of_resamples_le_0": round(float((means <= 0).mean()), 4),
+            "improved": int((diffs > 0).sum()), "worsened": int((diffs < 0).sum())}
+
+
+# --- configurations -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Configuration:
+    """What a trial searches with: the chunking (provider and settings) and the ``retrieval.search`` settings."""
+
+    chunking: dict[str, Any]
+    search: Any  # SearchSettings
+
+    @property
+    def chunking_key(self) -> str:
+        return stable_hash(self.chunking)[:12]
+
+    @property
+    def key(self) -> str:
+        return stable_hash([self.chunking, self.search.model_dump()])
+
+
+def _search_field(name: str) -> str:
+    return TUNABLE[name][1].rsplit(".", 1)[1]
+
+
+def _normal(params: dict[str, Any]) -> dict[str, Any]:
+    """Params as tried and recorded: floats with 4 decimals, numpy scalars as Python numbers."""
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        value = value.item() if hasattr(value, "item") else value
+        if TUNABLE.get(name, (None,))[0] is float:
+            value = round(float(value), _FLOAT_DIGITS)
+        elif TUNABLE.get(name, (None,))[0] is int:
+            value = int(value)
+        out[name] = value
+    return out
+
+
+def spec_patch(base: Configuration, best: Configuration) -> dict[str, Any]:
+    """The spec keys that ``best`` changes from ``base``, nested as in the spec (``data.chunking`` keeps its
+    ``provider`` so that the patch is a whole provider entry)."""
+    patch: dict[str, Any] = {}
+    changed = {k: v for k, v in best.chunking.items() if base.chunking.get(k) != v}
+    if changed:
+        patch["data"] = {"chunking": {"provider": best.chunking["provider"],
+                                      **{k: v for k, v in changed.items() if k != "provider"}}}
+    before, after = base.search.model_dump(), best.search.model_dump()
+    search = {k: v for k, v in after.items() if before.get(k) != v}
+    if search:
+        patch["retrieval"] = {"search": search}
+    return patch
+
+
+def patch_yaml(patch: dict[str, Any], comment: str = "") -> str:
+    """The patch as YAML (a comment first); an empty patch says the spec is already the best found."""
+    import yaml
+
+    head = "".join(f"# {line}\n" for line in comment.splitlines()) if comment else ""
+    if not patch:
+        return head + "# no change: the spec's settings scored best\n{}\n"
+    return head + yaml.safe_dump(patch, sort_keys=False, default_flow_style=False)
+
+
+def tuner_for(name: str | None, refs: list[Any] | None = None) -> tuple[str, Tuner]:
+    """The tuner ``name`` (with its settings from ``model.hyperparameter_optimization`` when listed there), else the
+    first listed there, else :data:`DEFAULT_TUNER`."""
+    refs = list(refs or [])
+    chosen = next((r for r in refs if r.provider == name), None) if name else (refs[0] if refs else None)
+    provider = name or (chosen.provider if chosen is not None else DEFAULT_TUNER)
+    settings = dict(chosen.settings) if chosen is not None else {}
+    return provider, registry().create(Category.TUNER, provider, settings)
+
+
+# --- the embeddings cache shared by the chunkings' workspaces --------------------------------------------------
+class EmbeddingsCache:
+    """One SQLite file of chunk vectors by (model id, text hash), the layout of a workspace's ``embeddings`` table:
+    :meth:`seed` copies it into a workspace before its run (the embed step then skips those texts), :meth:`keep`
+    copies a workspace's vectors back after."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.engine = open_engine(self.path)
+        embeddings.create(self.engine, checkfirst=True)
+
+    @staticmethod
+    def _copy(source: Any, target: Any, model_id: str | None) -> int:
+        with target.connect() as conn:
+            query = select(embeddings.c.text_hash)
+            have = {r[0] for r in conn.execute(query if model_id is None
+                                               else query.where(embeddings.c.model_id == model_id))}
+        copied = 0
+        query = select(embeddings)
+        if model_id is not None:
+            query = query.where(embeddings.c.model_id == model_id)
+        with source.connect() as src:
+            rows = src.execution_options(yield_per=_COPY_ROWS).execute(query)
+            for batch in rows.partitions(_COPY_ROWS):
+                todo = [dict(r._mapping) for r in batch if r.text_hash not in have or model_id is None]
+                if todo:
+                    with target.begin() as conn:
+                        conn.execute(insert(embeddings).prefix_with("OR IGNORE"), todo)
+                    copied += len(todo)
+        return copied
+
+    def seed(self, workspace: Any, model_id: str) -> int:
+        """Copy this model's cached vectors into ``workspace``; returns how many rows were offered."""
+        return self._copy(self.engine, workspace.engine, model_id)
+
+    def keep(self, workspace: Any) -> int:
+        """Copy ``workspace``'s vectors into the cache (rows already there are left alone)."""
+        return self._copy(workspace.engine, self.engine, None)
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return len(conn.execute(select(embeddings.c.text_hash)).all())
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+class _QueryMemo:
+    """The project's embedder with each query embedded once for the whole study (trials repeat the queries)."""
+
+    def __init__(self, embedder: Any) -> None:
+        self._embedder = embedder
+        self._vectors: dict[str, Any] = {}
+
+    @property
+    def model_id(self) -> str:
+        return str(self._embedder.model_id)
+
+    def embed_query(self, text: str) -> Any:
+        if text not in self._vectors:
+            self._vectors[text] = self._embedder.embed_query(text)
+        return self._vectors[text]
+
+    def embed_documents(self, texts: list[str]) -> Any:
+        return self._embedder.embed_documents(texts)
+
+    def __getattr__(self, name: str) -> Any:  # dimension, max_tokens, model_dir…
+        return getattr(self._embedder, name)
+
+
+@dataclass
+class _Index:
+    folder: Path
+    project: Any
+    index_version: str
+    built: dict[str, Any] = field(default_factory=dict)
+
+
+class BeirObjective:
+    """Scores configurations on subsets of a BEIR split's judged queries, indexing each chunking once.
+
+    ``open_project(spec_path)`` loads a project (the CLI passes ``Project.load``; a test adds ``.use(embedder=…)``);
+    ``settings`` are what :func:`~flightdeck.evaluation.beir.beir_spec` takes besides the chunking (``search``,
+    ``embedding_model``, ``vector_database``).
+    """
+
+    def __init__(self, dataset: BeirDataset, root: Path, open_project: Callable[[Path], Any],
+                 settings: dict[str, Any], base: Configuration, reporter: Any = None) -> None:
+        self.dataset = dataset
+        self.root = Path(root)
+        self.open_project = open_project
+        self.settings = settings
+        self.base = base
+        self.reporter = reporter
+        self.indexes: dict[str, _Index] = {}
+        self.scored: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
+        self.evaluations: list[tuple[str, str]] = []  # (configuration key, split) in the order they were scored
+        self._embedder: Any = None
+        self._memo: _QueryMemo | None = None
+        self._cache: EmbeddingsCache | None = None
+
+    # configurations
+    def configuration(self, params: dict[str, Any]) -> Configuration:
+        """``params`` (space names) applied over the base configuration; invalid combinations raise ValueError."""
+        from flightdeck.spec.models import SearchSettings
+
+        chunking = dict(self.base.chunking)
+        search = self.base.search.model_dump()
+        for name, value in params.items():
+            if name in CHUNKING_PARAMS:
+                chunking[CHUNKING_PARAMS[name]] = value
+            else:
+                search[_search_field(name)] = value
+        config_cls = registry().config_class(Category.CHUNKER, chunking["provider"])
+        if config_cls is not None:
+            config_cls(**{k: v for k, v in chunking.items() if k != "provider"})  # raises what the spec would say
+        return Configuration(chunking, SearchSettings(**search))
+
+    def spec_text(self, chunking: dict[str, Any]) -> str:
+        return beir_spec(self.dataset, {**self.settings, "chunking": chunking})
+
+    def folder(self, chunking: dict[str, Any]) -> Path:
+        readable = "-".join(str(chunking.get(k, "")) for k in ("provider", "size", "overlap"))
+        return self.root / f"{readable}-{stable_hash(chunking)[:8]}"
+
+    def preflight(self, space: Space) -> None:
+        """Check every value the space can reach (each list value, each range's ends) as ``flightdeck validate``
+        would check it in the spec, before the first trial: ``k: [0]`` or a chunk size the embedding model cannot
+        hold is said now, not at trial 7."""
+        import itertools
+
+        from flightdeck.models.tuners.base import Categorical
+        from flightdeck.spec.loader import check_spec
+
+        def reach(name: str) -> list[Any]:
+            p = space[name]
+            return list(p.choices) if isinstance(p, Categorical) else [p.low, p.high]
+
+        for name in (n for n in space if n not in CHUNKING_PARAMS):  # retrieval.search's bounds and choices
+            for value in reach(name):
+                try:
+                    self.configuration({name: value})
+                except ValueError as exc:
+                    raise FlightdeckError(f"model.tuning.space: {name} {value!r} is not a valid "
+                                          f"{TUNABLE[name][1]}: {_first_error(exc)}") from None
+        names = [n for n in space if n in CHUNKING_PARAMS]
+        if not names:
+            return
+        values = [reach(n) for n in names]
+        for combo in itertools.product(*values):
+            params = dict(zip(names, combo, strict=True))
+            try:
+                config = self.configuration(params)
+            except ValueError as exc:
+                raise FlightdeckError(f"model.tuning.space: {params} cannot be tried: {_first_error(exc)}") from None
+            _, problems = check_spec(self.root / "flightdeck.yaml", self.spec_text(config.chunking))
+            if problems:
+                raise FlightdeckError(f"model.tuning.space: {params} cannot be tried: "
+                                      + "; ".join(p.message for p in problems))
+
+    # indexes
+    def cache(self) -> EmbeddingsCache:
+        if self._cache is None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._cache = EmbeddingsCache(self.root / "embeddings.db")
+        return self._cache
+
+    def index(self, chunking: dict[str, Any]) -> _Index:
+        """The index of ``chunking``: its workspace's, built (or brought up to date) on first use."""
+        key = stable_hash(chunking)
+        if key in self.indexes:
+            return self.indexes[key]
+        folder = self.folder(chunking)
+        folder.mkdir(parents=True, exist_ok=True)
+        spec_path = folder / "flightdeck.yaml"
+        text = self.spec_text(chunking)
+        if not spec_path.is_file() or spec_path.read_text() != text:
+            spec_path.write_text(text)
+        project = self.open_project(spec_path)
+        if self._embedder is not None:
+            project.use(embedder=self._embedder)  # one model for every chunking
+        embedder = project.embedder
+        cache = self.cache()
+        t0 = time.perf_counter()
+        seeded = cache.seed(project.workspace, embedder.model_id)
+        summary = project.run(self.reporter) if self.reporter is not None else project.run()
+        if summary.status != "succeeded":
+            raise FlightdeckError(f"{spec_path}: the index build {summary.status}: {summary.error or ''}")
+        kept = cache.keep(project.workspace)
+        counts = {s.step: s.counts for s in summary.steps}
+        embed = counts.get("embed", {})
+        index = _Index(folder, project, project.searcher.index_version(), {
+            "seconds": round(time.perf_counter() - t0, 2), "embedded": embed.get("embedded", 0),
+            "cached": embed.get("cached", 0), "seeded_from_cache": seeded, "added_to_cache": kept,
+            "steps": {s.step: s.status for s in summary.steps}})
+        self._embedder = embedder
+        self.indexes[key] = index
+        return index
+
+    def searcher(self, config: Configuration) -> tuple[Any, _Index]:
+        from flightdeck.retrieval.fusion import fusion_for
+        from flightdeck.retrieval.keyword import keyword_index_for
+        from flightdeck.retrieval.search import HybridSearcher
+
+        index = self.index(config.chunking)
+        project = index.project
+        if self._memo is None:
+            self._memo = _QueryMemo(project.embedder)
+        ws = project.workspace
+        return HybridSearcher(ws, self._memo, project.store_factory(), config.search,
+                              keyword_index_for(config.search, ws, str(project.spec_path)),
+                              fusion_for(config.search)), index
+
+    # scores
+    def scores(self, config: Configuration, qids: list[str], split: str) -> dict[str, dict[str, float]]:
+        """Per query of ``qids`` (named ``split``): the three metrics of ``config``, computed once per split."""
+        memo_key = (config.key, split)
+        if memo_key in self.scored:
+            return self.scored[memo_key]
+        searcher, _ = self.searcher(config)
+        run: dict[str, dict[str, float]] = {}
+        for qid in qids:
+            result = searcher.search(self.dataset.queries[qid])
+            docs: dict[str, float] = {}
+            for rank, hit in enumerate(result.hits):
+                doc = hit.document_id.rsplit("#", 1)[-1]  # records are "<source>/<file>#<record id>"
+                if doc not in docs:
+                    docs[doc] = float(len(result.hits) - rank)  # decreasing: pytrec_eval ranks by score
+            run[qid] = docs
+        scores = per_query_scores({q: self.dataset.qrels[q] for q in qids}, run)
+        self.scored[memo_key] = scores
+        self.evaluations.append(memo_key)
+        return scores
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+        for index in self.indexes.values():
+            index.project.workspace.close()
+
+
+def _first_error(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        return "; ".join(str(e.get("msg", e)) for e in errors())
+    return str(exc)
+
+
+def _mean(scores: dict[str, dict[str, float]], metric: str) -> float:
+    return round(sum(s[metric] for s in scores.values()) / len(scores), 5) if scores else 0.0
+
+
+# --- the study ------------------------------------------------------------------------------------------------
+@dataclass
+class TuneReport:
+    """What ``flightdeck tune`` did: every trial, the best, the holdout comparison and the spec patch."""
+
+    study_id: str
+    dataset: str
+    split: str
+    tuner: str
+    objective: str
+    seed: int
+    queries: dict[str, int]
+    space: dict[str, Any]
+    baseline: dict[str, Any]
+    best: dict[str, Any]
+    holdout: dict[str, Any]
+    trials: list[dict[str, Any]]
+    patch: dict[str, Any]
+    patch_yaml: str
+    patch_file: str
+    indexes: dict[str, Any]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _space_dict(space: dict[str, Any]) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, list | tuple) else v.model_dump()) for k, v in space.items()}
+
+
+def tune_beir(dataset: BeirDataset, *, tuning: TuningSettings, tuner: Tuner, tuner_name: str,
+              base_chunking: dict[str, Any], base_search: Any, settings: dict[str, Any], root: Path,
+              open_project: Callable[[Path], Any], runs: ExperimentRuns, spec_hash: str,
+              git_commit: str | None = None, patch_path: Path | None = None, reporter: Any = None,
+              on_trial: Callable[[Trial], None] | None = None) -> TuneReport:
+    """Tune on ``dataset``'s judged queries: trials on the tune part, the best scored once on the holdout part
+    beside the base configuration (the spec's ``base_chunking`` and ``base_search``), the gain with a paired 95 %
+    bootstrap interval. Every trial is a ``trial`` run and the study a ``tune`` run of ``runs``; the spec patch is
+    written to ``patch_path`` (default ``<root>/<study id>.patch.yaml``). ``root`` holds one workspace per chunking
+    and the embeddings cache."""
+    trec_eval()  # the scores need the eval extra: said before any index is built
+    t_start = time.perf_counter()
+    objective_name = tuning.objective
+    if not tuning.space:
+        raise FlightdeckError("model.tuning.space is empty; give the settings to tune, e.g. model: {tuning: {space: "
+                              "{fusion: [rrf, weighted], candidates: [50, 100, 200]}}}")
+    space = space_from_settings(_space_dict(tuning.space), {n: t for n, (t, _) in TUNABLE.items()})
+    tune_qids, holdout_qids = split_queries(list(dataset.queries), tuning.holdout)
+    chunk_defaults = registry().config_class(Category.CHUNKER, base_chunking["provider"])
+    chunking = dict(base_chunking)
+    if chunk_defaults is not None:  # the effective size and overlap, so that the patch compares like with like
+        chunking = {"provider": base_chunking["provider"],
+                    **chunk_defaults(**{k: v for k, v in base_chunking.items() if k != "provider"}).model_dump()}
+    base = Configuration(chunking, base_search)
+    objective = BeirObjective(dataset, root, open_project, settings, base, reporter)
+    objective.preflight(space)
+    name = f"beir:{dataset.root.name}/{dataset.split}"
+    study = runs.start("tune", name, spec_hash=spec_hash, git_commit=git_commit, params={
+        "tuner": tuner_name, "tuner_settings": getattr(getattr(tuner, "config", None), "model_dump", dict)(),
+        "objective": objective_name, "trials": tuning.trials, "seed": tuning.seed, "holdout": tuning.holdout,
+        "space": _space_dict(tuning.space), "dataset": str(dataset.root), "split": dataset.split,
+        "queries": {"tune": len(tune_qids), "holdout": len(holdout_qids)},
+        "baseline": {"chunking": base.chunking, "search": base.search.model_dump()}})
+    trial_runs: list[str] = []
+    try:
+        baseline_tune = objective.scores(base, tune_qids, "tune")
+
+        def objective_fn(params: dict[str, Any]) -> float:
+            params = _normal(params)
+            trial = Trial(len(trial_runs), params)
+            run = runs.start("trial", name, spec_hash=spec_hash, git_commit=git_commit,
+                             params={"study": study.id, "number": trial.number, "params": params})
+            trial_runs.append(run.id)
+            t0 = time.perf_counter()
+            try:
+                config = objective.configuration(params)
+                scores = objective.scores(config, tune_qids, "tune")
+                run.index_version = objective.index(config.chunking).index_version
+                run.params = {**run.params, "chunking": config.chunking, "search": config.search.model_dump()}
+                run.metrics = {m: _mean(scores, m) for m in ("ndcg@10", "recall@100", "mrr@10")}
+                run.status = "succeeded"
+                trial.value = run.metrics[objective_name]
+                return trial.value  # type: ignore[return-value]
+            except BaseException as exc:  # an interrupted trial is recorded as failed too, then the study stops
+                run.status, run.error = "failed", f"{type(exc).__name__}: {_first_error(exc)}"
+                trial.state, trial.error = "failed", run.error
+                raise
+            finally:
+                runs.finish(run)
+                trial.seconds = round(time.perf_counter() - t0, 4)
+                if on_trial is not None:
+                    on_trial(trial)
+
+        trials = tuner.optimize(space, objective_fn, tuning.trials, tuning.seed)
+        for trial in trials:
+            trial.params = _normal(trial.params)
+        best = best_trial(trials)
+        if best is None:
+            first = next((t.error for t in trials if t.error), "no trial ran")
+            raise FlightdeckError(f"every one of {len(trials)} trials failed; the first: {first}")
+        best_config = objective.configuration(best.params)
+        held_best = objective.scores(best_config, holdout_qids, "holdout")
+        held_base = held_best if best_config.key == base.key else objective.scores(base, holdout_qids, "holdout")
+        gain = bootstrap_gain([held_best[q][objective_name] for q in holdout_qids],
+                              [held_base[q][objective_name] for q in holdout_qids], tuning.seed)
+        baseline_value = _mean(baseline_tune, objective_name)
+        # recommended only when it beats the spec's own settings where it was chosen: on the tune part
+        beats = best.value is not None and best.value > baseline_value and best_config.key != base.key
+        patch = spec_patch(base, best_config) if beats else {}
+        holdout = {"queries": len(holdout_qids), "objective": objective_name,
+                   "baseline": _mean(held_base, objective_name), "best": _mean(held_best, objective_name),
+                   "baseline_metrics": {m: _mean(held_base, m) for m in ("ndcg@10", "recall@100", "mrr@10")},
+                   "best_metrics": {m: _mean(held_best, m) for m in ("ndcg@10", "recall@100", "mrr@10")}, **gain}
+        comment = (f"flightdeck tune {study.id} ({tuner_name}, {len(trials)} trials on {len(tune_qids)} queries of "
+                   f"{dataset.root.name}/{dataset.split})\n{objective_name} on {len(holdout_qids)} held-out queries: "
+                   f"{holdout['baseline']:.4f} -> {holdout['best']:.4f} ({gain['gain']:+.4f}, 95% CI "
+                   f"{gain['ci95'][0]:+.4f} .. {gain['ci95'][1]:+.4f})\n"
+                   + ("merge these keys into the spec" if beats else
+                      f"no trial beat the spec's settings on the tune part ({best.value:.4f} vs {baseline_value:.4f})"))
+        text = patch_yaml(patch, comment)
+        patch_path = Path(patch_path) if patch_path is not None else Path(root) / f"{study.id}.patch.yaml"
+        patch_path.parent.mkdir(parents=True, exist_ok=True)
+        patch_path.write_text(text)
+        study.artifacts = {"patch": str(patch_path.resolve())}
+        trial_rows = [{**t.to_dict(), "run_id": trial_runs[t.number] if t.number < len(trial_runs) else None}
+                      for t in trials]
+        study.metrics = {"tune_best": best.value, "tune_baseline": baseline_value,
+                         "holdout_best": holdout["best"], "holdout_baseline": holdout["baseline"],
+                         "holdout_gain": gain["gain"], "holdout_gain_ci95_low": gain["ci95"][0],
+                         "holdout_gain_ci95_high": gain["ci95"][1]}
+        study.params = {**study.params, "best": {"trial": best.number, "params": best.params},
+                        "patch": patch, "trial_runs": trial_runs}
+        study.index_version = objective.index(best_config.chunking).index_version
+        study.status = "succeeded"
+        indexes = {key: {"folder": str(ix.folder), "index_version": ix.index_version, **ix.built}
+                   for key, ix in objective.indexes.items()}
+        return TuneReport(
+            study.id, dataset.root.name, dataset.split, tuner_name, objective_name, tuning.seed,
+            {"tune": len(tune_qids), "holdout": len(holdout_qids)}, _space_dict(tuning.space),
+            {"chunking": base.chunking, "search": base.search.model_dump(), "tune": baseline_value},
+            {"trial": best.number, "params": best.params, "tune": best.value, "beats_baseline": beats,
+             "chunking": best_config.chunking, "search": best_config.search.model_dump()},
+            holdout, trial_rows, patch, text, str(patch_path), indexes,
+            round(time.perf_counter() - t_start, 2))
+    except BaseException as exc:
+        study.status = "failed"
+        study.error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        runs.finish(study)
+        objective.close()
+
+
+def describe_params(params: dict[str, Any]) -> str:
+    """``chunk_size=128 fusion=rrf …`` for a line of output."""
+    return " ".join(f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in params.items())
