@@ -562,4 +562,15 @@ PLANNED_REASONS: dict[str, str] = {
         "Pachyderm needs its pachd server on Kubernetes (with etcd, PostgreSQL and object storage); there is no"
         " cluster and no running container daemon here, and pachyderm-sdk only talks to a live pachd, so"
         " nothing can be exercised"),
+    "evaluation.tools.deepeval": (
+        "no DeepEval release installs beside this build's locked dependencies: 3.1-4.3 need click<8.4 (locked"
+        " 8.5.1, and huggingface_hub 2.4 needs click>=8.4.2), 4.3 also rich<15 and tabulate<0.10, 2.x-3.0"
+        " anthropic<0.50 (locked 2.17), older ones protobuf<=4.25 (locked 6.33); 0.10.7, the one that resolves,"
+        " has no custom-model hook and loads its models from the Hugging Face hub. flightdeck's own judge"
+        " (llm_as_a_judge) measures faithfulness, relevancy and correctness offline meanwhile"),
+    "evaluation.tools.trulens": (
+        "no TruLens release installs beside this build's locked dependencies: trulens-core/feedback 2.16 and 1.2"
+        " need rich<14 (locked 15.0.0), 1.3-2.5 importlib-resources<7, 1.0 pandas<3; trulens_eval 0.33 imports"
+        " pkg_resources and langchain 0.x. With rich at 13.9.4 trulens 2.16 resolves and a custom LLMProvider"
+        " over flightdeck's generator scored relevance offline in a scratch install (not shipped)"),
 }
