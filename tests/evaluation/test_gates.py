@@ -40,6 +40,11 @@ def test_gates_pass_miss_and_are_never_passed_unmeasured() -> None:
     assert not results["faithfulness"].passed and "llm_as_a_judge" in results["faithfulness"].reason
     assert not results["answerability_auroc"].passed and "no question" in results["answerability_auroc"].reason
     assert not results["bleu"].passed
+    suite = check_gates(parsed_gates({"injection_success_rate": "<= 0.05", "counterfactual_refusal_gap": "<= 0.1"}),
+                        {"ndcg@10": 0.7})
+    assert [r.reason for r in suite] == [
+        "not measured: it needs safety_prompt_injection in evaluation.validations",
+        "not measured: it needs bias_fairness in evaluation.validations"]
     assert results["bleu"].reason == "not measured: it needs bleu_rouge in evaluation.metrics"
     assert results["ndcg@10"].gate == "ndcg@10 >= 0.6"
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from flightdeck.errors import FlightdeckError
-from flightdeck.evaluation.metrics import FAMILIES, LATER_METRICS, known_metric
+from flightdeck.evaluation.metrics import FAIRNESS_METRICS, FAMILIES, LATER_METRICS, SAFETY_METRICS, known_metric
 from flightdeck.spec.evaluation import Gate
 
 __all__ = ["GateResult", "check_gates", "unknown_gate_metrics"]
@@ -47,7 +47,10 @@ def check_gates(gates: list[Gate], metrics: Mapping[str, float | None]) -> list[
         value = metrics.get(gate.metric)
         if value is None:
             family = next((f for f, names in FAMILIES.items() if gate.metric in names), None)
-            needs = LATER_METRICS.get(gate.metric) or (f"{family} in evaluation.metrics" if family else None)
+            suite = ("safety_prompt_injection" if gate.metric in SAFETY_METRICS else
+                     "bias_fairness" if gate.metric in FAIRNESS_METRICS else None)
+            needs = LATER_METRICS.get(gate.metric) or (f"{family} in evaluation.metrics" if family else None) or (
+                f"{suite} in evaluation.validations" if suite else None)
             reason = (f"not measured: it needs {needs}" if needs and gate.metric not in metrics else
                       "not measured: no question of the set could measure it" if gate.metric in metrics else
                       "not measured by this run: add its family to evaluation.metrics")
