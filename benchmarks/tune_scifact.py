@@ -145,8 +145,10 @@ def markdown(out: dict[str, Any]) -> str:
         "",
         f"Machine: {m['cpu']} ({m['cores']} cores), torch {m.get('torch')}; load average {out['loadavg_start'][0]} "
         f"at the start, {out['loadavg_end'][0]} at the end. Wall time {out['wall_s'] / 60:.1f} min, of which "
-        + "; ".join(f"the {ix['folder'].rsplit('/', 1)[-1]} index {ix['seconds']:.0f} s ({ix['embedded']} chunk "
-                    f"texts embedded, {ix['cached']} from the shared cache)" for ix in r["indexes"].values())
+        + "; ".join(f"the {ix['folder'].rsplit('/', 1)[-1]} index {ix['seconds']:.0f} s ("
+                    + ("already built: every step skipped" if set(ix["steps"].values()) == {"skipped"} else
+                       f"{ix['embedded']} chunk texts embedded, {ix['cached']} found in the shared cache")
+                    + ")" for ix in r["indexes"].values())
         + f". {r['queries']['tune']} judged queries tune, {r['queries']['holdout']} held out (hashed query id).",
         "",
         "| | settings | nDCG@10 tune | nDCG@10 holdout |",

@@ -237,13 +237,14 @@ def test_a_new_chunk_size_embeds_only_chunks_not_seen_before(beir_dir: Path, tmp
     assert new - seen and new & seen  # the long document splits anew; the short ones are the same chunks
     # the second chunking embedded exactly the texts the first had not: the shared ones came from the cache
     assert small["embedded"] == len(new - seen) and small["cached"] == len(new & seen)
+    assert (small["seeded_from_cache"], small["added_to_cache"]) == (len(seen), len(new - seen))
     assert len(fake.embedded_texts) == len(seen | new) == len(set(fake.embedded_texts))
 
     # a second study over the same workspaces embeds nothing at all
     before = len(fake.embedded_texts)
     again = tune(spec, beir_dir, "--seed", "1")
     assert len(fake.embedded_texts) == before
-    assert all(ix["embedded"] == 0 for ix in again["indexes"].values())
+    assert all(ix["embedded"] == 0 and ix["added_to_cache"] == 0 for ix in again["indexes"].values())
 
 
 # --- what is refused --------------------------------------------------------------------------------------------

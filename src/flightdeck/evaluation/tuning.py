@@ -173,7 +173,9 @@ def tuner_for(name: str | None, refs: list[Any] | None = None) -> tuple[str, Tun
 class EmbeddingsCache:
     """One SQLite file of chunk vectors by (model id, text hash), the layout of a workspace's ``embeddings`` table:
     :meth:`seed` copies it into a workspace before its run (the embed step then skips those texts), :meth:`keep`
-    copies a workspace's vectors back after."""
+    copies a workspace's new vectors back after. A workspace's table so holds every vector of the study (about
+    1.5 kB each for a 384-d model): the chunks do not exist before the run, so what they will need is not known
+    when the vectors are copied, and the embed step must find every text any chunking has embedded."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -182,18 +184,18 @@ class EmbeddingsCache:
 
     @staticmethod
     def _copy(source: Any, target: Any, model_id: str | None) -> int:
+        """Copy ``source``'s vectors (of ``model_id``, or all) that ``target`` lacks; returns how many."""
+
+        def only(query: Any) -> Any:
+            return query if model_id is None else query.where(embeddings.c.model_id == model_id)
+
         with target.connect() as conn:
-            query = select(embeddings.c.text_hash)
-            have = {r[0] for r in conn.execute(query if model_id is None
-                                               else query.where(embeddings.c.model_id == model_id))}
+            have = {(r[0], r[1]) for r in conn.execute(only(select(embeddings.c.model_id, embeddings.c.text_hash)))}
         copied = 0
-        query = select(embeddings)
-        if model_id is not None:
-            query = query.where(embeddings.c.model_id == model_id)
         with source.connect() as src:
-            rows = src.execution_options(yield_per=_COPY_ROWS).execute(query)
+            rows = src.execution_options(yield_per=_COPY_ROWS).execute(only(select(embeddings)))
             for batch in rows.partitions(_COPY_ROWS):
-                todo = [dict(r._mapping) for r in batch if r.text_hash not in have or model_id is None]
+                todo = [dict(r._mapping) for r in batch if (r.model_id, r.text_hash) not in have]
                 if todo:
                     with target.begin() as conn:
                         conn.execute(insert(embeddings).prefix_with("OR IGNORE"), todo)
@@ -201,11 +203,11 @@ class EmbeddingsCache:
         return copied
 
     def seed(self, workspace: Any, model_id: str) -> int:
-        """Copy this model's cached vectors into ``workspace``; returns how many rows were offered."""
+        """Copy this model's cached vectors that ``workspace`` lacks into it; returns how many."""
         return self._copy(self.engine, workspace.engine, model_id)
 
     def keep(self, workspace: Any) -> int:
-        """Copy ``workspace``'s vectors into the cache (rows already there are left alone)."""
+        """Copy ``workspace``'s vectors that the cache lacks into it; returns how many."""
         return self._copy(workspace.engine, self.engine, None)
 
     def count(self) -> int:
