@@ -272,7 +272,8 @@ def import_openai(
 ) -> None:
     """Read an OpenAI Evals samples file and write it as a flightdeck evaluation set (JSONL).
 
-    The question is the last user message of "input", the reference answer the first "ideal". Every bad line is named (file:line)."""
+    The question is the last user message of "input", the reference answer the first "ideal". Every bad line is
+    named (file:line)."""
     import os
 
     from flightdeck.evaluation.sets import load_eval_set
