@@ -8,7 +8,6 @@ so piping answers on stdin works as well as a terminal.
 
 from __future__ import annotations
 
-import os
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from flightdeck.cli.common import EXIT_FAILED
+from flightdeck.core.files import write_text_atomic
 
 if TYPE_CHECKING:  # rich and the spec modules are imported when init runs, not when the CLI starts
     from rich.console import Console
@@ -182,17 +182,6 @@ class _Questionnaire:
         return None
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a killed process leaves the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def init(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="where to write the spec (a file, or a folder for flightdeck.yaml)")]
@@ -236,7 +225,7 @@ def init(
             source = typer.prompt("Folder of documents to index (files source)", default=source).strip() or source
         choices, sources = _Questionnaire(console, defaults).run(source)
 
-    _write_atomically(target, render_spec(name, choices, sources=sources))
+    write_text_atomic(target, render_spec(name, choices, sources=sources))
     _, problems = check_spec(target)
     if problems:
         for p in problems:

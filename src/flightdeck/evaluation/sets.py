@@ -20,13 +20,16 @@ import hashlib
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from flightdeck.errors import FlightdeckError
 
-__all__ = ["EvalQuestion", "EvalSet", "load_eval_set", "store_set", "EvalSetError"]
+__all__ = ["EvalQuestion", "EvalSet", "load_eval_set", "store_set", "EvalSetError", "read_jsonl_questions", "hashed"]
+
+T = TypeVar("T")
 
 _KNOWN = {"id", "question", "reference_answer", "reference_sources", "reference_chunks", "answerable", "tags"}
 MAX_QUESTION_CHARS = 4000
@@ -118,24 +121,28 @@ def _question(obj: Any, line: int) -> EvalQuestion:
                         _strings(obj.get("tags"), "tags"))
 
 
-def load_eval_set(path: str | Path, name: str | None = None) -> EvalSet:
-    """Read a JSONL evaluation set; :class:`EvalSetError` lists every bad line (file:line: what is wrong)."""
-    path = Path(path)
+def read_jsonl_questions(path: Path, parse: Callable[[Any, int], tuple[EvalQuestion, T]], *, missing: str,
+                         empty: str) -> list[tuple[EvalQuestion, T]]:
+    """Each line of a JSONL file parsed by ``parse(obj, line)`` into a question (and what else it carries).
+
+    Blank lines are skipped; a line that is not JSON, that ``parse`` refuses (ValueError) or whose question id is
+    taken is a problem, and :class:`EvalSetError` lists every problem with file:line. ``missing`` and ``empty`` are
+    what to say when the file is not there or holds nothing.
+    """
     if not path.is_file():
-        raise EvalSetError(f"{path}: evaluation set not found; give a JSONL file of questions (one JSON object per "
-                           "line with at least a \"question\")")
-    problems: list[str] = []
-    questions: list[EvalQuestion] = []
-    seen: dict[str, int] = {}
+        raise EvalSetError(f"{path}: {missing}")
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as exc:
         raise EvalSetError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    problems: list[str] = []
+    items: list[tuple[EvalQuestion, T]] = []
+    seen: dict[str, int] = {}
     for n, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
         try:
-            q = _question(json.loads(raw), n)
+            q, extra = parse(json.loads(raw), n)
         except json.JSONDecodeError as exc:
             problems.append(f"{path}:{n}: not JSON ({exc.msg}, column {exc.colno})")
             continue
@@ -146,15 +153,30 @@ def load_eval_set(path: str | Path, name: str | None = None) -> EvalSet:
             problems.append(f"{path}:{n}: id {q.id!r} is already used on line {seen[q.id]}")
             continue
         seen[q.id] = n
-        questions.append(q)
+        items.append((q, extra))
     if problems:
         shown = problems[:20] + ([f"… and {len(problems) - 20} more"] if len(problems) > 20 else [])
         raise EvalSetError(f"{path}: {len(problems)} bad line(s):\n  " + "\n  ".join(shown))
-    if not questions:
-        raise EvalSetError(f"{path}: no questions; write one JSON object per line with at least a \"question\"")
-    unsorted = EvalSet(name or path.stem, str(path), tuple(questions))
-    digest = hashlib.sha256(unsorted.canonical().encode()).hexdigest()
-    return EvalSet(unsorted.name, unsorted.path, unsorted.questions, digest)
+    if not items:
+        raise EvalSetError(f"{path}: {empty}")
+    return items
+
+
+def hashed(eval_set: EvalSet) -> str:
+    """The sha256 of the set's canonical JSONL: its id."""
+    return hashlib.sha256(eval_set.canonical().encode()).hexdigest()
+
+
+def load_eval_set(path: str | Path, name: str | None = None) -> EvalSet:
+    """Read a JSONL evaluation set; :class:`EvalSetError` lists every bad line (file:line: what is wrong)."""
+    path = Path(path)
+    items = read_jsonl_questions(
+        path, lambda obj, n: (_question(obj, n), None),
+        missing="evaluation set not found; give a JSONL file of questions (one JSON object per line with at least "
+                "a \"question\")",
+        empty="no questions; write one JSON object per line with at least a \"question\"")
+    unhashed = EvalSet(name or path.stem, str(path), tuple(q for q, _ in items))
+    return EvalSet(unhashed.name, unhashed.path, unhashed.questions, hashed(unhashed))
 
 
 def store_set(workspace: Any, eval_set: EvalSet) -> str:

@@ -34,9 +34,7 @@ also strips surrounding whitespace, before checking.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 import string
 from collections import Counter
@@ -45,7 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flightdeck.evaluation.sets import EvalQuestion, EvalSet, EvalSetError
+from flightdeck.core.files import write_text_atomic
+from flightdeck.evaluation.sets import EvalQuestion, EvalSet, hashed, read_jsonl_questions
 
 __all__ = ["DEFAULT_SYSTEM_PROMPT", "SamplesSet", "export_samples", "import_samples", "samples_lines", "match",
            "includes", "fuzzy_match", "normalize", "f1_score", "basic_scores"]
@@ -178,17 +177,6 @@ def samples_lines(eval_set: EvalSet, system_prompt: str = DEFAULT_SYSTEM_PROMPT)
     return lines
 
 
-def _write(path: Path, text: str) -> None:
-    # a killed export leaves the old file or the new one, never half of one
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def export_samples(eval_set: EvalSet, path: str | Path, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> int:
     """Write ``eval_set`` as an OpenAI Evals samples file and return how many samples it holds.
 
@@ -197,7 +185,7 @@ def export_samples(eval_set: EvalSet, path: str | Path, system_prompt: str = DEF
     Unanswerable questions have no ideal and are left out. An empty ``system_prompt`` leaves the system turn out.
     """
     lines = samples_lines(eval_set, system_prompt)
-    _write(Path(path), "".join(lines))
+    write_text_atomic(Path(path), "".join(lines))
     return len(lines)
 
 
@@ -264,39 +252,12 @@ def import_samples(path: str | Path, name: str | None = None) -> SamplesSet:
     ``line-N``. :class:`~flightdeck.evaluation.sets.EvalSetError` names every bad line (file:line: what is wrong).
     """
     path = Path(path)
-    if not path.is_file():
-        raise EvalSetError(f"{path}: samples file not found; give an OpenAI Evals samples JSONL file (one "
-                           "{\"input\": …, \"ideal\": …} object per line)")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise EvalSetError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    problems: list[str] = []
-    questions: list[EvalQuestion] = []
-    ideals: dict[str, tuple[str, ...]] = {}
-    seen: dict[str, int] = {}
-    for n, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        try:
-            q, its_ideals = _sample(json.loads(raw), n)
-        except json.JSONDecodeError as exc:
-            problems.append(f"{path}:{n}: not JSON ({exc.msg}, column {exc.colno})")
-            continue
-        except ValueError as exc:
-            problems.append(f"{path}:{n}: {exc}")
-            continue
-        if q.id in seen:
-            problems.append(f"{path}:{n}: id {q.id!r} is already used on line {seen[q.id]}")
-            continue
-        seen[q.id] = n
-        questions.append(q)
-        ideals[q.id] = its_ideals
-    if problems:
-        shown = problems[:20] + ([f"… and {len(problems) - 20} more"] if len(problems) > 20 else [])
-        raise EvalSetError(f"{path}: {len(problems)} bad line(s):\n  " + "\n  ".join(shown))
-    if not questions:
-        raise EvalSetError(f"{path}: no samples; write one {{\"input\": …, \"ideal\": …}} object per line")
-    unhashed = EvalSet(name or path.stem, str(path), tuple(questions))
-    digest = hashlib.sha256(unhashed.canonical().encode()).hexdigest()
+    items = read_jsonl_questions(
+        path, _sample,
+        missing="samples file not found; give an OpenAI Evals samples JSONL file (one {\"input\": …, \"ideal\": …} "
+                "object per line)",
+        empty="no samples; write one {\"input\": …, \"ideal\": …} object per line")
+    ideals = {q.id: its_ideals for q, its_ideals in items}
+    unhashed = EvalSet(name or path.stem, str(path), tuple(q for q, _ in items))
+    digest = hashed(unhashed)
     return SamplesSet(unhashed.name, unhashed.path, unhashed.questions, digest, ideals)
