@@ -7,6 +7,9 @@ test that *passed* (a skip proves nothing), the libraries the product needed to 
 - the modules of every provider flightdeck loaded from the registry, and of every optional library it imported
   through ``optional_import`` (``flightdeck.registry.lookup.requirement_observer`` tells), while the test ran
   or while any fixture it used ran (a session fixture runs once: what it loaded counts for every test using it);
+  what a thread loads counts for whoever started the thread (the test, the fixture, or the test file being
+  collected), never for whatever the main thread happens to run at that moment: a thread pool an earlier test left
+  winding down must not add its loads to the next test's fixtures, or the proof would depend on timing;
 - the modules the named provider (or the option's providers) requires in the registry.
 
 What only the test needed does not count: the llama.cpp server that stands in for the OpenAI API, moto for
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,8 @@ import pytest
 from flightdeck.registry import lookup
 
 TESTS = Path(__file__).resolve().parent
+_OWNER = "_flightdeck_checklist_owner"  # the attribute naming whom a thread works for
+Owner = tuple[str, Any]  # ("fixture", (id of its definition, param index)) | ("test", nodeid) | ("file", path)
 VERIFIED = TESTS.parent / "src" / "flightdeck" / "spec" / "verified.json"
 _ABOUT = ("Written by the test suite (tests/checklist_verification.py; `make verified`): for each checklist option, "
           "the tests marked @pytest.mark.exercises(option) that passed in the full run validating this build, grouped "
@@ -55,25 +61,52 @@ class ChecklistVerification:
         self.marks: dict[str, list[tuple[str, str | None]]] = {}
         self.items: dict[str, pytest.Item] = {}
         self.message: list[str] = []
+        self._thread_start: Any = None
         lookup.requirement_observer = self._observed
+        self._watch_threads()
 
     def unregister(self) -> None:
         lookup.requirement_observer = None
+        if self._thread_start is not None:
+            threading.Thread.start = self._thread_start  # type: ignore[method-assign]
+            self._thread_start = None
 
     # --- recording --------------------------------------------------------------------------------------------
 
-    def _observed(self, modules: Any) -> None:
-        """flightdeck loaded a provider or imported an optional library: attribute it to who was running."""
+    def _owner(self) -> Owner | None:
+        """Whom the main thread works for now: the fixture being set up, else the running test, else (at
+        collection, importing a test module) that module's file."""
         if self.fixtures:
-            self.by_fixture[self.fixtures[-1]].update(modules)
-        elif self.current is not None:
-            self.by_test[self.current].update(modules)
-        else:  # at import of a test module (collection): every test of that file needs it
-            frame = sys._getframe(1)
-            while frame is not None and not Path(frame.f_code.co_filename).name.startswith("test_"):
-                frame = frame.f_back
-            if frame is not None:
-                self.by_file[Path(frame.f_code.co_filename).resolve()].update(modules)
+            return ("fixture", self.fixtures[-1])
+        if self.current is not None:
+            return ("test", self.current)
+        frame = sys._getframe(1)
+        while frame is not None and not Path(frame.f_code.co_filename).name.startswith("test_"):
+            frame = frame.f_back
+        return ("file", Path(frame.f_code.co_filename).resolve()) if frame is not None else None
+
+    def _watch_threads(self) -> None:
+        """Stamp every thread started from now on with its owner: the starter's owner (a thread's thread inherits)."""
+        original = self._thread_start = threading.Thread.start
+        plugin = self
+
+        def start(thread: threading.Thread) -> None:
+            starter = threading.current_thread()
+            owner = plugin._owner() if starter is threading.main_thread() else getattr(starter, _OWNER, None)
+            setattr(thread, _OWNER, owner)
+            original(thread)
+
+        threading.Thread.start = start  # type: ignore[method-assign]
+
+    def _observed(self, modules: Any) -> None:
+        """flightdeck loaded a provider or imported an optional library: attribute it to whom it was done for."""
+        thread = threading.current_thread()
+        # a thread not started through threading (a C library's) has no owner: what it loads is not attributed
+        owner = self._owner() if thread is threading.main_thread() else getattr(thread, _OWNER, None)
+        if owner is None:
+            return
+        kind, key = owner
+        {"fixture": self.by_fixture, "test": self.by_test, "file": self.by_file}[kind][key].update(modules)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_fixture_setup(self, fixturedef: Any, request: Any):  # noqa: ANN201

@@ -188,6 +188,9 @@ def test_checklist_json_says_how_the_status_is_computed(dev_install: None) -> No
 # --- the recorder itself, on a tiny suite in a subprocess ------------------------------------------------------
 
 _SUITE = '''
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from flightdeck.registry import Category, registry
 from flightdeck.registry.lookup import optional_import
@@ -200,10 +203,30 @@ def server():
 
 @pytest.mark.exercises("retrieval.vector_database.faiss")
 def test_store(server):
-    registry().load(Category.CHUNKER, "recursive")   # flightdeck loads a provider: its modules count
+    with ThreadPoolExecutor(1) as pool:  # flightdeck loads a provider (in a thread the test started): it counts
+        pool.submit(registry().load, Category.CHUNKER, "recursive").result()
+
+LATER, LEFT = threading.Event(), []
 
 @pytest.mark.exercises("retrieval.vector_database.faiss")
-def test_store_again(server):
+def test_leaves_a_thread_working(server):
+    def work():
+        LATER.wait(30)
+        optional_import("yaml", "x")
+    LEFT.append(threading.Thread(target=lambda: threading.Thread(target=work).start()))
+    LEFT[0].start()
+
+@pytest.fixture
+def meanwhile():
+    LATER.set()  # the thread the last test left loads while this fixture is set up: it is still that test's
+    for thread in LEFT:
+        thread.join()
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(10)
+
+@pytest.mark.exercises("retrieval.vector_database.faiss")
+def test_store_again(server, meanwhile):
     pass
 
 @pytest.mark.exercises("retrieval.vector_database.chroma")
@@ -242,11 +265,13 @@ def test_the_recorder_writes_checks_and_refuses_a_stale_proof(tmp_path: Path) ->
     first = _run_suite(tmp_path, "--update-verified")
     assert first.returncode == 0, first.stdout + first.stderr
     written = json.loads((tmp_path / "verified.json").read_text())["options"]
-    # the skipped test proves nothing; both passing tests needed sqlalchemy (their session fixture), one tokenizers
-    # too (the recursive chunker it loaded); faiss is what the option's provider requires
+    # the skipped test proves nothing; the passing tests needed sqlalchemy (their session fixture), one tokenizers
+    # too (the recursive chunker it loaded in its thread pool), one yaml (its thread's thread, finishing late: not
+    # the next test's); faiss is what the option's provider requires
     assert written == {"retrieval.vector_database.faiss": [
         {"requires": ["faiss", "sqlalchemy"], "tests": ["tests/test_tiny.py::test_store_again"]},
-        {"requires": ["faiss", "sqlalchemy", "tokenizers"], "tests": ["tests/test_tiny.py::test_store"]}]}
+        {"requires": ["faiss", "sqlalchemy", "tokenizers"], "tests": ["tests/test_tiny.py::test_store"]},
+        {"requires": ["faiss", "sqlalchemy", "yaml"], "tests": ["tests/test_tiny.py::test_leaves_a_thread_working"]}]}
     assert _run_suite(tmp_path).returncode == 0
     assert _run_suite(tmp_path, "-k", "store_again").returncode == 0  # a partial run is not compared
 

@@ -4,10 +4,11 @@ shape (system, turns, stops), streaming and its early close, and the errors a us
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +39,24 @@ def generator(anthropic_server: Any) -> Iterator[AnthropicGenerator]:
     gen.close()
 
 
-def _answered_after(server: Any, seen: int, timeout: float = 20.0) -> dict[str, Any]:
-    """The first request the server finished answering after the ``seen`` it had recorded (it records a stream
-    once the stream ends, or once the client is gone)."""
+def _answered_after(server: Any, seen: int, sent: Callable[[dict[str, Any]], bool] = lambda request: True,
+                    timeout: float = 20.0) -> dict[str, Any]:
+    """The first request the server finished answering after the ``seen`` it had recorded that is ``sent``
+    (it records a stream once the stream ends, or once the client is gone: an earlier test's stream that the
+    server is still winding down may be recorded after ``seen`` was counted)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        requests = server.requests()
-        if len(requests) > seen:
-            return requests[seen]
+        mine = [r for r in server.requests()[seen:] if sent(r)]
+        if mine:
+            return mine[0]
         time.sleep(0.05)
-    raise AssertionError(f"the server recorded no answer within {timeout} s (see {server.log})")
+    raise AssertionError(f"the server recorded no such answer within {timeout} s (see {server.log})")
+
+
+def _asks(text: str, max_tokens: int | None = None) -> Callable[[dict[str, Any]], bool]:
+    """A request whose messages contain ``text`` (and, if given, that asks for ``max_tokens``)."""
+    return lambda request: (text in json.dumps(request["body"].get("messages", []))
+                            and max_tokens in (None, request["body"].get("max_tokens")))
 
 
 # Two promises the packaged Gemma 3 270M does not keep (as for llama_cpp and openai, tests/models/
@@ -71,7 +80,7 @@ def test_the_system_message_goes_in_system_and_the_turns_alternate(anthropic_ser
                 {"role": "user", "content": "Question: What is the capital of Spain?\nAnswer: Madrid"},
                 {"role": "user", "content": "Question: What is the capital of France?\nAnswer:"}]
     done = generator.complete(messages, max_tokens=8, stop=["\nQuestion:"])
-    request = _answered_after(anthropic_server, seen)
+    request = _answered_after(anthropic_server, seen, _asks("capital of France", 8))
     body = request["body"]
     assert body["system"] == "Answer with the name of a city."
     assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]  # the two user turns joined
@@ -87,7 +96,7 @@ def test_the_system_message_goes_in_system_and_the_turns_alternate(anthropic_ser
 def test_stop_sequences_and_max_tokens_end_the_text(generator: AnthropicGenerator, anthropic_server: Any) -> None:
     seen = len(anthropic_server.requests())
     stopped = generator.complete(COUNTING, max_tokens=40, stop=["10"])
-    request = _answered_after(anthropic_server, seen)
+    request = _answered_after(anthropic_server, seen, lambda request: request["body"].get("max_tokens") == 40)
     assert request["outcome"] == "stop_sequence" and stopped.finish_reason == "stop"
     assert stopped.text.startswith("7, 8, 9") and "10" not in stopped.text
     cut = generator.complete(COUNTING, max_tokens=5)
@@ -106,7 +115,7 @@ def test_streamed_deltas_join_to_the_completion_of_one_call(generator: Anthropic
     # the usage of the stream's message_start and message_delta events: what the server counted for one call
     assert (done.prompt_tokens, done.completion_tokens, done.finish_reason) == (
         whole.prompt_tokens, whole.completion_tokens, whole.finish_reason)
-    request = _answered_after(anthropic_server, seen)
+    request = _answered_after(anthropic_server, seen, lambda request: request["body"].get("stream") is True)
     assert request["body"]["stream"] is True and request["deltas"] == len(deltas)
 
 
@@ -117,7 +126,7 @@ def test_closing_the_stream_early_stops_the_server_generating(generator: Anthrop
     first = [next(stream) for _ in range(3)]
     assert all(isinstance(piece, str) for piece in first)
     stream.close()  # a client that went away
-    request = _answered_after(anthropic_server, seen)
+    request = _answered_after(anthropic_server, seen, lambda request: request["body"].get("max_tokens") == 400)
     assert request["outcome"] == "client closed the stream", request
     assert request["output_tokens"] < 60, request  # not the 400 asked for
     assert "paris" in generator.complete(FRANCE, max_tokens=8).text.lower()  # the server serves the next one
@@ -155,7 +164,7 @@ def test_the_environments_key_and_headers_go_only_where_they_belong(anthropic_se
                        r"ANTHROPIC_API_KEY environment variable is sent only to https://api\.anthropic\.com .*"
                        r"`api_key: \$\{ANTHROPIC_API_KEY\}`"):
         elsewhere.complete(FRANCE)
-    refused = _answered_after(anthropic_server, seen)
+    refused = _answered_after(anthropic_server, seen, lambda request: request["key_ok"] is False)
     assert refused["key_ok"] is False and "x-meant-for-anthropic" not in refused["headers"]
     named = AnthropicGenerator(_config(anthropic_server))  # a key the spec names goes to the spec's endpoint
     assert named.complete(FRANCE, max_tokens=4).text
@@ -195,7 +204,7 @@ def test_a_temperature_is_sent_only_when_set(anthropic_server: Any) -> None:
         error = None
     except AnthropicGeneratorError as e:
         error = str(e)
-    request = _answered_after(anthropic_server, seen)
+    request = _answered_after(anthropic_server, seen, lambda request: "temperature" in request["body"])
     assert request["body"]["temperature"] == 0.5
     if request["anthropic_version"] == "2026-10-21":  # anthropic SDK 2: the API version without sampling settings
         assert error is not None and "answered 400: temperature: Extra inputs are not permitted" in error
@@ -229,7 +238,7 @@ def test_ask_answers_through_the_anthropic_generator_from_the_spec(tmp_path: Pat
     seen = len(anthropic_server.requests())
     question = "Which error means the sprockets are not aligned?"
     answer = project.ask(question)
-    request = _answered_after(anthropic_server, seen)
+    request = _answered_after(anthropic_server, seen, _asks(question))
     assert request["body"]["system"] == GROUNDED_SYSTEM_PROMPT  # the grounded prompt, as the system parameter
     user = request["body"]["messages"][-1]["content"]
     assert question in user and "W42" in user  # the retrieved chunk is among the sources
@@ -264,7 +273,7 @@ def test_a_query_transformation_writes_its_query_with_the_anthropic_generator(
     project.run()
     seen = len(anthropic_server.requests())
     result = project.search("How do I fix error W42?", k=3)
-    request = _answered_after(anthropic_server, seen)
+    request = _answered_after(anthropic_server, seen, _asks("How do I fix error W42?"))
     assert "How do I fix error W42?" in request["body"]["messages"][-1]["content"] and request["key_ok"]
     assert [q["label"] for q in result.queries] == ["original", "rewrite"], result.queries
     assert result.queries[1]["keyword"] == request["text"].strip()  # the model's query was searched
