@@ -292,7 +292,9 @@ class Project:
         families = tuple(f for f in (ev.metrics or DEFAULT_FAMILIES) if f in FAMILIES)
         judge = self.judge() if "llm_as_a_judge" in families else None
         options = EvalOptions(k=ev.k, families=families, support_threshold=ev.support_threshold, limit=limit,
-                              tools=tuple(t for t in ev.tools if t == "openai_evals"), judge=judge)
+                              tools=tuple(t for t in ev.tools if t in ("openai_evals", "ragas")), judge=judge,
+                              tool_generator=(judge or self.judge()).generator if "ragas" in ev.tools else None,
+                              tool_embedder=self.embedder)
         generator = getattr(self.generator, "model_id", "") or self.spec.model.generator.provider
         params = {"search": self.spec.retrieval.search.model_dump(),
                   "generator": self.spec.model.generator.model_dump(),

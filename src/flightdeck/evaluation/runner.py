@@ -48,8 +48,10 @@ class EvalOptions:
     families: tuple[str, ...] = tuple(FAMILIES)
     support_threshold: float = 0.5
     limit: int | None = None  # score only the first N questions (a quick look)
-    tools: tuple[str, ...] = ()  # evaluation.tools run in-process: openai_evals (Match, Includes, FuzzyMatch)
+    tools: tuple[str, ...] = ()  # evaluation.tools run in-process: openai_evals (Match, Includes, FuzzyMatch), ragas
     judge: Any = None  # an LlmJudge (llm_as_a_judge): faithfulness, relevancy, correctness with reasoning
+    tool_generator: Any = None  # the LLM generator that evaluation tools judge with (ragas)
+    tool_embedder: Any = None  # the embedder that evaluation tools embed with (ragas' answer relevancy)
 
 
 @dataclass
@@ -239,6 +241,12 @@ def _aggregate(results: list[QuestionResult], ranking: dict[str, list[str]], qre
         scores = basic_scores([(r.answer, [r.reference_answer]) for r in graded])
         metrics.update({k: round(v, 5) for k, v in scores.items()} if scores else
                        dict.fromkeys(("openai_match", "openai_includes", "openai_fuzzy_match"), None))
+    if "ragas" in options.tools:
+        from flightdeck.evaluation.tools.ragas import ragas_scores
+
+        # Ragas' metrics with flightdeck's own LLM and embedder; a (question, metric) pair that fails counts in
+        # ragas_failed and never stops the run
+        metrics.update(ragas_scores(results, options.tool_generator, options.tool_embedder))
     unanswerable = [r for r in results if not r.answerable]
     answerable = [r for r in results if r.answerable]
     metrics["refusal_rate"] = _mean([float(not r.found) for r in unanswerable])

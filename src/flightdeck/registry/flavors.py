@@ -495,6 +495,15 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            options=("model.hyperparameter_optimization.grid_random",),
            summary="grid search (every combination; ranges on grid_points values) or random search, seeded, "
                    "with no library beyond numpy"),
+    Flavor(_C.EVAL_TOOL, "ragas", "flightdeck.evaluation.tools.ragas:ragas_scores", extra="ragas",
+           requires=("ragas",), needs=_LLM, options=("evaluation.tools.ragas",),
+           summary="Ragas' evaluate() on the answered questions with flightdeck's own LLM (the judge's) and embedder: "
+                   "faithfulness, response relevancy, context precision and recall, factual correctness as ragas_* "
+                   "scores per question and mean; one job at a time with a timeout, unparsable model output counted "
+                   "in ragas_failed; usage tracking off (RAGAS_DO_NOT_TRACK)",
+           note="ragas 0.3.1 (0.3.2+ needs instructor, whose every release needs jiter<0.15, pinned 0.19) with "
+                "langchain-community<0.4 (Ragas imports its Vertex AI classes, gone in 0.4); tested with the packaged "
+                "Gemma 3 270M, which often writes no JSON Ragas can parse, and sockets to non-loopback blocked"),
     # --- session 7: query transformations (insert below, keep this line) ---
     Flavor(_C.QUERY_TRANSFORMATION, "rewrite", "flightdeck.retrieval.query_transform:RewriteTransform",
            "flightdeck.retrieval.query_transform:RewriteConfig", needs=_LLM, takes=("generator",),

