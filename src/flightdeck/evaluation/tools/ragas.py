@@ -99,7 +99,7 @@ def metric_names(metrics: Sequence[str] = DEFAULT_METRICS) -> tuple[str, ...]:
 
 
 class RepetitionError(RuntimeError):
-    """The model wrote the same line over and over (small models do, on long JSON prompts)."""
+    """The model writes the same text over and over (small models do, on long JSON prompts)."""
 
 
 class FlightdeckRagasLLM(BaseRagasLLM):
@@ -156,8 +156,7 @@ class FlightdeckRagasLLM(BaseRagasLLM):
                     return text.strip(), "stop"
                 looping = _repeated_line(text)
                 if looping:
-                    raise RepetitionError(f"the model wrote the same line {REPEATS} times ({looping[:80]!r}); "
-                                          "reply cut")
+                    raise RepetitionError(f"the model repeats itself ({looping[:80]!r} over and over); reply cut")
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"one completion took over {self.run_config.timeout} s")
         finally:
