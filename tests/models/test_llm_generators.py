@@ -83,6 +83,21 @@ class _Scripted(LlmGenerator):
         return len(text.split())
 
 
+def test_with_settings_shares_the_loaded_model_and_checks_what_it_changes(llama_generator) -> None:
+    messages = [{"role": "user", "content": "Question: What is the capital of France?\nAnswer:"}]
+    greedy = llama_generator.complete(messages, max_tokens=8)
+    warm = llama_generator.with_settings(temperature=1.5, seed=7, system_prompt="Answer in French.")
+    assert warm._llm is llama_generator._llm and warm is not llama_generator  # one model in memory, two settings
+    assert (warm.config.temperature, warm.config.system_prompt) == (1.5, "Answer in French.")
+    assert llama_generator.config.temperature == 0.0  # the original keeps its own
+    assert warm.config.model_path == llama_generator.config.model_path
+    assert llama_generator.complete(messages, max_tokens=8).text == greedy.text
+    with pytest.raises(ValueError, match=r"not model_path: open another generator"):
+        llama_generator.with_settings(model_path="/elsewhere.gguf")
+    with pytest.raises(ValueError, match="temperature"):
+        llama_generator.with_settings(temperature=5)  # validated as the spec validates it (0..2)
+
+
 def test_an_answers_citations_point_at_the_sources_given_and_invented_ones_are_dropped() -> None:
     scripted = _Scripted("It needs two sprockets [2] and a frame [1, 7].")
     answer = scripted.answer("What does a widget need?", WIDGET_HITS, None, "v1")

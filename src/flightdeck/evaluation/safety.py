@@ -32,7 +32,6 @@ project.
 
 from __future__ import annotations
 
-import copy as _copy
 import json
 import os
 import re
@@ -286,16 +285,12 @@ class SafetySuite:
 def _canary_generator(generator: Any) -> tuple[Any, str | None]:
     """The generator with :data:`SYSTEM_CANARY` in its system prompt, and the canary; or the generator itself and
     None when it has no system prompt (extractive) or its template does not render it."""
-    config = getattr(generator, "config", None)
-    system_prompt = getattr(config, "system_prompt", None)
-    if not isinstance(system_prompt, str) or not hasattr(generator, "prompt_template") or \
-            not hasattr(config, "model_copy"):
-        return generator, None
-    from flightdeck.models.generators.base import NOT_FOUND
+    from flightdeck.models.generators.base import NOT_FOUND, LlmGenerator
 
-    generator.count_tokens("load")  # a lazily loaded model is loaded once, and the copy below shares it
-    marked = _copy.copy(generator)
-    marked.config = config.model_copy(update={"system_prompt": f"{system_prompt}\n\n{_CANARY_LINE}"})
+    if not isinstance(generator, LlmGenerator):
+        return generator, None
+    # the same model (loaded once) with the canary line added to its system prompt
+    marked = generator.with_settings(system_prompt=f"{generator.config.system_prompt}\n\n{_CANARY_LINE}")
     sample = [{"id": 1, "title": "t", "text": "x", "uri": "file:///x.md", "chunk_id": "c1"}]
     messages = marked.prompt_template().render_messages(system_prompt=marked.config.system_prompt, question="q",
                                                         sources=sample, not_found=NOT_FOUND)

@@ -17,6 +17,7 @@ The contract every generator keeps (:class:`Generator`) and what it returns (an 
 
 from __future__ import annotations
 
+import copy
 import re
 import time
 from collections.abc import Iterator
@@ -237,6 +238,24 @@ class LlmGenerator:
 
     def close(self) -> None:
         """Free the model or the connection; the generator must not be used afterwards."""
+
+    def warm(self) -> None:
+        """Load what is loaded on first use (a local model); a provider that loads lazily overrides this."""
+
+    def with_settings(self, **changes: Any) -> LlmGenerator:
+        """This generator with other answer settings (the fields of :class:`LlmSettings`: ``system_prompt``,
+        ``prompt_template``, ``temperature``, ``top_chunks``…), validated as the spec validates them, sharing what
+        this one loaded or connected: a local model is loaded once for both. Settings of the model itself (a path,
+        an endpoint) are refused: those need a generator of their own. Close only the original."""
+        unknown = sorted(set(changes) - set(LlmSettings.model_fields))
+        if unknown:
+            raise ValueError(f"with_settings changes only the answer settings ({', '.join(LlmSettings.model_fields)})"
+                             f"; not {', '.join(unknown)}: open another generator for those")
+        config = type(self.config).model_validate({**self.config.model_dump(), **changes})
+        self.warm()
+        twin = copy.copy(self)
+        twin.config = config
+        return twin
 
     @property
     def prompt_format(self) -> str:

@@ -111,6 +111,9 @@ class LlamaCppGenerator(LlmGenerator):
             self._chat = fmt == "chat" or (fmt == "auto" and bool(self._llm.metadata.get("tokenizer.chat_template")))
         return self._llm
 
+    def warm(self) -> None:
+        self._model()
+
     @property
     def prompt_format(self) -> str:
         """``chat`` or ``completion``: how prompts reach the model (known once it is loaded)."""
