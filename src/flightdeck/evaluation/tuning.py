@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import insert, select
 
@@ -37,12 +37,13 @@ from flightdeck.models.trackers.builtin import ExperimentRuns
 from flightdeck.models.tuners.base import Space, Trial, Tuner, best_trial, space_from_settings
 from flightdeck.registry.categories import Category
 from flightdeck.registry.lookup import registry
-from flightdeck.spec.tuning import CHUNKING_PARAMS, TUNABLE, TuningSettings
+from flightdeck.spec.tuning import CHUNKING_PARAMS, OBJECTIVES, TUNABLE, TuningSettings, refused_in_mode
 from flightdeck.workspace.db import open_engine
 from flightdeck.workspace.schema import embeddings
 
 __all__ = ["split_queries", "per_query_scores", "bootstrap_gain", "spec_patch", "patch_yaml", "tuner_for",
-           "EmbeddingsCache", "Configuration", "BeirObjective", "TuneReport", "tune_beir", "DEFAULT_TUNER"]
+           "EmbeddingsCache", "Configuration", "BeirObjective", "TuneReport", "StudyObjective", "run_study", "track",
+           "tune_beir", "describe_params", "DEFAULT_TUNER"]
 
 DEFAULT_TUNER = "optuna"
 _FLOAT_DIGITS = 4  # float settings are tried, recorded and written with 4 decimals
@@ -257,15 +258,19 @@ class BeirObjective:
     ``embedding_model``, ``vector_database``).
     """
 
+    sign = 1  # every BEIR objective is maximised
+
     def __init__(self, dataset: BeirDataset, root: Path, open_project: Callable[[Path], Any],
-                 settings: dict[str, Any], base: Configuration, reporter: Any = None) -> None:
+                 settings: dict[str, Any], base: Configuration, reporter: Any = None,
+                 metric: str = "ndcg@10") -> None:
         self.dataset = dataset
+        self.metric = metric
         self.root = Path(root)
         self.open_project = open_project
         self.settings = settings
         self.base = base
         self.reporter = reporter
-        self.indexes: dict[str, _Index] = {}
+        self.indexes_built: dict[str, _Index] = {}
         self.scored: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
         self.evaluations: list[tuple[str, str]] = []  # (configuration key, split) in the order they were scored
         self._embedder: Any = None
@@ -341,8 +346,8 @@ class BeirObjective:
     def index(self, chunking: dict[str, Any]) -> _Index:
         """The index of ``chunking``: its workspace's, built (or brought up to date) on first use."""
         key = stable_hash(chunking)
-        if key in self.indexes:
-            return self.indexes[key]
+        if key in self.indexes_built:
+            return self.indexes_built[key]
         folder = self.folder(chunking)
         folder.mkdir(parents=True, exist_ok=True)
         spec_path = folder / "flightdeck.yaml"
@@ -367,7 +372,7 @@ class BeirObjective:
             "cached": embed.get("cached", 0), "seeded_from_cache": seeded, "added_to_cache": kept,
             "steps": {s.step: s.status for s in summary.steps}})
         self._embedder = embedder
-        self.indexes[key] = index
+        self.indexes_built[key] = index
         return index
 
     def searcher(self, config: Configuration) -> tuple[Any, _Index]:
@@ -405,10 +410,30 @@ class BeirObjective:
         self.evaluations.append(memo_key)
         return scores
 
+    def summary(self, config: Configuration, split: str) -> dict[str, float | None]:
+        scores = self.scored[(config.key, split)]
+        return {m: _mean(scores, m) for m in OBJECTIVES}
+
+    def describe(self, config: Configuration) -> dict[str, Any]:
+        return {"chunking": config.chunking, "search": config.search.model_dump()}
+
+    def index_version(self, config: Configuration) -> str | None:
+        return self.index(config.chunking).index_version
+
+    def patch(self, best: Configuration) -> dict[str, Any]:
+        return spec_patch(self.base, best)
+
+    def artifacts(self, config: Configuration, split: str) -> dict[str, Path]:
+        return {}
+
+    def indexes(self) -> dict[str, Any]:
+        return {key: {"folder": str(ix.folder), "index_version": ix.index_version, **ix.built}
+                for key, ix in self.indexes_built.items()}
+
     def close(self) -> None:
         if self._cache is not None:
             self._cache.close()
-        for index in self.indexes.values():
+        for index in self.indexes_built.values():
             index.project.workspace.close()
 
 
@@ -426,7 +451,12 @@ def _mean(scores: dict[str, dict[str, float]], metric: str) -> float:
 # --- the study ------------------------------------------------------------------------------------------------
 @dataclass
 class TuneReport:
-    """What ``flightdeck tune`` did: every trial, the best, the holdout comparison and the spec patch."""
+    """What ``flightdeck tune`` did: every trial, the best, the holdout comparison and the spec patch.
+
+    ``mode`` is ``beir`` (judged queries of a BEIR split) or ``set`` (the questions of an evaluation set);
+    ``direction`` is ``maximise`` or ``minimise`` (the objective's). Trial values and the ``tune``/``holdout`` means
+    are the objective's own values; the holdout ``gain`` is the improvement (best − baseline when maximised,
+    baseline − best when minimised), with its paired bootstrap interval."""
 
     study_id: str
     dataset: str
@@ -445,106 +475,153 @@ class TuneReport:
     patch_file: str
     indexes: dict[str, Any]
     seconds: float
+    mode: str = "beir"
+    direction: str = "maximise"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class StudyObjective(Protocol):
+    """What a study scores: configurations (a ``key`` each) built from a trial's params over ``base``, each scored
+    per query or question of a part (``tune`` or ``holdout``), at most once per part."""
+
+    base: Any
+    metric: str  # the objective's name
+    sign: int  # +1: maximised, -1: minimised
+
+    def configuration(self, params: dict[str, Any]) -> Any: ...
+
+    def scores(self, config: Any, ids: list[str], split: str) -> dict[str, dict[str, float]]:
+        """Per id of ``ids``: the metrics measured (the objective's among them)."""
+        ...
+
+    def summary(self, config: Any, split: str) -> dict[str, float | None]:
+        """The metrics of a trial's run: those of ``config`` scored on ``split``."""
+        ...
+
+    def describe(self, config: Any) -> dict[str, Any]:
+        """The settings of ``config`` as the report and the trial's run show them."""
+        ...
+
+    def index_version(self, config: Any) -> str | None: ...
+
+    def patch(self, best: Any) -> dict[str, Any]:
+        """The spec keys ``best`` changes from the base, nested as in the spec."""
+        ...
+
+    def artifacts(self, config: Any, split: str) -> dict[str, Path]:
+        """Files to keep with a trial's run (and hand to the trackers); may be empty."""
+        ...
+
+    def indexes(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
 
 
 def _space_dict(space: dict[str, Any]) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, list | tuple) else v.model_dump()) for k, v in space.items()}
 
 
-def tune_beir(dataset: BeirDataset, *, tuning: TuningSettings, tuner: Tuner, tuner_name: str,
-              base_chunking: dict[str, Any], base_search: Any, settings: dict[str, Any], root: Path,
-              open_project: Callable[[Path], Any], runs: ExperimentRuns, spec_hash: str,
-              git_commit: str | None = None, patch_path: Path | None = None, reporter: Any = None,
-              on_trial: Callable[[Trial], None] | None = None) -> TuneReport:
-    """Tune on ``dataset``'s judged queries: trials on the tune part, the best scored once on the holdout part
-    beside the base configuration (the spec's ``base_chunking`` and ``base_search``), the gain with a paired 95 %
-    bootstrap interval. Every trial is a ``trial`` run and the study a ``tune`` run of ``runs``; the spec patch is
-    written to ``patch_path`` (default ``<root>/<study id>.patch.yaml``). ``root`` holds one workspace per chunking
-    and the embeddings cache."""
-    trec_eval()  # the scores need the eval extra: said before any index is built
+def track(runs: ExperimentRuns, run: Any, trackers: Any, files: dict[str, Path] | None = None) -> None:
+    """Hand a finished run to each tracker of ``model.experiment_tracking`` (as ``flightdeck eval`` does): where it
+    went is kept in the run's ``tracked``; a tracker that fails is recorded as ``error: …`` and stops nothing."""
+    if not trackers:
+        return
+    for tracker in trackers:
+        try:
+            run.tracked[tracker.name] = tracker.log_run(run, dict(files or {}))
+        except Exception as exc:  # noqa: BLE001 - the run is in the built-in table: a tracker that is down loses nothing
+            run.tracked[tracker.name] = f"error: {type(exc).__name__}: {exc}"
+    runs.finish(run)
+
+
+def run_study(objective: StudyObjective, *, tuning: TuningSettings, tuner: Tuner, tuner_name: str, name: str,
+              label: str, split: str, tune_ids: list[str], holdout_ids: list[str], runs: ExperimentRuns,
+              spec_hash: str, study_params: dict[str, Any], patch_path: Path | None, patch_dir: Path,
+              git_commit: str | None = None, eval_set: str | None = None, mode: str = "beir", noun: str = "queries",
+              trackers: Any = (), on_trial: Callable[[Trial], None] | None = None) -> TuneReport:
+    """The study both modes run: the baseline on the tune part, ``tuning.trials`` trials proposed by ``tuner``
+    (each a ``trial`` run of ``runs``, handed to ``trackers`` too), the best and the baseline scored once on the
+    holdout part with a paired bootstrap interval of the gain, and the spec patch written to ``patch_path`` (default
+    ``<patch_dir>/<study id>.patch.yaml``). The study is a ``tune`` run. ``objective.close()`` is called at the end."""
     t_start = time.perf_counter()
-    objective_name = tuning.objective
-    if not tuning.space:
-        raise FlightdeckError("model.tuning.space is empty; give the settings to tune, e.g. model: {tuning: {space: "
-                              "{fusion: [rrf, weighted], candidates: [50, 100, 200]}}}")
+    metric, sign = objective.metric, objective.sign
     space = space_from_settings(_space_dict(tuning.space), {n: t for n, (t, _) in TUNABLE.items()})
-    tune_qids, holdout_qids = split_queries(list(dataset.queries), tuning.holdout)
-    chunk_defaults = registry().config_class(Category.CHUNKER, base_chunking["provider"])
-    chunking = dict(base_chunking)
-    if chunk_defaults is not None:  # the effective size and overlap, so that the patch compares like with like
-        chunking = {"provider": base_chunking["provider"],
-                    **chunk_defaults(**{k: v for k, v in base_chunking.items() if k != "provider"}).model_dump()}
-    base = Configuration(chunking, base_search)
-    objective = BeirObjective(dataset, root, open_project, settings, base, reporter)
-    objective.preflight(space)
-    name = f"beir:{dataset.root.name}/{dataset.split}"
-    study = runs.start("tune", name, spec_hash=spec_hash, git_commit=git_commit, params={
-        "tuner": tuner_name, "tuner_settings": getattr(getattr(tuner, "config", None), "model_dump", dict)(),
-        "objective": objective_name, "trials": tuning.trials, "seed": tuning.seed, "holdout": tuning.holdout,
-        "space": _space_dict(tuning.space), "dataset": str(dataset.root), "split": dataset.split,
-        "queries": {"tune": len(tune_qids), "holdout": len(holdout_qids)},
-        "baseline": {"chunking": base.chunking, "search": base.search.model_dump()}})
+    base = objective.base
+    study = runs.start("tune", name, spec_hash=spec_hash, git_commit=git_commit, eval_set=eval_set, params={
+        "mode": mode, "tuner": tuner_name,
+        "tuner_settings": getattr(getattr(tuner, "config", None), "model_dump", dict)(),
+        "objective": metric, "direction": "maximise" if sign > 0 else "minimise", "trials": tuning.trials,
+        "seed": tuning.seed, "holdout": tuning.holdout, "space": _space_dict(tuning.space), **study_params,
+        "queries": {"tune": len(tune_ids), "holdout": len(holdout_ids)}, "baseline": objective.describe(base)})
     trial_runs: list[str] = []
     try:
-        baseline_tune = objective.scores(base, tune_qids, "tune")
+        baseline_tune = objective.scores(base, tune_ids, "tune")
 
         def objective_fn(params: dict[str, Any]) -> float:
             params = _normal(params)
             trial = Trial(len(trial_runs), params)
-            run = runs.start("trial", name, spec_hash=spec_hash, git_commit=git_commit,
+            run = runs.start("trial", name, spec_hash=spec_hash, git_commit=git_commit, eval_set=eval_set,
                              params={"study": study.id, "number": trial.number, "params": params})
             trial_runs.append(run.id)
             t0 = time.perf_counter()
+            files: dict[str, Path] = {}
             try:
                 config = objective.configuration(params)
-                scores = objective.scores(config, tune_qids, "tune")
-                run.index_version = objective.index(config.chunking).index_version
-                run.params = {**run.params, "chunking": config.chunking, "search": config.search.model_dump()}
-                run.metrics = {m: _mean(scores, m) for m in ("ndcg@10", "recall@100", "mrr@10")}
+                scores = objective.scores(config, tune_ids, "tune")
+                run.index_version = objective.index_version(config)
+                run.params = {**run.params, **objective.describe(config)}
+                run.metrics = {**objective.summary(config, "tune"), metric: _mean(scores, metric)}
+                files = objective.artifacts(config, "tune")
+                run.artifacts = {n: str(p) for n, p in files.items()}
                 run.status = "succeeded"
-                trial.value = run.metrics[objective_name]
-                return trial.value  # type: ignore[return-value]
+                trial.value = run.metrics[metric]
+                return sign * trial.value  # type: ignore[operator]  # tuners maximise
             except BaseException as exc:  # an interrupted trial is recorded as failed too, then the study stops
                 run.status, run.error = "failed", f"{type(exc).__name__}: {_first_error(exc)}"
                 trial.state, trial.error = "failed", run.error
                 raise
             finally:
                 runs.finish(run)
+                track(runs, run, trackers, files)
                 trial.seconds = round(time.perf_counter() - t0, 4)
                 if on_trial is not None:
                     on_trial(trial)
 
         trials = tuner.optimize(space, objective_fn, tuning.trials, tuning.seed)
+        best = best_trial(trials)  # on the signed values the tuner saw
         for trial in trials:
             trial.params = _normal(trial.params)
-        best = best_trial(trials)
+            if trial.value is not None:
+                trial.value = round(sign * trial.value, 5)  # the objective's own value again
         if best is None:
             first = next((t.error for t in trials if t.error), "no trial ran")
             raise FlightdeckError(f"every one of {len(trials)} trials failed; the first: {first}")
         best_config = objective.configuration(best.params)
-        held_best = objective.scores(best_config, holdout_qids, "holdout")
-        held_base = held_best if best_config.key == base.key else objective.scores(base, holdout_qids, "holdout")
-        gain = bootstrap_gain([held_best[q][objective_name] for q in holdout_qids],
-                              [held_base[q][objective_name] for q in holdout_qids], tuning.seed)
-        baseline_value = _mean(baseline_tune, objective_name)
+        held_best = objective.scores(best_config, holdout_ids, "holdout")
+        same = best_config.key == base.key
+        held_base = held_best if same else objective.scores(base, holdout_ids, "holdout")
+        gain = bootstrap_gain([sign * held_best[q][metric] for q in holdout_ids],
+                              [sign * held_base[q][metric] for q in holdout_ids], tuning.seed)
+        baseline_value = _mean(baseline_tune, metric)
         # recommended only when it beats the spec's own settings where it was chosen: on the tune part
-        beats = best.value is not None and best.value > baseline_value and best_config.key != base.key
-        patch = spec_patch(base, best_config) if beats else {}
-        holdout = {"queries": len(holdout_qids), "objective": objective_name,
-                   "baseline": _mean(held_base, objective_name), "best": _mean(held_best, objective_name),
-                   "baseline_metrics": {m: _mean(held_base, m) for m in ("ndcg@10", "recall@100", "mrr@10")},
-                   "best_metrics": {m: _mean(held_best, m) for m in ("ndcg@10", "recall@100", "mrr@10")}, **gain}
-        comment = (f"flightdeck tune {study.id} ({tuner_name}, {len(trials)} trials on {len(tune_qids)} queries of "
-                   f"{dataset.root.name}/{dataset.split})\n{objective_name} on {len(holdout_qids)} held-out queries: "
-                   f"{holdout['baseline']:.4f} -> {holdout['best']:.4f} ({gain['gain']:+.4f}, 95% CI "
+        beats = best.value is not None and sign * best.value > sign * baseline_value and not same
+        patch = objective.patch(best_config) if beats else {}
+        holdout = {"queries": len(holdout_ids), "objective": metric,
+                   "baseline": _mean(held_base, metric), "best": _mean(held_best, metric),
+                   "baseline_metrics": {**objective.summary(base, "holdout"), metric: _mean(held_base, metric)},
+                   "best_metrics": {**objective.summary(best_config, "holdout"), metric: _mean(held_best, metric)},
+                   **gain}
+        word = "lower" if sign < 0 else "higher"
+        comment = (f"flightdeck tune {study.id} ({tuner_name}, {len(trials)} trials on {len(tune_ids)} {noun} of "
+                   f"{label})\n{metric} ({word} is better) on {len(holdout_ids)} held-out {noun}: "
+                   f"{holdout['baseline']:.4f} -> {holdout['best']:.4f} (gain {gain['gain']:+.4f}, 95% CI "
                    f"{gain['ci95'][0]:+.4f} .. {gain['ci95'][1]:+.4f})\n"
                    + ("merge these keys into the spec" if beats else
                       f"no trial beat the spec's settings on the tune part ({best.value:.4f} vs {baseline_value:.4f})"))
         text = patch_yaml(patch, comment)
-        patch_path = Path(patch_path) if patch_path is not None else Path(root) / f"{study.id}.patch.yaml"
+        patch_path = Path(patch_path) if patch_path is not None else Path(patch_dir) / f"{study.id}.patch.yaml"
         patch_path.parent.mkdir(parents=True, exist_ok=True)
         patch_path.write_text(text)
         study.artifacts = {"patch": str(patch_path.resolve())}
@@ -556,27 +633,73 @@ def tune_beir(dataset: BeirDataset, *, tuning: TuningSettings, tuner: Tuner, tun
                          "holdout_gain_ci95_high": gain["ci95"][1]}
         study.params = {**study.params, "best": {"trial": best.number, "params": best.params},
                         "patch": patch, "trial_runs": trial_runs}
-        study.index_version = objective.index(best_config.chunking).index_version
+        study.index_version = objective.index_version(best_config)
         study.status = "succeeded"
-        indexes = {key: {"folder": str(ix.folder), "index_version": ix.index_version, **ix.built}
-                   for key, ix in objective.indexes.items()}
         return TuneReport(
-            study.id, dataset.root.name, dataset.split, tuner_name, objective_name, tuning.seed,
-            {"tune": len(tune_qids), "holdout": len(holdout_qids)}, _space_dict(tuning.space),
-            {"chunking": base.chunking, "search": base.search.model_dump(), "tune": baseline_value},
-            {"trial": best.number, "params": best.params, "tune": best.value, "beats_baseline": beats,
-             "chunking": best_config.chunking, "search": best_config.search.model_dump()},
-            holdout, trial_rows, patch, text, str(patch_path), indexes,
-            round(time.perf_counter() - t_start, 2))
+            study_id=study.id, dataset=label.rsplit("/", 1)[0] if mode == "beir" else label, split=split,
+            tuner=tuner_name, objective=metric, seed=tuning.seed,
+            queries={"tune": len(tune_ids), "holdout": len(holdout_ids)}, space=_space_dict(tuning.space),
+            baseline={**objective.describe(base), "tune": baseline_value},
+            best={"trial": best.number, "params": best.params, "tune": best.value, "beats_baseline": beats,
+                  **objective.describe(best_config)},
+            holdout=holdout, trials=trial_rows, patch=patch, patch_yaml=text, patch_file=str(patch_path),
+            indexes=objective.indexes(), seconds=round(time.perf_counter() - t_start, 2), mode=mode,
+            direction="maximise" if sign > 0 else "minimise")
     except BaseException as exc:
         study.status = "failed"
         study.error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
         runs.finish(study)
+        if study.status == "succeeded":
+            track(runs, study, trackers, {"patch.yaml": Path(study.artifacts["patch"])})
         objective.close()
+
+
+def tune_beir(dataset: BeirDataset, *, tuning: TuningSettings, tuner: Tuner, tuner_name: str,
+              base_chunking: dict[str, Any], base_search: Any, settings: dict[str, Any], root: Path,
+              open_project: Callable[[Path], Any], runs: ExperimentRuns, spec_hash: str,
+              git_commit: str | None = None, patch_path: Path | None = None, reporter: Any = None,
+              on_trial: Callable[[Trial], None] | None = None, trackers: Any = ()) -> TuneReport:
+    """Tune on ``dataset``'s judged queries: trials on the tune part, the best scored once on the holdout part
+    beside the base configuration (the spec's ``base_chunking`` and ``base_search``), the gain with a paired 95 %
+    bootstrap interval. Every trial is a ``trial`` run and the study a ``tune`` run of ``runs``; the spec patch is
+    written to ``patch_path`` (default ``<root>/<study id>.patch.yaml``). ``root`` holds one workspace per chunking
+    and the embeddings cache."""
+    trec_eval()  # the scores need the eval extra: said before any index is built
+    if tuning.objective not in OBJECTIVES:
+        raise FlightdeckError(f"objective {tuning.objective!r} is measured on an evaluation set (flightdeck tune "
+                              f"--set NAME); a BEIR split's objective is one of {', '.join(OBJECTIVES)}")
+    if not tuning.space:
+        raise FlightdeckError("model.tuning.space is empty; give the settings to tune, e.g. model: {tuning: {space: "
+                              "{fusion: [rrf, weighted], candidates: [50, 100, 200]}}}")
+    try:
+        refused_in_mode(tuning.space, "beir")
+    except ValueError as exc:
+        raise FlightdeckError(str(exc)) from None
+    space = space_from_settings(_space_dict(tuning.space), {n: t for n, (t, _) in TUNABLE.items()})
+    tune_qids, holdout_qids = split_queries(list(dataset.queries), tuning.holdout)
+    chunk_defaults = registry().config_class(Category.CHUNKER, base_chunking["provider"])
+    chunking = dict(base_chunking)
+    if chunk_defaults is not None:  # the effective size and overlap, so that the patch compares like with like
+        chunking = {"provider": base_chunking["provider"],
+                    **chunk_defaults(**{k: v for k, v in base_chunking.items() if k != "provider"}).model_dump()}
+    base = Configuration(chunking, base_search)
+    objective = BeirObjective(dataset, root, open_project, settings, base, reporter, tuning.objective)
+    try:
+        objective.preflight(space)
+    except BaseException:
+        objective.close()
+        raise
+    return run_study(objective, tuning=tuning, tuner=tuner, tuner_name=tuner_name,
+                     name=f"beir:{dataset.root.name}/{dataset.split}", label=f"{dataset.root.name}/{dataset.split}",
+                     split=dataset.split, tune_ids=tune_qids, holdout_ids=holdout_qids, runs=runs,
+                     spec_hash=spec_hash, study_params={"dataset": str(dataset.root), "split": dataset.split},
+                     patch_path=patch_path, patch_dir=Path(root), git_commit=git_commit, mode="beir",
+                     trackers=trackers, on_trial=on_trial)
 
 
 def describe_params(params: dict[str, Any]) -> str:
     """``chunk_size=128 fusion=rrf …`` for a line of output."""
-    return " ".join(f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in params.items())
+    return " ".join(f"{k}={json.dumps(v)}" if isinstance(v, str) or v is None else f"{k}={v}"
+                    for k, v in params.items())
