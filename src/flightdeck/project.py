@@ -278,8 +278,6 @@ class Project:
         reports (default ``<workspace>/reports/<run id>/``). Returns an
         :class:`~flightdeck.evaluation.session.EvalRun`."""
         from flightdeck.errors import FlightdeckError
-        from flightdeck.evaluation.metrics import DEFAULT_FAMILIES, FAMILIES
-        from flightdeck.evaluation.runner import EvalOptions
         from flightdeck.evaluation.session import run_evaluation
         from flightdeck.models.trackers.builtin import git_commit
         from flightdeck.spec.evaluation import parsed_gates
@@ -289,12 +287,8 @@ class Project:
         eval_set = self.eval_set(ref)
         if not self.workspace.get_state(CURRENT_INDEX):
             raise FlightdeckError(f"{self.spec_path}: no index yet; run `flightdeck run` before `flightdeck eval`")
-        families = tuple(f for f in (ev.metrics or DEFAULT_FAMILIES) if f in FAMILIES)
-        judge = self.judge() if "llm_as_a_judge" in families else None
-        options = EvalOptions(k=ev.k, families=families, support_threshold=ev.support_threshold, limit=limit,
-                              tools=tuple(t for t in ev.tools if t in ("openai_evals", "ragas")), judge=judge,
-                              tool_generator=(judge or self.judge()).generator if "ragas" in ev.tools else None,
-                              tool_embedder=self.embedder)
+        options = self.eval_options(limit)
+        families = options.families
         generator = getattr(self.generator, "model_id", "") or self.spec.model.generator.provider
         params = {"search": self.spec.retrieval.search.model_dump(),
                   "generator": self.spec.model.generator.model_dump(),
@@ -309,6 +303,20 @@ class Project:
                               dataset_version=self.workspace.get_state(CURRENT_DATASET), report_dir=report_dir,
                               reporter=reporter, trackers=self.assembly.trackers(),
                               validations=self._validations(eval_set))
+
+    def eval_options(self, limit: int | None = None) -> Any:
+        """How :meth:`evaluate` measures (an :class:`~flightdeck.evaluation.runner.EvalOptions`): ``evaluation.k``,
+        the families of ``evaluation.metrics``, the support threshold, the in-process tools and the LLM judge."""
+        from flightdeck.evaluation.metrics import DEFAULT_FAMILIES, FAMILIES
+        from flightdeck.evaluation.runner import EvalOptions
+
+        ev = self.spec.evaluation
+        families = tuple(f for f in (ev.metrics or DEFAULT_FAMILIES) if f in FAMILIES)
+        judge = self.judge() if "llm_as_a_judge" in families else None
+        return EvalOptions(k=ev.k, families=families, support_threshold=ev.support_threshold, limit=limit,
+                           tools=tuple(t for t in ev.tools if t in ("openai_evals", "ragas")), judge=judge,
+                           tool_generator=(judge or self.judge()).generator if "ragas" in ev.tools else None,
+                           tool_embedder=self.embedder)
 
     def judge(self) -> Any:
         """The LLM judge of ``llm_as_a_judge``: ``evaluation.judge`` (a generator provider with its settings), else

@@ -43,7 +43,7 @@ from flightdeck.workspace.schema import embeddings
 
 __all__ = ["split_queries", "per_query_scores", "bootstrap_gain", "spec_patch", "patch_yaml", "tuner_for",
            "EmbeddingsCache", "Configuration", "BeirObjective", "TuneReport", "StudyObjective", "run_study", "track",
-           "tune_beir", "describe_params", "DEFAULT_TUNER"]
+           "require_beir", "tune_beir", "describe_params", "DEFAULT_TUNER"]
 
 DEFAULT_TUNER = "optuna"
 _FLOAT_DIGITS = 4  # float settings are tried, recorded and written with 4 decimals
@@ -602,20 +602,21 @@ def run_study(objective: StudyObjective, *, tuning: TuningSettings, tuner: Tuner
         held_best = objective.scores(best_config, holdout_ids, "holdout")
         same = best_config.key == base.key
         held_base = held_best if same else objective.scores(base, holdout_ids, "holdout")
-        gain = bootstrap_gain([sign * held_best[q][metric] for q in holdout_ids],
-                              [sign * held_base[q][metric] for q in holdout_ids], tuning.seed)
+        held_ids = [q for q in holdout_ids if q in held_best]  # those the objective applies to (a set's)
+        gain = bootstrap_gain([sign * held_best[q][metric] for q in held_ids],
+                              [sign * held_base[q][metric] for q in held_ids], tuning.seed)
         baseline_value = _mean(baseline_tune, metric)
         # recommended only when it beats the spec's own settings where it was chosen: on the tune part
         beats = best.value is not None and sign * best.value > sign * baseline_value and not same
         patch = objective.patch(best_config) if beats else {}
-        holdout = {"queries": len(holdout_ids), "objective": metric,
+        holdout = {"queries": len(held_ids), "objective": metric,
                    "baseline": _mean(held_base, metric), "best": _mean(held_best, metric),
                    "baseline_metrics": {**objective.summary(base, "holdout"), metric: _mean(held_base, metric)},
                    "best_metrics": {**objective.summary(best_config, "holdout"), metric: _mean(held_best, metric)},
                    **gain}
         word = "lower" if sign < 0 else "higher"
         comment = (f"flightdeck tune {study.id} ({tuner_name}, {len(trials)} trials on {len(tune_ids)} {noun} of "
-                   f"{label})\n{metric} ({word} is better) on {len(holdout_ids)} held-out {noun}: "
+                   f"{label})\n{metric} ({word} is better) on {len(held_ids)} held-out {noun}: "
                    f"{holdout['baseline']:.4f} -> {holdout['best']:.4f} (gain {gain['gain']:+.4f}, 95% CI "
                    f"{gain['ci95'][0]:+.4f} .. {gain['ci95'][1]:+.4f})\n"
                    + ("merge these keys into the spec" if beats else
@@ -656,6 +657,21 @@ def run_study(objective: StudyObjective, *, tuning: TuningSettings, tuner: Tuner
         objective.close()
 
 
+def require_beir(tuning: TuningSettings) -> None:
+    """Refuse what a BEIR split cannot tune or measure: an empty space, an answer setting, an objective of an
+    evaluation set (each with what to do instead)."""
+    if tuning.objective not in OBJECTIVES:
+        raise FlightdeckError(f"objective {tuning.objective!r} is measured on an evaluation set (flightdeck tune "
+                              f"--set NAME); a BEIR split's objective is one of {', '.join(OBJECTIVES)}")
+    if not tuning.space:
+        raise FlightdeckError("model.tuning.space is empty; give the settings to tune, e.g. model: {tuning: {space: "
+                              "{fusion: [rrf, weighted], candidates: [50, 100, 200]}}}")
+    try:
+        refused_in_mode(tuning.space, "beir")
+    except ValueError as exc:
+        raise FlightdeckError(str(exc)) from None
+
+
 def tune_beir(dataset: BeirDataset, *, tuning: TuningSettings, tuner: Tuner, tuner_name: str,
               base_chunking: dict[str, Any], base_search: Any, settings: dict[str, Any], root: Path,
               open_project: Callable[[Path], Any], runs: ExperimentRuns, spec_hash: str,
@@ -667,16 +683,7 @@ def tune_beir(dataset: BeirDataset, *, tuning: TuningSettings, tuner: Tuner, tun
     written to ``patch_path`` (default ``<root>/<study id>.patch.yaml``). ``root`` holds one workspace per chunking
     and the embeddings cache."""
     trec_eval()  # the scores need the eval extra: said before any index is built
-    if tuning.objective not in OBJECTIVES:
-        raise FlightdeckError(f"objective {tuning.objective!r} is measured on an evaluation set (flightdeck tune "
-                              f"--set NAME); a BEIR split's objective is one of {', '.join(OBJECTIVES)}")
-    if not tuning.space:
-        raise FlightdeckError("model.tuning.space is empty; give the settings to tune, e.g. model: {tuning: {space: "
-                              "{fusion: [rrf, weighted], candidates: [50, 100, 200]}}}")
-    try:
-        refused_in_mode(tuning.space, "beir")
-    except ValueError as exc:
-        raise FlightdeckError(str(exc)) from None
+    require_beir(tuning)
     space = space_from_settings(_space_dict(tuning.space), {n: t for n, (t, _) in TUNABLE.items()})
     tune_qids, holdout_qids = split_queries(list(dataset.queries), tuning.holdout)
     chunk_defaults = registry().config_class(Category.CHUNKER, base_chunking["provider"])
