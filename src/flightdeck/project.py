@@ -316,7 +316,7 @@ class Project:
         return EvalOptions(k=ev.k, families=families, support_threshold=ev.support_threshold, limit=limit,
                            tools=tuple(t for t in ev.tools if t in ("openai_evals", "ragas")), judge=judge,
                            tool_generator=(judge or self.judge()).generator if "ragas" in ev.tools else None,
-                           tool_embedder=self.embedder)
+                           tool_embedder=self.embedder, search_k=self.spec.retrieval.search.k)
 
     def judge(self) -> Any:
         """The LLM judge of ``llm_as_a_judge``: ``evaluation.judge`` (a generator provider with its settings), else

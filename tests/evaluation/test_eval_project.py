@@ -208,3 +208,58 @@ def test_a_typo_in_a_gate_is_said_before_any_question_is_asked(tmp_path: Path) -
     with pytest.raises(Exception, match="no evaluation measures 'recal@5'"):
         project.evaluate()
     assert ExperimentRuns(project.workspace).list() == []
+
+
+class _SearchThenAsk:
+    """The project as the runner used to see it: a stream without its search result, so the runner searches
+    once more for the retrieval metrics (``system.search`` as deployed: the spec's k, mode and fusion)."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+
+    def search(self, query: str, k: int | None = None) -> Any:
+        return self.project.search(query, k=k)
+
+    def ask_stream(self, question: str) -> Any:
+        return (item for item in self.project.ask_stream(question) if not hasattr(item, "hits"))
+
+
+RETRIEVAL = ("ndcg@5", "recall@1", "recall@3", "recall@5", "precision@5", "mrr@5", "hit_rate@1", "hit_rate@5")
+
+
+@pytest.mark.parametrize("search", ["{mode: hybrid, k: 5}", "{mode: keyword, k: 1}"])
+def test_one_search_per_question_serves_the_answer_and_the_retrieval_metrics(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, search: str) -> None:
+    root = _project(tmp_path, search=search)
+    project = _load(root)
+    project.run()
+    searched: list[str] = []
+    search_once = project.searcher.search
+
+    def counting(query: str, *args: Any, **kwargs: Any) -> Any:
+        searched.append(query)
+        return search_once(query, *args, **kwargs)
+
+    monkeypatch.setattr(project.searcher, "search", counting)
+    done = project.evaluate()
+    assert sorted(searched) == sorted(q["question"] for q in QUESTIONS)  # one search per question, no more
+    by_id = {q.id: q for q in done.result.questions}
+    k = project.spec.retrieval.search.k
+    # the hits scored are at most the first k (as configured) of the search the answer was built from, though the
+    # answer's search fetched top_chunks (5) for the prompt
+    assert all(0 < len(by_id[q["id"]].retrieved) <= k for q in QUESTIONS if q.get("reference_sources"))
+    assert done.report["options"]["search_k"] == k
+
+    # the same metrics as searching once more, as deployed, beside the answer (what the runner did before)
+    searched.clear()
+    eval_set = load_eval_set(root / "eval" / "qa.jsonl")
+    before = evaluate(_SearchThenAsk(project), eval_set, project.embedder.embed_documents,
+                      EvalOptions(k=5, search_k=k))
+    assert len(searched) == len(QUESTIONS) + 5  # the five answerable questions were searched twice
+    assert {n: done.result.metrics[n] for n in RETRIEVAL} == {n: before.metrics[n] for n in RETRIEVAL}
+    assert [q.retrieved for q in done.result.questions] == [q.retrieved for q in before.questions]
+    if k == 1:  # keyword, one hit: the question that needs two pages finds one (the CLI gate test's 0.9)
+        assert done.result.metrics["recall@5"] == 0.9
+        # scored on every hit the prompt got instead, retrieval would look better than the system is
+        assert evaluate(project, eval_set, project.embedder.embed_documents,
+                        EvalOptions(k=5)).metrics["recall@5"] == 1.0

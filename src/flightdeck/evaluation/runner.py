@@ -1,13 +1,16 @@
 """Evaluate a question-answering system on an evaluation set: retrieval, answers, groundedness and refusals.
 
-For each question the system searches as it is configured (its own k, mode and fusion: a system that returns
-one hit is scored on that hit) and the retrieval metrics are taken at depth ``k``; then it answers (as it would
-answer a user: the same search, generator and prompt). Answerable questions with references score retrieval,
-text overlap, similarity and citations; every question scores refusal behaviour: an unanswerable question
-should get the generator's "not found", an answerable one should not. A question that fails (the model server
-went away, say) is recorded with its error and scored as a refusal; it never stops the run.
+Each question is asked once, as a user would ask it (``ask_stream``: one search, the generator, the prompt), and
+that one search serves both the answer and the retrieval metrics: they are taken on the hits the answer was built
+from, the first ``EvalOptions.search_k`` of them (the configured ``retrieval.search.k``: the answer's search may
+fetch more for the prompt, ``generator.top_chunks``; a system configured to return one hit is scored on that hit),
+at depth ``k``. Answerable questions with references score retrieval, text overlap, similarity and citations;
+every question scores refusal behaviour: an unanswerable question should get the generator's "not found", an
+answerable one should not. A question that fails (the model server went away, say) is recorded with its error and
+scored as a refusal; it never stops the run (its retrieval is still scored when the search had come back).
 
-The system is anything with ``search(query, k=...)`` and ``ask_stream(question)`` (the project facade, or a
+The system is anything with ``ask_stream(question)`` whose stream yields the search result (an object with
+``hits``) before the answer, and ``search(query, k=...)`` for a stream that yields none (the project facade, or a
 fake in tests): this module depends on no facade, pipeline or CLI.
 """
 
@@ -52,6 +55,9 @@ class EvalOptions:
     judge: Any = None  # an LlmJudge (llm_as_a_judge): faithfulness, relevancy, correctness with reasoning
     tool_generator: Any = None  # the LLM generator that evaluation tools judge with (ragas)
     tool_embedder: Any = None  # the embedder that evaluation tools embed with (ragas' answer relevancy)
+    # how many hits the system's search returns as configured (retrieval.search.k): retrieval is scored on the first
+    # search_k hits of the search the answer was built from; None: on all of them
+    search_k: int | None = None
 
 
 @dataclass
@@ -134,39 +140,56 @@ def _mean(values: list[float]) -> float | None:
     return round(statistics.fmean(values), 5) if values else None
 
 
-def _ask(system: AnsweringSystem, question: str) -> tuple[Any, Any]:
+def _ask(system: AnsweringSystem, question: str) -> tuple[Any, Any, Exception | None]:
+    """The search result the stream yielded (None: it yielded none), the answer, and what failed (None: nothing).
+    The search result is kept when the generation fails after it: the retrieval was measured all the same."""
     search_result, answer = None, None
-    for item in system.ask_stream(question):
-        if search_result is None and hasattr(item, "hits"):
-            search_result = item
-        elif hasattr(item, "found") and hasattr(item, "citations"):
-            answer = item
-    if answer is None:
-        raise RuntimeError("the system gave no answer")
-    return search_result, answer
+    try:
+        for item in system.ask_stream(question):
+            if search_result is None and hasattr(item, "hits"):
+                search_result = item
+            elif hasattr(item, "found") and hasattr(item, "citations"):
+                answer = item
+        if answer is None:
+            raise RuntimeError("the system gave no answer")
+    except Exception as exc:  # the caller records it on the question: it never stops the run
+        return search_result, None, exc
+    return search_result, answer, None
+
+
+def _score_retrieval(r: QuestionResult, q: EvalQuestion, hits: list[Any], ranking: dict[str, list[str]],
+                     qrels: dict[str, dict[str, int]]) -> None:
+    ranking[q.id] = [_relevant_key(h, q) for h in hits]
+    qrels[q.id] = {ref: 1 for ref in (q.reference_chunks or q.reference_sources)}
+    relevant = set(qrels[q.id])
+    r.retrieved = [{"rank": i, "document_id": h.document_id, "chunk_id": h.chunk_id, "title": h.title,
+                    "heading": h.heading, "score": round(float(h.score), 5),
+                    "relevant": _relevant_key(h, q) in relevant, "text": h.text[:SNIPPET_CHARS]}
+                   for i, h in enumerate(hits, 1)]
 
 
 def _score_question(system: AnsweringSystem, q: EvalQuestion, options: EvalOptions, vectors: VectorCache,
                     ranking: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> QuestionResult:
     r = QuestionResult(q.id, q.question, list(q.tags), q.answerable, q.reference_answer, list(q.reference_sources))
     families = set(options.families)
-    try:
-        if q.answerable and q.has_references:
-            searched = system.search(q.question)  # as deployed: the spec's k, mode and fusion
-            ranking[q.id] = [_relevant_key(h, q) for h in searched.hits]
-            qrels[q.id] = {ref: 1 for ref in (q.reference_chunks or q.reference_sources)}
-            relevant = set(qrels[q.id])
-            r.retrieved = [{"rank": i, "document_id": h.document_id, "chunk_id": h.chunk_id, "title": h.title,
-                            "heading": h.heading, "score": round(float(h.score), 5),
-                            "relevant": _relevant_key(h, q) in relevant, "text": h.text[:SNIPPET_CHARS]}
-                           for i, h in enumerate(searched.hits, 1)]
-        t0 = time.perf_counter()
-        context, answer = _ask(system, q.question)
-        r.latency_ms = round(answer.timings_ms.get("total", (time.perf_counter() - t0) * 1000), 3)
-    except Exception as exc:  # one failing question never stops the run; its error is in the report
-        r.error = f"{type(exc).__name__}: {exc}"
+    t0 = time.perf_counter()
+    context, answer, failure = _ask(system, q.question)
+    elapsed_ms = (time.perf_counter() - t0) * 1000
+    if q.answerable and q.has_references:
+        # one search per question: the hits the answer was built from are the ones scored
+        searched = context
+        if searched is None and failure is None:  # a stream that yields no search result: search as deployed
+            try:
+                searched = system.search(q.question)
+            except Exception as exc:  # recorded below, as a failed answer is
+                failure = exc
+        if searched is not None:
+            _score_retrieval(r, q, list(searched.hits)[: options.search_k], ranking, qrels)
+    if failure is not None:  # one failing question never stops the run; its error is in the report
+        r.error = f"{type(failure).__name__}: {failure}"
         r.outcome = "error"
         return r
+    r.latency_ms = round((getattr(answer, "timings_ms", None) or {}).get("total", elapsed_ms), 3)
     r.answer, r.found, r.flags = answer.answer, bool(answer.found), list(answer.flags)
     r.index_version = answer.index_version
     r.citations = [{"number": c.number, "document_id": c.document_id, "chunk_id": c.chunk_id, "title": c.title,
@@ -288,8 +311,8 @@ def evaluate(system: AnsweringSystem, eval_set: EvalSet, embed: Callable[[list[s
             reporter.progress("evaluate", n, len(questions))
     index_version = next((r.index_version for r in results if r.index_version), "")
     metrics = _aggregate(results, ranking, qrels, options)
-    opts = {"judge": getattr(options.judge, "model_id", None),
-            "k": options.k, "families": list(options.families), "support_threshold": options.support_threshold,
+    opts = {"judge": getattr(options.judge, "model_id", None), "k": options.k, "search_k": options.search_k,
+            "families": list(options.families), "support_threshold": options.support_threshold,
             "limit": options.limit, "questions": len(questions), "tools": list(options.tools)}
     return EvalResult(eval_set.name, eval_set.sha256, eval_set.counts, index_version, opts, metrics, results,
                       started, time.time())
