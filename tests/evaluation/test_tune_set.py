@@ -162,6 +162,29 @@ def test_a_minimised_objective_gains_when_it_falls(tmp_path: Path, fake: FakeEmb
     assert h["gain"] == pytest.approx(h["baseline"] - h["best"], abs=1e-4)
 
 
+def test_a_trial_spec_is_the_validated_spec_with_the_settings_and_the_patch_names_what_changed(
+        tmp_path: Path, fake: FakeEmbedder) -> None:
+    from flightdeck.evaluation.tuning_set import SetObjective
+
+    spec = write_project(tmp_path / "p", space="{query_transformation: [none, hyde]}",
+                         generator="{provider: llama_cpp, model_path: /nowhere/model.gguf, temperature: 0.2}")
+    project = Project.load(spec)  # nothing is loaded: the trials' specs are only built here
+    objective = SetObjective(project.loaded, project.eval_set(), "token_f1", 1, project.eval_options(),
+                             fake.embed_documents, Project, tmp_path / "results")
+    trial = objective.configuration({"query_transformation": "hyde", "temperature": 0.7, "k": 3})
+    assert trial.spec.retrieval.query_transformation.provider == "hyde"
+    assert trial.spec.retrieval.system == ["hybrid_search", "query_transformation"]  # the rule the spec checks
+    assert trial.spec.model.generator.settings == {"model_path": "/nowhere/model.gguf", "temperature": 0.7}
+    assert objective.patch(trial) == {
+        "retrieval": {"search": {"k": 3}, "query_transformation": {"provider": "hyde"},
+                      "system": ["hybrid_search", "query_transformation"]},
+        "model": {"generator": {"provider": "llama_cpp", "temperature": 0.7}}}
+    same = objective.configuration({"query_transformation": "none", "temperature": 0.2})
+    assert same.key == objective.base.key and objective.patch(same) == {}
+    with pytest.raises(ValueError, match="temperature"):
+        objective.configuration({"temperature": 2.5})
+
+
 # --- answer settings through the real llama.cpp generator ------------------------------------------------------
 @pytest.mark.slow
 def test_temperature_and_prompt_template_reach_the_llm(tmp_path: Path, fake: FakeEmbedder, gemma_gguf: Path) -> None:
