@@ -314,8 +314,9 @@ class Project:
         families = tuple(f for f in (ev.metrics or DEFAULT_FAMILIES) if f in FAMILIES)
         judge = self.judge() if "llm_as_a_judge" in families else None
         return EvalOptions(k=ev.k, families=families, support_threshold=ev.support_threshold, limit=limit,
-                           tools=tuple(t for t in ev.tools if t in ("openai_evals", "ragas")), judge=judge,
-                           tool_generator=(judge or self.judge()).generator if "ragas" in ev.tools else None,
+                           tools=tuple(t for t in ev.tools if t in ("openai_evals", "ragas", "trulens")), judge=judge,
+                           tool_generator=(judge or self.judge()).generator if {"ragas", "trulens"} & set(ev.tools)
+                           else None,
                            tool_embedder=self.embedder, search_k=self.spec.retrieval.search.k)
 
     def judge(self) -> Any:

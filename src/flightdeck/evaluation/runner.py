@@ -270,6 +270,11 @@ def _aggregate(results: list[QuestionResult], ranking: dict[str, list[str]], qre
         # Ragas' metrics with flightdeck's own LLM and embedder; a (question, metric) pair that fails counts in
         # ragas_failed and never stops the run
         metrics.update(ragas_scores(results, options.tool_generator, options.tool_embedder))
+    if "trulens" in options.tools:
+        from flightdeck.evaluation.tools.trulens import trulens_scores
+
+        # TruLens' feedback functions with flightdeck's own LLM; a reply TruLens cannot parse counts in trulens_failed
+        metrics.update(trulens_scores(results, options.tool_generator))
     unanswerable = [r for r in results if not r.answerable]
     answerable = [r for r in results if r.answerable]
     metrics["refusal_rate"] = _mean([float(not r.found) for r in unanswerable])

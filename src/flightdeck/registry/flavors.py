@@ -504,6 +504,17 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            note="ragas 0.3.1 (0.3.2+ needs instructor, whose every release needs jiter<0.15, pinned 0.19) with "
                 "langchain-community<0.4 (Ragas imports its Vertex AI classes, gone in 0.4); tested with the packaged "
                 "Gemma 3 270M, which often writes no JSON Ragas can parse, and sockets to non-loopback blocked"),
+    Flavor(_C.EVAL_TOOL, "trulens", "flightdeck.evaluation.tools.trulens:trulens_scores", extra="trulens",
+           requires=("trulens.feedback",), needs=_LLM, options=("evaluation.tools.trulens",),
+           summary="TruLens' feedback functions (the RAG triad: groundedness, answer relevance, context relevance) "
+                   "on the answered questions, with flightdeck's own LLM (the judge's) as TruLens' LLMProvider: "
+                   "trulens_* scores per question and mean, replies TruLens cannot parse counted in trulens_failed; "
+                   "no TruSession (no database, no dashboard), nothing sent anywhere",
+           note="trulens-core/trulens-feedback 2.16 (they need rich<14: rich is locked at 13.9.4 for them); the "
+                "answer's sentences are split by flightdeck's splitter, not nltk (TruLens downloads punkt_tab on "
+                "every groundedness call), and TruLens' trivial-statement filter is off (it eval()s the model's "
+                "reply); tested with the packaged Gemma 3 270M, which often writes no score TruLens can parse, and "
+                "sockets to non-loopback blocked"),
     # --- session 7: query transformations (insert below, keep this line) ---
     Flavor(_C.QUERY_TRANSFORMATION, "rewrite", "flightdeck.retrieval.query_transform:RewriteTransform",
            "flightdeck.retrieval.query_transform:RewriteConfig", needs=_LLM, takes=("generator",),
@@ -577,9 +588,4 @@ PLANNED_REASONS: dict[str, str] = {
         " anthropic<0.50 (locked 2.17), older ones protobuf<=4.25 (locked 6.33); 0.10.7, the one that resolves,"
         " has no custom-model hook and loads its models from the Hugging Face hub. flightdeck's own judge"
         " (llm_as_a_judge) measures faithfulness, relevancy and correctness offline meanwhile"),
-    "evaluation.tools.trulens": (
-        "no TruLens release installs beside this build's locked dependencies: trulens-core/feedback 2.16 and 1.2"
-        " need rich<14 (locked 15.0.0), 1.3-2.5 importlib-resources<7, 1.0 pandas<3; trulens_eval 0.33 imports"
-        " pkg_resources and langchain 0.x. With rich at 13.9.4 trulens 2.16 resolves and a custom LLMProvider"
-        " over flightdeck's generator scored relevance offline in a scratch install (not shipped)"),
 }

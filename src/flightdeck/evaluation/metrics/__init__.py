@@ -45,6 +45,7 @@ TOOL_METRICS: dict[str, tuple[str, ...]] = {
     "openai_evals": ("openai_match", "openai_includes", "openai_fuzzy_match", "openai_fuzzy_match_f1"),
     "ragas": ("ragas_faithfulness", "ragas_answer_relevancy", "ragas_context_precision", "ragas_context_recall",
               "ragas_factual_correctness", "ragas_failed"),
+    "trulens": ("trulens_groundedness", "trulens_answer_relevance", "trulens_context_relevance", "trulens_failed"),
 }
 #: metrics of the bias & fairness suite (evaluation.validations: bias_fairness)
 FAIRNESS_METRICS: tuple[str, ...] = (
@@ -53,7 +54,8 @@ FAIRNESS_METRICS: tuple[str, ...] = (
     "counterfactual_pairs", "fairness_refusal_accuracy_gap")
 #: metrics where a smaller value is better (the report colours their deltas the other way)
 LOWER_IS_BETTER = frozenset({"false_refusal_rate", "answerability_rmse", "answerability_mae", "latency_p50_ms",
-                             "latency_p95_ms", "errors", "judge_unparsed", "ragas_failed", *SAFETY_METRICS,
+                             "latency_p95_ms", "errors", "judge_unparsed", "ragas_failed", "trulens_failed",
+                             *SAFETY_METRICS,
                              *(m for m in FAIRNESS_METRICS if m != "counterfactual_pairs")})
 
 _AT_K = re.compile(r"^(ndcg|recall|precision|mrr|hit_rate)@(\d+)$")

