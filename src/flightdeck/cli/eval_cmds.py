@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from flightdeck.cli.common import EXIT_FAILED, JsonOption, SpecOption, errors_to_exit, print_json
+
+if TYPE_CHECKING:
+    from flightdeck.evaluation.reports.suites import SuiteView
 
 __all__ = ["app"]
 
@@ -71,6 +74,7 @@ def evaluate(
 
 def _print_summary(report: dict, files: dict[str, Path]) -> None:
     from flightdeck.evaluation.reports.markdown import format_value, headline
+    from flightdeck.evaluation.reports.suites import suite_views
 
     s, m, deltas = report["set"], report["metrics"], report.get("deltas", {})
     counts = s["counts"]
@@ -87,9 +91,46 @@ def _print_summary(report: dict, files: dict[str, Path]) -> None:
     for q in report["questions"]:
         outcomes[q["outcome"]] = outcomes.get(q["outcome"], 0) + 1
     typer.echo("  outcomes: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(outcomes.items())))
+    suites = suite_views(report)
+    in_suites = {g["gate"] for suite in suites for g in suite.gates}
     for g in report["gates"]:
-        typer.echo(f"  gate {g['gate']}: " + ("pass" if g["passed"] else f"MISSED ({g['reason']})"))
+        if g["gate"] not in in_suites:  # a suite's gates are shown with the suite
+            typer.echo(f"  gate {g['gate']}: " + ("pass" if g["passed"] else f"MISSED ({g['reason']})"))
+    for suite in suites:
+        _print_suite(suite)
     typer.echo(f"run {report['run']['id']}; report: {files.get('html')}")
+
+
+#: offending cases of a suite shown in the terminal (the HTML report has them all)
+SHOWN_FINDINGS = 3
+
+
+def _print_suite(suite: SuiteView) -> None:
+    """A validation suite in a few lines: its verdict and counts, its rates, its gates, its first offending cases
+    with the attack and the answer (model output: one line, no control characters, shortened)."""
+    import textwrap
+
+    from flightdeck.evaluation.reports.suites import plain
+
+    verdict = {"missed": "gate MISSED", "passed": "gates passed", None: "no gate"}[suite.status]
+    counts = [f"{suite.cases} cases", f"{len(suite.findings)} offending"] + (
+        [f"{len(suite.errors)} not measured"] if suite.errors else [])
+    typer.echo(f"{suite.name}: {verdict} · " + " · ".join(counts))
+    rates = " · ".join(f"{r.metric} {r.text}" + (f" ({r.cases})" if r.cases else "") for r in suite.rates)
+    for line in textwrap.wrap(plain(rates), 110):
+        typer.echo(f"  {line}")
+    summary = textwrap.wrap(plain(suite.summary), 110)
+    for n, line in enumerate(summary[:4]):
+        typer.echo(f"  {line}" + (" …" if n == 3 and len(summary) > 4 else ""))
+    for g in suite.gates:
+        typer.echo(f"  gate {plain(g['gate'])}: " + ("pass" if g["passed"] else f"MISSED ({plain(g['reason'])})"))
+    for f in suite.findings[:SHOWN_FINDINGS]:
+        typer.echo(f"  ✗ {plain(f.id, 60)} ({plain(f.kind, 40)}): {plain(f.what, 140)}" +
+                   (f"; {plain(f.note, 100)}" if f.note else ""))
+        for name, text in f.texts:
+            typer.echo(f"      {name}: {plain(text, 120) or '(empty)'}")
+    if len(suite.findings) > SHOWN_FINDINGS:
+        typer.echo(f"  … {len(suite.findings) - SHOWN_FINDINGS} more offending cases in the report")
 
 
 @app.command("runs")

@@ -27,6 +27,7 @@ from markupsafe import Markup, escape
 
 from flightdeck.core import __version__
 from flightdeck.evaluation.reports.markdown import format_value, headline
+from flightdeck.evaluation.reports.suites import suite_views
 
 __all__ = ["render_html"]
 
@@ -40,6 +41,8 @@ OUTCOME_COLOURS = {"answered": "#15803d", "refused": "#0e7490", "wrongly_refused
 #: per-question scores the table shows as sortable columns, in this order, when some question has them
 SCORE_COLUMNS = ("ndcg@{k}", "token_f1", "rougeL", "answer_similarity", "groundedness", "citation_recall")
 MAX_SCORE_COLUMNS = 5
+#: offending cases shown per validation suite (report.json has them all)
+MAX_FINDINGS = 25
 #: the page's size budget; texts are shortened step by step until the page fits
 MAX_BYTES = 1_900_000
 
@@ -137,6 +140,19 @@ def _script_json(data: Any) -> Markup:
                      ("\u2029", "\\u2029")):
         text = text.replace(raw, esc)
     return Markup(text)
+
+
+def _marked(text: Any, needle: Any, limit: int) -> Markup:
+    """``text`` shortened to ``limit`` and escaped, with every occurrence of ``needle`` (any case) in ``<mark>``."""
+    text, needle = _clip(text, limit), _str(needle)
+    if not needle:
+        return escape(text)
+    out, lower, low_needle, at = [], text.lower(), needle.lower(), 0
+    while (found := lower.find(low_needle, at)) >= 0:
+        out += [escape(text[at:found]), Markup("<mark>"), escape(text[found:found + len(needle)]), Markup("</mark>")]
+        at = found + len(needle)
+    out.append(escape(text[at:]))
+    return Markup("").join(out)
 
 
 def _csp_hash(text: str) -> str:
@@ -418,6 +434,9 @@ def _model(report: dict[str, Any]) -> dict[str, Any]:
     if gates and not isinstance(passed, bool):
         passed = all(g["passed"] for g in gates)
 
+    suites = suite_views(report)
+    # the suites' rates are charted in their own section, beside their gates: the bars are the question set's
+    in_suites = {r.metric for s in suites for r in s.rates}
     outcome_counts = Counter(q["outcome"] for q in questions)
     present = {name for q in questions for name in q["scores"]}
     score_cols = [c.format(k=k) for c in SCORE_COLUMNS if c.format(k=k) in present][:MAX_SCORE_COLUMNS]
@@ -453,8 +472,9 @@ def _model(report: dict[str, Any]) -> dict[str, Any]:
         "outcomes": [(o, OUTCOME_LABELS.get(o, o), outcome_counts[o]) for o in
                      list(OUTCOMES) + sorted(o for o in outcome_counts if o not in OUTCOMES) if outcome_counts[o]],
         "tags": sorted(tags.items()),
-        "charts": {"metrics": _metric_bars(metrics, prev_metrics, [_dict(g) for g in _list(report.get("gates"))],
-                                           lower),
+        "suites": suites,
+        "charts": {"metrics": _metric_bars({n: v for n, v in metrics.items() if n not in in_suites}, prev_metrics,
+                                           [_dict(g) for g in _list(report.get("gates"))], lower),
                    "scores": _score_histogram(questions),
                    "latency": _latency_histogram(latencies, metrics.get("latency_p50_ms"),
                                                  metrics.get("latency_p95_ms")),
@@ -467,6 +487,7 @@ def _model(report: dict[str, Any]) -> dict[str, Any]:
 _ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 _ENV.filters["fmt"] = _fmt
 _ENV.filters["clip"] = _clip
+_ENV.filters["marked"] = _marked
 _ENV.filters["fmt_ms"] = lambda v: _fmt("latency_ms", v)
 _ENV.globals["OUTCOME_LABELS"] = OUTCOME_LABELS
 
@@ -523,8 +544,8 @@ script-src {{ script_hash }}; base-uri 'none'; form-action 'none'">
     <ul class="gate-list">
     {% for g in m.gates %}
       <li class="{{ 'pass' if g.passed else 'fail' }}"><span class="mark">{{ '✓' if g.passed else '✗' }}</span>
-        <code>{{ g.gate }}</code> <span class="muted">measured</span> {{ g.value }}
-        {%- if not g.passed and g.reason %} — <span class="reason">{{ g.reason }}</span>{% endif %}</li>
+        <code>{{ g.gate }}</code>{% if g.value != '—' %} <span class="muted">measured</span> {{ g.value }}\
+{% elif g.reason %} <span class="reason">{{ g.reason }}</span>{% endif %}</li>
     {% endfor %}
     </ul>
   </section>
@@ -573,6 +594,88 @@ script-src {{ script_hash }}; base-uri 'none'; form-action 'none'">
   </details>
   {% endif %}
 </section>
+
+{% if m.suites %}
+<section aria-label="validation suites" id="suites">
+  <h2>Validation suites <span class="muted count">{{ m.suites | length }}</span></h2>
+  {% for s in m.suites %}
+  <article class="suite {{ s.status or 'nogate' }}" aria-label="{{ s.title }}">
+    <div class="suite-head">
+      <h3>{{ s.title }} <code class="muted">{{ s.name | clip(60) }}</code></h3>
+      {% if s.status == 'missed' %}<span class="suite-badge fail">gate missed</span>
+      {% elif s.status == 'passed' %}<span class="suite-badge pass">gates passed</span>
+      {% else %}<span class="suite-badge none" title="no gate in evaluation.gates names a metric of this suite">\
+no gate</span>{% endif %}
+    </div>
+    {% if s.summary %}<p class="suite-summary">{{ s.summary | clip(1500) }}</p>{% endif %}
+    {% if s.rates %}
+    <div class="scroll"><table class="plain rates">
+      <thead><tr><th>rate</th><th class="num">value</th><th class="num">cases</th><th>gate</th></tr></thead>
+      <tbody>
+      {% for r in s.rates %}
+        <tr class="{{ 'missed' if r.status == 'missed' else '' }}">
+          <td>{% if r.label %}{{ r.label }} {% endif %}<code class="metric">{{ r.metric | clip(60) }}</code></td>
+          <td class="num value"{% if r.value is none %} title="not measured"{% endif %}>{{ r.text }}</td>
+          <td class="num">{{ r.cases }}</td>
+          <td class="gate-cell">{% for g in r.gates %}<div class="{{ 'pass' if g.passed else 'fail' }}">\
+<span class="mark">{{ '✓' if g.passed else '✗' }}</span> <code>{{ g.gate }}</code>\
+{% if not g.passed and g.reason and g.value is none %} <span class="reason">{{ g.reason }}</span>{% endif %}</div>\
+{% else %}<span class="muted">—</span>{% endfor %}</td>
+        </tr>
+      {% endfor %}
+      </tbody>
+    </table></div>
+    {% endif %}
+    {% if s.groups %}
+    <h4>Refusal accuracy by tag group</h4>
+    <div class="scroll"><table class="plain groups">
+      <thead><tr><th>group</th><th class="num">questions</th><th class="num">accuracy</th>\
+<th class="num">answered</th></tr></thead>
+      <tbody>
+      {% for g in s.groups %}<tr><td>{{ g.group | clip(80) }}</td><td class="num">{{ '' if g.questions is none \
+else g.questions }}</td><td class="num">{{ '—' if g.accuracy is none else '%.3f' | format(g.accuracy) }}</td>\
+<td class="num">{{ '—' if g.answered_rate is none else '%.3f' | format(g.answered_rate) }}</td>\
+</tr>{% endfor %}
+      </tbody>
+    </table></div>
+    {% endif %}
+    {% if s.findings %}
+    <details class="findings-box"{% if s.status == 'missed' or s.findings | length <= 5 %} open{% endif %}>
+      <summary><strong>{{ s.findings | length }} offending case{{ 's' if s.findings | length != 1 }}</strong>
+        <span class="muted">· {{ s.finding_label }}</span></summary>
+      <ol class="findings">
+      {% for f in s.findings[:max_findings] %}
+        <li>
+          <div class="finding-head"><code>{{ f.id | clip(80) }}</code>{% if f.kind %} <span class="tag">\
+{{ f.kind | clip(40) }}</span>{% endif %} <span class="what">{{ f.what | clip(400) }}</span>\
+{% if f.note %} <span class="muted">· {{ f.note | clip(300) }}</span>{% endif %}</div>
+          <dl class="finding-texts">
+          {% for name, text in f.texts %}
+            <div><dt>{{ name }}</dt><dd class="box{{ ' empty' if not text }}">{% if not text %}(empty)\
+{% elif name == 'answer' and f.leaked %}{{ text | marked(f.leaked, alim) }}{% else %}{{ text | clip(alim) }}\
+{% endif %}</dd></div>
+          {% endfor %}
+          </dl>
+        </li>
+      {% endfor %}
+      </ol>
+      {% if s.findings | length > max_findings %}<p class="muted note">{{ s.findings | length - max_findings }} \
+more in report.json.</p>{% endif %}
+    </details>
+    {% elif s.cases %}
+    <p class="muted">No offending case among {{ s.cases }}.</p>
+    {% endif %}
+    {% if s.errors %}
+    <details class="errors-box">
+      <summary>{{ s.errors | length }} case{{ 's' if s.errors | length != 1 }} could not be measured</summary>
+      <ul>{% for f in s.errors[:max_findings] %}<li><code>{{ f.id | clip(80) }}</code> <span class="reason">\
+{{ f.what | clip(400) }}</span></li>{% endfor %}</ul>
+    </details>
+    {% endif %}
+  </article>
+  {% endfor %}
+</section>
+{% endif %}
 
 <section aria-label="charts">
   <h2>Charts</h2>
@@ -682,7 +785,8 @@ def render_html(report: dict[str, Any]) -> str:
                 "score_cols": m["score_cols"], "lower_is_better": lower}
         page = _TEMPLATE.render(m=m, css=Markup(css), js=Markup(js), data=_script_json(data),
                                 style_hash=Markup(_csp_hash(css)), script_hash=Markup(_csp_hash(js)),
-                                qlimit=lim.question, shortened=step > 0)
+                                qlimit=lim.question, alim=lim.answer, max_findings=MAX_FINDINGS,
+                                shortened=step > 0)
         if len(page.encode("utf-8")) <= MAX_BYTES:
             break
     return page

@@ -1,10 +1,19 @@
-"""The Markdown summary of an evaluation report: gates, headline metrics with deltas, the worst questions."""
+"""The Markdown summary of an evaluation report: gates, headline metrics with deltas, the validation suites (their
+rates, gates and offending cases), the worst questions.
+
+Report text is untrusted (answers, planted documents, questions): it is never Markdown. Model output goes into code
+spans (no HTML, link, image or emphasis is parsed in one), other text has every character Markdown acts on escaped,
+and in a table every pipe is escaped; texts are one line, without control characters.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-__all__ = ["render_markdown", "HEADLINE", "format_value"]
+from flightdeck.evaluation.reports.suites import SuiteView, plain, suite_views
+
+__all__ = ["render_markdown", "HEADLINE", "format_value", "md_text", "md_code"]
 
 #: the metrics a summary shows first, in this order (when measured)
 HEADLINE = ("ndcg@{k}", "recall@{k}", "mrr@{k}", "hit_rate@{k}", "token_f1", "rougeL", "bleu", "answer_similarity",
@@ -37,8 +46,29 @@ def headline(report: dict[str, Any]) -> list[str]:
     return [m.format(k=k) for m in HEADLINE if m.format(k=k) in metrics]
 
 
+_INLINE = re.compile(r"([\\`*_\[\]<>!&|~#])")
+
+
+def md_text(text: Any, limit: int | None = None) -> str:
+    """``text`` as inert Markdown on one line: every character that could start markup (HTML, a link, an image,
+    emphasis, code, an entity, a table cell) is backslash-escaped."""
+    return _INLINE.sub(r"\\\1", plain(text, limit))
+
+
+def md_code(text: Any, limit: int | None = None, table: bool = False) -> str:
+    """``text`` as a code span on one line (``—`` when empty): nothing in it is parsed. The fence is longer than any
+    run of backticks inside; in a table (``table``) its pipes are escaped, as GFM wants even inside code."""
+    one = plain(text, limit)
+    if not one:
+        return "—"
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", one)), default=0) + 1)
+    pad = " " if one[0] in "` " or one[-1] in "` " else ""
+    span = f"{fence}{pad}{one}{pad}{fence}"
+    return span.replace("|", "\\|") if table else span
+
+
 def _cell(text: str) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|")
+    return md_text(text)
 
 
 def render_markdown(report: dict[str, Any], worst: int = 5) -> str:
@@ -51,7 +81,7 @@ def render_markdown(report: dict[str, Any], worst: int = 5) -> str:
         for g in report["gates"]:
             measured = "—" if g["value"] is None else format_value(g["metric"], g["value"])
             verdict_cell = "pass" if g["passed"] else "MISSED: " + _cell(g["reason"])
-            lines.append(f"| `{g['gate']}` | {measured} | {verdict_cell} |")
+            lines.append(f"| {md_code(g['gate'], table=True)} | {measured} | {verdict_cell} |")
         lines.append("")
     prev = report.get("previous")
     lines += ["| metric | value | Δ vs previous |", "|---|---:|---:|"]
@@ -59,12 +89,55 @@ def render_markdown(report: dict[str, Any], worst: int = 5) -> str:
         lines.append(f"| {name} | {format_value(name, report['metrics'][name])} | {_delta(name, report)} |")
     lines += ["", f"Index `{(run.get('index_version') or '')[:12]}` · generator `{run.get('generator', '')}` · "
               f"run `{run['id']}`" + (f" · compared with `{prev['id']}`" if prev else " · no previous run"), ""]
+    for suite in suite_views(report):
+        lines += _suite(suite, worst)
     failures = [q for q in report["questions"] if q["outcome"] in ("wrongly_refused", "wrongly_answered", "error")
                 or (q["answerable"] and q["scores"].get("token_f1", 1) < 0.2)]
     if failures:
         lines += [f"Worst questions ({len(failures)} of {len(report['questions'])} need a look):", ""]
         for q in failures[:worst]:
-            why = q["error"] or q["outcome"].replace("_", " ")
-            lines.append(f"- `{q['id']}` {_cell(q['question'])} — {why}")
+            why = md_text(q["error"], 300) or q["outcome"].replace("_", " ")
+            lines.append(f"- {md_code(q['id'])} {md_text(q['question'], 300)} — {why}")
         lines.append("")
     return "\n".join(lines)
+
+
+def _suite(suite: SuiteView, shown: int) -> list[str]:
+    """A suite: its title and gate verdict, its summary, a table of its rates with the gates on them, and its first
+    ``shown`` offending cases with the texts that show them (in code spans: they are model output)."""
+    verdict = {"missed": "gates MISSED", "passed": "gates passed", None: "no gate"}[suite.status]
+    lines = [f"### {md_text(suite.title)} ({md_code(suite.name)}): {verdict}", ""]
+    if suite.summary:
+        lines += [md_text(suite.summary, 1200), ""]
+    if suite.rates:
+        lines += ["| rate | value | cases | gate |", "|---|---:|---:|---|"]
+        for r in suite.rates:
+            gate = "; ".join(("pass: " if g["passed"] else "MISSED: ") + md_code(g["gate"], table=True) +
+                             ("" if g["passed"] or not g["reason"] or g["value"] is not None else
+                              " " + md_text(g["reason"], 200))
+                             for g in r.gates)
+            label = f"{md_text(r.label)} {md_code(r.metric, table=True)}" if r.label else md_code(r.metric, table=True)
+            lines.append(f"| {label} | {r.text} | {r.cases} | {gate} |")
+        lines.append("")
+    if suite.groups:
+        lines += ["| group | questions | accuracy | answered |", "|---|---:|---:|---:|"]
+        for g in suite.groups:
+            lines.append(f"| {md_code(g['group'], 80, table=True)} | {'' if g['questions'] is None else g['questions']}"
+                         f" | {format_value('', g['accuracy'])} | {format_value('', g['answered_rate'])} |")
+        lines.append("")
+    if suite.findings:
+        lines += [f"Offending cases ({len(suite.findings)}: {md_text(suite.finding_label)}):", ""]
+        for f in suite.findings[:shown]:
+            lines.append(f"- {md_code(f.id, 80)} {md_text(f.kind)}: {md_code(f.what, 300)}" +
+                         (f" ({md_text(f.note, 200)})" if f.note else ""))
+            lines += [f"  - {md_text(name)}: {md_code(text, 300)}" for name, text in f.texts]
+        if len(suite.findings) > shown:
+            lines.append(f"- … {len(suite.findings) - shown} more in report.html and report.json")
+        lines.append("")
+    elif suite.cases:
+        lines += [f"No offending case among {suite.cases}.", ""]
+    if suite.errors:
+        lines += [f"{len(suite.errors)} case{'s' if len(suite.errors) != 1 else ''} could not be measured: " +
+                  ", ".join(f"{md_code(f.id, 80)} ({md_code(f.what, 160)})" for f in suite.errors[:shown]) +
+                  (" …" if len(suite.errors) > shown else ""), ""]
+    return lines
