@@ -201,7 +201,7 @@ class SetObjective:
         self.metric = metric
         self.sign = sign
         self.options = options
-        self.embed = embed
+        self.embed = _TextVectors(embed)
         self.open_project = open_project
         self.results = Path(results)
         self.reporter = reporter
@@ -375,6 +375,25 @@ class SetObjective:
         if self._generator is not None:
             _close(self._generator)
             self._generator = None
+
+
+class _TextVectors:
+    """``embed`` with each text embedded once for the whole study: every trial measures groundedness and answer
+    similarity against the same chunk texts and reference answers."""
+
+    def __init__(self, embed: Callable[[list[str]], Any]) -> None:
+        self._embed = embed
+        self._vectors: dict[str, Any] = {}
+
+    def __call__(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        todo = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+        if todo:
+            self._vectors.update(zip(todo, self._embed(todo), strict=True))
+        if not texts:
+            return self._embed([])
+        return np.stack([self._vectors[t] for t in texts])
 
 
 def _builtin(value: Any) -> Any:
