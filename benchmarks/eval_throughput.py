@@ -13,7 +13,9 @@ evaluation is timed:
 Both use one judge, the packaged Gemma 3 270M through llama.cpp (n_threads=2), and the demo's embedder
 (all-MiniLM-L6-v2). Model loading and imports are not timed (one untimed call warms the model). Each evaluator runs
 `--repeat` times, alternating, and the median is reported, with the LLM calls each made and how many of its scores
-the model's replies left unmeasured (flightdeck: judge_unparsed; Ragas: ragas_failed, pairs of question and metric).
+the model's replies left unmeasured (flightdeck: judge_unparsed; Ragas: ragas_failed, pairs of question and metric,
+with why: the exception of each failed pair, e.g. TimeoutError for a job past --ragas-timeout). The 1-minute load
+average before and after each run is recorded (the machine may be shared).
 
     python benchmarks/eval_throughput.py [--limit N] [--repeat R] [--ragas-timeout S] [--json out.json]
 """
@@ -25,6 +27,7 @@ import json
 import os
 import statistics
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,6 +118,8 @@ def main() -> None:
     for n in range(args.repeat):
         for name in ("flightdeck", "ragas"):
             llm.calls, llm.seconds = 0, 0.0
+            load_before = os.getloadavg()[0]
+            why: dict[str, int] = {}
             t0 = time.perf_counter()
             if name == "flightdeck":
                 options = EvalOptions(k=ev.k, families=families, limit=args.limit, judge=LlmJudge(llm))
@@ -126,11 +131,15 @@ def main() -> None:
                 run = ragas_run(base.questions, llm, embedder, timeout=args.ragas_timeout)
                 metrics, unmeasured = run.metrics, run.metrics["ragas_failed"]
                 shown = {m: metrics.get(m) for m in metrics if m != "ragas_failed"}
+                # "<question id> <metric>: <Exception>: <message>" → how many pairs failed on each exception
+                why = dict(Counter(e.split(": ", 2)[1].split(":")[0] if ": " in e else e for e in run.errors))
             seconds = time.perf_counter() - t0
+            load = [round(load_before, 2), round(os.getloadavg()[0], 2)]
             runs[name].append({"seconds": round(seconds, 2), "llm_calls": llm.calls,
-                               "llm_seconds": round(llm.seconds, 2), "unmeasured": unmeasured, "scores": shown})
+                               "llm_seconds": round(llm.seconds, 2), "unmeasured": unmeasured, "why": why,
+                               "scores": shown, "load_1min": load})
             print(f"run {n + 1} {name}: {len(questions)} questions in {seconds:.1f} s, {llm.calls} LLM calls, "
-                  f"{unmeasured:.0f} unmeasured", flush=True)
+                  f"{unmeasured:.0f} unmeasured {why or ''}, load {load[0]}→{load[1]}", flush=True)
 
     ragas_pairs = answered * len(DEFAULT_METRICS)
     print(f"\n{len(questions)} questions of {eval_set.name} ({answered} answered by extractive), judge "
@@ -143,15 +152,20 @@ def main() -> None:
         middle = min(rows, key=lambda r: abs(r["seconds"] - seconds))
         table[name] = {"questions_per_s": round(len(questions) / seconds, 4), "median_seconds": seconds,
                        "llm_calls": middle["llm_calls"], "llm_seconds": middle["llm_seconds"],
-                       "unmeasured": middle["unmeasured"], "scores": middle["scores"]}
+                       "unmeasured": middle["unmeasured"], "why": middle["why"], "scores": middle["scores"]}
         of = f"{answered * 4} verdicts" if name == "flightdeck" else f"{ragas_pairs} pairs"
         print(f"| {name} ({'llm_as_a_judge' if name == 'flightdeck' else 'ragas.evaluate'}) | "
               f"{len(questions) / seconds:.3f} | {seconds:.1f} | {middle['llm_calls']} | {middle['llm_seconds']:.1f} | "
-              f"{middle['unmeasured']:.0f} of ≤{of} |")
+              f"{middle['unmeasured']:.0f} of ≤{of}"
+              + "".join(f", {k} {v}" for k, v in middle["why"].items()) + " |")
+    ratio = table["flightdeck"]["questions_per_s"] / table["ragas"]["questions_per_s"]
+    print(f"\nflightdeck (llm_as_a_judge) / Ragas questions/s: {ratio:.2f}")
     if args.json:
         args.json.write_text(json.dumps({"questions": len(questions), "answered": answered, "judge": llm.model_id,
                                          "embedder": embedder.model_id, "ragas": ragas.__version__,
-                                         "repeat": args.repeat, "table": table, "runs": runs}, indent=1))
+                                         "repeat": args.repeat, "ragas_timeout_s": args.ragas_timeout,
+                                         "ratio_flightdeck_to_ragas": round(ratio, 3), "table": table,
+                                         "runs": runs}, indent=1))
 
 
 if __name__ == "__main__":

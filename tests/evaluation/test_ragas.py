@@ -140,6 +140,59 @@ def test_what_ragas_would_fetch_from_openai_is_refused() -> None:
         ragas_run(_results(), ScriptedRagasLlm(), None, ["answer_relevancy"])
 
 
+class CountingCalls:
+    """A generator's ``complete`` counted (how often Ragas' LLM reached for the model)."""
+
+    def __init__(self, generator: Any) -> None:
+        self.generator, self.model_id, self.calls = generator, generator.model_id, 0
+
+    def complete(self, messages: list[dict[str, str]], **kwargs: Any) -> Completion:  # noqa: D102
+        self.calls += 1
+        return self.generator.complete(messages, **kwargs)
+
+
+def test_an_unreachable_model_is_asked_once_and_named(unused_port: int, caplog: pytest.LogCaptureFixture) -> None:
+    from flightdeck.evaluation.tools.ragas import ragas_run
+    from flightdeck.models.generators.openai import OpenAIGenerator, OpenAIGeneratorConfig
+
+    down = CountingCalls(OpenAIGenerator(OpenAIGeneratorConfig(
+        base_url=f"http://127.0.0.1:{unused_port}/v1", model="judge", max_retries=0, timeout=5)))
+    with caplog.at_level("WARNING", logger="flightdeck.ragas"):
+        run = ragas_run(_results(), down, FakeEmbedder(dimension=64), ["faithfulness", "context_precision"])
+    # the 2 answers with contexts and a reference, for each metric: every pair failed, none was scored
+    assert run.metrics == {"ragas_faithfulness": None, "ragas_context_precision": None, "ragas_failed": 4.0}
+    assert run.per_question == {} and len(run.errors) == 4
+    assert down.calls == 1  # the first refusal is kept: no further request, no timeout waited per job
+    assert run.unreachable.startswith("OpenAIGeneratorError") and f"127.0.0.1:{unused_port}" in run.unreachable
+    assert all("could not be reached" in e for e in run.errors), run.errors
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "could not be reached, 4 of 4 (question, metric) pairs unmeasured" in warned[0]
+    assert f"127.0.0.1:{unused_port}" in warned[0] and "base_url" in warned[0]  # where, and what to fix
+
+
+class TooLongLlm:
+    """A model whose window no Ragas prompt fits: each request fails on its own (as llama.cpp's generator says)."""
+
+    model_id = "tiny-window"
+    calls = 0
+
+    def complete(self, messages: list[dict[str, str]], **_: Any) -> Completion:  # noqa: D102
+        self.calls += 1
+        raise FlightdeckError("tiny-window: Requested tokens (900) exceed context window of 512; raise "
+                              "model.generator.n_ctx or lower max_tokens")
+
+
+def test_a_request_that_fails_on_its_own_fails_only_its_job(caplog: pytest.LogCaptureFixture) -> None:
+    from flightdeck.evaluation.tools.ragas import ragas_run
+
+    llm = TooLongLlm()
+    with caplog.at_level("WARNING", logger="flightdeck.ragas"):
+        run = ragas_run(_results(), llm, FakeEmbedder(dimension=64), ["faithfulness", "context_precision"])
+    assert llm.calls == 4 and run.unreachable == ""  # each job asked the model (and failed on its first prompt)
+    assert run.metrics["ragas_failed"] == 4.0 and all("exceed context window" in e for e in run.errors), run.errors
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
 def test_a_looping_reply_is_cut() -> None:
     from flightdeck.evaluation.tools.ragas import _json_closed, _repeated_line
 

@@ -23,7 +23,11 @@ through :class:`FlightdeckRagasEmbeddings`. Ragas asks for JSON; a small model (
 writes something else, runs out of tokens or of time. Such a (question, metric) pair is counted in
 ``ragas_failed`` and left out of the mean, never guessed and never allowed to stop the run; what went wrong is
 kept in :attr:`RagasRun.errors`. Ragas runs one job at a time (``max_workers=1``), each within ``timeout`` seconds,
-and does not retry a failed call (a local model fails the same way twice).
+and does not retry a failed call (a local model fails the same way twice). A model that cannot be reached (a
+connection refused or timed out, an API key refused, a model the server lacks: :func:`_unreachable`) is asked once:
+every later call fails at once with the same error (flightdeck's generators name the server and the fix), all the
+pairs are counted in ``ragas_failed`` and a warning says why (:attr:`RagasRun.unreachable`); the run's other
+metrics are kept. Any other error of one call (a prompt too long for the model's window, say) fails its job only.
 
 ``ResponseRelevancy`` asks the LLM for ``strictness`` questions per answer (Ragas' default 3) at Ragas' own
 temperature for one completion, 1e-8, which flightdeck's generators read as greedy: the three would be one question
@@ -117,6 +121,9 @@ class FlightdeckRagasLLM(BaseRagasLLM):
         super().__init__(run_config=run_config or ragas.RunConfig())
         self.generator = generator
         self.max_tokens = max_tokens
+        #: the error of a generator that could not be reached (``Name: message``); "" while it answers
+        self.unreachable = ""
+        self._unreachable: BaseException | None = None
 
     def __repr__(self) -> str:
         return f"FlightdeckRagasLLM({getattr(self.generator, 'model_id', '') or type(self.generator).__name__})"
@@ -132,7 +139,14 @@ class FlightdeckRagasLLM(BaseRagasLLM):
         messages = [{"role": "user", "content": prompt.to_string()}]
         generations = []
         for _ in range(max(1, n)):
-            text, finish = self._complete(messages, temp, stop)
+            if self._unreachable is not None:  # asked once: the same error for every later call, at once
+                raise self._unreachable
+            try:
+                text, finish = self._complete(messages, temp, stop)
+            except Exception as exc:
+                if _unreachable(exc):  # the server is down, the key refused, …: every call would fail the same way
+                    self._unreachable, self.unreachable = exc, f"{type(exc).__name__}: {exc}"
+                raise
             generations.append(_outputs.Generation(text=text, generation_info={"finish_reason": finish}))
         return _outputs.LLMResult(generations=[generations])
 
@@ -200,6 +214,8 @@ class RagasRun:
     per_question: dict[str, dict[str, float]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     samples: int = 0
+    #: why the LLM could not be reached (``Name: message``, naming the server where the generator does); "" if it was
+    unreachable: str = ""
 
 
 def _get(result: Any, name: str, default: Any = None) -> Any:
@@ -312,10 +328,14 @@ def ragas_run(results: Sequence[Any], generator: Any, embedder: Any, metrics: Se
     out: dict[str, float | None] = {
         PREFIX + name: (round(statistics.fmean(v), 5) if v else None) for name, v in values.items()}
     out[PREFIX + "failed"] = float(failed)
-    if errors:
-        _LOG.info("ragas: %d of %d (question, metric) pairs unmeasured; first: %s", failed,
-                  sum(len(e) * len(g) for e, g in groups.items()), errors[0])
-    return RagasRun(out, {q: s for q, s in scores.items() if s}, errors, len(samples))
+    pairs = sum(len(e) * len(g) for e, g in groups.items())
+    if llm.unreachable:
+        _LOG.warning("evaluation tool 'ragas': the LLM %s could not be reached, %d of %d (question, metric) pairs "
+                     "unmeasured: %s", getattr(generator, "model_id", "") or type(generator).__name__, failed, pairs,
+                     llm.unreachable)
+    elif errors:
+        _LOG.info("ragas: %d of %d (question, metric) pairs unmeasured; first: %s", failed, pairs, errors[0])
+    return RagasRun(out, {q: s for q, s in scores.items() if s}, errors, len(samples), llm.unreachable)
 
 
 def _json_closed(text: str) -> bool:
@@ -366,6 +386,27 @@ def _repeated_line(text: str) -> str:
         if len(tail) >= unit * count and tail[-unit * count:] == tail[-unit:] * count:
             return tail[-unit:] * 2
     return ""
+
+
+#: classes (by name, in an exception's MRO: the SDKs are optional) that say the server was not reached: the OpenAI
+#: and Anthropic SDKs' connection errors (their timeouts derive from them) and httpx's
+_CONNECTION_ERRORS = frozenset({"APIConnectionError", "ConnectError", "ConnectTimeout"})
+#: HTTP statuses that every later request would get too: key missing or refused, no such model or path
+_FATAL_STATUS = frozenset({401, 403, 404})
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it: flightdeck's generators wrap the SDK's errors) says that the model cannot
+    be reached at all, rather than that this one request failed."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, ConnectionError) or _CONNECTION_ERRORS & {c.__name__ for c in type(link).__mro__} \
+                or getattr(link, "status_code", None) in _FATAL_STATUS:
+            return True
+        link = link.__cause__ or link.__context__
+    return False
 
 
 def _job_errors(records: list[logging.LogRecord]) -> dict[int, str]:
