@@ -306,9 +306,8 @@ class SetObjective:
         project = self._project(config)
         system = _Recorded(project)
         try:
-            options = self.options
-            if hasattr(options, "search_k"):  # retrieval scored on the hits the trial's k returns, not the spec's
-                options = dataclasses.replace(options, search_k=config.spec.retrieval.search.k)
+            # retrieval scored on the hits the trial's k returns, not the spec's
+            options = dataclasses.replace(self.options, search_k=config.spec.retrieval.search.k)
             result = evaluate(system, part, self.embed, options, self.reporter)
             generator = project.generator
             settings = {"provider": config.spec.model.generator.provider,
