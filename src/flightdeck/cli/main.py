@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import typer
 
 from flightdeck.cli import (
@@ -41,6 +43,29 @@ app.add_typer(data_cmds.data_app, name="data")
 app.add_typer(data_cmds.lineage_app, name="lineage")
 app.add_typer(eval_cmds.app, name="eval")
 app.add_typer(keys_cmds.keys_app, name="keys")
+
+
+def reflowed(doc: str) -> str:
+    """``doc`` with each paragraph's lines joined into one (paragraphs stay apart; a paragraph starting with ``\\b``
+    keeps its lines, as click's convention says)."""
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(line.strip() for line in p.splitlines())
+                       for p in paragraphs)
+
+
+def _reflow_help(typer_app: typer.Typer) -> None:
+    """typer keeps a docstring's line breaks in the paragraphs after the first: a help text wrapped at 120 columns in
+    the source would print ragged in an 80-column terminal. Each command's help is its docstring reflowed."""
+    for info in typer_app.registered_commands:
+        doc = info.help or (info.callback.__doc__ if info.callback else None)
+        if doc:
+            info.help = reflowed(doc)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _reflow_help(group.typer_instance)
+
+
+_reflow_help(app)
 
 
 def main() -> None:
