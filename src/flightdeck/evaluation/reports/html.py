@@ -28,6 +28,10 @@ from markupsafe import Markup, escape
 from flightdeck.core import __version__
 from flightdeck.evaluation.reports.markdown import format_value, headline
 from flightdeck.evaluation.reports.suites import suite_views
+from flightdeck.evaluation.reports.values import as_dict as _dict
+from flightdeck.evaluation.reports.values import as_list as _list
+from flightdeck.evaluation.reports.values import as_text as _str
+from flightdeck.evaluation.reports.values import finite_number as _num
 
 __all__ = ["render_html"]
 
@@ -64,25 +68,6 @@ _STEPS = (_Limits(400, 300, 2000, 600, 160, 100), _Limits(260, 200, 1200, 400, 1
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-def _num(value: Any) -> float | None:
-    """A finite float, or None (missing, None, NaN, a string…)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _str(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, list | tuple) else []
-
-
 def _clip(text: Any, limit: int) -> str:
     text = _str(text)
     return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"

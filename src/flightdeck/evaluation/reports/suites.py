@@ -9,10 +9,14 @@ Old, partial or odd reports give what they can: a missing field is empty, never 
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from flightdeck.evaluation.reports.values import as_dict as _dict
+from flightdeck.evaluation.reports.values import as_list as _list
+from flightdeck.evaluation.reports.values import as_text as _str
+from flightdeck.evaluation.reports.values import finite_number as _num
 
 __all__ = ["SuiteView", "Finding", "Rate", "suite_views", "plain", "SUITE_TITLES"]
 
@@ -55,24 +59,6 @@ def plain(text: Any, limit: int | None = None) -> str:
     if limit is not None and len(one) > limit:
         one = one[: max(0, limit - 1)].rstrip() + "…"
     return one
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _str(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, list | tuple) else []
 
 
 def format_rate(name: str, value: float | None) -> str:
