@@ -152,6 +152,28 @@ def test_tune_on_the_set_records_every_trial_scores_the_holdout_once_and_the_pat
         assert Path(run.artifacts["results.json"]).is_file()
 
 
+@needs("tensorboard", "tensorboardX")
+def test_every_trial_and_the_study_go_to_the_specs_tracker(tmp_path: Path, fake: FakeEmbedder) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    spec = write_project(tmp_path / "p", space="{k: [1, 3]}", trials=2)
+    raw = yaml.safe_load(spec.read_text())
+    raw["model"]["experiment_tracking"] = [{"provider": "tensorboard", "log_dir": "tb"}]
+    spec.write_text(yaml.safe_dump(raw))
+    out = tune(built(spec))
+    runs = ExperimentRuns(Project.load(spec).workspace)
+    [study] = runs.list("tune")
+    tracked = [runs.get(t["run_id"]) for t in out["trials"]] + [study]
+    for run in tracked:  # each run's event files, read back with TensorBoard's own reader
+        folder = Path(run.tracked["tensorboard"])
+        assert folder.is_dir() and folder.is_relative_to(tmp_path / "p" / "tb"), run.tracked
+        events = EventAccumulator(str(folder))
+        events.Reload()
+        scalars = events.Tags()["scalars"]
+        assert ("holdout_gain" if run is study else "token_f1") in scalars, scalars  # the trial's objective
+    assert len({run.tracked["tensorboard"] for run in tracked}) == 3  # two trials and the study, apart
+
+
 def test_a_minimised_objective_gains_when_it_falls(tmp_path: Path, fake: FakeEmbedder) -> None:
     spec = built(write_project(tmp_path / "p", space="{k: [1, 5]}", objective="false_refusal_rate", trials=2))
     out = tune(spec)
