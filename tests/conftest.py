@@ -147,3 +147,29 @@ def pg_url() -> str:
     except psycopg.Error as exc:
         pytest.skip(f"no PostgreSQL server at {POSTGRES_URL}: {str(exc).strip()[:200]}")
     return POSTGRES_URL
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every attempt to resolve or connect to anything but loopback is recorded and refused."""
+    attempts: list[str] = []
+    connect, getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def local(host: Any) -> bool:
+        return str(host) in ("127.0.0.1", "::1", "localhost", "") or str(host).startswith("127.")
+
+    def guarded_connect(self: socket.socket, address: Any) -> Any:
+        if isinstance(address, tuple) and not local(address[0]):
+            attempts.append(f"connect {address}")
+            raise OSError(f"test: no network ({address})")
+        return connect(self, address)
+
+    def guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if not local(host):
+            attempts.append(f"resolve {host}")
+            raise socket.gaierror(f"test: no network ({host})")
+        return getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+    return attempts

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -204,32 +203,6 @@ def test_a_looping_reply_is_cut() -> None:
     assert _repeated_line(verdicts) == ""  # short lines that repeat in a list of verdicts are not a loop
     assert _repeated_line('"json.loads(' + "json.loads(" * 5) == "json.loads(json.loads("
     assert _repeated_line('{"reason": "I am 100% sure: 2000 > 100",') == ""
-
-
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every attempt to resolve or connect to anything but loopback is recorded and refused."""
-    attempts: list[str] = []
-    connect, getaddrinfo = socket.socket.connect, socket.getaddrinfo
-
-    def local(host: Any) -> bool:
-        return str(host) in ("127.0.0.1", "::1", "localhost", "") or str(host).startswith("127.")
-
-    def guarded_connect(self: socket.socket, address: Any) -> Any:
-        if isinstance(address, tuple) and not local(address[0]):
-            attempts.append(f"connect {address}")
-            raise OSError(f"test: no network ({address})")
-        return connect(self, address)
-
-    def guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if not local(host):
-            attempts.append(f"resolve {host}")
-            raise socket.gaierror(f"test: no network ({host})")
-        return getaddrinfo(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
-    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
-    return attempts
 
 
 def test_ragas_sends_nothing_over_the_network(no_network: list[str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -167,32 +166,6 @@ def test_without_trulens_the_error_names_the_extra(monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(sys.modules, "trulens.feedback", None)  # what an install without the extra imports
     with pytest.raises(MissingDependencyError, match=r"evaluation tool 'trulens' needs.*flightdeck\[trulens\]"):
         importlib.import_module("flightdeck.evaluation.tools.trulens")
-
-
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every attempt to resolve or connect to anything but loopback is recorded and refused."""
-    attempts: list[str] = []
-    connect, getaddrinfo = socket.socket.connect, socket.getaddrinfo
-
-    def local(host: Any) -> bool:
-        return str(host) in ("127.0.0.1", "::1", "localhost", "") or str(host).startswith("127.")
-
-    def guarded_connect(self: socket.socket, address: Any) -> Any:
-        if isinstance(address, tuple) and not local(address[0]):
-            attempts.append(f"connect {address}")
-            raise OSError(f"test: no network ({address})")
-        return connect(self, address)
-
-    def guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if not local(host):
-            attempts.append(f"resolve {host}")
-            raise socket.gaierror(f"test: no network ({host})")
-        return getaddrinfo(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
-    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
-    return attempts
 
 
 def test_trulens_sends_nothing_and_writes_no_database(no_network: list[str], tmp_path: Path,
