@@ -247,14 +247,46 @@ def test_a_new_chunk_size_embeds_only_chunks_not_seen_before(beir_dir: Path, tmp
     assert all(ix["embedded"] == 0 and ix["added_to_cache"] == 0 for ix in again["indexes"].values())
 
 
+@TREC_EVAL
+def test_the_chunker_is_tuned_with_one_index_each_and_a_whole_entry_in_the_patch(beir_dir: Path, tmp_path: Path,
+                                                                                 fake: FakeEmbedder) -> None:
+    import yaml
+
+    from flightdeck.data.chunkers.sentence import SentenceConfig
+
+    spec = write_spec(tmp_path / "project", space="{chunker: [recursive, sentence], chunk_size: [128, 48]}",
+                      trials=4, extra="  hyperparameter_optimization: [{provider: grid_random, method: grid}]\n")
+    out = tune(spec, beir_dir, "--patch", str(tmp_path / "tuned.yaml"))
+    tried = {(t["params"]["chunker"], t["params"]["chunk_size"]) for t in out["trials"]}
+    assert tried == {(c, s) for c in ("recursive", "sentence") for s in (128, 48)}
+    indexes = {ix["folder"]: ix for ix in out["indexes"].values()}
+    assert sorted(Path(f).name.rsplit("-", 1)[0] for f in indexes) == [
+        "recursive-128-16", "recursive-48-16", "sentence-128-0", "sentence-48-0"]  # the sentence chunker's overlap
+    # each chunker split the long document its own way: different chunk texts at the same size
+    by_name = {Path(f).name.rsplit("-", 1)[0]: f for f in indexes}
+    assert text_hashes(by_name["recursive-48-16"]) != text_hashes(by_name["sentence-48-0"])
+    # nothing embedded twice across the four chunkings
+    assert len(fake.embedded_texts) == len(set(fake.embedded_texts))
+    # the patch: another chunker's whole entry, which validates as that chunker's settings; else only the changes
+    patch = yaml.safe_load(Path(out["patch_file"]).read_text()) or {}
+    best = out["best"]["params"]
+    if best["chunker"] == "sentence" and out["best"]["beats_baseline"]:
+        entry = patch["data"]["chunking"]
+        assert entry["provider"] == "sentence" and entry["size"] == best["chunk_size"]
+        assert SentenceConfig(**{k: v for k, v in entry.items() if k != "provider"}).overlap == 0
+    else:
+        assert patch.get("data", {}).get("chunking", {}).get("provider", "recursive") == "recursive"
+
+
 # --- what is refused --------------------------------------------------------------------------------------------
 def test_bad_space_keys_are_refused_naming_the_valid_ones(tmp_path: Path) -> None:
-    valid = ("candidates, chunk_overlap, chunk_size, fusion, k, keyword_weight, mode, prompt_template, "
+    valid = ("candidates, chunk_overlap, chunk_size, chunker, fusion, k, keyword_weight, mode, prompt_template, "
              "query_transformation, rrf_k, temperature, vector_weight")
     for space, message in (
             ("{chunk_sise: [128]}", f"unknown tuning parameter 'chunk_sise'. Tunable: {valid}. Did you mean "
                                     "'chunk_size'?"),
-            ("{chunker: [recursive, sentence]}", "'chunker' cannot be tuned"),
+            ("{chunker: [recursive, sentense]}", "chunker: Unknown chunker 'sentense'"),
+            ("{keyword_index: [bm25s]}", "'keyword_index' cannot be tuned"),
             ("{query_transformation: [hide]}", "query_transformation: Unknown query_transformation 'hide'"),
             ("{fusion: {low: 1, high: 2}}", "fusion takes a list of choices, not a range"),
             ("{fusion: [rrf, rfr]}", "fusion: Unknown fusion 'rfr'. Available: rrf, weighted"),
@@ -266,7 +298,7 @@ def test_bad_space_keys_are_refused_naming_the_valid_ones(tmp_path: Path) -> Non
             Project.load(spec)
         text = "\n".join(str(p) for p in err.value.problems)
         assert message in text and "flightdeck.yaml:8" in text, text
-        if "chunker" in space:
+        if "keyword_index" in space:
             assert f"Tunable: {valid}." in text
 
 

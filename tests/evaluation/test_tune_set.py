@@ -254,6 +254,8 @@ def test_what_a_mode_or_a_set_cannot_do_is_refused_naming_the_setting(tmp_path: 
 
     assert "'chunk_size' cannot be tuned with --set: each chunking needs its own index" in refused(
         "{chunk_size: [64, 128]}")
+    assert "'chunker' cannot be tuned with --set: each chunking needs its own index" in refused(
+        "{chunker: [recursive, sentence]}")
     assert "temperature sets how an LLM writes its answers; model.generator is 'extractive'" in refused(
         "{temperature: [0.0, 0.5]}")
     assert ("query_transformation 'hyde' cannot be tried (retrieval.query_transformation): "
@@ -288,3 +290,45 @@ def test_the_index_must_be_built_and_a_set_named(tmp_path: Path, fake: FakeEmbed
     assert "no evaluation set 'nope'" in out["error"]
     res = CliRunner().invoke(app, ["tune", "--spec", str(spec), "--set", "qa", "--beir", str(tmp_path)])
     assert res.exit_code == 2 and "not both" in res.output
+
+
+@pytest.mark.slow
+def test_query_transformation_trials_search_with_the_llm_s_passages(tmp_path: Path, fake: FakeEmbedder,
+                                                                   gemma_gguf: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from flightdeck.retrieval.query_transform import HydeTransform
+
+    made: list[tuple[str, int, Any]] = []  # (question, max_tokens, the variants HyDE made with the real model)
+    real = HydeTransform._variants
+
+    def recording(self: HydeTransform, query: str) -> Any:
+        variants = real(self, query)
+        made.append((query, self.config.max_tokens, variants))
+        return variants
+
+    monkeypatch.setattr(HydeTransform, "_variants", recording)
+    questions = [q for q in QUESTIONS if q[0] in ("install", "licence", "w42")]  # install is held out
+    generator = (f"{{provider: llama_cpp, model_path: {gemma_gguf}, n_threads: 2, n_ctx: 512, max_tokens: 8, "
+                 "max_prompt_tokens: 400, top_chunks: 1}")
+    # the spec's own HyDE settings (a short passage) are what the hyde trial uses; none searches as written
+    spec = write_project(root := tmp_path / "p", generator=generator, questions=questions, trials=2,
+                         objective="recall@1", space="{query_transformation: [none, hyde]}",
+                         search="{mode: hybrid, k: 1}")
+    spec.write_text(spec.read_text().replace(
+        "  system: [hybrid_search]\n",
+        "  system: [hybrid_search, query_transformation]\n  query_transformation: {provider: hyde, max_tokens: 12}\n"))
+    built(spec)
+    out = tune(spec, "--tuner", "grid_random")
+    assert [t["state"] for t in out["trials"]] == ["complete", "complete"]
+    assert {t["params"]["query_transformation"] for t in out["trials"]} == {"none", "hyde"}
+    # HyDE ran once per question: on the two tune questions for the spec's settings (the hyde trial is that
+    # configuration, scored once), never for none, and on the held-out one for the baseline (and the best)
+    assert sorted(q for q, _, _ in made) == sorted(q for _, q, *_ in questions)
+    for _, max_tokens, variants in made:
+        assert max_tokens == 12  # the spec's settings of the transformation, not HyDE's defaults
+        [variant] = variants
+        assert variant.passages and all(p.strip() for p in variant.passages)  # a passage the model wrote
+        assert variant.keyword is not None  # BM25 still reads the question
+    # two configurations answered the tune part: the spec's (= the hyde trial) and none
+    parts = [json.loads(f.read_text()) for f in (root / ".flightdeck" / "tune" / "qa").glob("*-tune.json")]
+    assert len(parts) == 2 and {"query_transformation": "none"} in [p["params"] for p in parts]

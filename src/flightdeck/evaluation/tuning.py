@@ -6,8 +6,8 @@ the best is scored once on the *holdout* queries beside the spec's own settings,
 - **One index per chunking.** A trial that varies only query-time settings (``k``, ``candidates``, ``mode``,
   ``fusion``, ``rrf_k``, the weights) searches the index of its chunking with those settings: a searcher is built
   over that index with other ``retrieval.search`` settings, nothing is re-indexed or re-embedded. A chunking
-  (``chunk_size``, ``chunk_overlap``) gets its own workspace, keyed by its settings, built once by the ordinary
-  pipeline. The workspaces share one embeddings cache (``embeddings.db`` beside them, the workspace table's
+  (``chunker``, ``chunk_size``, ``chunk_overlap``) gets its own workspace, keyed by its settings, built once by the
+  ordinary pipeline. The workspaces share one embeddings cache (``embeddings.db`` beside them, the workspace table's
   layout: model id and text hash): it is copied into a new workspace before its run and the new vectors back
   after, so a new chunking embeds only the chunk texts no chunking had before. Query vectors are computed once
   per query for the whole study.
@@ -137,10 +137,13 @@ def _normal(params: dict[str, Any]) -> dict[str, Any]:
 
 def spec_patch(base: Configuration, best: Configuration) -> dict[str, Any]:
     """The spec keys that ``best`` changes from ``base``, nested as in the spec (``data.chunking`` keeps its
-    ``provider`` so that the patch is a whole provider entry)."""
+    ``provider`` so that the patch is a whole provider entry; another chunker's entry is given whole, with every
+    setting it was tried with: it replaces the spec's ``data.chunking``)."""
     patch: dict[str, Any] = {}
     changed = {k: v for k, v in best.chunking.items() if base.chunking.get(k) != v}
-    if changed:
+    if best.chunking.get("provider") != base.chunking.get("provider"):
+        patch["data"] = {"chunking": dict(best.chunking)}
+    elif changed:
         patch["data"] = {"chunking": {"provider": best.chunking["provider"],
                                       **{k: v for k, v in changed.items() if k != "provider"}}}
     before, after = base.search.model_dump(), best.search.model_dump()
@@ -283,8 +286,15 @@ class BeirObjective:
         from flightdeck.spec.models import SearchSettings
 
         chunking = dict(self.base.chunking)
+        provider = params.get("chunker", chunking["provider"])
+        if provider != chunking["provider"]:  # another chunker: its own defaults, the spec's size (the same meaning)
+            other = registry().config_class(Category.CHUNKER, provider)
+            shared = {"size": chunking["size"]} if "size" in chunking else {}
+            chunking = {"provider": provider, **(other(**shared).model_dump() if other is not None else shared)}
         search = self.base.search.model_dump()
         for name, value in params.items():
+            if name == "chunker":
+                continue
             if name in CHUNKING_PARAMS:
                 chunking[CHUNKING_PARAMS[name]] = value
             else:

@@ -15,10 +15,12 @@ model:
       temperature: [0.0, 0.7]                  # --set only: the answer settings
       prompt_template: [null, prompts/short.j2]
       query_transformation: [none, hyde]
+      chunker: [recursive, sentence]           # --beir only: the chunkings
 ```
 
 A space key names a setting an objective can vary. ``flightdeck tune --beir`` scores retrieval on a BEIR split: the
-chunking's ``size`` and ``overlap`` (each value builds its own index, sharing the embeddings cache) and the
+chunking's ``chunker``, ``size`` and ``overlap`` (each chunking builds its own index, sharing the embeddings cache;
+a chunker other than the spec's starts from its own defaults with the spec's ``size``) and the
 query-time settings of ``retrieval.search`` (one index, searched with other settings). ``flightdeck tune --set``
 scores the project on its own evaluation set: the query-time search settings, the generator's ``temperature`` and
 ``prompt_template`` and ``retrieval.query_transformation``, on the project's built index. What one mode cannot vary
@@ -42,6 +44,7 @@ __all__ = ["TuningSettings", "Range", "TUNABLE", "CHUNKING_PARAMS", "ANSWER_PARA
 TUNABLE: dict[str, tuple[type, str]] = {
     "chunk_size": (int, "data.chunking.size"),
     "chunk_overlap": (int, "data.chunking.overlap"),
+    "chunker": (str, "data.chunking.provider"),
     "k": (int, "retrieval.search.k"),
     "candidates": (int, "retrieval.search.candidates"),
     "mode": (str, "retrieval.search.mode"),
@@ -54,7 +57,7 @@ TUNABLE: dict[str, tuple[type, str]] = {
     "query_transformation": (str, "retrieval.query_transformation"),
 }
 # space name -> the chunker setting it sets
-CHUNKING_PARAMS: dict[str, str] = {"chunk_size": "size", "chunk_overlap": "overlap"}
+CHUNKING_PARAMS: dict[str, str] = {"chunk_size": "size", "chunk_overlap": "overlap", "chunker": "provider"}
 _CHUNK_MIN = {"chunk_size": 16, "chunk_overlap": 0}  # ChunkerConfig's bounds (data/chunkers/base.py)
 # space name -> the model.generator setting it sets (an LLM generator's answer settings)
 ANSWER_PARAMS: dict[str, str] = {"temperature": "temperature", "prompt_template": "prompt_template"}
@@ -62,8 +65,6 @@ ANSWER_PARAMS: dict[str, str] = {"temperature": "temperature", "prompt_template"
 NO_TRANSFORMATION = "none"
 # Names a user may expect to tune, and why this build does not: refused with the reason, never ignored.
 NOT_TUNABLE: dict[str, str] = {
-    "chunker": "each chunker has its own settings; tune one chunker's chunk_size and chunk_overlap, and compare "
-               "chunkers with one `flightdeck tune` per data.chunking",
     "keyword_index": "each keyword index is built by `flightdeck run`; compare them with `flightdeck eval "
                      "retrieval` after setting retrieval.search.keyword_index",
 }
@@ -78,7 +79,7 @@ NOT_TUNABLE_IN: dict[str, dict[str, str]] = {
     "set": {name: ("each chunking needs its own index of the project's documents, re-ingested and re-embedded per "
                    "trial (with the sources' versioning hooks run each time); tune the chunking on a BEIR folder "
                    "(flightdeck tune --beir DIR), or compare chunkings with one `flightdeck run` + `flightdeck eval` "
-                   "each") for name in ("chunk_size", "chunk_overlap")},
+                   "each") for name in ("chunk_size", "chunk_overlap", "chunker")},
 }
 #: the objectives of a BEIR split (maximised): pytrec_eval's scores of the documents retrieved
 OBJECTIVES = ("ndcg@10", "recall@100", "mrr@10")
@@ -125,6 +126,10 @@ class Range(BaseModel):
         return self
 
 
+# space name -> the registry category its values name
+_PROVIDER_CATEGORY = {"fusion": "fusion", "query_transformation": "query_transformation", "chunker": "chunker"}
+
+
 def _check_value(name: str, value: Any) -> Any:
     """``value`` of space key ``name``, of the setting's type; ValueError says what is wrong. The bounds of the
     ``retrieval.search`` settings are checked by ``flightdeck tune`` before its first trial, against the spec's
@@ -144,13 +149,13 @@ def _check_value(name: str, value: Any) -> Any:
         raise ValueError(f"{name}: {value} is below {_CHUNK_MIN[name]} ({where})")
     if isinstance(value, str) and not value.strip():
         raise ValueError(f"{name}: an empty name ({where})")
-    if name in ("fusion", "query_transformation"):  # a provider name: the registry's message lists the valid ones
+    if name in _PROVIDER_CATEGORY:  # a provider name: the registry's message lists the valid ones
         from flightdeck.errors import UnknownProviderError
         from flightdeck.registry.categories import Category
         from flightdeck.registry.lookup import registry
 
         try:
-            registry().get(Category.FUSION if name == "fusion" else Category.QUERY_TRANSFORMATION, value)
+            registry().get(Category(_PROVIDER_CATEGORY[name]), value)
         except UnknownProviderError as exc:
             raise ValueError(f"{name}: {exc}") from None
     return value
