@@ -16,8 +16,8 @@ class Role(StrEnum):
 
     VIEWER = "viewer"  # ask, search, chat
     EDITOR = "editor"  # + add, read and delete documents
-    APPROVER = "approver"  # + approve releases
-    ADMIN = "admin"  # + manage keys and configuration
+    APPROVER = "approver"  # + approve or reject releases
+    ADMIN = "admin"  # + promote and roll back releases, read the audit log, manage keys and configuration
 
 
 class Permission(StrEnum):
@@ -26,15 +26,18 @@ class Permission(StrEnum):
     METRICS = "metrics"  # /metrics, for a Prometheus scraping with a viewer key
     DOCUMENTS_READ = "documents:read"
     DOCUMENTS_WRITE = "documents:write"
+    RELEASES_READ = "releases:read"  # list and show releases, lineage of answers
     RELEASES_APPROVE = "releases:approve"
+    RELEASES_PROMOTE = "releases:promote"  # promote, roll back, override a failed gate (with a reason)
+    AUDIT_READ = "audit:read"  # the audit log's entries and its verification
     KEYS_MANAGE = "keys:manage"
     CONFIG = "config"
 
 
 _VIEWER = frozenset({Permission.QUERY, Permission.SEARCH, Permission.METRICS})
-_EDITOR = _VIEWER | {Permission.DOCUMENTS_READ, Permission.DOCUMENTS_WRITE}
+_EDITOR = _VIEWER | {Permission.DOCUMENTS_READ, Permission.DOCUMENTS_WRITE, Permission.RELEASES_READ}
 _APPROVER = _EDITOR | {Permission.RELEASES_APPROVE}
-_ADMIN = _APPROVER | {Permission.KEYS_MANAGE, Permission.CONFIG}
+_ADMIN = _APPROVER | {Permission.RELEASES_PROMOTE, Permission.AUDIT_READ, Permission.KEYS_MANAGE, Permission.CONFIG}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: _VIEWER,

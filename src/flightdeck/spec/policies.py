@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 __all__ = ["PolicyStatement"]
 
 _PRINCIPAL = re.compile(r"^(\*|key:[0-9a-f]{12}|role:(viewer|editor|approver|admin))$")
-_ACTIONS = {"*", "query", "search", "metrics", "documents:read", "documents:write", "releases:approve",
-            "keys:manage", "config"}
+_ACTIONS = {"*", "query", "search", "metrics", "documents:read", "documents:write", "releases:read",
+            "releases:approve", "releases:promote", "audit:read", "keys:manage", "config"}
 
 
 class PolicyStatement(BaseModel):

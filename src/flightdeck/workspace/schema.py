@@ -19,7 +19,8 @@ from sqlalchemy import (
 __all__ = ["metadata", "documents", "chunks", "embeddings", "runs", "step_runs", "dataset_versions",
            "index_versions", "chunk_payloads", "store_sync", "state", "dataset_version_documents",
            "document_signatures", "dataset_splits", "synthetic_sets", "synthetic_examples",
-           "synthetic_generations", "api_keys", "traces", "eval_sets", "experiment_runs"]
+           "synthetic_generations", "api_keys", "traces", "eval_sets", "experiment_runs", "audit_log",
+           "releases", "release_events", "release_aliases"]
 
 metadata = MetaData()
 
@@ -263,4 +264,62 @@ experiment_runs = Table(
     Column("error", Text, nullable=True),
     Index("ix_experiment_runs_name", "kind", "name", "started_at"),
     Index("ix_experiment_runs_index", "index_version"),
+)
+
+
+# revision 0008
+audit_log = Table(
+    "audit_log", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False, comment="1, 2, 3 … with no gap"),
+    Column("at", Float, nullable=False, comment="unix time of the entry"),
+    Column("actor", String, nullable=False, comment="key:<key id> for an API key, user:<OS user> for the CLI"),
+    Column("action", String, nullable=False, comment="run.finished, key.created, release.promoted …"),
+    Column("target", Text, nullable=False, comment="what it acted on: a run, key, document or release id"),
+    Column("details", Text, nullable=False, comment="canonical JSON (sorted keys, no spaces): what is hashed"),
+    Column("prev_hash", String(64), nullable=False, comment="the previous entry's hash (64 zeros for seq 1)"),
+    Column("hash", String(64), nullable=False, comment="sha256 of prev_hash and the entry's canonical fields"),
+    Column("signature", String(64), nullable=True, comment="HMAC-SHA256 of hash under a key kept outside"),
+    Index("ix_audit_log_actor", "actor", "seq"),
+    Index("ix_audit_log_action", "action", "seq"),
+    Index("ix_audit_log_at", "at"),
+)
+
+releases = Table(
+    "releases", metadata,
+    Column("id", String(40), primary_key=True, comment="rel_<first 16 hex of the manifest's sha256>"),
+    Column("number", Integer, nullable=False, unique=True, comment="1, 2, 3 … in the order created"),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String, nullable=False),
+    Column("manifest", String(64), nullable=False, comment="the manifest artifact's sha256: the release's content"),
+    Column("spec_hash", String(64), nullable=False),
+    Column("dataset_version", String(64), nullable=True),
+    Column("index_version", String(64), nullable=True),
+    Column("eval_run", String(40), nullable=True, comment="the experiment run whose gates it carries"),
+    Column("gates_passed", Integer, nullable=True, comment="1 every gate passed, 0 one missed, null no gates"),
+    Column("stage", String, nullable=False, comment="candidate | staging | production | archived"),
+    Column("summary", JSON, nullable=False, comment="what `release list` shows without reading the manifest"),
+    Index("ix_releases_stage", "stage", "number"),
+)
+
+release_events = Table(
+    "release_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("release_id", String(40), ForeignKey("releases.id"), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("actor", String, nullable=False),
+    Column("role", String, nullable=True, comment="the actor's role when it acted (an API key's, or admin)"),
+    Column("event", String, nullable=False, comment="created | approved | rejected | promoted | rolled_back | ..."),
+    Column("from_stage", String, nullable=True),
+    Column("to_stage", String, nullable=True),
+    Column("comment", Text, nullable=True),
+    Column("details", JSON, nullable=False, comment="an override's reason, the gates missed, …"),
+    Index("ix_release_events_release", "release_id", "id"),
+)
+
+release_aliases = Table(
+    "release_aliases", metadata,
+    Column("alias", String, primary_key=True, comment="a name a release is served or promoted by"),
+    Column("release_id", String(40), ForeignKey("releases.id"), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("actor", String, nullable=False),
 )
