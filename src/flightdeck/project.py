@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from flightdeck.evaluation.sets import EvalSet
     from flightdeck.governance.api_keys import KeyStore
     from flightdeck.governance.lineage import ChunkLineage
+    from flightdeck.governance.releases import Actor, Release, Releases
     from flightdeck.governance.versions import DatasetVersion, VersionDiff
     from flightdeck.models.generators.base import Answer, Generator
     from flightdeck.monitoring.drift import DriftReport
@@ -355,6 +356,40 @@ class Project:
         from flightdeck.governance.api_keys import KeyStore
 
         return KeyStore(self.workspace)
+
+    # releases (flightdeck.governance.releases) -------------------------------------------------------------------
+    @cached_property
+    def releases(self) -> Releases:
+        """The releases of this workspace under the spec's ``governance.approvals``
+        (:class:`~flightdeck.governance.releases.Releases`); every change goes to the audit log."""
+        from flightdeck.governance.releases import Releases
+
+        return Releases(self.workspace, self.spec.governance.approvals, audit=getattr(self, "audit", None))
+
+    def create_release(self, actor: Actor | None = None, comment: str | None = None) -> tuple[Release, bool]:
+        """A candidate release of the current index version with this spec, its models and prompts, and the
+        latest evaluation of that index version made with this spec; ``(release, created)`` (False: a release
+        with the same content exists)."""
+        from flightdeck.governance.release_inputs import gather_release_inputs
+        from flightdeck.governance.releases import Actor
+        from flightdeck.models.trackers.builtin import ExperimentRuns
+
+        inputs = gather_release_inputs(
+            self.workspace, project=self.spec.project, spec_text=self.spec_path.read_text(encoding="utf-8"),
+            spec_hash=stable_hash(self.spec.model_dump()), embedder=self.embedder,
+            embedder_provider=getattr(self.spec.retrieval.embedding_model, "provider", "none"),
+            generator=self.generator,
+            generator_provider=self.spec.model.generator.provider,
+            store_versioned=bool(getattr(self.store_factory()(), "versioned", False)),
+            gates_configured=bool(self.spec.evaluation.gates), runs=ExperimentRuns(self.workspace))
+        return self.releases.create(inputs, actor or Actor.local(), comment)
+
+    def release_model_problems(self, kind: str, recorded: dict[str, Any]) -> list[str]:
+        """How this project's ``kind`` (embedder, generator) differs from what a release recorded of it."""
+        from flightdeck.governance.release_inputs import model_file_problems
+
+        component = self.embedder if kind == "embedder" else self.generator
+        return model_file_problems(kind, recorded, component)
 
     def checklist(self) -> dict[str, Any]:
         """The checklist with this spec's choices ticked and each option's status in this build."""

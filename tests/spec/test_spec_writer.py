@@ -122,7 +122,7 @@ def test_phases_with_nothing_chosen_are_empty_maps_with_their_sections_commented
     for key in ("evaluation", "deployment", "agents", "monitoring", "governance", "improvement"):
         assert data[key] == {}
         assert f"\n{key}: {{}}\n" in text
-    assert "  # packaging: [docker]" in text
+    assert "  # packaging: [artifact_registry]" in text  # the first ready option is the example
     assert "  # strategy: serverless" in text
     loaded, problems = _check(tmp_path, text)
     assert problems == []

@@ -14,6 +14,7 @@ from flightdeck.cli import (
     explain_cmd,
     init_cmd,
     keys_cmds,
+    release_cmds,
     run_cmds,
     serve_cmd,
     spec_cmds,
@@ -43,6 +44,7 @@ app.add_typer(data_cmds.data_app, name="data")
 app.add_typer(data_cmds.lineage_app, name="lineage")
 app.add_typer(eval_cmds.app, name="eval")
 app.add_typer(keys_cmds.keys_app, name="keys")
+app.add_typer(release_cmds.release_app, name="release")
 
 
 def reflowed(doc: str) -> str:

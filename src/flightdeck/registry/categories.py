@@ -33,4 +33,5 @@ class Category(StrEnum):
     VALIDATION = "validation"  # evaluation.validations: hallucination, safety, bias, drift, explainability
     TRACKER = "tracker"  # model.experiment_tracking: where runs are recorded
     TUNER = "tuner"  # model.hyperparameter_optimization: what proposes the settings of each tuning trial
+    MODEL_GOVERNANCE = "model_governance"  # governance.model_governance: releases, approvals, audit, lineage
     EVAL_TOOL = "eval_tool"  # evaluation.tools: other evaluation frameworks' formats and checks

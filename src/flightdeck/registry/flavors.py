@@ -375,6 +375,22 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
     Flavor(_C.ACCESS_CONTROL, "rbac", "flightdeck.governance.access:allowed",
            options=("governance.access_control.rbac",),
            summary="roles viewer < editor < approver < admin, deny by default: every route names one permission"),
+    # phase 8 and 5.1: releases (governance/releases.py)
+    Flavor(_C.MODEL_GOVERNANCE, "model_versioning", "flightdeck.governance.releases:Releases",
+           options=("governance.model_governance.model_versioning",),
+           summary="flightdeck release create|list|show|diff: immutable releases named by their manifest's hash "
+                   "(spec, dataset and index versions with every index file hashed, embedder and generator "
+                   "identities with weight-file hashes, prompt template hashes, the evaluation and its gates)"),
+    Flavor(_C.MODEL_GOVERNANCE, "approval_workflows", "flightdeck.governance.releases:Releases",
+           options=("governance.model_governance.approval_workflows",),
+           summary="governance.approvals: approvals from distinct people in the allowed roles (not the author by "
+                   "default), rejections that stand, gates that must pass (an admin override is recorded with its "
+                   "reason), a clean red-team run when asked; promotion, rollback and archive by admins only"),
+    Flavor(_C.MODEL_GOVERNANCE, "artifact_registry", "flightdeck.governance.releases:Releases",
+           options=("deployment.packaging.artifact_registry",),
+           summary="the workspace's content-addressed artifact store holds each release's artifacts; flightdeck "
+                   "release export|import moves a release as one archive with every hash checked; a release "
+                   "whose artifacts or model files changed is refused"),
     # phase 4: flightdeck eval (evaluation/), every run recorded in the built-in runs table (models/trackers/)
     Flavor(_C.EVAL_METRIC, "accuracy_precision_recall",
            "flightdeck.evaluation.metrics.classification:answerability_scores",

@@ -30,6 +30,7 @@ from flightdeck.spec.catalog import catalog
 from flightdeck.spec.cleaning import CleaningSettings
 from flightdeck.spec.evaluation import EVALUATION_FIELDS
 from flightdeck.spec.policies import PolicyStatement
+from flightdeck.spec.releases import ApprovalPolicy
 from flightdeck.spec.server import ServerSettings
 from flightdeck.spec.tuning import TuningSettings
 
@@ -234,7 +235,9 @@ _PHASE_EXTRA_FIELDS: dict[str, dict[str, tuple[Any, Any]]] = {
               # what `flightdeck tune` optimises (spec/tuning.py); model.hyperparameter_optimization names the tuner
               "tuning": (TuningSettings, TuningSettings())},
     "deployment": {"server": (ServerSettings, ServerSettings())},
-    "governance": {"policies": (list[PolicyStatement], [])},
+    "governance": {"policies": (list[PolicyStatement], []),
+                   # what a release needs before promotion (spec/releases.py)
+                   "approvals": (ApprovalPolicy, ApprovalPolicy())},
     # evaluation.judge: the generator that judges answers for llm_as_a_judge (unset: the project's own LLM, else
     # the packaged local model)
     "evaluation": {**EVALUATION_FIELDS, "judge": (ProviderValue | None, None)},

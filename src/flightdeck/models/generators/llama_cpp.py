@@ -94,6 +94,11 @@ class LlamaCppGenerator(LlmGenerator):
         path = self.config.model_path
         self.model_id = f"llama_cpp:{Path(path).name if path else 'gemma-3-270m-q4_k_m.gguf'}"
 
+    def model_files(self) -> dict[str, Path]:
+        """The GGUF file (what a release records the hash of); nothing is loaded."""
+        path = Path(self.config.model_path) if self.config.model_path else packaged_gguf()
+        return {path.name: path}
+
     def _model(self) -> Any:
         if self._llm is None:
             llama = optional_import("llama_cpp", "llama_cpp", "generator llama_cpp (llama-cpp-python)")

@@ -103,6 +103,11 @@ class SentenceTransformersEmbedder:
     def model_dir(self) -> str:
         return str(self._dir)
 
+    def model_files(self) -> dict[str, Path]:
+        """The model folder's files by relative path (what a release records the hashes of); nothing is loaded."""
+        return {p.relative_to(self._dir).as_posix(): p for p in sorted(self._dir.rglob("*"))
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(self._dir).parts)}
+
     @property
     def model_id(self) -> str:
         c = self.config
