@@ -391,6 +391,15 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            summary="the workspace's content-addressed artifact store holds each release's artifacts; flightdeck "
                    "release export|import moves a release as one archive with every hash checked; a release "
                    "whose artifacts or model files changed is refused"),
+    # 8.1 audit logs (workspace/audit.py; flightdeck audit, GET /v1/audit)
+    Flavor(_C.MODEL_GOVERNANCE, "audit_logs", "flightdeck.workspace.audit:AuditLog",
+           options=("governance.model_governance.audit_logs",),
+           summary="every state change (runs, spec changes, uploads and deletions, keys, evaluations, tuning studies, "
+                   "releases; queries with log_queries) is an entry of a hash-chained log in the metadata DB, written "
+                   "under SQLite's write lock; flightdeck audit verify names the first edited, deleted, inserted or "
+                   "reordered entry; a chain recomputed from some entry on is caught only with the HMAC key, a "
+                   "truncated tail only with an anchor file (both outside the workspace); retention keeps the rest "
+                   "verifiable"),
     # phase 4: flightdeck eval (evaluation/), every run recorded in the built-in runs table (models/trackers/)
     Flavor(_C.EVAL_METRIC, "accuracy_precision_recall",
            "flightdeck.evaluation.metrics.classification:answerability_scores",
