@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from flightdeck.retrieval.query_transform import QueryTransformation
     from flightdeck.retrieval.search import HybridSearcher, SearchResult
     from flightdeck.retrieval.stores.base import VectorStore
+    from flightdeck.workspace.audit import AuditLog
 
 __all__ = ["Project"]
 
@@ -61,6 +62,18 @@ class Project:
     @cached_property
     def workspace(self) -> Workspace:
         return Workspace((self.loaded.base_dir / self.spec.workspace).resolve())
+
+    @cached_property
+    def audit(self) -> AuditLog:
+        """The workspace's hash-chained audit log (:class:`~flightdeck.workspace.audit.AuditLog`), signed and anchored
+        as ``governance.audit`` says; every state change is an entry."""
+        from flightdeck.data.pii import redact_value
+        from flightdeck.spec.audit import resolve_audit
+        from flightdeck.workspace.audit import AuditLog
+
+        key, anchor = resolve_audit(self.loaded, self.workspace.root)
+        return AuditLog(self.workspace, key=key, anchor=anchor, anchor_every=self.spec.governance.audit.anchor_every,
+                        redact=redact_value)
 
     @cached_property
     def assembly(self) -> Assembly:

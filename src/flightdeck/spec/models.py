@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from flightdeck.registry.categories import Category
+from flightdeck.spec.audit import AuditSettings
 from flightdeck.spec.catalog import catalog
 from flightdeck.spec.cleaning import CleaningSettings
 from flightdeck.spec.evaluation import EVALUATION_FIELDS
@@ -236,6 +237,7 @@ _PHASE_EXTRA_FIELDS: dict[str, dict[str, tuple[Any, Any]]] = {
               "tuning": (TuningSettings, TuningSettings())},
     "deployment": {"server": (ServerSettings, ServerSettings())},
     "governance": {"policies": (list[PolicyStatement], []),
+                   "audit": (AuditSettings, AuditSettings()),  # the audit log's key, anchor, retention (spec/audit.py)
                    # what a release needs before promotion (spec/releases.py)
                    "approvals": (ApprovalPolicy, ApprovalPolicy())},
     # evaluation.judge: the generator that judges answers for llm_as_a_judge (unset: the project's own LLM, else
