@@ -23,11 +23,12 @@ import difflib
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import tarfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ __all__ = ["Release", "ReleaseEvent", "ReleaseInputs", "Releases", "ReleaseError
            "ReleaseIntegrityError", "PolicyCheck", "MANIFEST_FORMAT", "hash_files", "Actor"]
 
 MANIFEST_FORMAT = "flightdeck.release/1"
+log = logging.getLogger("flightdeck.releases")
 _CHUNK = 1 << 20
 _ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
@@ -217,10 +219,13 @@ class Releases:
     entry of the audit log (any object with ``append(actor, action, target, details)``)."""
 
     def __init__(self, ws: Workspace, policy: ApprovalPolicy | None = None, *, audit: Any = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 mirrors: Sequence[Any] = (), clock: Callable[[], float] = time.time) -> None:
         self.ws = ws
         self.policy = policy or ApprovalPolicy()
         self.audit = audit
+        # model registries that mirror every release and stage (deployment.model_registry: mlflow, wandb…; see
+        # governance/registries); the workspace stays the source of truth, a mirror's failure is an event
+        self.mirrors = list(mirrors)
         self.clock = clock
 
     # --- creating -----------------------------------------------------------------------------------------
@@ -282,6 +287,7 @@ class Releases:
         release = self.get(release_id)
         self._audit(actor, "release.created", release, {"number": number, "manifest": digest,
                                                         "gates_passed": gates_passed})
+        self._mirror("publish", release, actor, manifest=manifest)
         return release, True
 
     # --- reading --------------------------------------------------------------------------------------------
@@ -564,6 +570,7 @@ class Releases:
         moved = self.get(release.id)
         self._audit(actor, f"release.{event}", moved, {"from": release.stage, "to": stage, "comment": comment,
                                                       **details})
+        self._mirror("set_stage", moved, actor, stage=stage)
         return moved
 
     def generation(self) -> str | None:
@@ -584,6 +591,7 @@ class Releases:
                                                         actor=actor.name))
             self._event(conn, release.id, actor, "aliased", None, None, None, {"alias": alias})
         self._audit(actor, "release.aliased", release, {"alias": alias})
+        self._mirror("set_alias", release, actor, alias=alias)
         return self.get(release.id)
 
     def remove_alias(self, alias: str, actor: Actor) -> None:
@@ -806,6 +814,35 @@ class Releases:
             event_id = self._event(conn, release.id, actor, "red_team", None, None, None, results)
         self._audit(actor, "release.red_team", release, {"successful_attacks": results.get("successful_attacks")})
         return next(e for e in self.events(release) if e.id == event_id)
+
+    def artifact_paths(self, ref: str | Release) -> dict[str, Path]:
+        """What a mirror uploads: the manifest, the spec and the index version's files, by name."""
+        release = ref if isinstance(ref, Release) else self.get(ref)
+        manifest = self.manifest(release)
+        paths = {"manifest.json": self.ws.artifacts.path(release.manifest),
+                 "flightdeck.yaml": self.ws.artifacts.path(manifest["spec"]["artifact"])}
+        iv = manifest["index_version"]
+        if manifest.get("index_files"):
+            folder = self.ws.store_folder(iv["store"], iv["id"])
+            paths.update({f"index/{name}": folder / name for name in sorted(manifest["index_files"])})
+        return paths
+
+    def _mirror(self, method: str, release: Release, actor: Actor, **kwargs: Any) -> None:
+        """Tell each mirror (a model registry) what happened; its answer or its failure becomes an event."""
+        for mirror in self.mirrors:
+            name = getattr(mirror, "name", type(mirror).__name__)
+            try:
+                if method == "publish":
+                    result = mirror.publish(release, kwargs["manifest"], self.artifact_paths(release))
+                else:
+                    result = getattr(mirror, method)(release, *kwargs.values())
+                event, details = "mirrored", {"registry": name, "action": method, "result": result or {}}
+            except Exception as exc:  # noqa: BLE001 - a registry down never undoes what the workspace recorded
+                event, details = "mirror_failed", {"registry": name, "action": method,
+                                                   "error": f"{type(exc).__name__}: {exc}"[:500]}
+                log.warning("release %s: %s %s failed: %s", release.name, name, method, exc)
+            with self.ws.engine.begin() as conn:
+                self._event(conn, release.id, actor, event, None, None, None, details)
 
     def _audit(self, actor: Actor, action: str, release: Release, details: dict[str, Any]) -> None:
         if self.audit is not None:
