@@ -140,8 +140,8 @@ class Project:
         with self.workspace.writer_lock():
             steps = self.steps()  # builds the providers: every plugin has been loaded (or failed to) by now
             plugin_warnings = [("plugin", error) for error in registry().plugin_errors]
-            return Runner(self.workspace, reporter, hooks=self.versioning_hooks()).run(steps, spec_hash,
-                                                                                       plugin_warnings)
+            return Runner(self.workspace, reporter, hooks=self.versioning_hooks(),
+                          audit=self.audit).run(steps, spec_hash, plugin_warnings)
 
     # dataset versions and lineage (flightdeck.governance) ----------------------------------------
     def dataset_versions(self) -> list[DatasetVersion]:
@@ -316,7 +316,7 @@ class Project:
                               params=params, context=context, git_commit=git_commit(self.loaded.base_dir),
                               dataset_version=self.workspace.get_state(CURRENT_DATASET), report_dir=report_dir,
                               reporter=reporter, trackers=self.assembly.trackers(),
-                              validations=self._validations(eval_set))
+                              validations=self._validations(eval_set), audit=self.audit)
 
     def eval_options(self, limit: int | None = None) -> Any:
         """How :meth:`evaluate` measures (an :class:`~flightdeck.evaluation.runner.EvalOptions`): ``evaluation.k``,
@@ -368,7 +368,7 @@ class Project:
         """The API keys of this project's server (:class:`~flightdeck.governance.api_keys.KeyStore`)."""
         from flightdeck.governance.api_keys import KeyStore
 
-        return KeyStore(self.workspace)
+        return KeyStore(self.workspace, audit=self.audit)
 
     # releases (flightdeck.governance.releases) -------------------------------------------------------------------
     @cached_property

@@ -131,6 +131,8 @@ def test_every_route_times_every_role_and_every_bad_key_gives_zero_unauthorised_
         ("POST", "/v1/batch"): ("/v1/batch", {"json": {"questions": [{"question": "venv?"}]}}, {202}),
         ("GET", "/v1/batch/{job_id}"): ("/v1/batch/nojob", {}, {404}),
         ("GET", "/v1/batch/{job_id}/results"): ("/v1/batch/nojob/results", {}, {404}),
+        ("GET", "/v1/audit"): ("/v1/audit", {"params": {"limit": 5}}, {200}),
+        ("GET", "/v1/audit/verify"): ("/v1/audit/verify", {}, {200}),
     }
     protected = {(m, p): perm for (m, p), perm in ROUTE_PERMISSIONS.items()
                  if perm is not None and m != "WS"}  # the WebSocket route: tests/serving/test_websocket.py

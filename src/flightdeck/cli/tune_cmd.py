@@ -118,7 +118,7 @@ def tune(
                 settings[key] = ref.model_dump()
         chunking_ref = project.spec.data.chunking
         reporter = NullReporter() if as_json else RichReporter()
-        runs = ExperimentRuns(project.workspace)
+        runs = ExperimentRuns(project.workspace, audit=project.audit)
         if not as_json:
             typer.echo(f"tuning on {dataset.root.name}/{split} with {tuner_name}: {tuning.trials} trials, "
                        f"{tuning.objective}; indexes in {root}", err=True)
@@ -197,7 +197,8 @@ def _tune_set(spec: Path | None, set_ref: str | None, *, limit: int | None, hold
             report = tune_set(
                 eval_set, loaded=project.loaded, tuning=tuning, tuner=chosen, tuner_name=tuner_name,
                 options=options, embed=embedder.embed_documents, open_project=_open_trial, embedder=embedder,
-                runs=ExperimentRuns(project.workspace), spec_hash=stable_hash(project.spec.model_dump()),
+                runs=ExperimentRuns(project.workspace, audit=project.audit),
+                spec_hash=stable_hash(project.spec.model_dump()),
                 results=results, git_commit=git_commit(project.loaded.base_dir), patch_path=patch,
                 set_id=store_set(project.workspace, eval_set), reporter=reporter, trackers=project.assembly.trackers(),
                 on_trial=_on_trial(as_json))

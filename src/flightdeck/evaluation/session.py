@@ -98,7 +98,8 @@ def run_evaluation(system: AnsweringSystem, workspace: Any, eval_set: EvalSet, *
                    options: EvalOptions, gates: list[Gate], spec_hash: str, params: dict[str, Any],
                    context: dict[str, Any], git_commit: str | None = None, dataset_version: str | None = None,
                    report_dir: Path | None = None, reporter: Reporter | None = None,
-                   trackers: Sequence[Tracker] = (), validations: Sequence[Validation] = ()) -> EvalRun:
+                   trackers: Sequence[Tracker] = (), validations: Sequence[Validation] = (),
+                   audit: Any = None) -> EvalRun:
     """Evaluate, record and report. ``context`` (project, generator, embedder…) goes into the report's run block.
 
     Reports go to ``report_dir`` (default ``<workspace>/reports/<run id>``) and into the artifact store, where
@@ -106,12 +107,13 @@ def run_evaluation(system: AnsweringSystem, workspace: Any, eval_set: EvalSet, *
     Each of ``validations`` runs after the questions; its metrics join the run's before the gates are checked.
     Each of ``trackers`` then gets the finished run and the report files; one that fails is recorded in the
     run's ``tracked`` as ``error: …`` and does not fail the evaluation (the built-in runs table has the run).
+    With ``audit`` (a :class:`~flightdeck.workspace.audit.AuditLog`), the run's end is an ``eval.finished`` entry.
     """
     unknown = unknown_gate_metrics(gates)
     if unknown:  # a typo is said before minutes of work
         check_gates(gates, {})
     set_id = store_set(workspace, eval_set)
-    runs = ExperimentRuns(workspace)
+    runs = ExperimentRuns(workspace, audit=audit)
     run = runs.start("eval", eval_set.name, spec_hash=spec_hash, params=params, git_commit=git_commit,
                      dataset_version=dataset_version, eval_set=set_id)
     try:

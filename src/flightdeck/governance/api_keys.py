@@ -25,6 +25,7 @@ from sqlalchemy import insert, select, update
 from flightdeck.errors import FlightdeckError
 from flightdeck.governance.access import Role, parse_role
 from flightdeck.workspace import Workspace
+from flightdeck.workspace.audit import AuditLog, local_actor
 from flightdeck.workspace.ids import resolve_id
 from flightdeck.workspace.schema import api_keys
 
@@ -99,14 +100,18 @@ class IssuedKey:
 
 
 class KeyStore:
-    """The API keys of one workspace. ``clock`` gives the time (seconds since the epoch; tests move it)."""
+    """The API keys of one workspace. ``clock`` gives the time (seconds since the epoch; tests move it). With
+    ``audit``, creating and revoking a key are entries of the audit log, committed with the change."""
 
-    def __init__(self, ws: Workspace, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, ws: Workspace, clock: Callable[[], float] = time.time, *, audit: AuditLog | None = None) -> None:
         self.ws = ws
         self.clock = clock
+        self.audit = audit
 
-    def create(self, role: Role | str, name: str | None = None, expires_in: float | None = None) -> IssuedKey:
-        """A new key with ``role``, valid for ``expires_in`` seconds (None: until revoked)."""
+    def create(self, role: Role | str, name: str | None = None, expires_in: float | None = None, *,
+               actor: str | None = None) -> IssuedKey:
+        """A new key with ``role``, valid for ``expires_in`` seconds (None: until revoked); ``actor`` is who creates
+        it (default: the OS user)."""
         role = role if isinstance(role, Role) else parse_role(role)
         if expires_in is not None and expires_in <= 0:
             raise ValueError(f"expires_in must be positive, got {expires_in}")
@@ -116,9 +121,12 @@ class KeyStore:
         key_id = secrets.token_hex(6)
         key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
         record = ApiKey(key_id, name, role, now, None if expires_in is None else now + expires_in, None)
-        with self.ws.engine.begin() as conn:
+        with self._transaction() as conn:
             conn.execute(insert(api_keys).values(id=key_id, name=name, role=role.value, key_hash=_hash(key),
                                                  created_at=now, expires_at=record.expires_at, revoked_at=None))
+            if self.audit is not None:
+                self.audit.append(actor or local_actor(), "key.created", key_id, {
+                    "role": role.value, "name": name, "expires_at": _iso(record.expires_at)}, conn=conn)
         return IssuedKey(key, record)
 
     def list(self) -> list[ApiKey]:
@@ -134,12 +142,16 @@ class KeyStore:
             row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().one()
         return self._record(row)
 
-    def revoke(self, ref: str) -> ApiKey:
-        """Revoke the key ``ref`` (an id or a unique prefix); revoking a revoked key changes nothing."""
+    def revoke(self, ref: str, *, actor: str | None = None) -> ApiKey:
+        """Revoke the key ``ref`` (an id or a unique prefix); revoking a revoked key changes nothing. ``actor`` is who
+        revokes it (default: the OS user)."""
         key_id = self._resolve(ref)
-        with self.ws.engine.begin() as conn:
-            conn.execute(update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
-                         .values(revoked_at=self.clock()))
+        with self._transaction() as conn:
+            changed = conn.execute(update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                                   .values(revoked_at=self.clock())).rowcount
+            if changed and self.audit is not None:
+                role = conn.execute(select(api_keys.c.role).where(api_keys.c.id == key_id)).scalar_one()
+                self.audit.append(actor or local_actor(), "key.revoked", key_id, {"role": role}, conn=conn)
         return self.get(key_id)
 
     def verify(self, key: str | None) -> ApiKey:
@@ -160,6 +172,10 @@ class KeyStore:
         if status != "active":
             raise AuthenticationError(f"API key {record.id} is {status}; ask an admin for a new one")
         return record
+
+    def _transaction(self) -> Any:
+        """A write transaction for a change and its audit entry (committed together)."""
+        return self.ws.engine.begin() if self.audit is None else self.audit.transaction()
 
     def _resolve(self, ref: str) -> str:
         return resolve_id(self.ws, api_keys.c.id, ref.strip().removeprefix(KEY_PREFIX), current_state=None,

@@ -13,7 +13,8 @@ from sqlalchemy import insert, select, update
 
 from flightdeck.core import NullReporter, Reporter, RunHook, Step, StepRecord, StepResult, stable_hash
 from flightdeck.errors import FlightdeckError
-from flightdeck.workspace import Workspace
+from flightdeck.workspace import CURRENT_DATASET, CURRENT_INDEX, Workspace
+from flightdeck.workspace.audit import AuditLog, local_actor
 from flightdeck.workspace.schema import runs, step_runs
 
 # Step, StepResult, StepRecord, RunHook and stable_hash live in flightdeck.core (the ground floor that
@@ -62,15 +63,23 @@ class StepFailedError(FlightdeckError):
 class Runner:
     """Executes steps against one workspace (holding its writer lock).
 
-    ``lineage`` (an OpenLineage emitter) and ``hooks`` are :class:`RunHook` objects told about every step.
+    ``lineage`` (an OpenLineage emitter) and ``hooks`` are :class:`RunHook` objects told about every step. With
+    ``audit``, a run whose spec hash differs from the last recorded one is a ``spec.changed`` entry and every run's
+    end a ``run.finished`` entry (committed with the run's record), by ``actor`` (default: the OS user).
     """
 
     def __init__(self, workspace: Workspace, reporter: Reporter | None = None, *, lineage: RunHook | None = None,
-                 hooks: Sequence[RunHook] = ()) -> None:
+                 hooks: Sequence[RunHook] = (), audit: AuditLog | None = None, actor: str = "") -> None:
         self.ws = workspace
         self.reporter = reporter or NullReporter()
         self.hooks: list[RunHook] = [*hooks, *([lineage] if lineage is not None else [])]
+        self.audit = audit
+        self.actor = actor or local_actor()
         self._warnings: list[dict[str, str]] = []
+
+    def _transaction(self) -> Any:
+        """A write transaction for the run's record and its audit entry (committed together)."""
+        return self.ws.engine.begin() if self.audit is None else self.audit.transaction()
 
     def _warn(self, source: str, message: str) -> None:
         """A run-level warning: an event now, and a line of the run summary."""
@@ -119,9 +128,14 @@ class Runner:
         run_id = uuid.uuid4().hex
         started = time.time()
         self._warnings = []
-        with self.ws.engine.begin() as conn:
+        with self._transaction() as conn:
             conn.execute(insert(runs).values(id=run_id, started_at=started, status="running",
                                              spec_hash=spec_hash))
+            if self.audit is not None:
+                previous = self.audit.last("spec.changed")
+                old = previous.details.get("new") if previous is not None else None
+                if old != spec_hash:
+                    self.audit.append(self.actor, "spec.changed", run_id, {"old": old, "new": spec_hash}, conn=conn)
         self.reporter.event("run_start", run_id=run_id)
         for source, message in warnings:
             self._warn(source, message)
@@ -144,9 +158,14 @@ class Runner:
             summary = RunSummary(run_id, status, finished - started, records, error, list(self._warnings))
             if isinstance(failure, StepFailedError):
                 failure.summary = summary
-            with self.ws.engine.begin() as conn:
+            with self._transaction() as conn:
                 conn.execute(update(runs).where(runs.c.id == run_id).values(
                     finished_at=finished, status=status, summary=summary.to_dict()))
+                if self.audit is not None:
+                    self.audit.append(self.actor, "run.finished", run_id, {
+                        "status": status, "spec_hash": spec_hash, "seconds": round(finished - started, 3),
+                        "dataset_version": self.ws.get_state(CURRENT_DATASET),
+                        "index_version": self.ws.get_state(CURRENT_INDEX), "error": error}, conn=conn)
             self.reporter.event("run_end", run_id=run_id, status=status, seconds=round(finished - started, 3),
                                 warnings=len(summary.warnings))
         return summary

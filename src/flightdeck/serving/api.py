@@ -6,7 +6,8 @@ its handler runs. Every error is JSON of one shape, ``{"error": {"type", "messag
 also the shape the OpenAI SDK reads); a malformed request never takes the server down.
 
 Routes: ``/v1/query`` and ``/v1/search`` (flightdeck's own), ``/v1/chat/completions``, ``/v1/embeddings`` and
-``/v1/models`` (OpenAI-compatible), ``/v1/traces/{id}``, ``/metrics`` (Prometheus), ``/health``, ``/ready``.
+``/v1/models`` (OpenAI-compatible), ``/v1/traces/{id}``, ``/v1/audit`` and ``/v1/audit/verify`` (admin), ``/metrics``
+(Prometheus), ``/health``, ``/ready``.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
     ("POST", "/v1/batch"): Permission.QUERY,
     ("GET", "/v1/batch/{job_id}"): Permission.QUERY,
     ("GET", "/v1/batch/{job_id}/results"): Permission.QUERY,
+    ("GET", "/v1/audit"): Permission.AUDIT_READ,
+    ("GET", "/v1/audit/verify"): Permission.AUDIT_READ,
 }
 
 
@@ -426,6 +429,17 @@ def create_app(service: Service) -> FastAPI:
     @app.get("/v1/batch/{job_id}/results", summary="a batch job's results as JSONL (so far, while it runs)")
     def batch_results(job_id: str, caller: Principal = Depends(needs(Permission.QUERY))) -> Any:
         return FileResponse(service.batch_results(caller, job_id), media_type="application/x-ndjson")
+
+    @app.get("/v1/audit", summary="audit log entries, oldest first: the newest `limit` since `since` (2026-12-01 or "
+             "7d), by `actor` and `action` (release.* for a prefix)")
+    def audit_log(since: str | None = None, actor: str | None = None, action: str | None = None, limit: int = 100,
+                  caller: Principal = Depends(needs(Permission.AUDIT_READ))) -> Any:
+        return service.audit_entries(caller, since=since, actor=actor, action=action, limit=limit)
+
+    @app.get("/v1/audit/verify", summary="check the audit log's hash chain, signatures and anchors; names the first "
+             "bad entry")
+    def audit_verify(caller: Principal = Depends(needs(Permission.AUDIT_READ))) -> Any:
+        return service.audit_verify(caller)
 
     @app.get("/metrics", summary="Prometheus metrics: latency per route and stage, tokens, cost, errors")
     def metrics_route(caller: Principal = Depends(needs(Permission.METRICS))) -> Response:

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from flightdeck.errors import FlightdeckError
 from flightdeck.project import Project
 from flightdeck.workspace import CURRENT_DATASET, CURRENT_INDEX, UPLOADS_LABEL
+from flightdeck.workspace.audit import AuditLog, local_actor
 from flightdeck.workspace.schema import chunks, dataset_version_documents, documents
 
 __all__ = ["DocumentNotFound", "UploadRefused", "Uploads", "UPLOAD_SUFFIXES", "MAX_UPLOAD_BYTES"]
@@ -54,10 +55,12 @@ def upload_name(name: str) -> str:
 
 
 class Uploads:
-    """Adds, reads and deletes uploaded documents; ``writer`` runs the pipeline (one run at a time)."""
+    """Adds, reads and deletes uploaded documents; ``writer`` runs the pipeline (one run at a time). With ``audit``,
+    each upload and deletion is an entry of the audit log by the caller (``actor``)."""
 
-    def __init__(self, project: Project, writer: Callable[[], Project]) -> None:
+    def __init__(self, project: Project, writer: Callable[[], Project], *, audit: AuditLog | None = None) -> None:
         self.project = project
+        self.audit = audit
         self._writer_factory = writer
         self._writer: Project | None = None
         self._lock = threading.Lock()
@@ -73,7 +76,7 @@ class Uploads:
         ingest = next((s for s in summary.steps if s.step == "ingest"), None)
         return dict(ingest.counts) if ingest is not None else {}
 
-    def add(self, name: str, content: bytes) -> dict[str, Any]:
+    def add(self, name: str, content: bytes, *, actor: str = "") -> dict[str, Any]:
         name = upload_name(name)
         if not content:
             raise UploadRefused(f"{name}: the file is empty")
@@ -103,8 +106,15 @@ class Uploads:
             if record is None:
                 self._restore(target, previous)
                 raise UploadRefused(f"{name}: not ingested (no text could be read from it)")
-        return {**record, "replaced": replaced, "dataset_version": self._state(CURRENT_DATASET),
-                "index_version": self._state(CURRENT_INDEX)}
+            out = {**record, "replaced": replaced, "dataset_version": self._state(CURRENT_DATASET),
+                   "index_version": self._state(CURRENT_INDEX)}
+            self._record(actor, "document.uploaded", document_id, {
+                k: out[k] for k in ("content_hash", "chunks", "replaced", "dataset_version", "index_version")})
+        return out
+
+    def _record(self, actor: str, action: str, document_id: str, details: dict[str, Any]) -> None:
+        if self.audit is not None:
+            self.audit.append(actor or local_actor(), action, document_id, details)
 
     @staticmethod
     def _restore(target: Path, previous: bytes | None) -> None:
@@ -119,7 +129,7 @@ class Uploads:
             raise DocumentNotFound(f"no document {document_id!r} in the current dataset")
         return record
 
-    def delete(self, document_id: str) -> dict[str, Any]:
+    def delete(self, document_id: str, *, actor: str = "") -> dict[str, Any]:
         """Remove an uploaded document: it leaves the dataset and the index (a new version of each)."""
         self.get(document_id)
         label, _, name = document_id.partition("/")
@@ -129,8 +139,11 @@ class Uploads:
         with self._lock:
             (self.folder / upload_name(name)).unlink(missing_ok=True)
             self._run()
-        return {"document_id": document_id, "deleted": True, "dataset_version": self._state(CURRENT_DATASET),
-                "index_version": self._state(CURRENT_INDEX)}
+            out = {"document_id": document_id, "deleted": True, "dataset_version": self._state(CURRENT_DATASET),
+                   "index_version": self._state(CURRENT_INDEX)}
+            self._record(actor, "document.deleted", document_id,
+                         {k: out[k] for k in ("dataset_version", "index_version")})
+        return out
 
     def _state(self, key: str) -> str | None:
         return self.project.workspace.get_state(key)

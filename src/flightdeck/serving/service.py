@@ -28,6 +28,7 @@ from flightdeck.serving.documents import DocumentNotFound, Uploads
 from flightdeck.serving.limits import KeyLimiter, RateLimited
 from flightdeck.spec.server import ServerSettings
 from flightdeck.workspace import CURRENT_INDEX
+from flightdeck.workspace.audit import AuditLog, local_actor, parse_since
 
 __all__ = ["Service", "Principal", "PermissionDenied", "RequestTimeout", "RateLimited", "LOCAL",
            "condense_query"]
@@ -71,14 +72,18 @@ class Service:
     """Search and answers over one project, for authenticated callers.
 
     ``keys`` None turns authentication off (``flightdeck serve --no-auth``): every caller is :data:`LOCAL`.
-    ``settings`` default to the spec's ``deployment.server``; ``metrics`` to a new registry of its own.
+    ``settings`` default to the spec's ``deployment.server``; ``metrics`` to a new registry of its own; ``audit`` to the
+    project's audit log (uploads and deletions are entries, and every answer too with ``governance.audit.log_queries``).
     Searches run one at a time (the searcher and the embedding model are not thread-safe); an LLM writes its
     answer outside that lock, an extractive answer (which embeds sentences) inside it.
     """
 
     def __init__(self, project: Project, keys: KeyStore | None, *, settings: ServerSettings | None = None,
-                 metrics: ServerMetrics | None = None, writer: Callable[[], Project] | None = None) -> None:
+                 metrics: ServerMetrics | None = None, writer: Callable[[], Project] | None = None,
+                 audit: AuditLog | None = None) -> None:
         self.project = project
+        self.audit = audit if audit is not None else project.audit
+        self.log_queries = project.spec.governance.audit.log_queries
         self.keys = keys
         self.settings = settings or project.spec.deployment.server
         self.metrics = metrics or ServerMetrics(self.settings.prices)
@@ -87,7 +92,7 @@ class Service:
         self.policy = AccessPolicy(project.spec.governance.policies)
         self._lock = threading.Lock()
         # uploads run the pipeline on a second Project over the same spec (its own models), built on first use
-        self.uploads = Uploads(project, writer or (lambda: Project(project.loaded)))
+        self.uploads = Uploads(project, writer or (lambda: Project(project.loaded)), audit=self.audit)
 
     # who may do what ------------------------------------------------------------------------------
     def authenticate(self, authorization: str | None) -> Principal:
@@ -110,6 +115,11 @@ class Service:
                                    "ask an admin for a key with a role that may")
         if self.policy.denied(principal.key_id, principal.role, permission):
             raise PermissionDenied(f"a policy in governance.policies denies {permission.value} to this key")
+
+    @staticmethod
+    def actor(principal: Principal) -> str:
+        """The caller as the audit log names it: ``key:<key id>``, or the OS user for a server without auth."""
+        return local_actor() if principal is LOCAL else f"key:{principal.key_id}"
 
     def scope(self, principal: Principal, permission: Permission) -> dict[str, Any] | None:
         """The metadata filter a policy limits the caller's reads to (None: not limited)."""
@@ -254,6 +264,10 @@ class Service:
                                     answer.usage if answer is not None else {})
         if self.settings.store_traces:
             self.traces.record(trace)
+        if self.log_queries:
+            self.audit.append(self.actor(principal), "query.answered", trace.id, {
+                "operation": trace.operation, "question": trace.question, "found": trace.found,
+                "index_version": trace.index_version, "error": trace.details.get("error")}, redact=True)
         return out
 
     def trace(self, principal: Principal, trace_id: str) -> dict[str, Any]:
@@ -275,7 +289,7 @@ class Service:
         """Ingest an uploaded file (``name`` its file name); it is searchable when this returns."""
         self.authorize(principal, Permission.DOCUMENTS_WRITE)
         self._unscoped(principal, "upload documents")
-        return self.uploads.add(name, content)
+        return self.uploads.add(name, content, actor=self.actor(principal))
 
     def document(self, principal: Principal, document_id: str) -> dict[str, Any]:
         self.authorize(principal, Permission.DOCUMENTS_READ)
@@ -287,7 +301,25 @@ class Service:
     def delete_document(self, principal: Principal, document_id: str) -> dict[str, Any]:
         self.authorize(principal, Permission.DOCUMENTS_WRITE)
         self._unscoped(principal, "delete documents")
-        return self.uploads.delete(document_id)
+        return self.uploads.delete(document_id, actor=self.actor(principal))
+
+    def audit_entries(self, principal: Principal, *, since: str | None = None, actor: str | None = None,
+                      action: str | None = None, limit: int = 100) -> dict[str, Any]:
+        """Entries of the audit log, oldest first: the newest ``limit`` since ``since`` (a date such as 2026-12-01 or
+        a duration back from now such as 7d), by ``actor`` and ``action`` (``release.*``: a prefix)."""
+        self.authorize(principal, Permission.AUDIT_READ)
+        if not 1 <= limit <= 1000:
+            raise ValueError(f"limit: 1 to 1000, got {limit}")
+        start = parse_since(since) if since else None
+        found = self.audit.entries(since=start, actor=actor, action=action, limit=limit)
+        head = self.audit.head()
+        return {"entries": [e.to_dict() for e in found],
+                "head": None if head is None else {"seq": head.seq, "hash": head.hash}}
+
+    def audit_verify(self, principal: Principal) -> dict[str, Any]:
+        """The audit log checked from its first entry (:meth:`~flightdeck.workspace.audit.AuditLog.verify`)."""
+        self.authorize(principal, Permission.AUDIT_READ)
+        return self.audit.verify().to_dict()
 
     @cached_property
     def batches(self) -> BatchJobs:

@@ -16,6 +16,7 @@ from sqlalchemy import desc, select
 
 from flightdeck.errors import FlightdeckError
 from flightdeck.models.trackers.base import RunRecord
+from flightdeck.workspace.audit import local_actor
 from flightdeck.workspace.schema import experiment_runs
 
 __all__ = ["ExperimentRuns", "git_commit"]
@@ -43,10 +44,16 @@ def _record(row: Any) -> RunRecord:
 
 
 class ExperimentRuns:
-    """The runs of one workspace."""
+    """The runs of one workspace. With ``audit`` (a :class:`~flightdeck.workspace.audit.AuditLog`), the end of an
+    evaluation run or a tuning study is an entry (``eval.finished``, ``tune.finished``) by ``actor`` (default: the OS
+    user), committed with the run's outcome; a study's trials are not entries of their own (the study's stands for
+    them)."""
 
-    def __init__(self, workspace: Any) -> None:
+    def __init__(self, workspace: Any, *, audit: Any = None, actor: str | None = None) -> None:
         self._ws = workspace
+        self._audit = audit
+        self._actor = actor
+        self._audited: set[str] = set()  # runs already recorded (finish is called again once trackers have it)
 
     def start(self, kind: str, name: str, *, spec_hash: str, params: dict[str, Any], git_commit: str | None = None,
               index_version: str | None = None, dataset_version: str | None = None,
@@ -64,11 +71,17 @@ class ExperimentRuns:
     def finish(self, run: RunRecord) -> RunRecord:
         """Write the run's outcome (status, metrics, gates, artifacts, error) as it is now."""
         run.finished_at = run.finished_at or time.time()
-        with self._ws.engine.begin() as conn:
+        with (self._ws.engine.begin() if self._audit is None else self._audit.transaction()) as conn:
             conn.execute(experiment_runs.update().where(experiment_runs.c.id == run.id).values(
                 finished_at=run.finished_at, status=run.status, metrics=run.metrics, gates=run.gates,
                 passed=None if run.passed is None else int(run.passed), artifacts=run.artifacts, error=run.error,
                 index_version=run.index_version, params=run.params, tracked=run.tracked))
+            if self._audit is not None and run.kind in ("eval", "tune") and run.id not in self._audited:
+                self._audit.append(self._actor or local_actor(), f"{run.kind}.finished", run.id, {
+                    "name": run.name, "status": run.status, "passed": run.passed, "eval_set": run.eval_set,
+                    "index_version": run.index_version, "dataset_version": run.dataset_version,
+                    "spec_hash": run.spec_hash, "error": run.error}, conn=conn)
+                self._audited.add(run.id)
         return run
 
     def get(self, run_id: str) -> RunRecord:
