@@ -7,6 +7,7 @@ import inspect
 import typer
 
 from flightdeck.cli import (
+    audit_cmds,
     batch_cmd,
     data_cmds,
     drift_cmd,
@@ -40,6 +41,7 @@ app.command("serve")(serve_cmd.serve)
 app.command("drift")(drift_cmd.drift)
 app.command("tune")(tune_cmd.tune)
 app.command("explain")(explain_cmd.explain)
+app.add_typer(audit_cmds.audit_app, name="audit")
 app.add_typer(data_cmds.data_app, name="data")
 app.add_typer(data_cmds.lineage_app, name="lineage")
 app.add_typer(eval_cmds.app, name="eval")
