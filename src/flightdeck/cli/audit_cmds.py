@@ -47,6 +47,10 @@ def verify(spec: SpecOption = None, as_json: JsonOption = False) -> None:
         typer.echo(result.summary() + (f" [{result.seconds:.2f} s]" if result.ok else ""))
         for line in result.warnings:
             _warn(line)
+        if not result.ok:
+            what = f"the entries from {result.first_bad_seq} on" if result.first_bad_seq else "the log"
+            typer.echo(f"what to do: treat {what} as untrusted; compare with an earlier `flightdeck audit export` or a "
+                       "backup of the workspace, and find out who could write its metadata.db", err=True)
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
 
