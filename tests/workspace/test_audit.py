@@ -142,6 +142,17 @@ def test_an_edited_entry_is_named(ws: Workspace, column: str, value: object) -> 
     _bad(log, 17, "entry 17 was edited (its hash does not match its content)")
 
 
+def test_an_entry_edited_into_bytes_that_are_not_text_is_named(ws: Workspace) -> None:
+    log = _log(ws)
+    _fill(log, 10)
+    db = _db(ws)
+    db.execute("UPDATE audit_log SET target = CAST(X'ff00fe' AS TEXT) WHERE seq = 6")
+    _bad(log, 6, "entry 6 was edited (a field cannot be read as the text flightdeck wrote")
+    db.execute("DROP TABLE audit_log")
+    result = log.verify()
+    assert not result.ok and "the audit log cannot be read: no such table: audit_log" in str(result.problem)
+
+
 @pytest.mark.exercises(AUDIT)
 def test_a_deleted_entry_is_named(ws: Workspace) -> None:
     log = _log(ws)

@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -551,7 +552,11 @@ class AuditLog:
                 signed_state = self._state(cur, _SIGNED_FROM_STATE)
             except WorkspaceError as exc:
                 return AuditVerification(False, 0, None, None, None, str(exc), seconds=time.perf_counter() - t0)
-            result = self._walk(cur, key, g_seq, g_hash, g_state, signed_state, anchors)
+            try:
+                result = self._walk(cur, key, g_seq, g_hash, g_state, signed_state, anchors)
+            except sqlite3.DatabaseError as exc:  # the table itself was dropped or damaged
+                return AuditVerification(False, 0, None, None, None, f"the audit log cannot be read: {exc}",
+                                         seconds=time.perf_counter() - t0)
         return AuditVerification(**{**result, "seconds": time.perf_counter() - t0})
 
     def _walk(self, cur: Any, key: bytes | None, g_seq: int, g_hash: str, g_state: dict[str, Any] | None,
@@ -585,42 +590,53 @@ class AuditLog:
         reason = "chain"
         pruned: tuple[int, str] | None = None
         rows = cur.execute(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq")
-        for row in rows:
-            seq, at, actor, action, target, details, prev, digest, signature = row
-            if seq != expected or prev != last:
-                bad = row
-                break
-            payload = f"{prev}{_SEP}{seq}{_SEP}{at!r}{_SEP}{actor}{_SEP}{action}{_SEP}{target}{_SEP}{details}"
-            if sha256(payload.encode("utf-8", "surrogatepass")).hexdigest() != digest or payload.count(_SEP) != 6:
-                bad = row
-                break
-            if signature is not None:
-                signed += 1
-            if key is not None:
-                if signature is None:
-                    if seq >= signed_from:
-                        bad, reason = row, "unsigned"
+        try:
+            for row in rows:
+                seq, at, actor, action, target, details, prev, digest, signature = row
+                if seq != expected or prev != last:
+                    bad = row
+                    break
+                payload = f"{prev}{_SEP}{seq}{_SEP}{at!r}{_SEP}{actor}{_SEP}{action}{_SEP}{target}{_SEP}{details}"
+                if sha256(payload.encode("utf-8", "surrogatepass")).hexdigest() != digest or payload.count(_SEP) != 6:
+                    bad = row
+                    break
+                if signature is not None:
+                    signed += 1
+                if key is not None:
+                    if signature is None:
+                        if seq >= signed_from:
+                            bad, reason = row, "unsigned"
+                            break
+                        unsigned += 1
+                    elif digest_of(key, digest.encode(), "sha256").hex() != signature:
+                        bad, reason = row, "signature"
                         break
-                    unsigned += 1
-                elif digest_of(key, digest.encode(), "sha256").hex() != signature:
-                    bad, reason = row, "signature"
-                    break
-            if seq in by_seq:
-                wrong = [(n, h) for n, h in by_seq[seq] if h != digest]
-                if wrong:
-                    bad, reason = row, "anchor"
-                    break
-                matched += 1
-            if action == "audit.pruned":
-                pruned = (seq, details)
-            before, last = last, digest
-            expected += 1
-            checked += 1
+                if seq in by_seq:
+                    wrong = [(n, h) for n, h in by_seq[seq] if h != digest]
+                    if wrong:
+                        bad, reason = row, "anchor"
+                        break
+                    matched += 1
+                if action == "audit.pruned":
+                    pruned = (seq, details)
+                before, last = last, digest
+                expected += 1
+                checked += 1
+        except sqlite3.DatabaseError as exc:  # a field that is not UTF-8 text cannot even be read back
+            seq = cur.execute("SELECT MIN(seq) FROM audit_log WHERE seq >= ?", (expected,)).fetchone()[0]
+            return {**base, "ok": False, "checked": checked, "head_seq": None, "head_hash": None,
+                    "first_bad_seq": seq, "warnings": tuple(warnings),
+                    "problem": f"entry {seq} was edited (a field cannot be read as the text flightdeck wrote: "
+                               f"{exc})"}
         base["anchors"] = matched
         head_seq = expected - 1 if checked or g_seq else None
         head_hash = last if head_seq is not None else None
         if bad is not None:
-            first, problem = self._diagnose(bad, rows.fetchone(), expected, last, before, reason, signed_from,
+            try:
+                nxt = rows.fetchone()
+            except sqlite3.DatabaseError:
+                nxt = None
+            first, problem = self._diagnose(bad, nxt, expected, last, before, reason, signed_from,
                                             signed_state is not None, by_seq, anchors.path)
             newest = cur.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
             return {**base, "ok": False, "checked": checked, "head_seq": newest[0], "head_hash": newest[1],
