@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from flightdeck.evaluation.explain import AnswerExplanation
     from flightdeck.evaluation.session import EvalRun
     from flightdeck.evaluation.sets import EvalSet
+    from flightdeck.governance.answer_lineage import LineageGraph
     from flightdeck.governance.api_keys import KeyStore
     from flightdeck.governance.lineage import ChunkLineage
     from flightdeck.governance.releases import Actor, Release, Releases
@@ -46,9 +47,11 @@ __all__ = ["Project"]
 class Project:
     """A spec and its workspace. ``Project.load()`` finds ``flightdeck.yaml`` in the current folder."""
 
-    def __init__(self, loaded: LoadedSpec) -> None:
+    def __init__(self, loaded: LoadedSpec, *, release: Release | None = None) -> None:
         self.loaded = loaded
         self.spec = loaded.spec
+        # the release this project serves (see :meth:`for_release`): its spec, searched on its index version
+        self.release = release
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Project:
@@ -78,7 +81,8 @@ class Project:
     @cached_property
     def assembly(self) -> Assembly:
         """The spec's components and steps (:class:`~flightdeck.pipeline.assembly.Assembly`), built on first use."""
-        return Assembly(self.loaded, self.workspace)
+        return Assembly(self.loaded, self.workspace,
+                        index_version=self.release.index_version if self.release is not None else None)
 
     # the components (built by the assembly on first use) ----------------------------------------
     def use(self, **components: Any) -> Project:
@@ -377,7 +381,7 @@ class Project:
         (:class:`~flightdeck.governance.releases.Releases`); every change goes to the audit log."""
         from flightdeck.governance.releases import Releases
 
-        return Releases(self.workspace, self.spec.governance.approvals, audit=getattr(self, "audit", None))
+        return Releases(self.workspace, self.spec.governance.approvals, audit=self.audit)
 
     def create_release(self, actor: Actor | None = None, comment: str | None = None) -> tuple[Release, bool]:
         """A candidate release of the current index version with this spec, its models and prompts, and the
@@ -396,6 +400,38 @@ class Project:
             store_versioned=bool(getattr(self.store_factory()(), "versioned", False)),
             gates_configured=bool(self.spec.evaluation.gates), runs=ExperimentRuns(self.workspace))
         return self.releases.create(inputs, actor or Actor.local(), comment)
+
+    def lineage_graph(self, ref: str) -> LineageGraph:
+        """Where ``ref`` came from: an answer (its trace id), a release or a chunk, down to the source files
+        (:class:`~flightdeck.governance.answer_lineage.LineageGraph`; renders as text, JSON, DOT, OpenLineage)."""
+        from flightdeck.governance.answer_lineage import lineage_of
+
+        return lineage_of(self.workspace, self.releases, ref)
+
+    def for_release(self, ref: str = "production", **components: Any) -> Project:
+        """The project as release ``ref`` (default: the one in production) answers: its own spec (read from the
+        release, paths resolved from this spec's folder) searched on its index version, with ``components`` used
+        instead of the spec's (as :meth:`use`). Refused unless the release's artifacts and models still match
+        their recorded hashes."""
+        from flightdeck.errors import SpecError
+        from flightdeck.governance.releases import ReleaseIntegrityError
+        from flightdeck.spec.loader import check_spec
+
+        release = self.releases.get(ref)
+        manifest = self.releases.manifest(release)
+        text = self.workspace.artifacts.get_bytes(manifest["spec"]["artifact"]).decode("utf-8")
+        loaded, problems = check_spec(self.spec_path, text)
+        if problems:
+            raise SpecError(problems)
+        assert loaded is not None
+        served = Project(loaded, release=release)
+        if components:
+            served.use(**components)
+        self.releases.require_intact(release, served.release_model_problems)
+        if served.workspace.root != self.workspace.root:
+            raise ReleaseIntegrityError(f"release {release.name} keeps its index in {served.workspace.root}, not in "
+                                        f"this project's workspace {self.workspace.root}", ["workspace"])
+        return served
 
     def release_model_problems(self, kind: str, recorded: dict[str, Any]) -> list[str]:
         """How this project's ``kind`` (embedder, generator) differs from what a release recorded of it."""

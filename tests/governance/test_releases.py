@@ -178,6 +178,13 @@ def test_promotion_needs_an_approval_from_someone_else_then_archives_the_previou
     with pytest.raises(ReleaseError, match="is archived; bring it back with `flightdeck release rollback --to`"):
         second.releases.promote("v2", ALICE)
     assert second.releases.rollback(ALICE, to="v2").id == v2.id  # it was in production before
+    # every change is an entry of the audit log, committed with it, and the chain verifies
+    audited = [(e.action, e.actor) for e in second.audit.entries() if e.action.startswith("release.")]
+    assert audited == [("release.created", "user:alice"), ("release.approved", BOB.name),
+                       ("release.promoted", "user:alice"), ("release.created", "user:alice"),
+                       ("release.approved", BOB.name), ("release.promoted", "user:alice"),
+                       ("release.rolled_back", "user:alice"), ("release.rolled_back", "user:alice")]
+    assert second.audit.verify().ok
     diff = second.releases.diff("v1", "v2")
     assert any(line.startswith("-  search: {mode: hybrid, k: 3}") for line in diff["spec"])
     assert any(line.startswith("+  search: {mode: hybrid, k: 2}") for line in diff["spec"])

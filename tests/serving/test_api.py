@@ -131,6 +131,13 @@ def test_every_route_times_every_role_and_every_bad_key_gives_zero_unauthorised_
         ("POST", "/v1/batch"): ("/v1/batch", {"json": {"questions": [{"question": "venv?"}]}}, {202}),
         ("GET", "/v1/batch/{job_id}"): ("/v1/batch/nojob", {}, {404}),
         ("GET", "/v1/batch/{job_id}/results"): ("/v1/batch/nojob/results", {}, {404}),
+        ("GET", "/v1/releases"): ("/v1/releases", {}, {200}),
+        ("GET", "/v1/releases/{ref}"): ("/v1/releases/v9", {}, {404}),
+        ("POST", "/v1/releases/{ref}/approve"): ("/v1/releases/v9/approve", {"json": {}}, {404}),
+        ("POST", "/v1/releases/{ref}/reject"): ("/v1/releases/v9/reject", {"json": {}}, {404}),
+        ("POST", "/v1/releases/{ref}/promote"): ("/v1/releases/v9/promote", {"json": {}}, {404}),
+        ("POST", "/v1/releases/rollback"): ("/v1/releases/rollback", {"json": {}}, {409}),
+        ("GET", "/v1/lineage/{ref}"): ("/v1/lineage/{own}", {}, {200}),
         ("GET", "/v1/audit"): ("/v1/audit", {"params": {"limit": 5}}, {200}),
         ("GET", "/v1/audit/verify"): ("/v1/audit/verify", {}, {200}),
     }

@@ -1,5 +1,5 @@
-"""``flightdeck data versions|diff|checkout|synthetic`` and ``flightdeck lineage chunk``: thin shells over
-Project."""
+"""``flightdeck data versions|diff|checkout|synthetic`` and the view of ``flightdeck lineage chunk ID``: thin
+shells over Project."""
 
 from __future__ import annotations
 
@@ -10,12 +10,10 @@ import typer
 
 from flightdeck.cli.common import JsonOption, SpecOption, errors_to_exit, print_json
 
-__all__ = ["data_app", "lineage_app", "versions", "diff", "checkout", "synthetic", "chunk"]
+__all__ = ["data_app", "versions", "diff", "checkout", "synthetic", "chunk"]
 
 data_app = typer.Typer(name="data", help="Dataset versions: list them, diff two, check one out; synthetic sets.",
                        no_args_is_help=True)
-lineage_app = typer.Typer(name="lineage", help="Where things came from: the lineage of a chunk.",
-                          no_args_is_help=True)
 
 VersionArg = Annotated[str, typer.Argument(help="a dataset version id, a unique prefix of one, or 'current'")]
 
@@ -157,13 +155,9 @@ def synthetic(
         typer.echo(f"      chunk {e.chunk_id}  {e.document_id}")
 
 
-@lineage_app.command("chunk")
-def chunk(
-    chunk_id: Annotated[str, typer.Argument(help="a chunk id (as shown by `flightdeck search`)")],
-    spec: SpecOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Where a chunk came from: document, source URI, content hash, dataset versions, ingest run, indexes."""
+def chunk(chunk_id: str, spec: SpecOption = None, as_json: JsonOption = False) -> None:
+    """Where a chunk came from: document, source URI, content hash, dataset versions, ingest run, indexes
+    (``flightdeck lineage chunk ID``)."""
     from flightdeck.project import Project
 
     with errors_to_exit(as_json):

@@ -15,6 +15,7 @@ from flightdeck.cli import (
     explain_cmd,
     init_cmd,
     keys_cmds,
+    lineage_cmd,
     release_cmds,
     run_cmds,
     serve_cmd,
@@ -43,7 +44,7 @@ app.command("tune")(tune_cmd.tune)
 app.command("explain")(explain_cmd.explain)
 app.add_typer(audit_cmds.audit_app, name="audit")
 app.add_typer(data_cmds.data_app, name="data")
-app.add_typer(data_cmds.lineage_app, name="lineage")
+app.command("lineage")(lineage_cmd.lineage)
 app.add_typer(eval_cmds.app, name="eval")
 app.add_typer(keys_cmds.keys_app, name="keys")
 app.add_typer(release_cmds.release_app, name="release")

@@ -36,6 +36,10 @@ def serve(
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="server processes, each with its own "
                                                                     "model: answers in parallel on several cores "
                                                                     "(limits and metrics are per process)")] = 1,
+    release: Annotated[str | None, typer.Option(
+        "--release", help="answer with this release (production, staging, an alias, v3, rel_…) and switch, "
+        "without a restart, whenever a promotion or rollback makes it name another (default: the workspace's "
+        "current index with this spec)")] = None,
     spec: SpecOption = None,
 ) -> None:
     """Serve answers and search over HTTP (and gRPC with --grpc PORT), with a playground at /.
@@ -75,10 +79,17 @@ def serve(
             _stderr("note: no API keys yet, so every request but /health and /ready gets 401; create one with "
                     "`flightdeck keys create --role viewer`")
         if workers > 1:
-            _serve_workers(uvicorn, spec, no_auth, log_format, host, port, workers, grpc_port)
+            _serve_workers(uvicorn, spec, no_auth, log_format, host, port, workers, grpc_port, release)
             return
         configure_server_logs(log_format)
-        service = Service(project, keys)
+        switch = None
+        if release is not None:
+            from flightdeck.serving.releases import ReleaseSwitch
+
+            switch = ReleaseSwitch(project, release).start()
+            _stderr(f"serving release {switch.release.name} ({switch.release.id}, {switch.release.stage}); "
+                    f"following {release!r}")
+        service = Service(project, keys, release=switch)
         app = create_app(service)
         warmed = service.warm_up()  # the model loads now, not during the first request
         if warmed is None:
@@ -96,14 +107,15 @@ def serve(
 
 
 def _serve_workers(uvicorn: Any, spec: Path | None, no_auth: bool, log_format: str, host: str, port: int,
-                   workers: int, grpc_port: int | None) -> None:
+                   workers: int, grpc_port: int | None, release: str | None) -> None:
     """uvicorn's process manager over ``workers`` processes, each building its app (serving/app.py); gRPC, when
     asked, is served by this parent process with a service of its own."""
     import os
 
     from flightdeck.cli.common import _stderr
-    from flightdeck.serving.app import ENV_LOG_FORMAT, ENV_NO_AUTH, ENV_SPEC, build_service
+    from flightdeck.serving.app import ENV_LOG_FORMAT, ENV_NO_AUTH, ENV_RELEASE, ENV_SPEC, build_service
 
+    os.environ[ENV_RELEASE] = release or ""
     os.environ[ENV_SPEC] = str(spec) if spec else ""
     os.environ[ENV_NO_AUTH] = "1" if no_auth else "0"
     os.environ[ENV_LOG_FORMAT] = log_format
@@ -111,7 +123,8 @@ def _serve_workers(uvicorn: Any, spec: Path | None, no_auth: bool, log_format: s
     if grpc_port is not None:
         from flightdeck.serving.grpc.server import serve_grpc
 
-        grpc_server = serve_grpc(build_service(str(spec) if spec else None, no_auth, log_format), host, grpc_port)
+        grpc_server = serve_grpc(build_service(str(spec) if spec else None, no_auth, log_format, release), host,
+                                 grpc_port)
         _stderr(f"gRPC: flightdeck.v1.Flightdeck on {host}:{grpc_port}")
     _stderr(f"{workers} worker processes; each loads the model before it answers")
     try:

@@ -48,7 +48,7 @@ from flightdeck.workspace.schema import (
     releases,
 )
 
-__all__ = ["Release", "ReleaseEvent", "ReleaseInputs", "Releases", "ReleaseError", "PolicyRefused",
+__all__ = ["Release", "ReleaseEvent", "ReleaseInputs", "Releases", "ReleaseError", "ReleaseNotFound", "PolicyRefused",
            "ReleaseIntegrityError", "PolicyCheck", "MANIFEST_FORMAT", "hash_files", "Actor"]
 
 MANIFEST_FORMAT = "flightdeck.release/1"
@@ -59,6 +59,13 @@ _ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 class ReleaseError(FlightdeckError):
     """A release that does not exist, an impossible transition, a bad archive."""
+
+
+class ReleaseNotFound(ReleaseError, KeyError):
+    """No release by that name (the API answers 404)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class PolicyRefused(ReleaseError):
@@ -275,7 +282,7 @@ class Releases:
                    "gates_missed": [g.get("gate") for g in (ev.get("gates") or []) if not g.get("passed")] if ev
                    else [], "gates_configured": inputs.gates_configured}
         now = self.clock()
-        with self.ws.engine.begin() as conn:
+        with self._write() as conn:
             number = (conn.execute(select(func.max(releases.c.number))).scalar() or 0) + 1
             conn.execute(insert(releases).values(
                 id=release_id, number=number, created_at=now, created_by=actor.name, manifest=digest,
@@ -284,9 +291,9 @@ class Releases:
                 gates_passed=None if gates_passed is None else int(gates_passed), stage="candidate",
                 summary=summary))
             self._event(conn, release_id, actor, "created", None, "candidate", comment, {"manifest": digest})
+            self._audit(conn, actor, "release.created", release_id, {"release": f"v{number}", "manifest": digest,
+                                                                     "gates_passed": gates_passed})
         release = self.get(release_id)
-        self._audit(actor, "release.created", release, {"number": number, "manifest": digest,
-                                                        "gates_passed": gates_passed})
         self._mirror("publish", release, actor, manifest=manifest)
         return release, True
 
@@ -324,7 +331,7 @@ class Releases:
                 row = conn.execute(select(releases).where(releases.c.stage == ref)
                                    .order_by(releases.c.number.desc())).first()
                 if row is None:
-                    raise ReleaseError(f"no release is in {ref}; `flightdeck release list` shows the stages")
+                    raise ReleaseNotFound(f"no release is in {ref}; `flightdeck release list` shows the stages")
                 return _release(row, self._aliases(row._mapping["id"]))
             alias = conn.execute(select(release_aliases.c.release_id).where(release_aliases.c.alias == ref)).first()
             if alias is not None:
@@ -344,7 +351,7 @@ class Releases:
             return found
         if len(ids) > 1:
             raise ReleaseError(f"release {ref!r} is ambiguous ({', '.join(ids[:5])}…); give more of the id")
-        raise ReleaseError(f"no release {ref!r}; `flightdeck release list` shows them")
+        raise ReleaseNotFound(f"no release {ref!r}; `flightdeck release list` shows them")
 
     def manifest(self, ref: str | Release) -> dict[str, Any]:
         release = ref if isinstance(ref, Release) else self.get(ref)
@@ -477,9 +484,9 @@ class Releases:
         if verdict == "approved" and not self.policy.self_approval and actor.name == release.created_by:
             raise PolicyRefused(f"{actor.name} created release {release.name} and may not approve it "
                                 "(governance.approvals.self_approval is false)", ["self approval"])
-        with self.ws.engine.begin() as conn:
+        with self._write() as conn:
             event_id = self._event(conn, release.id, actor, verdict, None, None, comment, {})
-        self._audit(actor, f"release.{verdict}", release, {"comment": comment})
+            self._audit(conn, actor, f"release.{verdict}", release.id, {"release": release.name, "comment": comment})
         return next(e for e in self.events(release) if e.id == event_id)
 
     def promote(self, ref: str, actor: Actor, stage: str = "production", *, override_reason: str | None = None,
@@ -556,7 +563,7 @@ class Releases:
 
     def _move(self, release: Release, stage: str, actor: Actor, event: str, comment: str | None,
               details: dict[str, Any]) -> Release:
-        with self.ws.engine.begin() as conn:
+        with self._write() as conn:
             if stage in ("production", "staging"):  # one release per serving stage: the one there steps aside
                 for other in conn.execute(select(releases.c.id, releases.c.stage).where(
                         releases.c.stage == stage, releases.c.id != release.id)).all():
@@ -567,9 +574,9 @@ class Releases:
             conn.execute(update(releases).where(releases.c.id == release.id).values(stage=stage))
             self._event(conn, release.id, actor, event, release.stage, stage, comment, details)
             self.ws.set_state(conn, "release_generation", str(self.clock()))
+            self._audit(conn, actor, f"release.{event}", release.id, {"release": release.name, "from": release.stage,
+                                                                     "to": stage, "comment": comment, **details})
         moved = self.get(release.id)
-        self._audit(actor, f"release.{event}", moved, {"from": release.stage, "to": stage, "comment": comment,
-                                                      **details})
         self._mirror("set_stage", moved, actor, stage=stage)
         return moved
 
@@ -585,25 +592,25 @@ class Releases:
             raise ReleaseError(f"alias {alias!r}: lower-case letters, digits, - and _, starting with a letter; not "
                                "a stage name or a number")
         release = self.get(ref)
-        with self.ws.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(delete(release_aliases).where(release_aliases.c.alias == alias))
             conn.execute(insert(release_aliases).values(alias=alias, release_id=release.id, at=self.clock(),
                                                         actor=actor.name))
             self._event(conn, release.id, actor, "aliased", None, None, None, {"alias": alias})
-        self._audit(actor, "release.aliased", release, {"alias": alias})
+            self._audit(conn, actor, "release.aliased", release.id, {"release": release.name, "alias": alias})
         self._mirror("set_alias", release, actor, alias=alias)
         return self.get(release.id)
 
     def remove_alias(self, alias: str, actor: Actor) -> None:
         if not allowed(actor.role, Permission.RELEASES_PROMOTE):
             raise PolicyRefused(f"{actor.name}: a {actor.role.value} may not remove aliases; an admin may", ["role"])
-        with self.ws.engine.begin() as conn:
+        with self._write() as conn:
             row = conn.execute(select(release_aliases.c.release_id).where(release_aliases.c.alias == alias)).first()
             if row is None:
                 raise ReleaseError(f"no alias {alias!r}")
             conn.execute(delete(release_aliases).where(release_aliases.c.alias == alias))
             self._event(conn, row[0], actor, "unaliased", None, None, None, {"alias": alias})
-        self._audit(actor, "release.unaliased", self.get(row[0]), {"alias": alias})
+            self._audit(conn, actor, "release.unaliased", row[0], {"alias": alias})
 
     # --- comparing ------------------------------------------------------------------------------------------
     def diff(self, a: str, b: str) -> dict[str, Any]:
@@ -694,7 +701,7 @@ class Releases:
         out = {"release": release.id, "name": release.name, "path": str(path), "artifacts": len(digests),
                "index_files": len(manifest.get("index_files") or {}), "bytes": path.stat().st_size}
         if actor is not None:
-            self._audit(actor, "release.exported", release, {"path": str(path)})
+            self._audit(None, actor, "release.exported", release.id, {"release": release.name, "path": str(path)})
         return out
 
     def import_(self, path: Path, actor: Actor) -> tuple[Release, bool]:
@@ -767,7 +774,7 @@ class Releases:
                 os.replace(tmp, folder)
         dataset = manifest.get("dataset_version")
         now = self.clock()
-        with self.ws.engine.begin() as conn:
+        with self._write() as conn:
             if dataset and conn.execute(select(dataset_versions.c.id).where(dataset_versions.c.id == dataset)).first() \
                     is None:
                 entries = json.loads(blobs[dataset]).get("documents", [])
@@ -795,8 +802,8 @@ class Releases:
                 stage="candidate", summary=summary))
             self._event(conn, release_id, actor, "imported", None, "candidate", None,
                         {"archive": str(path), "history": head.get("events", [])})
+            self._audit(conn, actor, "release.imported", release_id, {"release": f"v{number}", "archive": str(path)})
         release = self.get(release_id)
-        self._audit(actor, "release.imported", release, {"archive": str(path)})
         return release, True
 
     # --- records --------------------------------------------------------------------------------------------
@@ -810,9 +817,10 @@ class Releases:
     def record_red_team(self, ref: str, actor: Actor, results: dict[str, Any]) -> ReleaseEvent:
         """Keep a red-team run's results on the release (``successful_attacks``: how many attacks succeeded)."""
         release = self.get(ref)
-        with self.ws.engine.begin() as conn:
+        with self._write() as conn:
             event_id = self._event(conn, release.id, actor, "red_team", None, None, None, results)
-        self._audit(actor, "release.red_team", release, {"successful_attacks": results.get("successful_attacks")})
+            self._audit(conn, actor, "release.red_team", release.id,
+                        {"release": release.name, "successful_attacks": results.get("successful_attacks")})
         return next(e for e in self.events(release) if e.id == event_id)
 
     def artifact_paths(self, ref: str | Release) -> dict[str, Path]:
@@ -844,6 +852,10 @@ class Releases:
             with self.ws.engine.begin() as conn:
                 self._event(conn, release.id, actor, event, None, None, None, details)
 
-    def _audit(self, actor: Actor, action: str, release: Release, details: dict[str, Any]) -> None:
+    def _write(self) -> Any:
+        """A write transaction: the audit log's (the change and its entry commit together) when there is one."""
+        return self.audit.transaction() if self.audit is not None else self.ws.engine.begin()
+
+    def _audit(self, conn: Any, actor: Actor, action: str, release_id: str, details: dict[str, Any]) -> None:
         if self.audit is not None:
-            self.audit.append(actor.name, action, release.id, {"release": release.name, **details})
+            self.audit.append(actor.name, action, release_id, details, conn=conn)

@@ -46,8 +46,10 @@ SOURCES = "data.sources"  # the spec section of the sources (and of the synthesi
 class Assembly:
     """The components and steps of one loaded spec over its workspace."""
 
-    def __init__(self, loaded: LoadedSpec, workspace: Workspace, providers: Registry | None = None) -> None:
+    def __init__(self, loaded: LoadedSpec, workspace: Workspace, providers: Registry | None = None,
+                 index_version: str | None = None) -> None:
         self.loaded = loaded
+        self.index_version = index_version  # searched instead of the workspace's current index (a release's)
         self.spec = loaded.spec
         self.workspace = workspace
         self.providers = providers or registry()
@@ -155,7 +157,8 @@ class Assembly:
         from flightdeck.retrieval.search import HybridSearcher
 
         return HybridSearcher(self.workspace, self.embedder, self.vector_store_factory(), self.spec.retrieval.search,
-                              self.keyword_index(), self.fusion(), transform=self.query_transformation)
+                              self.keyword_index(), self.fusion(), transform=self.query_transformation,
+                              pinned_version=self.index_version)
 
     # generation -------------------------------------------------------------------------------------
     @cached_property

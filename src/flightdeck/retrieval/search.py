@@ -22,7 +22,7 @@ from flightdeck.retrieval.query_transform import QueryTransformation, QueryVaria
 from flightdeck.retrieval.stores.base import StoreLocation
 from flightdeck.workspace import CURRENT_INDEX, Workspace
 from flightdeck.workspace.index_versions import get_index_version
-from flightdeck.workspace.schema import chunks, documents
+from flightdeck.workspace.schema import chunks, dataset_version_documents, documents
 
 __all__ = ["SearchHit", "SearchResult", "HybridSearcher", "reciprocal_rank_fusion", "weighted_score_fusion"]
 
@@ -72,7 +72,8 @@ class HybridSearcher:
     ``retrieval.search``'s (mode, k, candidates, weights, rrf_k)."""
 
     def __init__(self, ws: Workspace, embedder: Any, store_factory: Any, settings: Any,
-                 keyword_index: KeywordIndex, fusion: Fusion, transform: QueryTransformation | None = None) -> None:
+                 keyword_index: KeywordIndex, fusion: Fusion, transform: QueryTransformation | None = None,
+                 pinned_version: str | None = None) -> None:
         self.ws = ws
         self.embedder = embedder
         self.store_factory = store_factory
@@ -85,8 +86,13 @@ class HybridSearcher:
         self._keyword: KeywordSearch | None = None
         self._keyword_version: str | None = None
         self.transform = transform  # the query transformation (retrieval.query_transformation), or None
+        # an index version searched whatever the workspace's current one is (a release's), or None: the current
+        self.pinned_version = pinned_version
+        self._archived: dict[str, dict[str, Any]] | None = None  # a pinned older version's chunks, from its records
 
     def index_version(self) -> str:
+        if self.pinned_version is not None:
+            return self.pinned_version
         version = self.ws.get_state(CURRENT_INDEX)
         if version is None:
             raise WorkspaceError(f"{self.ws.root}: no index yet; run `flightdeck run` first")
@@ -200,6 +206,35 @@ class HybridSearcher:
         norm = float(np.linalg.norm(mean))
         return mean / norm if norm > 0 else mean
 
+    def _archived_chunks(self) -> dict[str, dict[str, Any]]:
+        """The chunks of the pinned index version's dataset version, read from its document records: a release
+        built before the workspace's documents changed still answers with its own chunks (read once)."""
+        if self._archived is not None:
+            return self._archived
+        import json
+
+        found: dict[str, dict[str, Any]] = {}
+        row = get_index_version(self.ws, self.pinned_version or "")
+        if row is not None:
+            with self.ws.engine.connect() as conn:
+                digests = [r[0] for r in conn.execute(
+                    select(dataset_version_documents.c.chunks_artifact)
+                    .where(dataset_version_documents.c.dataset_version == row.dataset_version))]
+            for digest in digests:
+                if not digest:
+                    continue
+                try:
+                    record = json.loads(self.ws.artifacts.get_bytes(digest))
+                except (FileNotFoundError, ValueError):
+                    continue  # a missing record: `flightdeck release show` reports it; its chunks are skipped
+                doc = record["document"]
+                for c in record.get("chunks", []):
+                    found[c["id"]] = {"id": c["id"], "document_id": doc["id"], "text": c["text"],
+                                      "heading": c["heading"], "metadata": c.get("metadata") or {},
+                                      "source_uri": doc["source_uri"], "title": doc["title"]}
+        self._archived = found
+        return found
+
     def _hydrate(self, scored: list[tuple[str, float]], ranks: dict[str, dict[str, int]]) -> list[SearchHit]:
         if not scored:
             return []
@@ -210,6 +245,9 @@ class HybridSearcher:
                        documents.c.source_uri, documents.c.title)
                 .join(documents, documents.c.id == chunks.c.document_id)
                 .where(chunks.c.id.in_(ids))).mappings()}
+        if self.pinned_version is not None and len(rows) < len(ids):
+            archived = self._archived_chunks()
+            rows.update({cid: archived[cid] for cid in ids if cid not in rows and cid in archived})
         hits = []
         for cid, score in scored:
             r = rows.get(cid)

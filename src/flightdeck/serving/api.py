@@ -47,7 +47,14 @@ from flightdeck.serving.openai_compat import (
     validate_inputs,
 )
 from flightdeck.serving.playground import playground_router
-from flightdeck.serving.requests import MAX_BODY_BYTES, QueryRequest, SearchRequest
+from flightdeck.serving.requests import (
+    MAX_BODY_BYTES,
+    PromoteRequest,
+    QueryRequest,
+    ReviewRequest,
+    RollbackRequest,
+    SearchRequest,
+)
 from flightdeck.serving.service import Principal, RateLimited, RequestTimeout, Service
 from flightdeck.serving.websocket import websocket_router
 
@@ -79,6 +86,13 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
     ("POST", "/v1/batch"): Permission.QUERY,
     ("GET", "/v1/batch/{job_id}"): Permission.QUERY,
     ("GET", "/v1/batch/{job_id}/results"): Permission.QUERY,
+    ("GET", "/v1/releases"): Permission.RELEASES_READ,
+    ("GET", "/v1/releases/{ref}"): Permission.RELEASES_READ,
+    ("POST", "/v1/releases/{ref}/approve"): Permission.RELEASES_APPROVE,
+    ("POST", "/v1/releases/{ref}/reject"): Permission.RELEASES_APPROVE,
+    ("POST", "/v1/releases/{ref}/promote"): Permission.RELEASES_PROMOTE,
+    ("POST", "/v1/releases/rollback"): Permission.RELEASES_PROMOTE,
+    ("GET", "/v1/lineage/{ref}"): Permission.RELEASES_READ,
     ("GET", "/v1/audit"): Permission.AUDIT_READ,
     ("GET", "/v1/audit/verify"): Permission.AUDIT_READ,
 }
@@ -429,6 +443,37 @@ def create_app(service: Service) -> FastAPI:
     @app.get("/v1/batch/{job_id}/results", summary="a batch job's results as JSONL (so far, while it runs)")
     def batch_results(job_id: str, caller: Principal = Depends(needs(Permission.QUERY))) -> Any:
         return FileResponse(service.batch_results(caller, job_id), media_type="application/x-ndjson")
+
+    @app.get("/v1/releases", summary="every release, newest first, and the one this server answers with")
+    def list_releases(stage: str | None = None, caller: Principal = Depends(needs(Permission.RELEASES_READ))) -> Any:
+        return service.releases(caller, stage)
+
+    @app.post("/v1/releases/rollback", summary="put the previous production release back (admin)")
+    def rollback_release(body: RollbackRequest, caller: Principal = Depends(needs(Permission.RELEASES_PROMOTE))) -> Any:
+        return service.rollback_release(caller, body.to, body.comment)
+
+    @app.get("/v1/releases/{ref}", summary="a release: manifest, history, what promotion still needs, integrity")
+    def show_release(ref: str, caller: Principal = Depends(needs(Permission.RELEASES_READ))) -> Any:
+        return service.release_detail(caller, ref)
+
+    @app.post("/v1/releases/{ref}/approve", summary="approve a release (approver or admin)")
+    def approve_release(ref: str, body: ReviewRequest,
+                        caller: Principal = Depends(needs(Permission.RELEASES_APPROVE))) -> Any:
+        return service.review_release(caller, ref, "approved", body.comment)
+
+    @app.post("/v1/releases/{ref}/reject", summary="reject a release (approver or admin)")
+    def reject_release(ref: str, body: ReviewRequest,
+                       caller: Principal = Depends(needs(Permission.RELEASES_APPROVE))) -> Any:
+        return service.review_release(caller, ref, "rejected", body.comment)
+
+    @app.post("/v1/releases/{ref}/promote", summary="promote a release when governance.approvals allows it (admin)")
+    def promote_release(ref: str, body: PromoteRequest,
+                        caller: Principal = Depends(needs(Permission.RELEASES_PROMOTE))) -> Any:
+        return service.promote_release(caller, ref, body.stage, body.override_reason, body.comment)
+
+    @app.get("/v1/lineage/{ref}", summary="where an answer (trace id), a release or a chunk came from")
+    def lineage(ref: str, caller: Principal = Depends(needs(Permission.RELEASES_READ))) -> Any:
+        return service.lineage(caller, ref)
 
     @app.get("/v1/audit", summary="audit log entries, oldest first: the newest `limit` since `since` (2026-12-01 or "
              "7d), by `actor` and `action` (release.* for a prefix)")

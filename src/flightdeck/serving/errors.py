@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flightdeck.errors import FlightdeckError, IndexMismatchError, SpecError, WorkspaceError
 from flightdeck.governance.api_keys import AuthenticationError
+from flightdeck.governance.releases import PolicyRefused, ReleaseError, ReleaseIntegrityError
 from flightdeck.serving.service import PermissionDenied, RateLimited, RequestTimeout
 
 __all__ = ["error_kind", "error_headers"]
@@ -27,7 +28,11 @@ def error_kind(exc: Exception) -> tuple[int, str, str]:
         return 429, "rate_limited", str(exc)
     if isinstance(exc, RequestTimeout):
         return 504, "timeout", str(exc)
-    if isinstance(exc, FlightdeckError) and isinstance(exc, KeyError):  # a trace, a document, a batch job
+    if isinstance(exc, PolicyRefused):  # a promotion the approval policy does not allow yet
+        return 409, "policy_refused", str(exc)
+    if isinstance(exc, ReleaseIntegrityError):
+        return 409, "integrity", str(exc)
+    if isinstance(exc, FlightdeckError) and isinstance(exc, KeyError):  # a trace, a document, a batch job, a release
         return 404, "not_found", str(exc)
     if isinstance(exc, SpecError):
         return 422, "invalid_request", "; ".join(p.message for p in exc.problems)
@@ -35,6 +40,8 @@ def error_kind(exc: Exception) -> tuple[int, str, str]:
         return 422, "invalid_request", str(exc)
     if isinstance(exc, WorkspaceError | IndexMismatchError):
         return 503, "not_ready", str(exc)
+    if isinstance(exc, ReleaseError):  # an impossible transition: already in production, archived…
+        return 409, "conflict", str(exc)
     if isinstance(exc, FlightdeckError):
         return 500, "failed", str(exc)
     return 500, "internal", "the server failed on this request; its log has the details"

@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["SearchRequest", "QueryRequest", "MAX_BODY_BYTES", "MAX_TEXT", "CONVERSATION_ID"]
+__all__ = ["SearchRequest", "QueryRequest", "ReviewRequest", "PromoteRequest", "RollbackRequest", "MAX_BODY_BYTES",
+           "MAX_TEXT", "CONVERSATION_ID"]
 
 # Requests larger than this are refused (413): by their Content-Length before they are read, and while they are
 # read when they come without one (chunked).
@@ -33,3 +34,30 @@ class QueryRequest(BaseModel):
                                         description="a follow-up in this conversation: the earlier questions "
                                                     "asked with this id (by this key) shape what is retrieved")
     max_tokens: int | None = Field(None, ge=1, le=32768, description="cap on the answer's tokens (LLMs)")
+
+
+class ReviewRequest(BaseModel):
+    """``POST /v1/releases/{ref}/approve`` and ``/reject``."""
+
+    model_config = ConfigDict(extra="forbid")
+    comment: str | None = Field(None, max_length=MAX_TEXT, description="why, kept with the review")
+
+
+class PromoteRequest(BaseModel):
+    """``POST /v1/releases/{ref}/promote``."""
+
+    model_config = ConfigDict(extra="forbid")
+    stage: Literal["staging", "production"] = "production"
+    override_reason: str | None = Field(None, min_length=1, max_length=MAX_TEXT,
+                                        description="promote although evaluation gates failed, for this recorded "
+                                                    "reason (admin; approvals and integrity are still required)")
+    comment: str | None = Field(None, max_length=MAX_TEXT)
+
+
+class RollbackRequest(BaseModel):
+    """``POST /v1/releases/rollback``."""
+
+    model_config = ConfigDict(extra="forbid")
+    to: str | None = Field(None, max_length=200, description="a release that was in production before (default: "
+                                                            "the one before the current)")
+    comment: str | None = Field(None, max_length=MAX_TEXT)

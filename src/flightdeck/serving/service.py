@@ -18,6 +18,7 @@ from flightdeck.errors import FlightdeckError
 from flightdeck.governance.access import Permission, Role, allowed
 from flightdeck.governance.api_keys import AuthenticationError, KeyStore
 from flightdeck.governance.policies import AccessPolicy
+from flightdeck.governance.releases import Actor
 from flightdeck.models.generators.base import Answer, LlmGenerator
 from flightdeck.monitoring.metrics import ServerMetrics
 from flightdeck.monitoring.traces import Trace, TraceStore, new_trace_id
@@ -26,6 +27,7 @@ from flightdeck.retrieval.search import SearchResult
 from flightdeck.serving.batch import BatchJobs
 from flightdeck.serving.documents import DocumentNotFound, Uploads
 from flightdeck.serving.limits import KeyLimiter, RateLimited
+from flightdeck.serving.releases import ReleaseSwitch
 from flightdeck.spec.server import ServerSettings
 from flightdeck.workspace import CURRENT_INDEX
 from flightdeck.workspace.audit import AuditLog, local_actor, parse_since
@@ -80,8 +82,11 @@ class Service:
 
     def __init__(self, project: Project, keys: KeyStore | None, *, settings: ServerSettings | None = None,
                  metrics: ServerMetrics | None = None, writer: Callable[[], Project] | None = None,
-                 audit: AuditLog | None = None) -> None:
-        self.project = project
+                 audit: AuditLog | None = None, release: ReleaseSwitch | None = None) -> None:
+        self.base = project
+        # with a release (flightdeck serve --release): the project of the release it names now, swapped whole by
+        # the switch on a promotion or rollback; a request reads it once and keeps it to its end
+        self.release = release
         self.audit = audit if audit is not None else project.audit
         self.log_queries = project.spec.governance.audit.log_queries
         self.keys = keys
@@ -93,6 +98,11 @@ class Service:
         self._lock = threading.Lock()
         # uploads run the pipeline on a second Project over the same spec (its own models), built on first use
         self.uploads = Uploads(project, writer or (lambda: Project(project.loaded)), audit=self.audit)
+
+    @property
+    def project(self) -> Project:
+        """The project answering now: the served release's, or the server's own."""
+        return self.release.current if self.release is not None else self.base
 
     # who may do what ------------------------------------------------------------------------------
     def authenticate(self, authorization: str | None) -> Principal:
@@ -138,7 +148,10 @@ class Service:
 
     # what they may do -----------------------------------------------------------------------------
     def ready(self) -> dict[str, Any]:
-        """Whether there is an index to answer from, and which."""
+        """Whether there is an index to answer from, and which (with the release served, when one is)."""
+        if self.release is not None:
+            return {"ready": True, "index_version": self.release.release.index_version,
+                    "release": self.release.to_dict()}
         version = self.project.workspace.get_state(CURRENT_INDEX)
         return {"ready": version is not None, "index_version": version}
 
@@ -162,10 +175,14 @@ class Service:
         if k is not None and k > self.settings.max_k:
             raise ValueError(f"k: at most {self.settings.max_k} (deployment.server.max_k), got {k}")
         where = AccessPolicy.narrowed(where, self.scope(principal, Permission.SEARCH))
+        project = self.project
         with self._lock:
-            result = self.project.search(query, k=k, mode=mode, where=where)
+            result = project.search(query, k=k, mode=mode, where=where)
         self.metrics.observe_timings(result.timings_ms)
-        return result.to_dict()
+        out = result.to_dict()
+        if project.release is not None:
+            out["release"] = project.release.id
+        return out
 
     def query(self, principal: Principal, question: str, *, conversation_id: str | None = None,
               max_tokens: int | None = None, request_id: str | None = None,
@@ -204,13 +221,18 @@ class Service:
                        max_tokens: int | None, request_id: str | None, operation: str,
                        search_query: str, where: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         deadline = time.monotonic() + self.settings.request_timeout_s
+        project = self.project  # one release from the first step to the last, whatever a promotion does meanwhile
+        generator = project.generator
         trace = Trace(new_trace_id(), operation, question, key_id=principal.key_id, request_id=request_id,
-                      conversation_id=conversation_id, generator=self.generator_id,
+                      conversation_id=conversation_id,
+                      generator=getattr(generator, "model_id", "") or project.spec.model.generator.provider,
                       search_query=search_query if search_query != question else None)
-        llm = isinstance(self.project.generator, LlmGenerator)
+        llm = isinstance(generator, LlmGenerator)
         if where:
             trace.details["scope"] = where
-        steps = self.project.ask_stream(question, search_query=search_query, max_tokens=max_tokens, where=where)
+        if project.release is not None:
+            trace.details["release"] = project.release.id
+        steps = project.ask_stream(question, search_query=search_query, max_tokens=max_tokens, where=where)
         held = self._lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
         if not held:
             raise RequestTimeout(f"no answer within {self.settings.request_timeout_s:g} s: the server is busy")
@@ -315,6 +337,57 @@ class Service:
         head = self.audit.head()
         return {"entries": [e.to_dict() for e in found],
                 "head": None if head is None else {"seq": head.seq, "hash": head.hash}}
+
+    # releases (governance/releases.py): the workspace's, whichever one this server answers with ------------------
+    def _release_actor(self, principal: Principal) -> Actor:
+        return Actor(self.actor(principal), principal.role)
+
+    def releases(self, principal: Principal, stage: str | None = None) -> dict[str, Any]:
+        self.authorize(principal, Permission.RELEASES_READ)
+        found = self.base.releases.list(stage)
+        return {"releases": [r.to_dict() for r in found],
+                "serving": None if self.release is None else self.release.to_dict()}
+
+    def release_detail(self, principal: Principal, ref: str) -> dict[str, Any]:
+        """A release with its manifest, history, what promotion still needs and whether it is intact."""
+        self.authorize(principal, Permission.RELEASES_READ)
+        releases = self.base.releases
+        release = releases.get(ref)
+        problems = releases.verify(release)
+        return {"release": release.to_dict(), "manifest": releases.manifest(release),
+                "events": [e.to_dict() for e in releases.events(release)],
+                "policy": releases.check_policy(release).to_dict(), "intact": not problems, "problems": problems}
+
+    def review_release(self, principal: Principal, ref: str, verdict: str, comment: str | None) -> dict[str, Any]:
+        """Approve or reject ``ref`` as the caller (an approver or admin key; the policy decides what counts)."""
+        self.authorize(principal, Permission.RELEASES_APPROVE)
+        releases = self.base.releases
+        event = releases.review(ref, self._release_actor(principal), verdict, comment)
+        release = releases.get(event.release_id)
+        return {"event": event.to_dict(), "release": release.to_dict(),
+                "policy": releases.check_policy(release).to_dict()}
+
+    def promote_release(self, principal: Principal, ref: str, stage: str = "production",
+                        override_reason: str | None = None, comment: str | None = None) -> dict[str, Any]:
+        """Promote ``ref`` when governance.approvals allows it (an admin key); a server following the stage
+        switches to it without a restart."""
+        self.authorize(principal, Permission.RELEASES_PROMOTE)
+        release = self.base.releases.promote(ref, self._release_actor(principal), stage,
+                                             override_reason=override_reason, comment=comment,
+                                             model_files=self.base.release_model_problems)
+        return {"release": release.to_dict()}
+
+    def rollback_release(self, principal: Principal, to: str | None = None,
+                         comment: str | None = None) -> dict[str, Any]:
+        self.authorize(principal, Permission.RELEASES_PROMOTE)
+        release = self.base.releases.rollback(self._release_actor(principal), to, comment,
+                                              model_files=self.base.release_model_problems)
+        return {"release": release.to_dict()}
+
+    def lineage(self, principal: Principal, ref: str) -> dict[str, Any]:
+        """Where an answer (trace id), a release or a chunk came from, down to the source files."""
+        self.authorize(principal, Permission.RELEASES_READ)
+        return self.base.lineage_graph(ref).to_dict()
 
     def audit_verify(self, principal: Principal) -> dict[str, Any]:
         """The audit log checked from its first entry (:meth:`~flightdeck.workspace.audit.AuditLog.verify`)."""
