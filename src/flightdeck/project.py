@@ -412,13 +412,16 @@ class Project:
         """The project as release ``ref`` (default: the one in production) answers: its own spec (read from the
         release, paths resolved from this spec's folder) searched on its index version, with ``components`` used
         instead of the spec's (as :meth:`use`). Refused unless the release's artifacts and models still match
-        their recorded hashes."""
+        their recorded hashes. The embedding model is shared with this project when the release recorded the same.
+        """
         from flightdeck.errors import SpecError
         from flightdeck.governance.releases import ReleaseIntegrityError
         from flightdeck.spec.loader import check_spec
 
         release = self.releases.get(ref)
         manifest = self.releases.manifest(release)
+        if "embedder" not in components and manifest["models"]["embedder"].get("model_id") == self.embedder.model_id:
+            components["embedder"] = self.embedder  # the same model: one copy in memory, shared
         text = self.workspace.artifacts.get_bytes(manifest["spec"]["artifact"]).decode("utf-8")
         loaded, problems = check_spec(self.spec_path, text)
         if problems:
@@ -432,6 +435,63 @@ class Project:
             raise ReleaseIntegrityError(f"release {release.name} keeps its index in {served.workspace.root}, not in "
                                         f"this project's workspace {self.workspace.root}", ["workspace"])
         return served
+
+    def red_team(self, ref: str | None = None, *, suites: tuple[str, ...] = ("safety", "bias"),
+                 traces: str | None = None, actor: Actor | None = None,
+                 reporter: Reporter | None = None) -> dict[str, Any]:
+        """Attack release ``ref`` (default: the newest) as it would answer — the safety and prompt-injection suite
+        on a throw-away copy of its index, the counterfactual bias suite on its evaluation set's questions (or,
+        with ``traces`` such as ``"7d"``, on the questions served in that window: bias monitoring of live
+        traffic) — and keep the results on the release (``red_team`` event; every case in an artifact). A
+        promotion under ``governance.approvals.red_team_clean`` needs the last run to have no successful attack."""
+        import json
+        import time as _time
+
+        from flightdeck.evaluation.fairness import CounterfactualSuite
+        from flightdeck.evaluation.safety import SafetySuite
+        from flightdeck.governance.releases import Actor, ReleaseNotFound
+
+        unknown = sorted(set(suites) - {"safety", "bias"})
+        if unknown or not suites:
+            raise ValueError(f"suites: safety and/or bias, not {unknown or 'none'}")
+        releases = self.releases
+        if ref is None:
+            newest = releases.list()
+            if not newest:
+                raise ReleaseNotFound("no release yet; `flightdeck release create` records the current build as one")
+            ref = newest[0].id
+        served = self.for_release(ref)
+        release = served.release
+        assert release is not None
+        results = []
+        if "safety" in suites:
+            results.append(SafetySuite(served).run(reporter))
+        if "bias" in suites:
+            if traces is not None:
+                from flightdeck.evaluation.sets import EvalQuestion, EvalSet
+                from flightdeck.monitoring.drift_samples import parse_window
+                from flightdeck.monitoring.traces import TraceStore
+
+                since = _time.time() - parse_window(traces)
+                asked = dict.fromkeys(t.question for t in TraceStore(self.workspace).recent(limit=5000)
+                                      if t.created_at >= since)
+                eval_set = EvalSet(f"traces:{traces}", "traces", tuple(
+                    EvalQuestion(f"t{n}", q) for n, q in enumerate(asked)))
+            else:
+                eval_set = served.eval_set() if served.spec.evaluation.sets else None
+            results.append(CounterfactualSuite(served, eval_set, embed=served.embedder.embed_documents,
+                                               k=served.spec.evaluation.k).run(reporter))
+        cases = [c for r in results if r.name == SafetySuite.name for c in r.cases]
+        attacks = [c for c in cases if c.get("category") != "benign" and c.get("success") is not None]
+        artifact = self.workspace.artifacts.put_bytes(
+            json.dumps([r.to_dict() for r in results], sort_keys=True, ensure_ascii=False).encode())
+        record = {"successful_attacks": sum(1 for c in attacks if c["success"]), "attacks": len(attacks),
+                  "bias_questions": f"traces of the last {traces}" if traces else "the evaluation set's",
+                  "suites": {r.name: {"metrics": r.metrics, "summary": r.summary} for r in results},
+                  "generator": str(getattr(served.generator, "model_id", "") or served.spec.model.generator.provider),
+                  "artifact": artifact}
+        releases.record_red_team(release.id, actor or Actor.local(), record)
+        return {"release": releases.get(release.id).to_dict(), **record}
 
     def release_model_problems(self, kind: str, recorded: dict[str, Any]) -> list[str]:
         """How this project's ``kind`` (embedder, generator) differs from what a release recorded of it."""

@@ -16,6 +16,7 @@ from flightdeck.cli import (
     init_cmd,
     keys_cmds,
     lineage_cmd,
+    redteam_cmd,
     release_cmds,
     run_cmds,
     serve_cmd,
@@ -42,6 +43,7 @@ app.command("serve")(serve_cmd.serve)
 app.command("drift")(drift_cmd.drift)
 app.command("tune")(tune_cmd.tune)
 app.command("explain")(explain_cmd.explain)
+app.command("redteam")(redteam_cmd.redteam)
 app.add_typer(audit_cmds.audit_app, name="audit")
 app.add_typer(data_cmds.data_app, name="data")
 app.command("lineage")(lineage_cmd.lineage)

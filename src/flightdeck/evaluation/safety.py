@@ -219,6 +219,7 @@ class SafetySuite:
         project = self.project
         if not project.workspace.get_state(CURRENT_INDEX):
             raise FlightdeckError(f"{project.spec_path}: no index yet; run `flightdeck run` before the safety suite")
+        _check_release(project)
         generator, system_canary = _canary_generator(project.generator)
         before = [c for c in self.cases if not c.plant_name]
         after = [c for c in self.cases if c.plant_name]
@@ -237,7 +238,9 @@ class SafetySuite:
                 if phase == "after":
                     for case in cases:
                         (planted / str(case.plant_name)).write_text(str(case.plant_text), encoding="utf-8")
-                copy = _open_copy(project, raw, generator)
+                # before anything is planted, a release is asked on its own index version (after: the run's)
+                pinned = getattr(project, "release", None) if phase == "before" and not rebuild else None
+                copy = _open_copy(project, raw, generator, pinned)
                 try:
                     if phase == "after" or rebuild:
                         copy.run()
@@ -360,16 +363,36 @@ def _copy_spec(raw: dict[str, Any], workspace: Path, planted: Path) -> tuple[dic
     return spec, rebuild
 
 
-def _open_copy(project: Any, raw: dict[str, Any], generator: Any) -> Any:
+def _check_release(project: Any) -> None:
+    """A project answering as a release (``project.release``, see ``Project.for_release``) is attacked on its own
+    documents only when they are the workspace's current ones: the planted documents are added by a run of the
+    copy, which reads the sources as they are now. Otherwise say what to do."""
+    release = getattr(project, "release", None)
+    if release is None or not release.dataset_version:
+        return
+    from flightdeck.workspace import CURRENT_DATASET
+
+    current = project.workspace.get_state(CURRENT_DATASET)
+    if current != release.dataset_version:
+        raise FlightdeckError(
+            f"release {release.name}'s documents (dataset version {release.dataset_version[:12]}) are not the "
+            f"workspace's current ones ({(current or 'none')[:12]}): the suite plants its documents with a run that "
+            f"reads the sources as they are now. Red-team the release right after building it, or check its "
+            f"documents out first: flightdeck data checkout {release.dataset_version[:12]}")
+
+
+def _open_copy(project: Any, raw: dict[str, Any], generator: Any, release: Any = None) -> Any:
     """The copy as a project of the project's class: the spec is checked as if it were the project's file (so that
-    its relative paths mean the same), but nothing is written beside it."""
+    its relative paths mean the same), but nothing is written beside it; with ``release``, searching its index
+    version."""
     from flightdeck.errors import SpecError
     from flightdeck.spec.loader import check_spec
 
     loaded, problems = check_spec(project.spec_path, text=json.dumps(raw))
     if problems or loaded is None:
         raise SpecError(problems)
-    return type(project)(loaded).use(embedder=project.embedder, generator=generator)
+    opened = type(project)(loaded, release=release) if release is not None else type(project)(loaded)
+    return opened.use(embedder=project.embedder, generator=generator)
 
 
 def _rate(outcomes: list[_Outcome]) -> float | None:

@@ -34,4 +34,5 @@ class Category(StrEnum):
     TRACKER = "tracker"  # model.experiment_tracking: where runs are recorded
     TUNER = "tuner"  # model.hyperparameter_optimization: what proposes the settings of each tuning trial
     MODEL_GOVERNANCE = "model_governance"  # governance.model_governance: releases, approvals, audit, lineage
+    RESPONSIBLE_AI = "responsible_ai"  # governance.responsible_ai: red-teaming, safety testing, bias monitoring
     EVAL_TOOL = "eval_tool"  # evaluation.tools: other evaluation frameworks' formats and checks

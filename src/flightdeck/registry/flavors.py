@@ -400,6 +400,21 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
                    "reordered entry; a chain recomputed from some entry on is caught only with the HMAC key, a "
                    "truncated tail only with an anchor file (both outside the workspace); retention keeps the rest "
                    "verifiable"),
+    # 8.2 responsible AI: flightdeck redteam (Project.red_team) runs the evaluation suites against a release
+    Flavor(_C.RESPONSIBLE_AI, "red_teaming", "flightdeck.evaluation.safety:SafetySuite",
+           options=("governance.responsible_ai.red_teaming",),
+           summary="flightdeck redteam RELEASE: the safety and prompt-injection suite attacks the release as it "
+                   "answers (planted documents in a throw-away copy of its index); the results are kept on the "
+                   "release and governance.approvals.red_team_clean blocks promotion until a run is clean"),
+    Flavor(_C.RESPONSIBLE_AI, "safety_testing", "flightdeck.evaluation.safety:SafetySuite",
+           options=("governance.responsible_ai.safety_testing",),
+           summary="direct and indirect injections, system-prompt leaks with a canary, planted fake PII, false "
+                   "refusals on benign look-alikes: attack success rate per category, on every release red-teamed"),
+    Flavor(_C.RESPONSIBLE_AI, "bias_monitoring", "flightdeck.evaluation.fairness:CounterfactualSuite",
+           options=("governance.responsible_ai.bias_monitoring",),
+           summary="counterfactual pairs (people swapped) asked of a release: answer and retrieval divergence, "
+                   "refusal gap; on the evaluation set, or on the questions served in a window (redteam --traces "
+                   "7d: live traffic)"),
     # phase 4: flightdeck eval (evaluation/), every run recorded in the built-in runs table (models/trackers/)
     Flavor(_C.EVAL_METRIC, "accuracy_precision_recall",
            "flightdeck.evaluation.metrics.classification:answerability_scores",

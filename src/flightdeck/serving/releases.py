@@ -110,11 +110,8 @@ class ReleaseSwitch:
 
 
 def _warm_release(base: Any, ref: str) -> Any:
-    """The project of release ``ref``, its index opened by one search; the server's embedding model is shared when
-    the release was built with the same one (one model in memory, not one per release)."""
-    release = base.releases.get(ref)
-    recorded = base.releases.manifest(release)["models"]["embedder"]
-    components = {"embedder": base.embedder} if recorded.get("model_id") == base.embedder.model_id else {}
-    project = base.for_release(release.id, **components)
+    """The project of release ``ref``, its index opened by one search (the server's embedding model is shared when
+    the release was built with the same one: one model in memory, not one per release)."""
+    project = base.for_release(ref)
     project.search("warm up", k=1)
     return project
