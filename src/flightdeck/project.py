@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from flightdeck.governance.answer_lineage import LineageGraph
     from flightdeck.governance.api_keys import KeyStore
     from flightdeck.governance.lineage import ChunkLineage
+    from flightdeck.governance.mitigation import HallucinationGuard
     from flightdeck.governance.releases import Actor, Release, Releases
     from flightdeck.governance.versions import DatasetVersion, VersionDiff
     from flightdeck.models.generators.base import Answer, Generator
@@ -262,13 +263,32 @@ class Project:
         result = self.search(search_query or question, where=where,
                              k=max(self.spec.retrieval.search.k, self.generator.config.top_chunks))
         yield result
+        guard = self.hallucination_guard
         for item in stream_answer(self.generator, question, result.hits, self.assembly.answer_embedder,
                                   result.index_version,
                                   max_tokens=max_tokens):
             if isinstance(item, Answer):
+                if guard.active:  # the text is held back until the answer passed its checks
+                    t1 = time.perf_counter()
+                    item = guard.check(item, result.hits)
+                    item.timings_ms["mitigation"] = round((time.perf_counter() - t1) * 1000, 3)
+                    yield item.answer
                 item.timings_ms = {**result.timings_ms, **item.timings_ms,
                                    "total": round((time.perf_counter() - t0) * 1000, 3)}
+            elif guard.active:
+                continue
             yield item
+
+    @cached_property
+    def hallucination_guard(self) -> HallucinationGuard:
+        """``governance.hallucination_mitigation`` over this project's answers
+        (:class:`~flightdeck.governance.mitigation.HallucinationGuard`; its judge is built on first use)."""
+        from flightdeck.evaluation.judge import LlmJudge
+        from flightdeck.governance.mitigation import HallucinationGuard
+
+        return HallucinationGuard(self.spec.governance.hallucination_mitigation,
+                                  embed=lambda texts: self.embedder.embed_documents(texts),
+                                  judge=lambda: LlmJudge(self.judge().generator, metrics=("faithfulness",)))
 
     # evaluation (flightdeck.evaluation) --------------------------------------------------------------
     def eval_set(self, ref: str | Path | None = None) -> EvalSet:

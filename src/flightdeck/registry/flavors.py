@@ -415,6 +415,11 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            summary="counterfactual pairs (people swapped) asked of a release: answer and retrieval divergence, "
                    "refusal gap; on the evaluation set, or on the questions served in a window (redteam --traces "
                    "7d: live traffic)"),
+    Flavor(_C.RESPONSIBLE_AI, "hallucination_mitigation", "flightdeck.governance.mitigation:HallucinationGuard",
+           options=("governance.responsible_ai.hallucination_mitigation",),
+           summary="governance.hallucination_mitigation: an answer citing nothing, one with a sentence its sources "
+                   "do not support (judge-free, min_support) or one the LLM judge finds unfaithful becomes a "
+                   "refusal; the withheld text stays in the trace; recorded in each release's spec"),
     # phase 4: flightdeck eval (evaluation/), every run recorded in the built-in runs table (models/trackers/)
     Flavor(_C.EVAL_METRIC, "accuracy_precision_recall",
            "flightdeck.evaluation.metrics.classification:answerability_scores",

@@ -276,7 +276,9 @@ class Service:
             trace.answer, trace.found, trace.index_version = answer.answer, answer.found, answer.index_version
             trace.details.update(citations=[{"number": c.number, "chunk_id": c.chunk_id} for c in answer.citations],
                                  usage=answer.usage, timings_ms=answer.timings_ms,
-                                 **{k: out[k] for k in ("prompt", "flags") if out.get(k)})
+                                 **{k: out[k] for k in ("prompt", "flags", "mitigation") if out.get(k)})
+            if "withheld" in out.get("mitigation", {}):  # kept in the trace for review, never sent
+                out["mitigation"] = {k: v for k, v in out["mitigation"].items() if k != "withheld"}
             tokens = sum(answer.usage.values()) if answer.usage else 0
             if self.keys is not None:
                 self.limiter.spend_tokens(principal.key_id, tokens)

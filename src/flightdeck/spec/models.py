@@ -30,6 +30,7 @@ from flightdeck.spec.audit import AuditSettings
 from flightdeck.spec.catalog import catalog
 from flightdeck.spec.cleaning import CleaningSettings
 from flightdeck.spec.evaluation import EVALUATION_FIELDS
+from flightdeck.spec.mitigation import MitigationSettings
 from flightdeck.spec.policies import PolicyStatement
 from flightdeck.spec.releases import ApprovalPolicy
 from flightdeck.spec.server import ServerSettings
@@ -239,7 +240,9 @@ _PHASE_EXTRA_FIELDS: dict[str, dict[str, tuple[Any, Any]]] = {
     "governance": {"policies": (list[PolicyStatement], []),
                    "audit": (AuditSettings, AuditSettings()),  # the audit log's key, anchor, retention (spec/audit.py)
                    # what a release needs before promotion (spec/releases.py)
-                   "approvals": (ApprovalPolicy, ApprovalPolicy())},
+                   "approvals": (ApprovalPolicy, ApprovalPolicy()),
+                   # checks an answer passes before it is returned (spec/mitigation.py)
+                   "hallucination_mitigation": (MitigationSettings, MitigationSettings())},
     # evaluation.judge: the generator that judges answers for llm_as_a_judge (unset: the project's own LLM, else
     # the packaged local model)
     "evaluation": {**EVALUATION_FIELDS, "judge": (ProviderValue | None, None)},

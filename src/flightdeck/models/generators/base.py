@@ -69,6 +69,8 @@ class Answer:
     # sources that read like instructions to a model: {"source": n, "chunk_id": ..., "reasons": [...]} each, n the
     # source's number in the prompt (LLM) or its rank among the hits read (extractive); see generators.untrusted
     flags: list[dict[str, Any]] = field(default_factory=list)
+    # governance.hallucination_mitigation: what was checked, and why the answer was refused (governance/mitigation)
+    mitigation: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
