@@ -398,10 +398,12 @@ class Project:
     @cached_property
     def releases(self) -> Releases:
         """The releases of this workspace under the spec's ``governance.approvals``
-        (:class:`~flightdeck.governance.releases.Releases`); every change goes to the audit log."""
+        (:class:`~flightdeck.governance.releases.Releases`); every change goes to the audit log and to the model
+        registries of ``deployment.model_registry``."""
         from flightdeck.governance.releases import Releases
 
-        return Releases(self.workspace, self.spec.governance.approvals, audit=self.audit)
+        return Releases(self.workspace, self.spec.governance.approvals, audit=self.audit,
+                        mirrors=self.assembly.model_registries())
 
     def create_release(self, actor: Actor | None = None, comment: str | None = None) -> tuple[Release, bool]:
         """A candidate release of the current index version with this spec, its models and prompts, and the

@@ -233,6 +233,16 @@ class Assembly:
         runs table that every run goes to."""
         return [self.build(Category.TRACKER, ref) for ref in (self.spec.model.experiment_tracking or ())]
 
+    def model_registries(self) -> list[Any]:
+        """The registries of ``deployment.model_registry`` (MLflow, W&B, SageMaker, Vertex AI) that mirror every
+        release; each one's ``model_name`` defaults to the spec's project name."""
+        registries = []
+        for ref in self.spec.deployment.model_registry or ():
+            settings = self.provider_settings(Category.MODEL_REGISTRY, ref)
+            settings.setdefault("model_name", self.spec.project)
+            registries.append(self.build(Category.MODEL_REGISTRY, ref, settings))
+        return registries
+
     # the pipeline -----------------------------------------------------------------------------------
     def steps(self) -> list[Step]:
         """The pipeline of the spec's use case (the RAG path: ingest, (synthesize,) embed, index)."""

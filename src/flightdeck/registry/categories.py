@@ -36,3 +36,4 @@ class Category(StrEnum):
     MODEL_GOVERNANCE = "model_governance"  # governance.model_governance: releases, approvals, audit, lineage
     RESPONSIBLE_AI = "responsible_ai"  # governance.responsible_ai: red-teaming, safety testing, bias monitoring
     EVAL_TOOL = "eval_tool"  # evaluation.tools: other evaluation frameworks' formats and checks
+    MODEL_REGISTRY = "model_registry"  # deployment.model_registry: where releases are mirrored (MLflow, W&B…)

@@ -486,6 +486,44 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            note="tested in offline mode with the real neptune client 1.x (its offline operation log read back "
                 "with the client's own DiskQueue, as `neptune sync` reads it); nothing was ever sent to a Neptune "
                 "server (none can run here), and the 1.x client talks to the Neptune app 2.x only"),
+    # 5.4 model registry (deployment.model_registry): each release, stage change and alias of the workspace is mirrored
+    # there (governance/registries/); the workspace stays the source of truth, and a registry that fails is an event
+    # on the release (mirror_failed), never a promotion undone
+    Flavor(_C.MODEL_REGISTRY, "mlflow", "flightdeck.governance.registries.mlflow:MlflowRegistry",
+           "flightdeck.governance.registries.mlflow:MlflowRegistryConfig", extra="mlflow", requires=("mlflow",),
+           options=("deployment.model_registry.mlflow",),
+           summary="each release a version of an MLflow registered model: its manifest, spec and index files logged "
+                   "to a run and registered; release id, manifest sha256, spec hash, index version and gates as "
+                   "version tags; the stages candidate, staging and production as MLflow aliases (an archived "
+                   "release holds none), release aliases as aliases (models:/<name>@production)",
+           note="tested against a real `mlflow server` (SQLite backend, proxied artifacts) started by the tests, read "
+                "back with MlflowClient"),
+    Flavor(_C.MODEL_REGISTRY, "wandb", "flightdeck.governance.registries.wandb:WandbRegistry",
+           "flightdeck.governance.registries.wandb:WandbRegistryConfig", extra="wandb", requires=("wandb",),
+           options=("deployment.model_registry.wandb",),
+           summary="each release a version of a W&B artifact of type model (its files; the release's facts and gates "
+                   "as metadata), stages and release aliases as W&B aliases, moved by logging the same content again; "
+                   "offline by default (`wandb sync` uploads it), online with an API key",
+           note="tested in offline mode with the real wandb SDK (its .wandb logs read back); W&B runs only add "
+                "aliases, so an archived release keeps its stage alias until another release takes it; online mode "
+                "needs a W&B account and network, which the tests have not"),
+    Flavor(_C.MODEL_REGISTRY, "sagemaker", "flightdeck.governance.registries.sagemaker:SagemakerRegistry",
+           "flightdeck.governance.registries.sagemaker:SagemakerRegistryConfig", extra="sagemaker",
+           requires=("boto3",), options=("deployment.model_registry.sagemaker",),
+           summary="each release a model package of a SageMaker model package group: its files as model.tar.gz in "
+                   "S3, the release's facts in customer metadata, an inference specification with image_uri; stages "
+                   "as approval status (production Approved, archived Rejected, else PendingManualApproval), "
+                   "release aliases as metadata",
+           note="tested with boto3 against moto's SageMaker and S3 server started by the tests, not AWS"),
+    # Registered for teams that run it, but not `ready`: see PLANNED_REASONS["deployment.model_registry.vertex_ai"].
+    Flavor(_C.MODEL_REGISTRY, "vertex_ai", "flightdeck.governance.registries.vertex_ai:VertexAiRegistry",
+           "flightdeck.governance.registries.vertex_ai:VertexAiRegistryConfig", extra="vertex_ai",
+           requires=("google.cloud.aiplatform_v1", "google.cloud.storage"),
+           summary="each release a version of a Vertex AI model (models.upload with parent_model; its files copied "
+                   "to Cloud Storage as the artifact URI, its facts as labels and version description); stages and "
+                   "release aliases as version aliases (mergeVersionAliases)",
+           note="no Vertex AI service can run here: tested with the SDK's REST client against a local HTTP server "
+                "written from the Vertex AI Model Registry REST reference, and the files against gcp-storage-emulator"),
     Flavor(_C.EVAL_TOOL, "openai_evals", "flightdeck.evaluation.tools.openai_evals:basic_scores",
            options=("evaluation.tools.openai_evals",),
            summary="OpenAI Evals samples JSONL both ways (`eval export-openai` / `eval import-openai`) and its basic "
@@ -610,6 +648,13 @@ PLANNED_REASONS: dict[str, str] = {
         " Pinecone's API reference: exact filter translation, config checks, id mapping, typed metadata, batch"
         " splitting, the LSN freshness wait, pagination and the requests the SDK sends; the gRPC transport is"
         " not exercised"),
+    "deployment.model_registry.vertex_ai": (
+        "no Vertex AI service can run here (Vertex AI is a Google Cloud service with no local build or emulator), so no"
+        " release was ever registered in a real Vertex AI Model Registry. The `vertex_ai` provider is registered"
+        " (pip install 'flightdeck[vertex_ai]': google-cloud-aiplatform) and tested with the SDK's generated"
+        " aiplatform_v1 client over REST against a local HTTP server written from the Vertex AI REST reference"
+        " (models.upload with parent_model, listVersions with a label filter, mergeVersionAliases, a labels patch),"
+        " the release's files copied to gcp-storage-emulator; like weaviate and pinecone it stays planned"),
     # --- issue 3 reasons (insert below, keep this line) ---
     "data.preprocessing.image_augmentation": "belongs to the vision use case (0.1 vision), not built yet",
     "data.versioning.lakefs": (

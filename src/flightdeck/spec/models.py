@@ -59,6 +59,7 @@ PROVIDER_SECTIONS: dict[str, Category] = {
     "retrieval.vector_database": Category.VECTOR_STORE,
     "model.experiment_tracking": Category.TRACKER,
     "model.hyperparameter_optimization": Category.TUNER,
+    "deployment.model_registry": Category.MODEL_REGISTRY,
 }
 # Sections that also take providers of another category. The checklist lists synthetic data generation with
 # the data sources (1.1), but it writes examples from the chunks instead of reading documents: a synthesizer.
