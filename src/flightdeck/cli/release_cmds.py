@@ -263,7 +263,13 @@ def diff(a: RefArg, b: RefArg, spec: SpecOption = None, as_json: JsonOption = Fa
         typer.echo(f"  {kind}: {change['from'].get('model_id')} -> {change['to'].get('model_id')}")
     if out["prompts"]:
         typer.echo("  prompt templates changed")
-    for name, m in out["metrics"].items():
+    metrics = out["metrics"]
+    for side, other in (("from", "to"), ("to", "from")):
+        if metrics and all(m[side] is None for m in metrics.values()):  # one side was never evaluated
+            typer.echo(f"  evaluation: {out[side]['name']} has none; {out[other]['name']} has "
+                       f"{len(metrics)} metrics (flightdeck release show {out[other]['name']})")
+            metrics = {}
+    for name, m in metrics.items():
         change = f" ({m['change']:+.4f})" if "change" in m else ""
         typer.echo(f"  {name}: {m['from']} -> {m['to']}{change}")
 

@@ -400,6 +400,11 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
                    "reordered entry; a chain recomputed from some entry on is caught only with the HMAC key, a "
                    "truncated tail only with an anchor file (both outside the workspace); retention keeps the rest "
                    "verifiable"),
+    Flavor(_C.MODEL_GOVERNANCE, "dataset_lineage", "flightdeck.governance.answer_lineage:lineage_of",
+           options=("governance.model_governance.dataset_lineage",),
+           summary="flightdeck lineage TRACE|RELEASE|CHUNK and GET /v1/lineage/{id}: an answer -> the release "
+                   "that answered -> the chunks it cited -> their documents, source URIs and content hashes -> the "
+                   "dataset version and ingest run -> the spec; text, JSON, Graphviz DOT or an OpenLineage event"),
     # 8.2 responsible AI: flightdeck redteam (Project.red_team) runs the evaluation suites against a release
     Flavor(_C.RESPONSIBLE_AI, "red_teaming", "flightdeck.evaluation.safety:SafetySuite",
            options=("governance.responsible_ai.red_teaming",),
