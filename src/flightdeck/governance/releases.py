@@ -563,11 +563,13 @@ class Releases:
 
     def _move(self, release: Release, stage: str, actor: Actor, event: str, comment: str | None,
               details: dict[str, Any]) -> Release:
+        displaced: list[tuple[str, str]] = []
         with self._write() as conn:
             if stage in ("production", "staging"):  # one release per serving stage: the one there steps aside
                 for other in conn.execute(select(releases.c.id, releases.c.stage).where(
                         releases.c.stage == stage, releases.c.id != release.id)).all():
                     after = "archived" if stage == "production" else "candidate"
+                    displaced.append((other[0], after))
                     conn.execute(update(releases).where(releases.c.id == other[0]).values(stage=after))
                     self._event(conn, other[0], actor, "archived" if after == "archived" else "replaced", stage,
                                 after, None, {"replaced_by": release.id})
@@ -577,6 +579,8 @@ class Releases:
             self._audit(conn, actor, f"release.{event}", release.id, {"release": release.name, "from": release.stage,
                                                                      "to": stage, "comment": comment, **details})
         moved = self.get(release.id)
+        for other_id, after in displaced:  # registries that keep one release per stage hear of both moves
+            self._mirror("set_stage", self.get(other_id), actor, stage=after)
         self._mirror("set_stage", moved, actor, stage=stage)
         return moved
 
