@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "core"),
     ("registry", "workspace", "openai_endpoint"),
     ("spec",),
-    ("data", "retrieval", "models", "evaluation", "agents", "monitoring", "governance"),
+    ("data", "retrieval", "models", "evaluation", "agents", "monitoring", "governance", "improvement"),
     ("pipeline",),
     ("project",),
     ("cli", "serving", "integrations", "testing", "__main__", ""),

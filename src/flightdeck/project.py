@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from flightdeck.governance.mitigation import HallucinationGuard
     from flightdeck.governance.releases import Actor, Release, Releases
     from flightdeck.governance.versions import DatasetVersion, VersionDiff
+    from flightdeck.improvement.automation import CycleResult
     from flightdeck.models.generators.base import Answer, Generator
     from flightdeck.monitoring.drift import DriftReport
     from flightdeck.pipeline.checkout import CheckoutResult
@@ -140,13 +141,17 @@ class Project:
         when nothing was ingested or the failures pass ``data.failures``. Plugins that could not be loaded
         are warnings of the run (``summary.warnings``).
         """
+        with self.workspace.writer_lock():
+            return self._run_locked(reporter)
+
+    def _run_locked(self, reporter: Reporter | None = None) -> RunSummary:
+        """:meth:`run` for a caller that holds the workspace's writer lock already (an automation cycle)."""
         reporter = reporter or NullReporter()
         spec_hash = stable_hash(self.spec.model_dump())
-        with self.workspace.writer_lock():
-            steps = self.steps()  # builds the providers: every plugin has been loaded (or failed to) by now
-            plugin_warnings = [("plugin", error) for error in registry().plugin_errors]
-            return Runner(self.workspace, reporter, hooks=self.versioning_hooks(),
-                          audit=self.audit).run(steps, spec_hash, plugin_warnings)
+        steps = self.steps()  # builds the providers: every plugin has been loaded (or failed to) by now
+        plugin_warnings = [("plugin", error) for error in registry().plugin_errors]
+        return Runner(self.workspace, reporter, hooks=self.versioning_hooks(),
+                      audit=self.audit).run(steps, spec_hash, plugin_warnings)
 
     # dataset versions and lineage (flightdeck.governance) ----------------------------------------
     def dataset_versions(self) -> list[DatasetVersion]:
@@ -527,6 +532,33 @@ class Project:
         from flightdeck.spec.report import checklist_report
 
         return checklist_report(self.spec)
+
+    # lifecycle automation (flightdeck.improvement) -------------------------------------------------------------
+    def automation_cycle(self, trigger: str = "once", *, stop: Any = None, actor: Actor | None = None,
+                         reporter: Reporter | None = None) -> CycleResult:
+        """One cycle of ``improvement.automation`` under the workspace's writer lock: detect what changed in the
+        sources (their listing: nothing is parsed), run, evaluate, create a candidate release and promote it to
+        ``promote_to`` when ``governance.approvals`` allows; each step's outcome recorded, the cycle an audit entry
+        (``automation.cycle``). ``trigger`` ``watch`` does nothing when nothing changed since the last cycle.
+        ``stop`` (a :class:`~flightdeck.improvement.automation.StopSignal`) ends it before its next step. The actor
+        is ``automation:<name>``, an admin that the policy binds like anyone else. Returns a
+        :class:`~flightdeck.improvement.automation.CycleResult`; a failed step is in it, never raised."""
+        from flightdeck.governance.access import Role
+        from flightdeck.governance.releases import Actor
+        from flightdeck.improvement.automation import AutomationCycle, sources_fingerprint
+
+        settings = self.spec.improvement.automation
+        spec_hash = stable_hash(self.spec.model_dump())
+        sets = [self.loaded.base_dir / s.path for s in self.spec.evaluation.sets]
+        return AutomationCycle(
+            settings, workspace=self.workspace, audit=self.audit, releases=self.releases,
+            fingerprint=lambda: sources_fingerprint(self.source_bindings(), self.workspace, spec_hash=spec_hash,
+                                                    files=sets),
+            build=lambda: self._run_locked(reporter),
+            evaluate=(lambda: self.evaluate(reporter=reporter)) if sets else None,
+            create_release=lambda who, comment: self.create_release(who, comment),
+            actor=actor or Actor(settings.actor_name(), Role.ADMIN), reporter=reporter,
+        ).run(trigger, stop=stop)
 
     # drift (flightdeck.monitoring) ---------------------------------------------------------------------------
     def drift(self, *, datasets: tuple[str, str] | None = None, indexes: tuple[str, str] | None = None,

@@ -54,6 +54,7 @@ def two_versions(project_dir: Path) -> dict:
     return {"root": project_dir, "v1": v1, "v2": v2, "run1": first.run_id, "run2": second.run_id, "old": old}
 
 
+@pytest.mark.exercises("improvement.future_proofing.dataset_versioning")
 def test_every_ingest_records_a_content_addressed_version_with_document_records(two_versions: dict) -> None:
     root, v1, v2 = two_versions["root"], two_versions["v1"], two_versions["v2"]
     project = _project(root)
@@ -87,12 +88,14 @@ def test_every_ingest_records_a_content_addressed_version_with_document_records(
     assert ws.artifacts.get_bytes(d2["docs/notes.txt"].chunks_artifact) == record
 
 
+@pytest.mark.exercises("improvement.future_proofing.dataset_versioning")
 def test_a_run_with_nothing_changed_records_no_new_version(two_versions: dict) -> None:
     project = _project(two_versions["root"])
     project.run()
     assert [v.id for v in project.dataset_versions()] == [two_versions["v1"], two_versions["v2"]]
 
 
+@pytest.mark.exercises("improvement.future_proofing.dataset_versioning")
 def test_diff_lists_exactly_the_added_changed_and_removed_documents(two_versions: dict) -> None:
     root, v1, v2 = two_versions["root"], two_versions["v1"], two_versions["v2"]
     project = _project(root)
@@ -115,6 +118,7 @@ def test_diff_lists_exactly_the_added_changed_and_removed_documents(two_versions
         project.diff_datasets("v1; drop table", v2)
 
 
+@pytest.mark.exercises("improvement.future_proofing.dataset_versioning")
 def test_lineage_of_a_chunk_names_source_hash_versions_run_and_indexes(two_versions: dict) -> None:
     root, v1, v2 = two_versions["root"], two_versions["v1"], two_versions["v2"]
     project = _project(root)
@@ -149,6 +153,7 @@ def test_lineage_of_a_chunk_names_source_hash_versions_run_and_indexes(two_versi
     assert ws.get_state("current_dataset") == v2
 
 
+@pytest.mark.exercises("improvement.future_proofing.dataset_versioning")
 def test_checkout_restores_the_old_version_and_the_next_run_returns_to_the_sources(two_versions: dict) -> None:
     root, v1, v2 = two_versions["root"], two_versions["v1"], two_versions["v2"]
     project = _project(root)
@@ -205,6 +210,7 @@ def test_checkout_refuses_a_version_whose_records_are_missing(two_versions: dict
     assert _chunk_ids(root, "docs/guide/care.html") == []
 
 
+@pytest.mark.exercises("improvement.future_proofing.dataset_versioning")
 def test_cli_versions_diff_lineage_and_checkout_json(two_versions: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     root, v1, v2 = two_versions["root"], two_versions["v1"], two_versions["v2"]
     fake = FakeEmbedder()

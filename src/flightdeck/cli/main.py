@@ -19,6 +19,7 @@ from flightdeck.cli import (
     redteam_cmd,
     release_cmds,
     run_cmds,
+    schedule_cmd,
     serve_cmd,
     spec_cmds,
     tune_cmd,
@@ -50,6 +51,7 @@ app.command("lineage")(lineage_cmd.lineage)
 app.add_typer(eval_cmds.app, name="eval")
 app.add_typer(keys_cmds.keys_app, name="keys")
 app.add_typer(release_cmds.release_app, name="release")
+app.add_typer(schedule_cmd.schedule_app, name="schedule")
 
 
 def reflowed(doc: str) -> str:

@@ -36,4 +36,5 @@ class Category(StrEnum):
     MODEL_GOVERNANCE = "model_governance"  # governance.model_governance: releases, approvals, audit, lineage
     RESPONSIBLE_AI = "responsible_ai"  # governance.responsible_ai: red-teaming, safety testing, bias monitoring
     EVAL_TOOL = "eval_tool"  # evaluation.tools: other evaluation frameworks' formats and checks
+    LIFECYCLE = "lifecycle"  # improvement.future_proofing: dataset versions, automatic re-training and promotion
     MODEL_REGISTRY = "model_registry"  # deployment.model_registry: where releases are mirrored (MLflow, W&B…)

@@ -425,6 +425,33 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            summary="governance.hallucination_mitigation: an answer citing nothing, one with a sentence its sources "
                    "do not support (judge-free, min_support) or one the LLM judge finds unfaithful becomes a "
                    "refusal; the withheld text stays in the trace; recorded in each release's spec"),
+    # 9.3 future-proofing: the lifecycle that runs by itself (improvement/automation.py; flightdeck schedule)
+    Flavor(_C.LIFECYCLE, "dataset_versioning", "flightdeck.governance.versions:diff_versions",
+           options=("improvement.future_proofing.dataset_versioning",),
+           summary="every ingest records a content-addressed dataset version (each document's source URI, content "
+                   "hash and record; an unchanged run records none); flightdeck data versions|diff|checkout lists "
+                   "them, says which documents were added, changed and removed, and restores an old one with its "
+                   "index; flightdeck lineage chunk traces a chunk to its source and versions"),
+    Flavor(_C.LIFECYCLE, "automatic_retraining", "flightdeck.improvement.automation:AutomationCycle",
+           options=("improvement.future_proofing.automatic_retraining",),
+           summary="improvement.automation: on a cron schedule (UTC, read as crontab reads it) or when what the "
+                   "sources list changes (watch, polled every watch_interval; a file touched but unchanged is no "
+                   "change), a cycle re-ingests, re-indexes (unchanged steps skip) and evaluates against "
+                   "evaluation.gates; flightdeck schedule runs it in the foreground and stops between steps on "
+                   "SIGTERM or SIGINT, --once runs one cycle for cron or CI (exit 1 on a missed gate or a failed "
+                   "step); each cycle is an audit entry (flightdeck schedule history)",
+           note="re-training here is re-building the index and re-evaluating it: flightdeck trains no model weights "
+                "in a cycle"),
+    Flavor(_C.LIFECYCLE, "lifecycle_automation", "flightdeck.improvement.automation:AutomationCycle",
+           options=("improvement.future_proofing.lifecycle_automation",),
+           summary="each cycle's build becomes a candidate release, promoted to promote_to (staging or production) "
+                   "through governance.approvals as the admin actor automation:<name>: a stage that needs approvals "
+                   "waits for them (waiting_for_approval; the cycle after the approval promotes), a release that "
+                   "missed a gate is never promoted, not even to a stage the policy leaves free, and nothing is "
+                   "overridden; flightdeck schedule --export cron|github-actions writes the same cycles for an "
+                   "external scheduler",
+           note="the exported crontab lines and GitHub Actions workflow are checked as text and YAML here, never run "
+                "by cron or GitHub; the workflow needs a runner that keeps the workspace between runs"),
     # phase 4: flightdeck eval (evaluation/), every run recorded in the built-in runs table (models/trackers/)
     Flavor(_C.EVAL_METRIC, "accuracy_precision_recall",
            "flightdeck.evaluation.metrics.classification:answerability_scores",

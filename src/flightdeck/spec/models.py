@@ -27,6 +27,7 @@ from pydantic import (
 
 from flightdeck.registry.categories import Category
 from flightdeck.spec.audit import AuditSettings
+from flightdeck.spec.automation import AutomationSettings
 from flightdeck.spec.catalog import catalog
 from flightdeck.spec.cleaning import CleaningSettings
 from flightdeck.spec.evaluation import EVALUATION_FIELDS
@@ -247,6 +248,8 @@ _PHASE_EXTRA_FIELDS: dict[str, dict[str, tuple[Any, Any]]] = {
     # evaluation.judge: the generator that judges answers for llm_as_a_judge (unset: the project's own LLM, else
     # the packaged local model)
     "evaluation": {**EVALUATION_FIELDS, "judge": (ProviderValue | None, None)},
+    # when the lifecycle runs by itself: cron, watch, and what a cycle does (spec/automation.py; flightdeck schedule)
+    "improvement": {"automation": (AutomationSettings, AutomationSettings())},
 }
 
 
