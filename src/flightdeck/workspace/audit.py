@@ -73,6 +73,8 @@ ACTIONS: dict[str, str] = {
     "query.answered": "with governance.audit.log_queries: a query or chat was answered (trace id, operation, the "
                       "question PII-redacted, found)",
     "audit.pruned": "entries older than the retention were deleted (through_seq, through_hash, deleted, older_than)",
+    "automation.cycle": "a cycle of `flightdeck schedule` ended (trigger, each step's outcome, the release it made "
+                        "or promoted)",
 }
 
 
