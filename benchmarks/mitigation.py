@@ -9,7 +9,7 @@ without support among the sources (``1 - supported_sentence_rate``), how often a
 differ only in ``governance.hallucination_mitigation`` (loaded in memory beside the demo's spec: its relative paths
 and workspace are the same); each run goes to the demo workspace's runs table.
 
-    python benchmarks/mitigation.py [--limit 30] [--json out.json]
+    python benchmarks/mitigation.py [--answerable 20] [--json out.json]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,7 +33,8 @@ STRATEGIES = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--answerable", type=int, default=20, help="the first N answerable questions, beside "
+                        "every unanswerable one")
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -46,6 +48,14 @@ def main() -> None:
 
     spec_path = DEMO / "flightdeck.yaml"
     base = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    # the set: the first --answerable answerable questions and every unanswerable one (the hallucination rate
+    # is measured on those), in the set's order
+    rows_in = [json.loads(line) for line in (DEMO / "eval" / "questions.jsonl").read_text("utf-8").splitlines()
+               if line.strip()]
+    answerable = [r for r in rows_in if r.get("answerable", True)][: args.answerable]
+    chosen = [r for r in rows_in if r in answerable or not r.get("answerable", True)]
+    subset = Path(tempfile.mkdtemp(prefix="flightdeck-mitigation-")) / "questions.jsonl"
+    subset.write_text("".join(json.dumps(r) + "\n" for r in chosen), "utf-8")
     rows = {}
     shared: dict[str, object] = {}
     for name, strategy in STRATEGIES.items():
@@ -63,7 +73,7 @@ def main() -> None:
             shared = {"embedder": project.embedder, "generator": project.generator}
         project.ask("How do I create a virtual environment?")  # loads the models: not part of the timing
         t0 = time.perf_counter()
-        done = project.evaluate(limit=args.limit)
+        done = project.evaluate(subset)
         seconds = time.perf_counter() - t0
         m = done.result.metrics
         n = len(done.result.questions)

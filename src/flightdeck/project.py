@@ -293,7 +293,8 @@ class Project:
 
         return HallucinationGuard(self.spec.governance.hallucination_mitigation,
                                   embed=lambda texts: self.embedder.embed_documents(texts),
-                                  judge=lambda: LlmJudge(self.judge().generator, metrics=("faithfulness",)))
+                                  judge=lambda: LlmJudge(self.judge().generator, metrics=("faithfulness",)),
+                                  top_chunks=self.generator.config.top_chunks)
 
     # evaluation (flightdeck.evaluation) --------------------------------------------------------------
     def eval_set(self, ref: str | Path | None = None) -> EvalSet:

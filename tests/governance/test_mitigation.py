@@ -57,6 +57,9 @@ def test_each_strategy_refuses_what_it_should_and_passes_the_rest() -> None:
     made_up = support.check(answer(f"{VENV} [1] Conda environments are faster than any other kind."), [HIT])
     assert not made_up.found and "Conda environments are faster" in made_up.mitigation["reason"]
     assert made_up.mitigation["min_support"] < 0.6
+    # an answer citing nothing is checked against the sources it was given (citing is require_citation's rule)
+    uncited = support.check(answer(VENV, cited=False), [HIT])
+    assert uncited.found and uncited.mitigation["min_support"] >= 0.99
 
     unfaithful = Judge(0.0)
     judged = HallucinationGuard(MitigationSettings(judge_check=True), judge=lambda: unfaithful)

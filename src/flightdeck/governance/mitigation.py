@@ -6,8 +6,9 @@ withheld text (``withheld``) for the trace; the server strips it from the respon
 refused answer is not checked further:
 
 - ``require_citation``: the answer cites at least one source;
-- ``min_support``: each sentence's best cosine similarity to a sentence of the cited sources (the judge-free
-  groundedness of :mod:`flightdeck.evaluation.metrics.grounding`) reaches the threshold;
+- ``min_support``: each sentence's best cosine similarity to a sentence of the cited sources (of the sources the
+  generator read, when it cites none: the judge-free groundedness of :mod:`flightdeck.evaluation.metrics.grounding`)
+  reaches the threshold;
 - ``judge_check``: the LLM judge answers YES to the faithfulness question (an unparsed reply: ``judge_unparsed``).
 """
 
@@ -31,10 +32,11 @@ class HallucinationGuard:
     :class:`~flightdeck.evaluation.judge.LlmJudge`, or a callable returning one, built on first use) ``judge_check``."""
 
     def __init__(self, settings: MitigationSettings, *, embed: Callable[[list[str]], Any] | None = None,
-                 judge: Any = None) -> None:
+                 judge: Any = None, top_chunks: int = 5) -> None:
         self.settings = settings
         self.embed = embed
         self._judge = judge
+        self.top_chunks = top_chunks  # how many of the hits an answer that cites nothing is checked against
 
     @property
     def active(self) -> bool:
@@ -55,21 +57,23 @@ class HallucinationGuard:
                                                                ("judge_check", s.judge_check)) if on]}
         texts = {h.chunk_id: h.text for h in hits}
         cited = [(c.chunk_id, texts.get(c.chunk_id, c.quote)) for c in answer.citations]
+        # what the answer is checked against: the sources it cites, else (no citation) the ones it was given, as
+        # the evaluation's groundedness does; whether it must cite is require_citation's question
+        read = cited or [(h.chunk_id, h.text) for h in hits[:self.top_chunks]]
         reason = None
         if s.require_citation and not cited:
             reason = "the answer cites no source"
         if reason is None and s.min_support is not None:
             if self.embed is None:
                 raise ValueError("min_support needs the project's embedder")
-            support = sentence_support(answer.answer, cited, VectorCache(self.embed), s.min_support)
+            support = sentence_support(answer.answer, read, VectorCache(self.embed), s.min_support)
             weakest = min(support, key=lambda x: x.support, default=None)
             checked["min_support"] = None if weakest is None else weakest.support
             if weakest is not None and not weakest.supported:
                 reason = (f"a sentence is supported {weakest.support:.2f} < {s.min_support:g} by the cited sources: "
                           f"{weakest.sentence[:160]!r}")
         if reason is None and s.judge_check:
-            [verdict] = self.judge().judge(answer.question, answer.answer, [t for _, t in cited]
-                                           or [h.text for h in hits[:3]])[:1] or [None]
+            [verdict] = self.judge().judge(answer.question, answer.answer, [t for _, t in read])[:1] or [None]
             score = None if verdict is None else verdict.score
             checked["judge"] = {"score": score, "reasoning": None if verdict is None else verdict.reasoning}
             if score == 0.0:
