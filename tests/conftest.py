@@ -5,8 +5,15 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 import textwrap
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +21,7 @@ import pytest
 
 from llm_fixtures import (  # noqa: F401 - fixtures shared by the retrieval, models and data tests
     anthropic_server,
+    free_port,
     gemma_gguf,
     llama_chat_server,
     llama_generator,
@@ -21,6 +29,7 @@ from llm_fixtures import (  # noqa: F401 - fixtures shared by the retrieval, mod
     start_llama_server,
     unused_port,
 )
+from needs import need
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -173,3 +182,107 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)
     monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
     return attempts
+
+
+# --- a small evaluated project: three pages and a question on each (releases, registries, automation) -----------
+EVAL_DOCS = {
+    "venv.md": "# Virtual environments\n\nCreate a virtual environment with python -m venv followed by the folder "
+               "name. Activate it before installing packages with pip.\n",
+    "json.md": "# JSON\n\nThe json module reads JSON text with json.loads and writes it with json.dumps.\n",
+    "regex.md": "# Regular expressions\n\nUse re.search to find the first match of a pattern in a string.\n",
+}
+EVAL_QUESTIONS = [
+    {"id": "venv", "question": "How do I create a virtual environment?", "reference_answer":
+     "Create a virtual environment with python -m venv followed by the folder name.", "reference_sources": ["venv.md"]},
+    {"id": "json", "question": "How do I read JSON text?", "reference_answer": "Read JSON text with json.loads.",
+     "reference_sources": ["json.md"]},
+    {"id": "regex", "question": "How do I find the first match of a pattern?", "reference_answer":
+     "Use re.search to find the first match of a pattern in a string.", "reference_sources": ["regex.md"]},
+]
+PASSING_GATES = '{"recall@3": ">= 0.5"}'
+FAILING_GATES = '{"recall@3": ">= 0.5", "mrr@3": "<= 0.01"}'  # every question finds its page: mrr is high
+
+
+def write_eval_project(root: Path, *, project: str = "release-test", k: int = 3, gates: str = PASSING_GATES,
+                       extra: str = "") -> Path:
+    """:data:`EVAL_DOCS` and :data:`EVAL_QUESTIONS` under ``root`` with a spec (extractive answers, hybrid search
+    at ``k``, the f1 metrics, ``gates``); ``extra`` is YAML appended at the top level (a ``governance:``
+    section…). Returns ``root``."""
+    (root / "docs").mkdir(parents=True, exist_ok=True)
+    for name, text in EVAL_DOCS.items():
+        (root / "docs" / name).write_text(text, "utf-8")
+    (root / "eval").mkdir(exist_ok=True)
+    (root / "eval" / "qa.jsonl").write_text("".join(json.dumps(q) + "\n" for q in EVAL_QUESTIONS), "utf-8")
+    (root / "flightdeck.yaml").write_text(textwrap.dedent(f"""\
+        project: {project}
+        data:
+          sources: [{{provider: files, path: ./docs}}]
+          chunking: {{provider: recursive, size: 64, overlap: 8}}
+        retrieval:
+          system: [hybrid_search]
+          search: {{mode: hybrid, k: {k}}}
+        model:
+          generator: {{provider: extractive, max_sentences: 1}}
+        evaluation:
+          metrics: [f1]
+          sets: [eval/qa.jsonl]
+          k: 3
+          gates: {gates}
+        """) + extra, "utf-8")
+    return root
+
+
+# --- a real MLflow tracking server ----------------------------------------------------------------------------
+def _http_status(url: str, timeout: float = 2) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (127.0.0.1)
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`mlflow server` on a free port of 127.0.0.1: SQLite backend, artifacts proxied into a folder; yields its URL
+    (the MLflow tracker's and the MLflow registry's tests, one server per test module)."""
+    need("mlflow", "mlflow")
+    need("dev", "flask", "fastapi", "uvicorn", "alembic")  # what the server runs on, beside mlflow-skinny
+    folder = tmp_path_factory.mktemp("mlflow_server")
+    port = free_port()
+    log = folder / "server.log"
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{folder}/mlflow.db",
+           "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+           "--workers", "1"]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true",
+           "DO_NOT_TRACK": "true"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    with log.open("wb") as out:  # its own session: the uvicorn worker it starts is stopped with it
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=folder,
+                                start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow server exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+            try:
+                if _http_status(f"{url}/health") == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not answer /health within 90 s:\n"
+                            f"{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.25)
+        yield url
+    finally:
+        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue

@@ -48,6 +48,35 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextmanager
+def flightdeck_server(root: Path, *args: str, env: dict[str, str] | None = None, ready: str = "/health",
+                      wait_s: float = 120) -> Iterator[str]:
+    """``flightdeck serve`` as a user runs it (a real uvicorn process) for ``root`` on a free port of 127.0.0.1,
+    with ``args``; yields its URL once ``ready`` answers 200, and stops it after."""
+    import httpx
+
+    port = free_port()
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    process = subprocess.Popen([sys.executable, "-m", "flightdeck", "serve", "--port", str(port), *args, "--spec",
+                                str(root)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=environment)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                if httpx.get(f"{url}{ready}", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the server did not come up: {process.stdout.read() if process.stdout else ''}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        stop_process(process)
+
+
 @pytest.fixture(scope="session")
 def gemma_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The packaged Gemma 3 270M GGUF, joined from its four pip packages of parts (sha256 checked)."""

@@ -11,17 +11,15 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
-from llm_fixtures import free_port, stop_process  # noqa: E402
+from llm_fixtures import flightdeck_server  # noqa: E402
 from needs import needs, needs_provider  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, needs_provider("embedder", "sentence_transformers"),
@@ -53,26 +51,8 @@ def cli(root: Path, *args: str, code: int | None = 0) -> subprocess.CompletedPro
     return done
 
 
-@contextmanager
-def serving(root: Path, *args: str) -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen([*FLIGHTDECK, "serve", "--port", str(port), *args, "--spec", str(root)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the server did not come up: {process.stdout.read() if process.stdout else ''}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        stop_process(process)
+def serving(root: Path, *args: str) -> Any:
+    return flightdeck_server(root, *args, env=ENV, ready="/ready")
 
 
 def key(root: Path, role: str) -> dict[str, str]:

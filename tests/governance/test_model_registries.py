@@ -17,14 +17,10 @@ import io
 import json
 import os
 import re
-import signal
 import socket
 import struct
-import subprocess
-import sys
 import tarfile
 import tempfile
-import textwrap
 import threading
 import time
 import urllib.error
@@ -39,6 +35,7 @@ from typing import Any
 
 import pytest
 
+from conftest import write_eval_project
 from flightdeck import Project
 from flightdeck.errors import SpecError
 from flightdeck.governance.access import Role
@@ -57,49 +54,13 @@ from needs import need, needs
 
 EVAL = needs("eval", "pytrec_eval", "sacrebleu", "rouge_score", "sklearn")  # what a project's evaluation needs
 
-# --- a small project (copied from tests/governance/test_releases.py) -----------------------------------------------
-DOCS = {
-    "venv.md": "# Virtual environments\n\nCreate a virtual environment with python -m venv followed by the folder "
-               "name. Activate it before installing packages with pip.\n",
-    "json.md": "# JSON\n\nThe json module reads JSON text with json.loads and writes it with json.dumps.\n",
-    "regex.md": "# Regular expressions\n\nUse re.search to find the first match of a pattern in a string.\n",
-}
-QUESTIONS = [
-    {"id": "venv", "question": "How do I create a virtual environment?", "reference_answer":
-     "Create a virtual environment with python -m venv followed by the folder name.", "reference_sources": ["venv.md"]},
-    {"id": "json", "question": "How do I read JSON text?", "reference_answer": "Read JSON text with json.loads.",
-     "reference_sources": ["json.md"]},
-    {"id": "regex", "question": "How do I find the first match of a pattern?", "reference_answer":
-     "Use re.search to find the first match of a pattern in a string.", "reference_sources": ["regex.md"]},
-]
-PASSING = '{"recall@3": ">= 0.5"}'
+# --- a small project ---------------------------------------------------------------------------------------------
 ALICE, BOB = Actor("user:alice", Role.ADMIN), Actor("key:0123456789ab", Role.APPROVER)
 
 
 def write_project(root: Path, *, k: int = 3, registry_entry: str | None = None, project: str = "release-test") -> Path:
-    (root / "docs").mkdir(parents=True, exist_ok=True)
-    for name, text in DOCS.items():
-        (root / "docs" / name).write_text(text, "utf-8")
-    (root / "eval").mkdir(exist_ok=True)
-    (root / "eval" / "qa.jsonl").write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS), "utf-8")
     deployment = f"deployment:\n  model_registry:\n    - {registry_entry}\n" if registry_entry else ""
-    (root / "flightdeck.yaml").write_text(textwrap.dedent(f"""\
-        project: {project}
-        data:
-          sources: [{{provider: files, path: ./docs}}]
-          chunking: {{provider: recursive, size: 64, overlap: 8}}
-        retrieval:
-          system: [hybrid_search]
-          search: {{mode: hybrid, k: {k}}}
-        model:
-          generator: {{provider: extractive, max_sentences: 1}}
-        evaluation:
-          metrics: [f1]
-          sets: [eval/qa.jsonl]
-          k: 3
-          gates: {PASSING}
-        """) + deployment, "utf-8")
-    return root
+    return write_eval_project(root, project=project, k=k, extra=deployment)
 
 
 def load(root: Path) -> Project:
@@ -357,61 +318,6 @@ def test_release_facts_are_flat_tags() -> None:
 
 
 # --- MLflow: a real `mlflow server`, read back with MlflowClient ---------------------------------------------------
-def _get(url: str, timeout: float = 2) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (127.0.0.1)
-            return int(r.status)
-    except urllib.error.HTTPError as e:
-        return int(e.code)
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`mlflow server` on a free port of 127.0.0.1: SQLite backend, artifacts proxied into a folder; yields its URL.
-    (As tests/models/test_trackers.py starts it for the MLflow tracker.)"""
-    need("mlflow", "mlflow")
-    need("dev", "flask", "fastapi", "uvicorn", "alembic")  # what the server runs on, beside mlflow-skinny
-    folder = tmp_path_factory.mktemp("mlflow_registry_server")
-    port = free_port()
-    log = folder / "server.log"
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{folder}/mlflow.db",
-           "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-           "--workers", "1"]
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true",
-           "DO_NOT_TRACK": "true"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    with log.open("wb") as out:  # its own session: the uvicorn worker it starts is stopped with it
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=folder,
-                                start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-            try:
-                if _get(f"{url}/health") == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not answer /health within 90 s:\n"
-                            f"{log.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.25)
-        yield url
-    finally:
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-
-
 @pytest.mark.integration
 @pytest.mark.exercises("deployment.model_registry.mlflow")
 class TestMlflowRegistry(ModelRegistryContract):

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from conftest import FAILING_GATES, PASSING_GATES, write_eval_project
 from flightdeck import Project
 from flightdeck.cli.main import app
 from flightdeck.governance.access import Role
@@ -23,48 +24,12 @@ from needs import needs
 
 pytestmark = [pytest.mark.unit, needs("eval", "pytrec_eval", "sacrebleu", "rouge_score", "sklearn")]
 
-DOCS = {
-    "venv.md": "# Virtual environments\n\nCreate a virtual environment with python -m venv followed by the folder "
-               "name. Activate it before installing packages with pip.\n",
-    "json.md": "# JSON\n\nThe json module reads JSON text with json.loads and writes it with json.dumps.\n",
-    "regex.md": "# Regular expressions\n\nUse re.search to find the first match of a pattern in a string.\n",
-}
-QUESTIONS = [
-    {"id": "venv", "question": "How do I create a virtual environment?", "reference_answer":
-     "Create a virtual environment with python -m venv followed by the folder name.", "reference_sources": ["venv.md"]},
-    {"id": "json", "question": "How do I read JSON text?", "reference_answer": "Read JSON text with json.loads.",
-     "reference_sources": ["json.md"]},
-    {"id": "regex", "question": "How do I find the first match of a pattern?", "reference_answer":
-     "Use re.search to find the first match of a pattern in a string.", "reference_sources": ["regex.md"]},
-]
-PASSING = '{"recall@3": ">= 0.5"}'
-FAILING = '{"recall@3": ">= 0.5", "mrr@3": "<= 0.01"}'  # every question finds its page: mrr is high
+PASSING, FAILING = PASSING_GATES, FAILING_GATES
 ALICE, BOB = Actor("user:alice", Role.ADMIN), Actor("key:0123456789ab", Role.APPROVER)
 
 
 def write_project(root: Path, *, gates: str = PASSING, k: int = 3, approvals: str = "") -> Path:
-    (root / "docs").mkdir(parents=True, exist_ok=True)
-    for name, text in DOCS.items():
-        (root / "docs" / name).write_text(text, "utf-8")
-    (root / "eval").mkdir(exist_ok=True)
-    (root / "eval" / "qa.jsonl").write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS), "utf-8")
-    (root / "flightdeck.yaml").write_text(textwrap.dedent(f"""\
-        project: release-test
-        data:
-          sources: [{{provider: files, path: ./docs}}]
-          chunking: {{provider: recursive, size: 64, overlap: 8}}
-        retrieval:
-          system: [hybrid_search]
-          search: {{mode: hybrid, k: {k}}}
-        model:
-          generator: {{provider: extractive, max_sentences: 1}}
-        evaluation:
-          metrics: [f1]
-          sets: [eval/qa.jsonl]
-          k: 3
-          gates: {gates}
-        """) + approvals, "utf-8")
-    return root
+    return write_eval_project(root, project="release-test", k=k, gates=gates, extra=approvals)
 
 
 def load(root: Path) -> Project:

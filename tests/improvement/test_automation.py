@@ -14,7 +14,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -23,6 +22,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from conftest import EVAL_DOCS as DOCS
+from conftest import EVAL_QUESTIONS as QUESTIONS
+from conftest import FAILING_GATES, PASSING_GATES, write_eval_project
 from flightdeck import Project
 from flightdeck.cli.main import app
 from flightdeck.governance.access import Role
@@ -47,52 +49,15 @@ EVAL = needs("eval", "pytrec_eval", "sacrebleu", "rouge_score", "sklearn")
 RETRAINING = "improvement.future_proofing.automatic_retraining"
 LIFECYCLE = "improvement.future_proofing.lifecycle_automation"
 
-DOCS = {
-    "venv.md": "# Virtual environments\n\nCreate a virtual environment with python -m venv followed by the folder "
-               "name. Activate it before installing packages with pip.\n",
-    "json.md": "# JSON\n\nThe json module reads JSON text with json.loads and writes it with json.dumps.\n",
-    "regex.md": "# Regular expressions\n\nUse re.search to find the first match of a pattern in a string.\n",
-}
-QUESTIONS = [
-    {"id": "venv", "question": "How do I create a virtual environment?", "reference_answer":
-     "Create a virtual environment with python -m venv followed by the folder name.", "reference_sources": ["venv.md"]},
-    {"id": "json", "question": "How do I read JSON text?", "reference_answer": "Read JSON text with json.loads.",
-     "reference_sources": ["json.md"]},
-    {"id": "regex", "question": "How do I find the first match of a pattern?", "reference_answer":
-     "Use re.search to find the first match of a pattern in a string.", "reference_sources": ["regex.md"]},
-]
-PASSING = '{"recall@3": ">= 0.5"}'
-FAILING = '{"recall@3": ">= 0.5", "mrr@3": "<= 0.01"}'  # every question finds its page: mrr is high
+PASSING, FAILING = PASSING_GATES, FAILING_GATES
 BOB = Actor("key:0123456789ab", Role.APPROVER)
 UTC = dt.UTC
 
 
 def write_project(root: Path, *, automation: str = "{}", gates: str = PASSING, extra: str = "") -> Path:
-    (root / "docs").mkdir(parents=True, exist_ok=True)
-    for name, text in DOCS.items():
-        (root / "docs" / name).write_text(text, "utf-8")
-    (root / "eval").mkdir(exist_ok=True)
-    (root / "eval" / "qa.jsonl").write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS), "utf-8")
-    (root / "flightdeck.yaml").write_text(textwrap.dedent(f"""\
-        project: automation-test
-        data:
-          sources: [{{provider: files, path: ./docs}}]
-          chunking: {{provider: recursive, size: 64, overlap: 8}}
-        retrieval:
-          system: [hybrid_search]
-          search: {{mode: hybrid, k: 3}}
-        model:
-          generator: {{provider: extractive, max_sentences: 1}}
-        evaluation:
-          metrics: [f1]
-          sets: [eval/qa.jsonl]
-          k: 3
-          gates: {gates}
-        improvement:
-          future_proofing: [dataset_versioning, automatic_retraining, lifecycle_automation]
-          automation: {automation}
-        """) + extra, "utf-8")
-    return root
+    improvement = ("improvement:\n  future_proofing: [dataset_versioning, automatic_retraining, "
+                   f"lifecycle_automation]\n  automation: {automation}\n")
+    return write_eval_project(root, project="automation-test", gates=gates, extra=improvement + extra)
 
 
 def load(root: Path) -> Project:

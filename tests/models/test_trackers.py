@@ -11,17 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import struct
-import subprocess
-import sys
 import tempfile
 import textwrap
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,60 +213,6 @@ def _load(root: Path) -> Project:
 
 
 # --- MLflow: a real `mlflow server`, read back with MlflowClient ----------------------------------------------------
-def _get(url: str, timeout: float = 2) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (127.0.0.1)
-            return int(r.status)
-    except urllib.error.HTTPError as e:
-        return int(e.code)
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`mlflow server` on a free port of 127.0.0.1: SQLite backend, artifacts proxied into a folder; yields its URL."""
-    need("mlflow", "mlflow")
-    need("dev", "flask", "fastapi", "uvicorn", "alembic")  # what the server runs on, beside mlflow-skinny
-    folder = tmp_path_factory.mktemp("mlflow_server")
-    port = free_port()
-    log = folder / "server.log"
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{folder}/mlflow.db",
-           "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-           "--workers", "1"]
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true",
-           "DO_NOT_TRACK": "true"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    with log.open("wb") as out:  # its own session: the uvicorn worker it starts is stopped with it
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=folder,
-                                start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-            try:
-                if _get(f"{url}/health") == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not answer /health within 90 s:\n"
-                            f"{log.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.25)
-        yield url
-    finally:
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-
-
 @pytest.mark.integration
 @pytest.mark.exercises("model.experiment_tracking.mlflow")
 class TestMlflowTracker(TrackerContract):

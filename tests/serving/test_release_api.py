@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from live_server import bearer, small_project
 
 from flightdeck.serving.api import create_app
 from flightdeck.serving.releases import ReleaseSwitch
 from flightdeck.serving.service import Service
-from live_server import bearer, small_project
 
 pytestmark = pytest.mark.unit
 

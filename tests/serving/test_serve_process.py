@@ -6,8 +6,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
-from llm_fixtures import free_port, stop_process  # noqa: E402
+from llm_fixtures import flightdeck_server  # noqa: E402
 from needs import needs_provider  # noqa: E402
 
 pytestmark = [pytest.mark.integration, needs_provider("embedder", "sentence_transformers")]
@@ -47,35 +45,13 @@ def project_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _serve(root: Path, *args: str) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    process = subprocess.Popen([*FLIGHTDECK, "serve", "--port", str(port), *args, "--spec", str(root)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the server did not come up: {process.stdout.read() if process.stdout else ''}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        stop_process(process)
-
-
 def test_a_served_project_answers_a_keyed_client_with_citations(project_root: Path) -> None:
     created = _cli(project_root, "keys", "create", "--role", "viewer", "--json")
     assert created.returncode == 0, created.stderr
     import json
 
     key = json.loads(created.stdout)["key"]
-    for url in _serve(project_root):
+    with flightdeck_server(project_root) as url:
         assert httpx.post(f"{url}/v1/query", json={"question": "How do I create a virtual environment?"},
                           timeout=60).status_code == 401
         answer = httpx.post(f"{url}/v1/query", json={"question": "How do I create a virtual environment?"},
@@ -91,7 +67,7 @@ def test_a_served_project_answers_a_keyed_client_with_citations(project_root: Pa
 
 
 def test_no_auth_serves_the_local_user_on_loopback(project_root: Path) -> None:
-    for url in _serve(project_root, "--no-auth"):
+    with flightdeck_server(project_root, "--no-auth") as url:
         found = httpx.post(f"{url}/v1/search", json={"query": "close the file", "k": 1}, timeout=60)
         assert found.status_code == 200 and found.json()["hits"][0]["document_id"] == "docs/files.md"
 
@@ -101,7 +77,7 @@ def test_workers_serve_the_same_keys_and_index_from_several_processes(project_ro
     import threading
 
     key = json.loads(_cli(project_root, "keys", "create", "--role", "viewer", "--json").stdout)["key"]
-    for url in _serve(project_root, "--workers", "2", "--log-format", "text"):
+    with flightdeck_server(project_root, "--workers", "2", "--log-format", "text") as url:
         # /health answers before the workers have loaded the model: wait until both answer searches
         statuses: list[int] = []
 

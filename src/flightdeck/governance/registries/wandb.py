@@ -29,11 +29,12 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import field_validator
 
 from flightdeck.governance.registries.base import DEFAULT_MODEL_NAME, RegistryConfig, RegistryError, ReleaseFacts
+from flightdeck.models.trackers.wandb import WandbConnection
 from flightdeck.registry.lookup import optional_import
 
 if TYPE_CHECKING:
@@ -45,19 +46,10 @@ _CHILD = "from flightdeck.governance.registries.wandb import _child; _child()"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")  # what W&B takes as an artifact name
 
 
-class WandbRegistryConfig(RegistryConfig):
-    """Settings of ``deployment.model_registry: [{provider: wandb, ...}]``."""
-
-    project: str = Field("flightdeck", min_length=1, description="the W&B project of the artifacts and runs")
-    entity: str | None = Field(None, description="the W&B team or user; default: the API key's default entity")
-    mode: Literal["offline", "online"] = Field(
-        "offline", description="offline: write the runs locally (upload them later with `wandb sync`); online: "
-                               "send them to W&B (needs an API key)")
-    path_settings: ClassVar[tuple[str, ...]] = ("dir",)  # resolved from the spec's folder
-    dir: str | None = Field(None, description="the folder that holds wandb/ with the runs and flightdeck-releases/; "
-                                              "default: the spec's folder")
-    api_key: SecretStr | None = Field(None, description="online mode: the W&B API key; write it as ${WANDB_API_KEY}")
-    timeout: float = Field(120.0, gt=0, description="seconds the W&B SDK has to write (or send) one run")
+class WandbRegistryConfig(WandbConnection, RegistryConfig):
+    """Settings of ``deployment.model_registry: [{provider: wandb, ...}]``: the W&B connection the tracker takes
+    (project, entity, mode, dir, api_key, timeout) and the artifact's name; ``dir`` also holds
+    flightdeck-releases/."""
 
     @field_validator("model_name")
     @classmethod
@@ -66,18 +58,6 @@ class WandbRegistryConfig(RegistryConfig):
             raise ValueError(f"model_name {v!r} is not a W&B artifact name: letters, digits, '-', '_' and '.', at "
                              "most 128; set model_name, e.g. " + repr(re.sub(r"[^A-Za-z0-9_.-]", "-", v)[:128]))
         return v
-
-    @model_validator(mode="after")
-    def _check(self) -> WandbRegistryConfig:
-        if self.api_key is not None and self.mode == "offline":
-            raise ValueError("api_key is used only by mode: online; remove it, or set `mode: online`")
-        return self
-
-    @classmethod
-    def resolve_relative(cls, settings: dict[str, Any], base_dir: Path) -> dict[str, Any]:
-        """``settings`` with the default ``dir``: the spec's folder (a relative ``dir`` is resolved already)."""
-        settings.setdefault("dir", str(base_dir))
-        return settings
 
 
 class WandbRegistry:

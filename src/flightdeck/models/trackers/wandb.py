@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -29,29 +29,28 @@ from flightdeck.errors import FlightdeckError
 from flightdeck.models.trackers.base import RunRecord
 from flightdeck.registry.lookup import optional_import
 
-__all__ = ["WandbConfig", "WandbTracker"]
+__all__ = ["WandbConnection", "WandbConfig", "WandbTracker"]
 
 _CHILD = "from flightdeck.models.trackers.wandb import _child; _child()"
 
 
-class WandbConfig(BaseModel):
-    """Settings of ``model.experiment_tracking: [{provider: wandb, ...}]``."""
+class WandbConnection(BaseModel):
+    """Where the W&B SDK writes and as whom: the settings the tracker and the model registry share."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    project: str = Field("flightdeck", min_length=1, description="the W&B project of the runs")
+    project: str = Field("flightdeck", min_length=1, description="the W&B project of the runs (and artifacts)")
     entity: str | None = Field(None, description="the W&B team or user; default: the API key's default entity")
     mode: Literal["offline", "online"] = Field(
-        "offline", description="offline: write the run locally (sync it later with `wandb sync`); online: send it "
-                               "to W&B (needs an API key)")
+        "offline", description="offline: write the runs locally (sync them later with `wandb sync`); online: send "
+                               "them to W&B (needs an API key)")
     path_settings: ClassVar[tuple[str, ...]] = ("dir",)  # resolved from the spec's folder
     dir: str | None = Field(None, description="the folder that holds wandb/ with the runs; default: the spec's "
                                               "folder")
-    tags: list[str] = Field(default_factory=list, description="more tags on every run (the kind of run is one)")
     api_key: SecretStr | None = Field(None, description="online mode: the W&B API key; write it as ${WANDB_API_KEY}")
     timeout: float = Field(120.0, gt=0, description="seconds the W&B SDK has to write (or send) one run")
 
     @model_validator(mode="after")
-    def _check(self) -> WandbConfig:
+    def _online_key(self) -> Self:
         if self.api_key is not None and self.mode == "offline":
             raise ValueError("api_key is used only by mode: online; remove it, or set `mode: online`")
         return self
@@ -61,6 +60,12 @@ class WandbConfig(BaseModel):
         """``settings`` with the default ``dir``: the spec's folder (a relative ``dir`` is resolved already)."""
         settings.setdefault("dir", str(base_dir))
         return settings
+
+
+class WandbConfig(WandbConnection):
+    """Settings of ``model.experiment_tracking: [{provider: wandb, ...}]``."""
+
+    tags: list[str] = Field(default_factory=list, description="more tags on every run (the kind of run is one)")
 
 
 class WandbTracker:
