@@ -13,8 +13,9 @@ __all__ = ["lineage"]
 
 
 def lineage(
-    ref: Annotated[str, typer.Argument(metavar="REF", help="a trace id (tr_…, the trace_id of an answer), a release (rel_…, v3, an "
-                                            "alias, production) or a chunk id")],
+    ref: Annotated[str, typer.Argument(
+        metavar="REF", help="a trace id (tr_…, the trace_id of an answer), a release (rel_…, v3, an alias, "
+                            "production) or a chunk id")],
     chunk_id: Annotated[str | None, typer.Argument(hidden=True, metavar="ID")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="text, json, dot (Graphviz) or openlineage (one "
                                                             "OpenLineage RunEvent)")] = "text",
