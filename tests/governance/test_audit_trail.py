@@ -21,7 +21,6 @@ from flightdeck.workspace.audit import local_actor
 
 pytestmark = pytest.mark.unit
 
-AUDIT = "governance.model_governance.audit_logs"
 DOCS = {
     "venv.md": "# Virtual environments\n\nCreate a virtual environment with python -m venv followed by the folder "
                "name. Activate it before installing packages with pip.\n",
@@ -64,7 +63,7 @@ def _no_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FLIGHTDECK_AUDIT_KEY", raising=False)
 
 
-@pytest.mark.exercises(AUDIT)
+@pytest.mark.exercises("governance.model_governance.audit_logs")
 def test_a_run_records_its_end_and_a_changed_spec(tmp_path: Path) -> None:
     project = _project(tmp_path)
     summary = project.run()
@@ -92,7 +91,7 @@ def test_a_run_records_its_end_and_a_changed_spec(tmp_path: Path) -> None:
     assert changed.audit.verify().ok
 
 
-@pytest.mark.exercises(AUDIT)
+@pytest.mark.exercises("governance.model_governance.audit_logs")
 def test_keys_created_and_revoked_are_recorded_once(tmp_path: Path) -> None:
     project = _project(tmp_path)
     issued = project.api_keys.create("editor", name="ingest bot", actor="key:0123456789ab")
@@ -105,7 +104,7 @@ def test_keys_created_and_revoked_are_recorded_once(tmp_path: Path) -> None:
     assert issued.key not in json.dumps([e.to_dict() for e in project.audit.entries()])  # never the key itself
 
 
-@pytest.mark.exercises(AUDIT)
+@pytest.mark.exercises("governance.model_governance.audit_logs")
 def test_an_evaluation_and_a_study_are_recorded_when_they_end_and_their_trials_are_not(tmp_path: Path) -> None:
     project = _project(tmp_path)
     project.run()
@@ -145,7 +144,7 @@ def _auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-@pytest.mark.exercises(AUDIT)
+@pytest.mark.exercises("governance.model_governance.audit_logs")
 def test_uploads_deletions_and_answers_are_recorded_by_the_key_that_made_them(
         served: tuple[Any, Project, dict[str, str]]) -> None:
     client, project, keys = served

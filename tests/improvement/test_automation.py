@@ -46,8 +46,6 @@ from flightdeck.testing import FakeEmbedder
 from needs import needs, needs_provider
 
 EVAL = needs("eval", "pytrec_eval", "sacrebleu", "rouge_score", "sklearn")
-RETRAINING = "improvement.future_proofing.automatic_retraining"
-LIFECYCLE = "improvement.future_proofing.lifecycle_automation"
 
 PASSING, FAILING = PASSING_GATES, FAILING_GATES
 BOB = Actor("key:0123456789ab", Role.APPROVER)
@@ -80,7 +78,7 @@ def _next(expr: str, *args: int) -> dt.datetime:
 
 
 @pytest.mark.unit
-@pytest.mark.exercises(RETRAINING)
+@pytest.mark.exercises("improvement.future_proofing.automatic_retraining")
 def test_the_cron_schedule_fires_when_crontab_would() -> None:
     # 2026-03-02 is a Monday
     assert _next("0 3 * * *", 2026, 3, 2, 5, 0) == dt.datetime(2026, 3, 3, 3, 0, tzinfo=UTC)
@@ -161,8 +159,8 @@ def test_the_spec_names_the_line_of_a_bad_automation_setting(tmp_path: Path) -> 
 # --- a cycle ------------------------------------------------------------------------------------------------------
 @EVAL
 @pytest.mark.unit
-@pytest.mark.exercises(RETRAINING)
-@pytest.mark.exercises(LIFECYCLE)
+@pytest.mark.exercises("improvement.future_proofing.automatic_retraining")
+@pytest.mark.exercises("improvement.future_proofing.lifecycle_automation")
 def test_a_cycle_builds_evaluates_and_promotes_a_candidate_to_staging(tmp_path: Path) -> None:
     root = write_project(tmp_path / "p", automation="{release: true, promote_to: staging, name: test-box}")
     project = load(root)
@@ -201,7 +199,7 @@ def test_a_cycle_builds_evaluates_and_promotes_a_candidate_to_staging(tmp_path: 
 
 @EVAL
 @pytest.mark.unit
-@pytest.mark.exercises(LIFECYCLE)
+@pytest.mark.exercises("improvement.future_proofing.lifecycle_automation")
 def test_a_missed_gate_is_recorded_and_never_promoted(tmp_path: Path) -> None:
     # staging needs nothing under the default policy: the automation's own rule still keeps a missed gate out
     root = write_project(tmp_path / "p", gates=FAILING, automation="{release: true, promote_to: staging}")
@@ -222,7 +220,7 @@ def test_a_missed_gate_is_recorded_and_never_promoted(tmp_path: Path) -> None:
 
 @EVAL
 @pytest.mark.unit
-@pytest.mark.exercises(LIFECYCLE)
+@pytest.mark.exercises("improvement.future_proofing.lifecycle_automation")
 def test_production_that_needs_approval_waits_for_it_then_the_next_cycle_promotes(tmp_path: Path) -> None:
     root = write_project(tmp_path / "p", automation="{release: true, promote_to: production}")
     project = load(root)
@@ -255,7 +253,7 @@ def test_production_that_needs_approval_waits_for_it_then_the_next_cycle_promote
 
 @EVAL
 @pytest.mark.unit
-@pytest.mark.exercises(RETRAINING)
+@pytest.mark.exercises("improvement.future_proofing.automatic_retraining")
 def test_watch_rebuilds_only_when_what_the_sources_list_changed(tmp_path: Path) -> None:
     root = write_project(tmp_path / "p", automation="{watch: true, watch_interval: 1s}")
     project = load(root)
@@ -288,7 +286,7 @@ def test_watch_rebuilds_only_when_what_the_sources_list_changed(tmp_path: Path) 
 
 @EVAL
 @pytest.mark.unit
-@pytest.mark.exercises(RETRAINING)
+@pytest.mark.exercises("improvement.future_proofing.automatic_retraining")
 def test_a_failed_step_stops_the_cycle_and_is_recorded(tmp_path: Path) -> None:
     root = write_project(tmp_path / "p", automation="{release: true, promote_to: staging}")
     project = load(root)
@@ -369,7 +367,7 @@ class FakeTime:
 
 
 @pytest.mark.unit
-@pytest.mark.exercises(RETRAINING)
+@pytest.mark.exercises("improvement.future_proofing.automatic_retraining")
 def test_the_scheduler_fires_on_the_cron_schedule_and_the_watch_poll_one_at_a_time() -> None:
     t = FakeTime(_at(2026, 3, 2, 0, 0, 30))
     stop = StopSignal()
@@ -426,7 +424,7 @@ def _last_json_line(output: str) -> dict[str, Any]:
 
 @EVAL
 @pytest.mark.unit
-@pytest.mark.exercises(LIFECYCLE)
+@pytest.mark.exercises("improvement.future_proofing.lifecycle_automation")
 def test_schedule_once_exits_by_the_outcome(tmp_path: Path, fake_embedder: None) -> None:
     runner = CliRunner()
     ok = write_project(tmp_path / "ok", automation="{release: true, promote_to: staging}")
@@ -465,7 +463,7 @@ def _yaml(text: str) -> Any:
 
 
 @pytest.mark.unit
-@pytest.mark.exercises(LIFECYCLE)
+@pytest.mark.exercises("improvement.future_proofing.lifecycle_automation")
 def test_export_writes_a_crontab_line_and_a_workflow_that_parse(tmp_path: Path, fake_embedder: None) -> None:
     repo = tmp_path / "repo"
     (repo / ".git").mkdir(parents=True)
@@ -546,7 +544,7 @@ def _wait_for(lines: queue.Queue[str], seen: list[dict[str, Any]], predicate: An
 @pytest.mark.integration
 @pytest.mark.slow
 @needs_provider(Category.EMBEDDER, "sentence_transformers")
-@pytest.mark.exercises(RETRAINING)
+@pytest.mark.exercises("improvement.future_proofing.automatic_retraining")
 def test_the_scheduler_process_rebuilds_on_a_change_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     root = write_project(tmp_path / "p",  # the spec's own embedder: sentence-transformers (the default)
                          automation="{watch: true, watch_interval: 1s, release: true, promote_to: staging}")

@@ -23,7 +23,6 @@ from flightdeck.workspace.audit import GENESIS_HASH, AuditLog, canonical_json, e
 
 pytestmark = pytest.mark.unit
 
-AUDIT = "governance.model_governance.audit_logs"
 KEY = b"k3y-0f-the-aud1t-l0g-0123456789abcdef"
 T0 = 1_800_000_000.0
 
@@ -89,7 +88,7 @@ def _bad(log: AuditLog, seq: int, words: str) -> None:
 
 
 # the chain ---------------------------------------------------------------------------------------------------------
-@pytest.mark.exercises(AUDIT)
+@pytest.mark.exercises("governance.model_governance.audit_logs")
 def test_entries_are_chained_from_the_genesis_and_verify(ws: Workspace) -> None:
     log = _log(ws)
     first = log.append("user:alice", "key.created", "0123456789ab", {"role": "viewer", "b": [1, 2]})
@@ -131,7 +130,7 @@ def test_since_reads_dates_and_durations() -> None:
 
 
 # tampering: each way, the first bad entry named -----------------------------------------------------------------
-@pytest.mark.exercises(AUDIT)
+@pytest.mark.exercises("governance.model_governance.audit_logs")
 @pytest.mark.parametrize(("column", "value"), [("details", '{"i":16,"note":"nothing happened"}'),
                                                ("actor", "user:mallory"), ("action", "key.revoked"),
                                                ("target", "someone-else"), ("at", T0 + 1.5), ("at", "yesterday")])
@@ -153,7 +152,7 @@ def test_an_entry_edited_into_bytes_that_are_not_text_is_named(ws: Workspace) ->
     assert not result.ok and "the audit log cannot be read: no such table: audit_log" in str(result.problem)
 
 
-@pytest.mark.exercises(AUDIT)
+@pytest.mark.exercises("governance.model_governance.audit_logs")
 def test_a_deleted_entry_is_named(ws: Workspace) -> None:
     log = _log(ws)
     _fill(log, 30)
@@ -166,7 +165,7 @@ def test_a_deleted_entry_is_named(ws: Workspace) -> None:
     _bad(log, 1, "entry 1 is missing (the log starts at entry 2)")
 
 
-@pytest.mark.exercises(AUDIT)
+@pytest.mark.exercises("governance.model_governance.audit_logs")
 def test_a_deleted_entry_is_named_when_the_rest_were_renumbered_to_hide_the_gap(ws: Workspace) -> None:
     log = _log(ws)
     _fill(log, 30)
@@ -176,7 +175,7 @@ def test_a_deleted_entry_is_named_when_the_rest_were_renumbered_to_hide_the_gap(
     _bad(log, 18, "entry 18 was deleted and the entries after it renumbered")
 
 
-@pytest.mark.exercises(AUDIT)
+@pytest.mark.exercises("governance.model_governance.audit_logs")
 def test_an_inserted_entry_is_named(ws: Workspace) -> None:
     log = _log(ws)
     _fill(log, 30)
@@ -191,7 +190,7 @@ def test_an_inserted_entry_is_named(ws: Workspace) -> None:
     _bad(log, 12, "entry 12 was inserted")
 
 
-@pytest.mark.exercises(AUDIT)
+@pytest.mark.exercises("governance.model_governance.audit_logs")
 def test_a_clumsily_inserted_entry_is_named(ws: Workspace) -> None:
     log = _log(ws)
     _fill(log, 30)
@@ -202,7 +201,7 @@ def test_a_clumsily_inserted_entry_is_named(ws: Workspace) -> None:
     _bad(log, 12, "entry 12 was inserted (entry 13 follows entry 11 directly)")
 
 
-@pytest.mark.exercises(AUDIT)
+@pytest.mark.exercises("governance.model_governance.audit_logs")
 def test_two_swapped_entries_are_named(ws: Workspace) -> None:
     log = _log(ws)
     _fill(log, 30)
@@ -226,7 +225,7 @@ def test_a_field_separator_cannot_move_text_from_one_field_to_the_next(ws: Works
 
 
 # signatures, anchors -------------------------------------------------------------------------------------------
-@pytest.mark.exercises(AUDIT)
+@pytest.mark.exercises("governance.model_governance.audit_logs")
 def test_a_chain_recomputed_without_the_key_is_caught_by_its_signatures(ws: Workspace) -> None:
     log = _log(ws, key=KEY)
     _fill(log, 20)
@@ -242,7 +241,7 @@ def test_a_chain_recomputed_without_the_key_is_caught_by_its_signatures(ws: Work
     _bad(log, 5, "entry 5 is not signed, though a key was given")
 
 
-@pytest.mark.exercises(AUDIT)
+@pytest.mark.exercises("governance.model_governance.audit_logs")
 def test_the_wrong_key_fails_at_the_first_entry(ws: Workspace) -> None:
     _fill(_log(ws, key=KEY), 3)
     result = _log(ws).verify(key=b"another-key-0123456789")
@@ -264,7 +263,7 @@ def test_a_key_set_later_signs_from_then_on_and_that_start_cannot_be_moved(ws: W
     assert "audit_signed_from (where signing started) was altered" in (signed.verify().problem or "")
 
 
-@pytest.mark.exercises(AUDIT)
+@pytest.mark.exercises("governance.model_governance.audit_logs")
 def test_a_truncated_log_is_caught_by_its_anchor(ws: Workspace, tmp_path: Path) -> None:
     anchor = tmp_path / "outside" / "anchor.jsonl"
     log = _log(ws, anchor=anchor, anchor_every=10)
@@ -282,7 +281,7 @@ def test_a_truncated_log_is_caught_by_its_anchor(ws: Workspace, tmp_path: Path) 
     assert blind.ok and "a truncated tail cannot be detected" in " ".join(blind.warnings)
 
 
-@pytest.mark.exercises(AUDIT)
+@pytest.mark.exercises("governance.model_governance.audit_logs")
 def test_a_truncated_log_appended_to_again_is_caught_by_its_anchor(ws: Workspace, tmp_path: Path) -> None:
     anchor = tmp_path / "anchor.jsonl"
     log = _log(ws, anchor=anchor, anchor_every=10)
@@ -343,7 +342,7 @@ def test_an_entry_in_a_callers_transaction_is_anchored_when_it_commits(ws: Works
 
 
 # retention -----------------------------------------------------------------------------------------------------
-@pytest.mark.exercises(AUDIT)
+@pytest.mark.exercises("governance.model_governance.audit_logs")
 def test_pruning_keeps_the_rest_verifiable_and_is_itself_recorded(ws: Workspace, tmp_path: Path) -> None:
     anchor = tmp_path / "anchor.jsonl"
     clock = Clock()
@@ -414,6 +413,7 @@ _WRITER = textwrap.dedent("""\
     ws = Workspace(Path(sys.argv[1]))
     log = AuditLog(ws, key=b"k3y-0f-the-aud1t-l0g-0123456789abcdef", anchor=sys.argv[2], anchor_every=7)
     count = int(sys.argv[4])
+    pause = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0  # between appends: two writers surely overlap
     print("ready", flush=True)
     while not Path(sys.argv[3]).exists():
         time.sleep(0.005)
@@ -421,14 +421,16 @@ _WRITER = textwrap.dedent("""\
     while count < 0 or i < count:
         log.append(f"user:{sys.argv[5]}", "test.loop", f"n{i}", {"i": i, "pad": "x" * (i % 50)})
         i += 1
+        if pause:
+            time.sleep(pause)
     """)
 
 
-def _writer(tmp_path: Path, ws: Path, go: Path, count: int, name: str) -> subprocess.Popen[str]:
+def _writer(tmp_path: Path, ws: Path, go: Path, count: int, name: str, pause: float = 0.0) -> subprocess.Popen[str]:
     script = tmp_path / "writer.py"
     script.write_text(_WRITER)
     proc = subprocess.Popen([sys.executable, str(script), str(ws), str(tmp_path / "anchor.jsonl"), str(go),
-                             str(count), name], stdout=subprocess.PIPE, text=True, env={**os.environ})
+                             str(count), name, str(pause)], stdout=subprocess.PIPE, text=True, env={**os.environ})
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc
 
@@ -441,7 +443,7 @@ def _seqs(ws: Path) -> list[int]:
         db.close()
 
 
-@pytest.mark.exercises(AUDIT)
+@pytest.mark.exercises("governance.model_governance.audit_logs")
 def test_appending_survives_kill_9_at_any_moment_with_the_chain_intact(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     Workspace(root).close()
@@ -462,12 +464,12 @@ def test_appending_survives_kill_9_at_any_moment_with_the_chain_intact(tmp_path:
     assert counts == sorted(counts) and counts[-1] > counts[0] > 0  # each writer went on from where the last died
 
 
-@pytest.mark.exercises(AUDIT)
+@pytest.mark.exercises("governance.model_governance.audit_logs")
 def test_two_processes_appending_at_once_never_fork_the_chain(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     Workspace(root).close()
     go = tmp_path / "go"
-    writers = [_writer(tmp_path, root, go, 150, name) for name in ("server", "cli")]
+    writers = [_writer(tmp_path, root, go, 150, name, pause=0.002) for name in ("server", "cli")]
     go.touch()
     for proc in writers:
         assert proc.wait(timeout=120) == 0
