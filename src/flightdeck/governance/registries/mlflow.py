@@ -72,10 +72,9 @@ class MlflowRegistryConfig(RegistryConfig):
     @field_validator("tracking_uri")
     @classmethod
     def _uri(cls, v: str | None) -> str | None:
-        if v is not None and not v.strip():
-            raise ValueError("tracking_uri is empty; write e.g. http://localhost:5000 or sqlite:///mlflow.db, or "
-                             "remove it")
-        return v
+        from flightdeck.models.trackers.mlflow import check_tracking_uri
+
+        return check_tracking_uri(v)
 
     @classmethod
     def resolve_relative(cls, settings: dict[str, Any], base_dir: Path) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import field_validator
 
 from flightdeck.governance.registries.base import DEFAULT_MODEL_NAME, RegistryConfig, RegistryError, ReleaseFacts
-from flightdeck.models.trackers.wandb import WandbConnection
+from flightdeck.models.trackers.wandb import WandbConnection, run_sdk_child
 from flightdeck.registry.lookup import optional_import
 
 if TYPE_CHECKING:
@@ -133,21 +133,13 @@ class WandbRegistry:
                "artifact": {"name": self.model_name, "type": "model", "files": record["files"],
                             "metadata": {"flightdeck": record["facts"]}, "aliases": aliases,
                             "description": f"flightdeck release {release.name} ({release.id})"}}
-        env = dict(os.environ)
-        if cfg.api_key is not None:
-            env["WANDB_API_KEY"] = cfg.api_key.get_secret_value()
         try:
-            done = subprocess.run([sys.executable, "-c", _CHILD], input=json.dumps(job, default=str),
-                                  capture_output=True, text=True, env=env, timeout=cfg.timeout, check=False)
+            result, code, said = run_sdk_child(_CHILD, job, cfg)
         except subprocess.TimeoutExpired as exc:
             raise RegistryError(f"the W&B SDK did not log release {release.name} ({what}) within {cfg.timeout:g} s "
                                 f"(deployment.model_registry wandb `timeout`); its folder: {self.folder}") from exc
-        lines = [line for line in done.stdout.splitlines() if line.startswith('{"where": ')]
-        if done.returncode != 0 or not lines:
-            said = "\n".join((done.stderr or done.stdout).strip().splitlines()[-8:])
-            raise RegistryError(f"the W&B SDK failed to log release {release.name} ({what}; exit "
-                                f"{done.returncode}): {said}")
-        result = json.loads(lines[-1])
+        if result is None:
+            raise RegistryError(f"the W&B SDK failed to log release {release.name} ({what}; exit {code}): {said}")
         return {"model": self.model_name, "artifact": f"{cfg.project}/{self.model_name}:{release.id}",
                 "aliases": aliases, "digest": result["digest"], "run": result["where"]}
 

@@ -41,7 +41,7 @@ from flightdeck.errors import FlightdeckError
 from flightdeck.models.trackers.base import RunRecord
 from flightdeck.registry.lookup import optional_import
 
-__all__ = ["MlflowConfig", "MlflowTracker", "flat_params", "metric_keys", "param_text"]
+__all__ = ["MlflowConfig", "MlflowTracker", "check_tracking_uri", "flat_params", "metric_keys", "param_text"]
 
 # MLflow's limits (mlflow/utils/validation.py)
 MAX_KEY = 250
@@ -102,6 +102,14 @@ def param_text(value: Any, limit: int = MAX_PARAM_VALUE) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def check_tracking_uri(v: str | None) -> str | None:
+    """``tracking_uri`` as given, or a ValueError for an empty one (the tracker's and the registry's rule)."""
+    if v is not None and not v.strip():
+        raise ValueError("tracking_uri is empty; write e.g. http://localhost:5000 or sqlite:///mlflow.db, or "
+                         "remove it")
+    return v
+
+
 class MlflowConfig(BaseModel):
     """Settings of ``model.experiment_tracking: [{provider: mlflow, ...}]``."""
 
@@ -124,10 +132,7 @@ class MlflowConfig(BaseModel):
     @field_validator("tracking_uri")
     @classmethod
     def _uri(cls, v: str | None) -> str | None:
-        if v is not None and not v.strip():
-            raise ValueError("tracking_uri is empty; write e.g. http://localhost:5000 or sqlite:///mlflow.db, or "
-                             "remove it")
-        return v
+        return check_tracking_uri(v)
 
     @classmethod
     def resolve_relative(cls, settings: dict[str, Any], base_dir: Path) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from flightdeck.errors import FlightdeckError
 from flightdeck.models.trackers.base import RunRecord
 from flightdeck.registry.lookup import optional_import
 
-__all__ = ["WandbConnection", "WandbConfig", "WandbTracker"]
+__all__ = ["WandbConnection", "WandbConfig", "WandbTracker", "run_sdk_child"]
 
 _CHILD = "from flightdeck.models.trackers.wandb import _child; _child()"
 
@@ -60,6 +60,22 @@ class WandbConnection(BaseModel):
         """``settings`` with the default ``dir``: the spec's folder (a relative ``dir`` is resolved already)."""
         settings.setdefault("dir", str(base_dir))
         return settings
+
+
+def run_sdk_child(child: str, job: dict[str, Any], connection: WandbConnection
+                  ) -> tuple[dict[str, Any] | None, int, str]:
+    """Run ``job`` (JSON on stdin) in a child Python that executes ``child`` with the W&B SDK, as ``connection``
+    says (its API key in the environment, its timeout): ``(the child's last {"where": …} line, exit code, the last
+    lines it said)``; the result is None when it failed. Raises ``subprocess.TimeoutExpired`` past the timeout."""
+    env = dict(os.environ)
+    if connection.api_key is not None:
+        env["WANDB_API_KEY"] = connection.api_key.get_secret_value()
+    done = subprocess.run([sys.executable, "-c", child], input=json.dumps(job, default=str), capture_output=True,
+                          text=True, env=env, timeout=connection.timeout, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith('{"where": ')]
+    said = "\n".join((done.stderr or done.stdout).strip().splitlines()[-8:])
+    result = json.loads(lines[-1]) if done.returncode == 0 and lines else None
+    return result, done.returncode, said
 
 
 class WandbConfig(WandbConnection):
@@ -111,20 +127,14 @@ class WandbTracker:
                         "config": {**run.params, "flightdeck": meta}},
                "summary": summary, "files": [str(Path(p).resolve()) for p in files.values()],
                "exit_code": 0 if run.status == "succeeded" else 1}
-        env = dict(os.environ)
-        if cfg.api_key is not None:
-            env["WANDB_API_KEY"] = cfg.api_key.get_secret_value()
         try:
-            done = subprocess.run([sys.executable, "-c", _CHILD], input=json.dumps(job, default=str),
-                                  capture_output=True, text=True, env=env, timeout=cfg.timeout, check=False)
+            result, code, said = run_sdk_child(_CHILD, job, cfg)
         except subprocess.TimeoutExpired as exc:
             raise FlightdeckError(f"the W&B SDK did not finish the run {run.id} within {cfg.timeout:g} s "
                                   f"(model.experiment_tracking wandb `timeout`); its folder: {self.folder}") from exc
-        lines = [line for line in done.stdout.splitlines() if line.startswith('{"where": ')]
-        if done.returncode != 0 or not lines:
-            said = "\n".join((done.stderr or done.stdout).strip().splitlines()[-8:])
-            raise FlightdeckError(f"the W&B SDK failed on run {run.id} (exit {done.returncode}): {said}")
-        return str(json.loads(lines[-1])["where"])
+        if result is None:
+            raise FlightdeckError(f"the W&B SDK failed on run {run.id} (exit {code}): {said}")
+        return str(result["where"])
 
 
 def _child() -> None:
