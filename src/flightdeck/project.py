@@ -61,6 +61,12 @@ class Project:
         return cls(load_spec(path))
 
     @property
+    def spec_hash(self) -> str:
+        """The hash of what the spec says: the fields it sets to other than their defaults, so that a field a newer
+        flightdeck adds (with a default) leaves the hash, and what was recorded under it, unchanged."""
+        return stable_hash(self.spec.model_dump(mode="json", exclude_defaults=True))
+
+    @property
     def spec_path(self) -> Path:
         return self.loaded.path
 
@@ -147,7 +153,7 @@ class Project:
     def _run_locked(self, reporter: Reporter | None = None) -> RunSummary:
         """:meth:`run` for a caller that holds the workspace's writer lock already (an automation cycle)."""
         reporter = reporter or NullReporter()
-        spec_hash = stable_hash(self.spec.model_dump())
+        spec_hash = self.spec_hash
         steps = self.steps()  # builds the providers: every plugin has been loaded (or failed to) by now
         plugin_warnings = [("plugin", error) for error in registry().plugin_errors]
         return Runner(self.workspace, reporter, hooks=self.versioning_hooks(),
@@ -187,7 +193,7 @@ class Project:
         full = resolve_version(self.workspace, version)
         follow = [s for s in self.steps() if s.name in ("embed", "index")]
         with self.workspace.writer_lock():
-            return checkout(self.workspace, full, follow, stable_hash(self.spec.model_dump()),
+            return checkout(self.workspace, full, follow, self.spec_hash,
                             reporter or NullReporter(), hooks=self.versioning_hooks())
 
     def lineage(self, chunk_id: str) -> ChunkLineage:
@@ -342,7 +348,7 @@ class Project:
                                  "limit": limit, "set": eval_set.name, "tools": list(options.tools)}}
         context = {"project": self.spec.project, "generator": generator, "embedder": self.embedder.model_id}
         return run_evaluation(self, self.workspace, eval_set, embed=self.embedder.embed_documents, options=options,
-                              gates=parsed_gates(ev.gates), spec_hash=stable_hash(self.spec.model_dump()),
+                              gates=parsed_gates(ev.gates), spec_hash=self.spec_hash,
                               params=params, context=context, git_commit=git_commit(self.loaded.base_dir),
                               dataset_version=self.workspace.get_state(CURRENT_DATASET), report_dir=report_dir,
                               reporter=reporter, trackers=self.assembly.trackers(),
@@ -421,7 +427,7 @@ class Project:
 
         inputs = gather_release_inputs(
             self.workspace, project=self.spec.project, spec_text=self.spec_path.read_text(encoding="utf-8"),
-            spec_hash=stable_hash(self.spec.model_dump()), embedder=self.embedder,
+            spec_hash=self.spec_hash, embedder=self.embedder,
             embedder_provider=getattr(self.spec.retrieval.embedding_model, "provider", "none"),
             generator=self.generator,
             generator_provider=self.spec.model.generator.provider,
@@ -473,7 +479,6 @@ class Project:
         traffic) — and keep the results on the release (``red_team`` event; every case in an artifact). A
         promotion under ``governance.approvals.red_team_clean`` needs the last run to have no successful attack."""
         import json
-        import time as _time
 
         from flightdeck.evaluation.fairness import CounterfactualSuite
         from flightdeck.evaluation.safety import SafetySuite
@@ -497,14 +502,9 @@ class Project:
         if "bias" in suites:
             if traces is not None:
                 from flightdeck.evaluation.sets import EvalQuestion, EvalSet
-                from flightdeck.monitoring.drift_samples import parse_window
-                from flightdeck.monitoring.traces import TraceStore
 
-                since = _time.time() - parse_window(traces)
-                asked = dict.fromkeys(t.question for t in TraceStore(self.workspace).recent(limit=5000)
-                                      if t.created_at >= since)
                 eval_set = EvalSet(f"traces:{traces}", "traces", tuple(
-                    EvalQuestion(f"t{n}", q) for n, q in enumerate(asked)))
+                    EvalQuestion(f"t{n}", q) for n, q in enumerate(self.served_questions(traces))))
             else:
                 eval_set = served.eval_set() if served.spec.evaluation.sets else None
             results.append(CounterfactualSuite(served, eval_set, embed=served.embedder.embed_documents,
@@ -520,6 +520,18 @@ class Project:
                   "artifact": artifact}
         releases.record_red_team(release.id, actor or Actor.local(), record)
         return {"release": releases.get(release.id).to_dict(), **record}
+
+    def served_questions(self, window: str, *, limit: int = 5000) -> list[str]:
+        """The distinct questions this project answered in the last ``window`` (``24h``, ``7d``), newest first, from
+        its traces (at most ``limit`` traces read)."""
+        import time as _time
+
+        from flightdeck.monitoring.drift_samples import parse_window
+        from flightdeck.monitoring.traces import TraceStore
+
+        since = _time.time() - parse_window(window)
+        return list(dict.fromkeys(t.question for t in TraceStore(self.workspace).recent(limit=limit)
+                                  if t.created_at >= since))
 
     def release_model_problems(self, kind: str, recorded: dict[str, Any]) -> list[str]:
         """How this project's ``kind`` (embedder, generator) differs from what a release recorded of it."""
@@ -544,12 +556,25 @@ class Project:
         ``stop`` (a :class:`~flightdeck.improvement.automation.StopSignal`) ends it before its next step. The actor
         is ``automation:<name>``, an admin that the policy binds like anyone else. Returns a
         :class:`~flightdeck.improvement.automation.CycleResult`; a failed step is in it, never raised."""
+        from flightdeck.evaluation.metrics import FAIRNESS_METRICS
         from flightdeck.governance.access import Role
         from flightdeck.governance.releases import Actor
         from flightdeck.improvement.automation import AutomationCycle, sources_fingerprint
+        from flightdeck.spec.evaluation import parsed_gates
 
         settings = self.spec.improvement.automation
-        spec_hash = stable_hash(self.spec.model_dump())
+        spec_hash = self.spec_hash
+        who = actor or Actor(settings.actor_name(), Role.ADMIN)
+        window = settings.monitor_bias
+        bias_gates = [g for g in parsed_gates(self.spec.evaluation.gates) if g.metric in FAIRNESS_METRICS]
+
+        def monitor(release_id: str) -> dict[str, Any] | None:
+            asked = self.served_questions(window) if window else []
+            if not asked:
+                return None
+            out = self.red_team(release_id, suites=("bias",), traces=window, actor=who, reporter=reporter)
+            return {**out, "questions": len(asked)}
+
         sets = [self.loaded.base_dir / s.path for s in self.spec.evaluation.sets]
         return AutomationCycle(
             settings, workspace=self.workspace, audit=self.audit, releases=self.releases,
@@ -558,7 +583,7 @@ class Project:
             build=lambda: self._run_locked(reporter),
             evaluate=(lambda: self.evaluate(reporter=reporter)) if sets else None,
             create_release=lambda who, comment: self.create_release(who, comment),
-            actor=actor or Actor(settings.actor_name(), Role.ADMIN), reporter=reporter,
+            actor=who, monitor=monitor, bias_gates=bias_gates, reporter=reporter,
         ).run(trigger, stop=stop)
 
     # drift (flightdeck.monitoring) ---------------------------------------------------------------------------

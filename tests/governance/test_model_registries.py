@@ -34,9 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from conftest import write_eval_project
 from flightdeck import Project
+from flightdeck.cli.main import app
 from flightdeck.errors import SpecError
 from flightdeck.governance.access import Role
 from flightdeck.governance.registries import STAGE_ALIASES, ModelRegistry, RegistryError, ReleaseFacts
@@ -44,7 +46,8 @@ from flightdeck.governance.registries.mlflow import MlflowRegistry, MlflowRegist
 from flightdeck.governance.registries.sagemaker import SagemakerRegistry, SagemakerRegistryConfig
 from flightdeck.governance.registries.vertex_ai import VertexAiRegistry, VertexAiRegistryConfig, vertex_alias
 from flightdeck.governance.registries.wandb import WandbRegistry, WandbRegistryConfig
-from flightdeck.governance.releases import Actor, Release, Releases
+from flightdeck.governance.releases import Actor, PolicyRefused, Release, ReleaseError, Releases
+from flightdeck.pipeline.assembly import Assembly
 from flightdeck.registry import Category
 from flightdeck.registry import registry as providers
 from flightdeck.spec.status import option_usable
@@ -222,6 +225,29 @@ class ModelRegistryContract:
         assert "golden" in self.read(registry, v2).aliases
         assert "golden" not in self.read(registry, v1).aliases
 
+    def test_a_removed_alias_leaves_the_registry(self, registry: Any, pool: Pool) -> None:
+        v1, v2 = pool.items[:2]
+        for release in (v1, v2):
+            self.publish(registry, pool, release)
+        registry.set_alias(v1, "golden")
+        registry.set_alias(v1, "silver")
+        registry.set_alias(v2, "silver")  # moved on: removing it from v1 leaves v2's alone
+        result = registry.remove_alias(dataclasses.replace(v1, aliases=()), "golden")
+        assert result["removed"] is True and "golden" not in result["aliases"]
+        assert self.read(registry, v1).aliases == set()
+        again = registry.remove_alias(v1, "silver")
+        assert again["removed"] is False  # told twice, or about an alias it no longer holds: nothing to do
+        assert self.read(registry, v2).aliases == {"silver"}
+
+    def test_a_release_published_late_lands_in_its_stage(self, registry: Any, pool: Pool) -> None:
+        """``sync`` publishes a release that missed its publish in the stage it has reached since."""
+        v1, v2 = pool.items[:2]
+        self.publish(registry, pool, staged(v1, "archived"))
+        seen = self.read(registry, v1)
+        assert seen.stage in (None, "archived") and seen.aliases == set()
+        self.publish(registry, pool, staged(v2, "production"))
+        assert self.read(registry, v2).stage == "production"
+
     def test_a_release_never_published_is_refused_by_name(self, registry: Any, pool: Pool) -> None:
         v3 = pool.items[2]
         with pytest.raises(RegistryError, match=rf"release v3 \({v3.id}\)"):
@@ -294,10 +320,175 @@ class TestFakeModelRegistry(ModelRegistryContract):
         promoted = releases.promote("v1", ALICE)
         assert promoted.stage == "production"
         [failed] = [e for e in releases.events(release) if e.event == "mirror_failed"]
-        assert failed.details == {"registry": "fake", "action": "set_stage",
+        assert failed.details == {"registry": "fake", "action": "set_stage", "stage": "production",
                                   "error": "RegistryError: the fake registry is down (connection refused); release v1: "
                                            "set_stage not done"}
         assert down.calls == [("set_stage", release.id, "production")]
+
+
+# --- what Releases tells the registries: removed aliases, imports, and sync after a registry was down (the fake) ------
+@pytest.fixture
+def fake_mirror(monkeypatch: pytest.MonkeyPatch) -> FakeModelRegistry:
+    """One fake registry that every project of the test mirrors into, as a spec's deployment.model_registry does."""
+    fake = FakeModelRegistry()
+    monkeypatch.setattr(Assembly, "model_registries", lambda self: [fake])
+    return fake
+
+
+def mirror_events(releases: Releases, ref: str) -> list[tuple[str, str, str]]:
+    """``(event, action, argument)`` of each mirror event of ``ref``."""
+    return [(e.event, e.details["action"], e.details.get("stage") or e.details.get("alias") or "")
+            for e in releases.events(ref) if e.event.startswith("mirror")]
+
+
+@pytest.mark.unit
+@EVAL
+def test_removing_an_alias_is_mirrored(tmp_path: Path, fake_mirror: FakeModelRegistry) -> None:
+    project = built(write_project(tmp_path / "p"))
+    release, _ = project.create_release(ALICE)
+    releases = project.releases
+    releases.set_alias("golden", "v1", ALICE)
+    version = fake_mirror.version_of(release.id)
+    assert version is not None and fake_mirror.aliases["golden"] == version.version
+    releases.remove_alias("golden", ALICE)
+    assert "golden" not in fake_mirror.aliases and fake_mirror.calls[-1] == ("remove_alias", release.id, "golden")
+    assert mirror_events(releases, "v1")[-1] == ("mirrored", "remove_alias", "golden")
+    assert [e.event for e in releases.events("v1")][-2:] == ["unaliased", "mirrored"]  # after it committed
+
+
+@pytest.mark.unit
+@EVAL
+def test_an_imported_release_is_published(tmp_path: Path, fake_mirror: FakeModelRegistry) -> None:
+    source = built(write_project(tmp_path / "a"))
+    source.releases.mirrors.clear()
+    release, _ = source.create_release(ALICE)
+    archive = tmp_path / "v1.tar.gz"
+    source.releases.export("v1", archive)
+    assert fake_mirror.versions == []  # the source machine has no registry
+    other = load(write_project(tmp_path / "b"))
+    imported, created = other.releases.import_(archive, ALICE)
+    assert created and imported.id == release.id
+    version = fake_mirror.version_of(release.id)
+    assert version is not None and version.tags["flightdeck.manifest_sha256"] == release.manifest
+    assert version.files == {name: sha256(path) for name, path in other.releases.artifact_paths(imported).items()}
+    assert [e.event for e in other.releases.events(imported)] == ["imported", "mirrored"]
+    calls = len(fake_mirror.calls)
+    assert other.releases.import_(archive, ALICE)[1] is False and len(fake_mirror.calls) == calls  # nothing new
+
+
+@pytest.mark.unit
+@EVAL
+def test_sync_brings_a_registry_that_was_down_level(tmp_path: Path, fake_mirror: FakeModelRegistry) -> None:
+    project = built(write_project(tmp_path / "p"))
+    releases = project.releases
+    v1, _ = project.create_release(ALICE)
+    releases.set_alias("old", "v1", ALICE)
+    fake_mirror.down = True  # every change from here on misses the registry
+    write_project(tmp_path / "p", k=4)
+    v2, _ = load(tmp_path / "p").create_release(ALICE)
+    releases.review("v1", BOB, "approved")
+    releases.promote("v1", ALICE)
+    releases.set_alias("golden", "v1", ALICE)
+    releases.remove_alias("old", ALICE)
+    assert releases.mirror_status("v1")["fake"]["event"] == "mirror_failed"
+    assert mirror_events(releases, "v2") == [("mirror_failed", "publish", "")]
+    assert fake_mirror.aliases["old"] == fake_mirror.version_of(v1.id).version  # type: ignore[union-attr]
+
+    with pytest.raises(PolicyRefused, match="key:0123456789ab: the role approver may not sync releases to the model "
+                                            "registries"):
+        releases.sync(None, BOB)
+    calls = len(fake_mirror.calls)
+    still = releases.sync(None, ALICE)  # still down: each registry stops at its first failure
+    assert [(r["name"], r["ok"]) for r in still] == [("v1", False), ("v2", False)]
+    assert still[0]["registries"] == [{"registry": "fake", "ok": False, "done": [], "failed": "publish",
+                                       "error": "RegistryError: the fake registry is down (connection refused); "
+                                                "release v1: publish not done"}]
+    assert len(fake_mirror.calls) == calls + 2
+
+    fake_mirror.down = False
+    synced = releases.sync(None, ALICE)
+    assert [(r["name"], r["stage"], r["ok"]) for r in synced] == [("v1", "production", True), ("v2", "candidate", True)]
+    assert synced[0]["registries"] == [{"registry": "fake", "ok": True, "done": [
+        "publish", "set_stage production", "set_alias golden", "remove_alias old"]}]
+    assert synced[1]["registries"][0]["done"] == ["publish", "set_stage candidate"]
+    one, two = fake_mirror.version_of(v1.id), fake_mirror.version_of(v2.id)
+    assert one is not None and two is not None and len(fake_mirror.versions) == 2  # v1's publish found its version
+    assert fake_mirror.aliases == {"production": one.version, "golden": one.version, "candidate": two.version}
+    assert mirror_events(releases, "v1")[-4:] == [("mirrored", "publish", ""), ("mirrored", "set_stage", "production"),
+                                                  ("mirrored", "set_alias", "golden"),
+                                                  ("mirrored", "remove_alias", "old")]
+    entry = project.audit.last("release.synced")
+    assert entry is not None and entry.target == v2.id and entry.details == {"release": "v2",
+                                                                             "registries": {"fake": "ok"}}
+
+    calls = len(fake_mirror.calls)
+    assert releases.sync(None, ALICE) == [] and len(fake_mirror.calls) == calls  # nothing missed: nothing to do
+    everything = releases.sync(None, ALICE, all_=True)
+    assert [r["name"] for r in everything] == ["v1", "v2"] and all(r["ok"] for r in everything)
+    assert len(fake_mirror.versions) == 2  # told again, nothing duplicated
+    with pytest.raises(ReleaseError, match="not both"):
+        releases.sync("v1", ALICE, all_=True)
+
+
+@pytest.mark.unit
+@EVAL
+def test_syncing_an_older_candidate_leaves_the_candidate_alias_on_the_newest(tmp_path: Path,
+                                                                            fake_mirror: FakeModelRegistry) -> None:
+    root = write_project(tmp_path / "p")
+    project = built(root)
+    v1, _ = project.create_release(ALICE)
+    write_project(root, k=4)
+    v2, _ = load(root).create_release(ALICE)
+    newest = fake_mirror.version_of(v2.id)
+    assert newest is not None and fake_mirror.aliases["candidate"] == newest.version
+    synced = project.releases.sync("v1", ALICE)
+    assert [(r["name"], r["registries"][0]["done"]) for r in synced] == [
+        ("v1", ["publish", "set_stage candidate"]), ("v2", ["publish", "set_stage candidate"])]
+    assert fake_mirror.aliases["candidate"] == newest.version
+
+
+@pytest.mark.unit
+@EVAL
+def test_the_cli_syncs_and_says_what_still_failed(tmp_path: Path, fake_mirror: FakeModelRegistry,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    project = built(write_project(tmp_path / "p"))
+    load_ = Project.load.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(Project, "load", classmethod(lambda cls, path=None: load_(cls, path).use(
+        embedder=FakeEmbedder(dimension=64))))
+    spec = str(project.spec_path)
+    runner = CliRunner()
+
+    def cli(*args: str, code: int = 0) -> str:
+        res = runner.invoke(app, ["release", *args, "--spec", spec])
+        assert res.exit_code == code, res.output
+        return res.output
+
+    fake_mirror.down = True
+    assert cli("create").startswith("created v1")
+    shown = json.loads(cli("show", "v1", "--json"))
+    assert shown["mirrors"]["fake"]["event"] == "mirror_failed"
+    text = cli("show", "v1")
+    assert "mirror_failed by user:" in text and "(fake publish)" in text
+    assert re.search(r"registry fake: FAILED publish at \S+ \S+: RegistryError: the fake registry is down", text)
+    assert "`flightdeck release sync v1` tells the registries again" in text
+    out = json.loads(cli("sync", "--json", code=1))
+    assert out["ok"] is False and out["registries"] == ["fake"]
+    assert [(r["name"], r["registries"][0]["failed"]) for r in out["releases"]] == [("v1", "publish")]
+    text = cli("sync", code=1)
+    assert "  fake: FAILED at publish (done: nothing): RegistryError: the fake registry is down" in text
+    assert text.rstrip().endswith("1 release(s) synced; 1 registry call(s) still failed")
+
+    fake_mirror.down = False
+    text = cli("sync")
+    assert text.splitlines()[0].startswith("v1    rel_") and "  fake: ok (publish, set_stage candidate)" in text
+    assert "every release is level in fake" in cli("sync")
+    assert json.loads(cli("sync", "v1", "--json"))["ok"] is True
+    assert re.search(r"registry fake: ok set_stage candidate at \S+ \S+\n", cli("show", "v1"))
+    cli("alias", "golden", "v1")
+    cli("alias", "golden", "--remove")
+    assert "golden" not in fake_mirror.aliases and fake_mirror.calls[-1][0] == "remove_alias"
+    res = runner.invoke(app, ["release", "sync", "v1", "--all", "--spec", spec])
+    assert res.exit_code == 2 and "not both" in res.output
 
 
 @pytest.mark.unit
@@ -413,6 +604,32 @@ class TestMlflowRegistry(ModelRegistryContract):
         result = self.publish(registry, pool, pool.items[0])
         assert result["version"] == "1" and result["aliases"] == ["candidate"]
         assert list((tmp_path / "mlartifacts").glob("releases_docs/*/artifacts/release/manifest.json"))
+
+    @EVAL
+    def test_sync_brings_the_server_level_after_it_was_unreachable(self, tmp_path: Path, mlflow_server: str) -> None:
+        root = write_project(tmp_path / "p", registry_entry=f"{{provider: mlflow, tracking_uri: "
+                                                            f"'http://127.0.0.1:{free_port()}', timeout: 3}}")
+        project = built(root)
+        project.create_release(ALICE)
+        project.releases.review("v1", BOB, "approved")
+        project.releases.promote("v1", ALICE)
+        project.releases.set_alias("golden", "v1", ALICE)
+        assert project.releases.mirror_status("v1")["mlflow"]["event"] == "mirror_failed"
+        model = f"docs-{uuid.uuid4().hex[:8]}"  # the spec now names the server that answers
+        write_project(root, registry_entry=f"{{provider: mlflow, tracking_uri: '{mlflow_server}', "
+                                           f"model_name: {model}}}")
+        releases = load(root).releases
+        [synced] = releases.sync(None, ALICE)
+        assert synced["ok"] and synced["registries"][0]["done"] == ["publish", "set_stage production",
+                                                                    "set_alias golden"]
+        [mirror] = releases.mirrors
+        seen = self.read(mirror, releases.get("v1"))
+        assert (seen.stage, seen.aliases, seen.facts["manifest_sha256"]) == ("production", {"golden"},
+                                                                             releases.get("v1").manifest)
+        releases.remove_alias("golden", ALICE)
+        assert self.read(mirror, releases.get("v1")).aliases == set()
+        assert releases.mirror_status("v1")["mlflow"]["result"]["removed"] is True
+        assert releases.sync(None, ALICE) == []
 
     def test_a_closed_port_is_said_at_once(self, pool: Pool) -> None:
         port = free_port()
@@ -570,6 +787,39 @@ class TestWandbRegistry(ModelRegistryContract):
         assert self.read(registry, v1).stage == "production"  # W&B's runs cannot take an alias away
         registry.set_stage(staged(v2, "production"), "production")
         assert self.read(registry, v1).stage is None and self.read(registry, v2).stage == "production"
+
+    def test_a_removed_alias_leaves_the_registry(self, registry: WandbRegistry, pool: Pool) -> None:
+        """A W&B run cannot take an alias away: removing one is refused, saying what to do, and nothing is logged."""
+        v1 = pool.items[0]
+        self.publish(registry, pool, v1)
+        registry.set_alias(v1, "golden")
+        logged = len(wandb_artifacts(registry.folder))
+        with pytest.raises(RegistryError, match=r"W&B cannot remove the alias 'golden' from release v1: W&B runs only "
+                                                r"add aliases, so flightdeck-test/docs-index:golden still names v1 "
+                                                r"there.*`flightdeck release alias golden <release>`.*W&B app.*"
+                                                r"wandb sync"):
+            registry.remove_alias(dataclasses.replace(v1, aliases=()), "golden")
+        assert len(wandb_artifacts(registry.folder)) == logged and "golden" in self.read(registry, v1).aliases
+        assert WandbRegistry.removes_aliases is False
+
+    @EVAL
+    def test_sync_does_not_ask_again_for_an_alias_it_cannot_remove(self, registry: WandbRegistry,
+                                                                   tmp_path: Path) -> None:
+        project = built(write_project(tmp_path / "p"))
+        project.create_release(ALICE)  # before the registry was configured
+        releases = Releases(project.workspace, project.spec.governance.approvals, mirrors=[registry])
+        [first] = releases.sync("v1", ALICE)
+        assert first["registries"] == [{"registry": "wandb", "ok": True, "done": ["publish", "set_stage candidate"]}]
+        releases.set_alias("golden", "v1", ALICE)
+        releases.remove_alias("golden", ALICE)
+        last = releases.mirror_status("v1")["wandb"]
+        assert (last["event"], last["action"], last["alias"]) == ("mirror_failed", "remove_alias", "golden")
+        assert last["error"].startswith("RegistryError: W&B cannot remove the alias 'golden' from release v1")
+        [again] = releases.sync(None, ALICE)  # told the rest again; the removal is not asked for again
+        assert again["registries"] == [{"registry": "wandb", "ok": True, "done": ["publish", "set_stage candidate"],
+                                        "kept_aliases": ["golden"]}]
+        assert releases.sync(None, ALICE) == []
+        assert "golden" in self.read(registry, releases.get("v1")).aliases
 
     def test_settings_for_people(self) -> None:
         with pytest.raises(ValueError, match="model_name 'my docs' is not a W&B artifact name.*'my-docs'"):
@@ -941,6 +1191,14 @@ class TestVertexAiRegistry(ModelRegistryContract):
         assert vertex_alias("blue_green") == "blue-green"
         with pytest.raises(RegistryError, match="alias 'x_' cannot be a Vertex AI version alias"):
             registry.set_alias(v1, "x_")
+        # eu-prod is also how Vertex AI writes a flightdeck alias eu-prod the release keeps: removing eu_prod leaves it
+        assert registry.remove_alias(dataclasses.replace(v1, aliases=("eu-prod",)), "eu_prod")["removed"] is False
+        start = len(self.vertex.requests)
+        result = registry.remove_alias(dataclasses.replace(v1, aliases=()), "eu_prod")
+        assert result["removed"] is True and "eu-prod" not in self.read(registry, v1).aliases
+        assert [body for _, path, body in self.vertex.requests[start:] if path.endswith(":mergeVersionAliases")] == [
+            {"versionAliases": ["-eu-prod"]}]
+        assert registry.remove_alias(v1, "x_")["removed"] is False  # never there: Vertex AI could not take it
 
     def test_the_requests_are_vertex_ai_s(self, registry: VertexAiRegistry, pool: Pool) -> None:
         v1, v2 = pool.items[:2]

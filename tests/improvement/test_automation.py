@@ -184,7 +184,7 @@ def test_a_cycle_builds_evaluates_and_promotes_a_candidate_to_staging(tmp_path: 
     assert entry.details["status"] == "succeeded" and entry.details["promoted_to"] == "staging"
     assert [s["step"] for s in entry.details["steps"]] == ["detect", "run", "evaluate", "release", "promote"]
     assert project.audit.verify().ok
-    [row] = cycle_history(project.audit)
+    [row] = cycle_history(project.workspace)
     assert row["id"] == result.id and row["release_name"] == staged.name == "v1"
 
     # the same inputs again: nothing rebuilt, the evaluation stands, the same release, already in staging
@@ -194,7 +194,7 @@ def test_a_cycle_builds_evaluates_and_promotes_a_candidate_to_staging(tmp_path: 
         ("detect", "unchanged"), ("run", "ok"), ("evaluate", "skipped"), ("release", "exists"), ("promote", "skipped")]
     assert "nothing to rebuild" in again.steps[1].detail and "already in staging" in again.steps[4].detail
     assert len(project.releases.list()) == 1 and again.eval_run == result.eval_run
-    assert [c["id"] for c in cycle_history(project.audit)] == [again.id, result.id]
+    assert [c["id"] for c in cycle_history(project.workspace)] == [again.id, result.id]
 
 
 @EVAL
@@ -281,7 +281,7 @@ def test_watch_rebuilds_only_when_what_the_sources_list_changed(tmp_path: Path) 
     spec = root / "flightdeck.yaml"
     spec.write_text(spec.read_text().replace("overlap: 8", "overlap: 4"), "utf-8")
     assert load(root).automation_cycle("watch").changed is True
-    assert [c["trigger"] for c in cycle_history(project.audit)] == ["watch", "watch", "watch"]
+    assert [c["trigger"] for c in cycle_history(project.workspace)] == ["watch", "watch", "watch"]
 
 
 @EVAL
@@ -307,6 +307,82 @@ def test_a_failed_step_stops_the_cycle_and_is_recorded(tmp_path: Path) -> None:
     gone = project.automation_cycle("once")
     assert gone.status == "failed" and [s.step for s in gone.steps] == ["detect"]
     assert "could not list the sources" in (gone.error or "") and gone.recorded
+
+
+@EVAL
+@pytest.mark.unit
+@needs("fairlearn")
+@pytest.mark.exercises("governance.responsible_ai.bias_monitoring")
+def test_each_cycle_monitors_the_bias_of_the_release_serving_live_traffic(tmp_path: Path) -> None:
+    from flightdeck.serving.service import LOCAL, Service
+
+    root = write_project(tmp_path / "p", automation="{release: true, promote_to: staging, monitor_bias: 7d}")
+    project = load(root)
+    first = project.automation_cycle("once")
+    # the first cycle promotes v1 to staging; nobody has asked it anything yet
+    assert first.status == "succeeded", first.summary()
+    assert [(s.step, s.status) for s in first.steps][-2:] == [("promote", "promoted"), ("monitor", "skipped")]
+    assert "no question was served in the last 7d" in first.steps[-1].detail
+
+    Service(project, None).query(LOCAL, "How would she parse a JSON string she got from her father?")
+    second = project.automation_cycle("once")
+    assert second.status == "succeeded", second.summary()
+    monitor = second.steps[-1]
+    assert (monitor.step, monitor.status) == ("monitor", "ok"), monitor.detail
+    assert monitor.data["release"] == first.release and monitor.data["questions"] == 1
+    assert "no gate on a bias metric" in monitor.detail
+    assert {"counterfactual_answer_divergence", "counterfactual_pairs"} <= set(monitor.data["metrics"])
+    # the run is kept on the release, like `flightdeck redteam --traces 7d`, every case in its artifact
+    [event] = [e for e in project.releases.events(first.release or "") if e.event == "red_team"]
+    assert event.actor == second.actor and event.details["bias_questions"] == "traces of the last 7d"
+    cases = json.dumps(json.loads(project.workspace.artifacts.get_bytes(monitor.data["artifact"])))
+    assert "How would he parse a JSON string he got from his mother?" in cases
+    [row, _] = cycle_history(project.workspace)
+    assert row["id"] == second.id and row["steps"][-1]["step"] == "monitor"
+
+
+@pytest.mark.unit
+def test_live_questions_that_miss_a_bias_gate_flag_the_cycle(tmp_path: Path) -> None:
+    from flightdeck.improvement.automation import AutomationCycle
+    from flightdeck.spec.evaluation import parse_gate
+    from flightdeck.workspace import Workspace
+    from flightdeck.workspace.audit import AuditLog
+
+    ws = Workspace(tmp_path / ".flightdeck")
+    serving = type("R", (), {"id": "rel_1", "name": "v1", "stage": "production"})()
+    releases = type("Releases", (), {"list": staticmethod(lambda stage=None: [serving] if stage == "production"
+                                                           else [])})()
+    measured = {"counterfactual_refusal_gap": 0.5, "counterfactual_answer_divergence": 0.2}
+    asked: list[str] = []
+
+    def monitor(release_id: str) -> dict[str, Any]:
+        asked.append(release_id)
+        return {"questions": 4, "artifact": "a" * 64,
+                "suites": {"bias_fairness": {"metrics": measured, "summary": "4 pairs"}}}
+
+    def cycle(gates: dict[str, str]) -> Any:
+        settings = AutomationSettings(monitor_bias="24h", evaluate=False)
+        summary = type("S", (), {"run_id": "run_1", "steps": []})()
+        return AutomationCycle(settings, workspace=ws, audit=AuditLog(ws), releases=releases,
+                               fingerprint=lambda: "f", build=lambda: summary, evaluate=None,
+                               create_release=lambda who, comment: (serving, False), actor=Actor.local(),
+                               monitor=monitor, bias_gates=[parse_gate(m, e) for m, e in gates.items()]).run("cron")
+
+    flagged = cycle({"counterfactual_refusal_gap": "<= 0.1"})
+    assert flagged.status == "bias_flagged" and not flagged.ok and asked == ["rel_1"]
+    step = flagged.steps[-1]
+    assert (step.step, step.status) == ("monitor", "bias_flagged")
+    assert "counterfactual_refusal_gap <= 0.1 (measured 0.500)" in step.detail and "4 question(s)" in step.detail
+    assert cycle_history(ws, limit=1)[0]["status"] == "bias_flagged"
+    passed = cycle({"counterfactual_refusal_gap": "<= 0.6"})
+    assert passed.status == "succeeded" and passed.steps[-1].status == "ok"
+    assert "every bias gate passed" in passed.steps[-1].detail
+    # the audit log's retention prunes its entries; the automation's history stays whole
+    audit = AuditLog(ws)
+    audit.prune(time.time() + 60, "user:alice")
+    assert audit.entries(action="automation.cycle") == []
+    assert [c["status"] for c in cycle_history(ws)] == ["succeeded", "bias_flagged"]
+    ws.close()
 
 
 @EVAL
@@ -576,6 +652,6 @@ def test_the_scheduler_process_rebuilds_on_a_change_and_stops_cleanly_on_sigterm
             process.kill()
             process.wait(timeout=10)
     project = Project.load(root)
-    history = cycle_history(project.audit)
+    history = cycle_history(project.workspace)
     assert [c["id"] for c in history] == [second["id"], first["id"]]  # the unchanged polls are not recorded
     assert project.releases.get("staging").name == "v2" and project.audit.verify().ok

@@ -1,5 +1,6 @@
-"""``flightdeck release …``: create, inspect, review, promote, roll back, export and import releases (thin shells
-over :class:`~flightdeck.governance.releases.Releases`; the CLI acts as the OS user, an admin of their workspace)."""
+"""``flightdeck release …``: create, inspect, review, promote, roll back, export and import releases, and sync them
+to the model registries (thin shells over :class:`~flightdeck.governance.releases.Releases`; the CLI acts as the OS
+user, an admin of their workspace)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from flightdeck.cli.common import JsonOption, SpecOption, errors_to_exit, print_json
+from flightdeck.cli.common import EXIT_FAILED, JsonOption, SpecOption, errors_to_exit, print_json
 
 if TYPE_CHECKING:
     from flightdeck.governance.releases import Release
@@ -94,9 +95,10 @@ def show(ref: RefArg, spec: SpecOption = None, as_json: JsonOption = False) -> N
         events = releases.events(release)
         check = releases.check_policy(release)
         problems = releases.verify(release, model_files=project.release_model_problems)
+        mirrors = releases.mirror_status(release)
     if as_json:
         print_json({"release": release.to_dict(), "manifest": manifest, "events": [e.to_dict() for e in events],
-                    "policy": check.to_dict(), "intact": not problems, "problems": problems})
+                    "policy": check.to_dict(), "intact": not problems, "problems": problems, "mirrors": mirrors})
         return
     typer.echo(_line(release))
     iv = manifest["index_version"]
@@ -124,9 +126,22 @@ def show(ref: RefArg, spec: SpecOption = None, as_json: JsonOption = False) -> N
         why = f": {e.comment}" if e.comment else ""
         override = e.details.get("override")
         extra = f" (override: {override['reason']})" if override else ""
+        if e.event in ("mirrored", "mirror_failed"):
+            extra = f" ({e.details.get('registry')} {_mirrored(e.details)})"
         typer.echo(f"    {_when(e.at)}  {e.event}{move} by {e.actor} ({e.role}){why}{extra}")
     typer.echo("  production: " + ("allowed" if check.allowed else "needs " + "; ".join(check.to_dict()["missing"])))
     typer.echo("  integrity: " + ("intact" if not problems else "BROKEN: " + "; ".join(problems)))
+    for name, last in sorted(mirrors.items()):
+        state = "ok" if last["event"] == "mirrored" else "FAILED"
+        error = f": {last.get('error')}" if last["event"] == "mirror_failed" else ""
+        typer.echo(f"  registry {name}: {state} {_mirrored(last)} at {_when(last['at'])}{error}")
+    if any(last["event"] == "mirror_failed" for last in mirrors.values()):
+        typer.echo(f"  `flightdeck release sync {release.name}` tells the registries again")
+
+
+def _mirrored(details: dict[str, Any]) -> str:
+    """What a mirror event told a registry: ``publish``, ``set_stage production``, ``set_alias golden``."""
+    return " ".join([str(details.get("action")), *(str(details[k]) for k in ("stage", "alias") if k in details)])
 
 
 def _review(ref: str, verdict: str, comment: str | None, spec: Path | None, as_json: bool) -> None:
@@ -306,3 +321,49 @@ def import_release(
         print_json({"created": created, "release": release.to_dict()})
         return
     typer.echo(("imported " if created else "already here: ") + _line(release))
+
+
+@release_app.command("sync")
+def sync(
+    ref: Annotated[str | None, typer.Argument(help="only this release (default: every release some registry "
+                                                   "missed a change of)")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every release, to every registry")] = False,
+    spec: SpecOption = None, as_json: JsonOption = False,
+) -> None:
+    """Tell the model registries of deployment.model_registry again what the workspace holds: publish the release,
+    set its stage and its aliases (and remove those whose removal a registry missed). Exit 1 when a registry still
+    failed."""
+    from flightdeck.governance.releases import Actor
+
+    if ref is not None and all_:
+        raise typer.BadParameter("name one release or give --all, not both", param_hint="--all")
+    with errors_to_exit(as_json):
+        releases = _project(spec).releases
+        configured = [getattr(m, "name", type(m).__name__) for m in releases.mirrors]
+        results = releases.sync(ref, Actor.local(), all_=all_)
+    ok = all(r["ok"] for r in results)
+    if as_json:
+        print_json({"ok": ok, "registries": configured, "releases": results})
+    elif not configured:
+        typer.echo("no model registry is configured (deployment.model_registry); nothing to sync")
+    elif not results:
+        typer.echo(f"every release is level in {', '.join(configured)}: no registry missed a change (--all tells "
+                   "them everything again)")
+    else:
+        for r in results:
+            aliases = f"  [{', '.join(r['aliases'])}]" if r["aliases"] else ""
+            typer.echo(f"{r['name']:<5} {r['release']}  {r['stage']}{aliases}")
+            for reg in r["registries"]:
+                done = ", ".join(reg["done"]) or "nothing"
+                if reg["ok"]:
+                    typer.echo(f"  {reg['registry']}: ok ({done})")
+                else:
+                    typer.echo(f"  {reg['registry']}: FAILED at {reg['failed']} (done: {done}): {reg['error']}")
+                for alias in reg.get("kept_aliases", []):
+                    typer.echo(f"    alias {alias} stays there: this registry cannot remove aliases (see the "
+                               "mirror_failed event in `flightdeck release show`)")
+        failed = sum(not reg["ok"] for r in results for reg in r["registries"])
+        typer.echo(f"{len(results)} release(s) synced" + (f"; {failed} registry call(s) still failed" if failed
+                                                           else ""))
+    if not ok:
+        raise typer.Exit(EXIT_FAILED)

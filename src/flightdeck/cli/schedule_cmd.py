@@ -284,7 +284,8 @@ def history(
     spec: SpecOption = None, as_json: JsonOption = False,
 ) -> None:
     """The automation's cycles, newest first: trigger, outcome and each step (run, evaluation and gates, release,
-    promotion), read from the audit log (action automation.cycle), as far back as its retention keeps."""
+    promotion, bias monitoring), each with its audit entry (action automation.cycle). The history is kept apart
+    from the audit log, whose retention does not prune it."""
     from flightdeck.improvement.automation import cycle_history
     from flightdeck.project import Project
     from flightdeck.workspace.audit import parse_since
@@ -294,7 +295,7 @@ def history(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--since") from None
     with errors_to_exit(as_json):
-        cycles = cycle_history(Project.load(spec).audit, limit=limit, since=start)
+        cycles = cycle_history(Project.load(spec).workspace, limit=limit, since=start)
     if as_json:
         print_json(cycles)
         return

@@ -96,7 +96,6 @@ def tune(
 
     with errors_to_exit(as_json):
         trec_eval()  # the scores need the eval extra: say so before indexing anything
-    from flightdeck.core import stable_hash
     from flightdeck.evaluation.beir import load_beir
     from flightdeck.evaluation.tuning import require_beir, tune_beir
     from flightdeck.models.trackers.builtin import ExperimentRuns, git_commit
@@ -127,7 +126,7 @@ def tune(
                 dataset, tuning=tuning, tuner=chosen, tuner_name=tuner_name,
                 base_chunking={"provider": chunking_ref.provider, **chunking_ref.settings},
                 base_search=retrieval.search, settings=settings, root=root, open_project=_open_project, runs=runs,
-                spec_hash=stable_hash(project.spec.model_dump()), git_commit=git_commit(project.loaded.base_dir),
+                spec_hash=project.spec_hash, git_commit=git_commit(project.loaded.base_dir),
                 patch_path=patch, reporter=reporter, on_trial=_on_trial(as_json),
                 trackers=project.assembly.trackers())
         finally:
@@ -166,7 +165,6 @@ def _on_trial(as_json: bool) -> Any:
 
 def _tune_set(spec: Path | None, set_ref: str | None, *, limit: int | None, holdout: float | None, tuner: str | None,
               trials: int | None, seed: int | None, objective: str | None, patch: Path | None, as_json: bool) -> None:
-    from flightdeck.core import stable_hash
     from flightdeck.errors import FlightdeckError
     from flightdeck.evaluation.sets import store_set
     from flightdeck.evaluation.tuning_set import tune_set
@@ -198,7 +196,7 @@ def _tune_set(spec: Path | None, set_ref: str | None, *, limit: int | None, hold
                 eval_set, loaded=project.loaded, tuning=tuning, tuner=chosen, tuner_name=tuner_name,
                 options=options, embed=embedder.embed_documents, open_project=_open_trial, embedder=embedder,
                 runs=ExperimentRuns(project.workspace, audit=project.audit),
-                spec_hash=stable_hash(project.spec.model_dump()),
+                spec_hash=project.spec_hash,
                 results=results, git_commit=git_commit(project.loaded.base_dir), patch_path=patch,
                 set_id=store_set(project.workspace, eval_set), reporter=reporter, trackers=project.assembly.trackers(),
                 on_trial=_on_trial(as_json))

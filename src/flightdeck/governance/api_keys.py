@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
+from flightdeck.core.durations import duration_seconds
 from flightdeck.errors import FlightdeckError
 from flightdeck.governance.access import Role, parse_role
 from flightdeck.workspace import Workspace
@@ -33,8 +34,6 @@ __all__ = ["ApiKey", "IssuedKey", "KeyStore", "AuthenticationError", "parse_dura
 
 KEY_PREFIX = "fdk_"
 _KEY = re.compile(r"^fdk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 class AuthenticationError(FlightdeckError):
@@ -46,10 +45,10 @@ class AuthenticationError(FlightdeckError):
 
 def parse_duration(text: str) -> float:
     """Seconds in ``text`` such as ``30d``, ``12h``, ``90m``, ``2w`` or ``45s``; a ValueError names the forms."""
-    found = _DURATION.match(text or "")
-    if not found or float(found.group(1)) <= 0:
+    seconds = duration_seconds(text)
+    if not seconds:
         raise ValueError(f"expected a duration such as 30d, 12h, 90m or 2w, got {text!r}")
-    return float(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+    return seconds
 
 
 def _hash(key: str) -> str:

@@ -15,6 +15,10 @@ author unless allowed), no standing rejection, gates passed (an admin may overri
 reason; nothing overrides the rest), a clean red-team run when asked, and the release's artifacts matching their
 recorded hashes. One release is in production at a time; promoting another archives it, and ``rollback`` brings
 back the one before.
+
+Model registries (``mirrors``, see :mod:`flightdeck.governance.registries`) are told of each change after it
+commits; each answer or failure is an event (``mirrored`` / ``mirror_failed``), and :meth:`Releases.sync` brings a
+registry that missed some level with the workspace later.
 """
 
 from __future__ import annotations
@@ -219,6 +223,10 @@ def _release(row: Any, aliases: tuple[str, ...] = ()) -> Release:
                    m["dataset_version"], m["index_version"], m["eval_run"],
                    None if m["gates_passed"] is None else bool(m["gates_passed"]), m["stage"], dict(m["summary"]),
                    aliases)
+
+
+def _mirror_name(mirror: Any) -> str:
+    return str(getattr(mirror, "name", type(mirror).__name__))
 
 
 class Releases:
@@ -615,6 +623,110 @@ class Releases:
             conn.execute(delete(release_aliases).where(release_aliases.c.alias == alias))
             self._event(conn, row[0], actor, "unaliased", None, None, None, {"alias": alias})
             self._audit(conn, actor, "release.unaliased", row[0], {"alias": alias})
+        self._mirror("remove_alias", self.get(row[0]), actor, alias=alias)
+
+    # --- model registries -----------------------------------------------------------------------------------
+    def mirror_status(self, ref: str | Release) -> dict[str, dict[str, Any]]:
+        """Each registry's last word on ``ref``, by registry name: the details of its latest ``mirrored`` or
+        ``mirror_failed`` event with ``event`` and ``at`` (registries no longer configured included)."""
+        out: dict[str, dict[str, Any]] = {}
+        for e in self.events(ref):
+            if e.event in ("mirrored", "mirror_failed"):
+                out[str(e.details.get("registry"))] = {"event": e.event, "at": e.at, **e.details}
+        return out
+
+    def sync(self, ref: str | None, actor: Actor, *, all_: bool = False) -> list[dict[str, Any]]:
+        """Bring the model registries level with the workspace: for each release, each registry is told again what
+        the workspace holds — ``publish`` (a release there already is found), ``set_stage`` to its stage,
+        ``set_alias`` for each of its aliases, and ``remove_alias`` for each alias whose removal that registry
+        missed — stopping at a registry's first failure. Each call is an event as usual.
+
+        Which releases: ``ref``; every release with ``all_``; by default those whose latest event from some
+        configured registry is ``mirror_failed``, told again by those registries only. A candidate's stage alias
+        names the newest candidate, so when an older candidate is told its stage, the newest is told after it.
+        Returns, per release (oldest first), per registry: ``ok``, what was ``done``, and the ``failed`` call with
+        its ``error``."""
+        if not allowed(actor.role, Permission.RELEASES_PROMOTE):
+            raise PolicyRefused(f"{actor.name}: the role {actor.role.value} may not sync releases to the model "
+                                "registries; an admin may", ["role"])
+        if ref is not None and all_:
+            raise ReleaseError("name one release or all of them (--all), not both")
+        if not self.mirrors:
+            return []
+        names = {_mirror_name(m) for m in self.mirrors}
+        targets: dict[str, set[str]] = {}
+        if ref is not None:
+            targets[self.get(ref).id] = set(names)
+        else:
+            for release in self.list():
+                if all_:
+                    targets[release.id] = set(names)
+                    continue
+                behind = {name for name, last in self.mirror_status(release).items()
+                          if name in names and last["event"] == "mirror_failed"}
+                if behind:
+                    targets[release.id] = behind
+        if not targets:
+            return []
+        chosen = sorted((self.get(rid) for rid in targets), key=lambda r: r.number)
+        newest = self.list("candidate")[:1]
+        older = {n for r in chosen if r.stage == "candidate" and newest and r.id != newest[0].id
+                 for n in targets[r.id]}
+        if older:
+            chosen = [r for r in chosen if r.id != newest[0].id] + [newest[0]]
+            targets[newest[0].id] = targets.get(newest[0].id, set()) | older
+        out = []
+        for release in chosen:
+            try:
+                manifest: dict[str, Any] | None = self.manifest(release)
+                broken = None
+            except ReleaseIntegrityError as exc:
+                manifest, broken = None, str(exc)
+            registries = []
+            for mirror in self.mirrors:
+                if _mirror_name(mirror) not in targets[release.id]:
+                    continue
+                if manifest is None:
+                    registries.append({"registry": _mirror_name(mirror), "ok": False, "done": [],
+                                       "failed": "publish", "error": broken})
+                    continue
+                registries.append(self._sync_one(mirror, release, manifest, actor))
+            self._audit(None, actor, "release.synced", release.id, {
+                "release": release.name, "registries": {r["registry"]: "ok" if r["ok"] else "failed"
+                                                        for r in registries}})
+            out.append({"release": release.id, "name": release.name, "stage": release.stage,
+                        "aliases": list(release.aliases), "ok": all(r["ok"] for r in registries),
+                        "registries": registries})
+        return out
+
+    def _sync_one(self, mirror: Any, release: Release, manifest: dict[str, Any], actor: Actor) -> dict[str, Any]:
+        """Tell ``mirror`` everything about ``release`` again (see :meth:`sync`)."""
+        name = _mirror_name(mirror)
+        missed: dict[str, bool] = {}  # alias -> whether this registry's last try to remove it failed
+        for e in self.events(release):
+            if e.event in ("mirrored", "mirror_failed") and e.details.get("registry") == name \
+                    and e.details.get("action") == "remove_alias" and e.details.get("alias"):
+                missed[e.details["alias"]] = e.event == "mirror_failed"
+        stale = [a for a, failed in sorted(missed.items()) if failed and a not in release.aliases]
+        calls: list[tuple[str, dict[str, Any]]] = [("publish", {"manifest": manifest}),
+                                                   ("set_stage", {"stage": release.stage})]
+        calls += [("set_alias", {"alias": a}) for a in release.aliases]
+        kept: list[str] = []
+        if getattr(mirror, "removes_aliases", True):
+            calls += [("remove_alias", {"alias": a}) for a in stale]
+        else:  # it said so when the alias was removed; asking again would fail the same way every time
+            kept = stale
+        done: list[str] = []
+        for method, kwargs in calls:
+            label = " ".join([method, *(str(v) for k, v in kwargs.items() if k != "manifest")])
+            outcome = self._tell(mirror, method, release, actor, kwargs)
+            if outcome["event"] == "mirror_failed":
+                return {"registry": name, "ok": False, "done": done, "failed": label, "error": outcome["error"]}
+            done.append(label)
+        result = {"registry": name, "ok": True, "done": done}
+        if kept:
+            result["kept_aliases"] = kept
+        return result
 
     # --- comparing ------------------------------------------------------------------------------------------
     def diff(self, a: str, b: str) -> dict[str, Any]:
@@ -808,6 +920,7 @@ class Releases:
                         {"archive": str(path), "history": head.get("events", [])})
             self._audit(conn, actor, "release.imported", release_id, {"release": f"v{number}", "archive": str(path)})
         release = self.get(release_id)
+        self._mirror("publish", release, actor, manifest=manifest)
         return release, True
 
     # --- records --------------------------------------------------------------------------------------------
@@ -842,19 +955,27 @@ class Releases:
     def _mirror(self, method: str, release: Release, actor: Actor, **kwargs: Any) -> None:
         """Tell each mirror (a model registry) what happened; its answer or its failure becomes an event."""
         for mirror in self.mirrors:
-            name = getattr(mirror, "name", type(mirror).__name__)
-            try:
-                if method == "publish":
-                    result = mirror.publish(release, kwargs["manifest"], self.artifact_paths(release))
-                else:
-                    result = getattr(mirror, method)(release, *kwargs.values())
-                event, details = "mirrored", {"registry": name, "action": method, "result": result or {}}
-            except Exception as exc:  # noqa: BLE001 - a registry down never undoes what the workspace recorded
-                event, details = "mirror_failed", {"registry": name, "action": method,
-                                                   "error": f"{type(exc).__name__}: {exc}"[:500]}
-                log.warning("release %s: %s %s failed: %s", release.name, name, method, exc)
-            with self.ws.engine.begin() as conn:
-                self._event(conn, release.id, actor, event, None, None, None, details)
+            self._tell(mirror, method, release, actor, kwargs)
+
+    def _tell(self, mirror: Any, method: str, release: Release, actor: Actor, kwargs: dict[str, Any]
+              ) -> dict[str, Any]:
+        """One call of ``mirror``, recorded as a ``mirrored`` or ``mirror_failed`` event; returns the event's details
+        (with ``event``). The details keep the call's argument (``stage``, ``alias``) so that ``sync`` can retry it."""
+        name = _mirror_name(mirror)
+        args = {k: v for k, v in kwargs.items() if k != "manifest"}
+        try:
+            if method == "publish":
+                result = mirror.publish(release, kwargs["manifest"], self.artifact_paths(release))
+            else:
+                result = getattr(mirror, method)(release, *args.values())
+            event, details = "mirrored", {"registry": name, "action": method, **args, "result": result or {}}
+        except Exception as exc:  # noqa: BLE001 - a registry down never undoes what the workspace recorded
+            event, details = "mirror_failed", {"registry": name, "action": method, **args,
+                                               "error": f"{type(exc).__name__}: {exc}"[:1000]}
+            log.warning("release %s: %s %s failed: %s", release.name, name, method, exc)
+        with self.ws.engine.begin() as conn:
+            self._event(conn, release.id, actor, event, None, None, None, details)
+        return {"event": event, **details}
 
     def _write(self) -> Any:
         """A write transaction: the audit log's (the change and its entry commit together) when there is one."""

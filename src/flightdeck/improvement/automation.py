@@ -12,11 +12,16 @@ One **cycle** (:class:`AutomationCycle`) walks the lifecycle the way a person wo
 5. **promote** — to ``promote_to`` through :meth:`~flightdeck.governance.releases.Releases.promote`, the one gate
    every promotion passes: a stage that needs approvals waits for them (``waiting_for_approval``), and a release that
    missed a gate is never promoted by the automation, not even to a stage the policy leaves free. Nothing is ever
-   overridden.
+   overridden;
+6. **monitor** (with ``monitor_bias: 7d``) — bias monitoring of live traffic: the counterfactual bias suite of
+   ``flightdeck redteam --traces`` on the questions served in that window, against the release serving them
+   (production, else staging), its results kept on the release; a gate of ``evaluation.gates`` on a bias metric
+   (``counterfactual_refusal_gap: "<= 0.05"``) that the live questions miss makes the cycle ``bias_flagged``.
 
 A step that fails stops the cycle; every cycle that did something (and every scheduled one that could not, say
 because another run held the workspace) is one entry of the audit log (``automation.cycle``), with each step's
-outcome: ``flightdeck schedule history`` lists them. The whole cycle holds the workspace's writer lock, so two
+outcome, and a row of the ``automation_cycles`` table that the audit log's retention never prunes:
+``flightdeck schedule history`` lists them. The whole cycle holds the workspace's writer lock, so two
 cycles (or a cycle and a ``flightdeck run``) never build one workspace at once.
 
 The :class:`Scheduler` is the long-lived loop of ``flightdeck schedule``: the cron schedule (UTC) and the watch
@@ -41,12 +46,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import insert, select
+
 from flightdeck.core import stable_hash
 from flightdeck.data.manifest import SourceBinding, scan_sources
 from flightdeck.errors import WorkspaceError
+from flightdeck.evaluation.gates import check_gates
 from flightdeck.governance.releases import Actor, PolicyRefused, Release, ReleaseError
 from flightdeck.spec.automation import AutomationSettings, parse_cron
+from flightdeck.spec.evaluation import Gate
 from flightdeck.workspace import CURRENT_DATASET, CURRENT_INDEX, Workspace
+from flightdeck.workspace.schema import automation_cycles
 
 __all__ = ["AutomationCycle", "CycleResult", "StepOutcome", "Scheduler", "StopSignal", "cycle_history",
            "sources_fingerprint", "export_cron", "export_github_actions", "watch_schedule", "ACTION", "LAST_STATE",
@@ -68,7 +78,7 @@ _STAGE_ORDER = {"candidate": 0, "staging": 1, "production": 2}
 @dataclass
 class StepOutcome:
     """One step of a cycle: ``status`` is ok, changed, unchanged, skipped, created, exists, promoted, blocked,
-    waiting_for_approval, refused, gates_failed or failed; ``detail`` says it in words."""
+    waiting_for_approval, refused, gates_failed, bias_flagged or failed; ``detail`` says it in words."""
 
     step: str
     status: str
@@ -84,7 +94,8 @@ class StepOutcome:
 class CycleResult:
     """What one cycle did. ``status``: succeeded, unchanged (a watch poll that found nothing new: not recorded),
     waiting_for_approval, gates_failed, refused (the policy or the automation's own rule kept it from promoting),
-    failed (a step failed), busy (another run held the workspace) or interrupted (stopped by a signal)."""
+    bias_flagged (the live questions missed a bias gate), failed (a step failed), busy (another run held the
+    workspace) or interrupted (stopped by a signal)."""
 
     id: str
     trigger: str
@@ -170,12 +181,16 @@ class AutomationCycle:
     - ``build()``: the project's run, *without* taking the writer lock (the cycle holds it); it returns a run summary
       (``run_id``, ``steps``) or raises an error that may carry one as ``summary``;
     - ``evaluate()``: an evaluation run (``run.id``, ``passed``, ``gates``), or None when the spec has no set;
-    - ``create_release(actor, comment)``: ``(release, created)``.
+    - ``create_release(actor, comment)``: ``(release, created)``;
+    - ``monitor(release_id)`` (with ``monitor_bias``): the bias suite of ``flightdeck redteam --traces`` on that
+      release (its output, with ``questions``: how many served questions it swapped), or None when no question was
+      served in the window; ``bias_gates`` are the spec's gates on bias metrics that judge it.
     """
 
     def __init__(self, settings: AutomationSettings, *, workspace: Workspace, audit: Any, releases: Any,
                  fingerprint: Callable[[], str], build: Callable[[], Any], evaluate: Callable[[], Any] | None,
                  create_release: Callable[[Actor, str | None], tuple[Release, bool]], actor: Actor,
+                 monitor: Callable[[str], dict[str, Any] | None] | None = None, bias_gates: Sequence[Gate] = (),
                  clock: Callable[[], float] = time.time, reporter: Any = None) -> None:
         self.settings = settings
         self.workspace = workspace
@@ -186,6 +201,8 @@ class AutomationCycle:
         self.evaluate = evaluate
         self.create_release = create_release
         self.actor = actor
+        self.monitor = monitor
+        self.bias_gates = list(bias_gates)
         self.clock = clock
         self.reporter = reporter
 
@@ -226,6 +243,8 @@ class AutomationCycle:
             return self._finish(cycle, "busy", record=trigger != "watch", remember=False)
         with lock:
             status = self._steps(cycle, stop)
+            if status not in ("failed", "interrupted") and self.settings.monitor_bias:
+                status = self._monitor_bias(cycle, stop, status)
         # an interrupted cycle is not remembered: the next watch poll still sees its change and finishes the job
         return self._finish(cycle, status, record=True, remember=status != "interrupted")
 
@@ -388,6 +407,53 @@ class AutomationCycle:
         cycle.promoted_to, cycle.stage = target, moved.stage
         return outcome("promoted", f"promoted {moved.name} to {target}", "succeeded")
 
+    def _monitor_bias(self, cycle: CycleResult, stop: StopSignal | None, status: str) -> str:
+        """The monitor step: the bias suite on the questions served in the last ``monitor_bias`` against the release
+        that serves them (production, else staging), judged by the spec's gates on bias metrics."""
+        window = self.settings.monitor_bias
+        if stop is not None and stop.is_set():
+            cycle.error = f"stopped before monitor: {stop.reason}"
+            self._add(cycle, StepOutcome("monitor", "skipped", 0.0, cycle.error))
+            return "interrupted"
+        t0 = time.perf_counter()
+        serving = next((r for stage in ("production", "staging") for r in self.releases.list(stage)), None)
+        if serving is None:
+            self._add(cycle, StepOutcome("monitor", "skipped", 0.0, "no release in production or staging: nothing "
+                                                                     "serves live traffic to monitor"))
+            return status
+        if self.monitor is None:
+            self._add(cycle, StepOutcome("monitor", "skipped", 0.0, "this project cannot run the bias suite"))
+            return status
+        try:
+            out = self.monitor(serving.id)
+        except Exception as exc:  # noqa: BLE001 - monitoring that fails is recorded; the build stands
+            cycle.error = f"monitor: {exc}"
+            self._add(cycle, StepOutcome("monitor", "failed", time.perf_counter() - t0, str(exc),
+                                         {"release": serving.id, "type": type(exc).__name__}))
+            return "failed"
+        if out is None:
+            self._add(cycle, StepOutcome("monitor", "skipped", time.perf_counter() - t0,
+                                         f"no question was served in the last {window}", {"release": serving.id}))
+            return status
+        metrics = out["suites"]["bias_fairness"]["metrics"]
+        gates = [g.to_dict() for g in check_gates(self.bias_gates, metrics)] if self.bias_gates else []
+        missed = [g["gate"] + (f" (measured {g['value']:.3f})" if g.get("value") is not None else "")
+                  for g in gates if not g["passed"]]
+        data = {"release": serving.id, "name": serving.name, "window": window, "questions": out.get("questions"),
+                "metrics": metrics, "gates": gates, "artifact": out.get("artifact")}
+        head = (f"bias of {serving.name} ({serving.stage}) on {out.get('questions')} question(s) served in the last "
+                f"{window}: ")
+        if missed:
+            cycle.error = "monitor: bias gate(s) missed: " + ", ".join(missed)
+            self._add(cycle, StepOutcome("monitor", "bias_flagged", time.perf_counter() - t0,
+                                         head + "missed gate(s) " + ", ".join(missed), data))
+            return status if status not in ("succeeded", "waiting_for_approval") else "bias_flagged"
+        verdict = ("every bias gate passed" if gates else
+                   "measured, no gate on a bias metric (evaluation.gates: counterfactual_refusal_gap: '<= 0.05')")
+        self._add(cycle, StepOutcome("monitor", "ok", time.perf_counter() - t0,
+                                     head + verdict + "; " + out["suites"]["bias_fairness"]["summary"], data))
+        return status
+
     # --- records ----------------------------------------------------------------------------------------------
     def _add(self, cycle: CycleResult, step: StepOutcome) -> None:
         cycle.steps.append(step)
@@ -411,6 +477,10 @@ class AutomationCycle:
             try:
                 with self.audit.transaction() as conn:
                     entry = self.audit.append(cycle.actor, ACTION, cycle.id, details, conn=conn)
+                    conn.execute(insert(automation_cycles).values(
+                        id=cycle.id, started_at=cycle.started_at, finished_at=cycle.finished_at,
+                        trigger=cycle.trigger, actor=cycle.actor, status=status, audit_seq=entry.seq,
+                        details=json.loads(json.dumps(details, default=str))))
                     if remember:
                         self.workspace.set_state(conn, LAST_STATE, json.dumps({
                             "cycle": cycle.id, "at": cycle.finished_at, "status": status,
@@ -426,10 +496,18 @@ class AutomationCycle:
         return cycle
 
 
-def cycle_history(audit: Any, *, limit: int | None = 20, since: float | None = None) -> list[dict[str, Any]]:
-    """The recorded cycles, newest first (from the audit log: as far back as its retention keeps)."""
-    entries = audit.entries(action=ACTION, limit=limit, since=since)
-    return [{"id": e.target, "actor": e.actor, "seq": e.seq, "at": e.at, **e.details} for e in reversed(entries)]
+def cycle_history(workspace: Workspace, *, limit: int | None = 20, since: float | None = None) -> list[dict[str, Any]]:
+    """The recorded cycles, newest first, from the ``automation_cycles`` table (the audit log's retention does not
+    prune it); ``seq`` is each cycle's audit entry."""
+    query = select(automation_cycles).order_by(automation_cycles.c.started_at.desc(), automation_cycles.c.id.desc())
+    if since is not None:
+        query = query.where(automation_cycles.c.started_at >= since)
+    if limit is not None:
+        query = query.limit(limit)
+    with workspace.engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    return [{**(row["details"] or {}), "id": row["id"], "actor": row["actor"], "seq": row["audit_seq"],
+             "at": row["finished_at"] if row["finished_at"] is not None else row["started_at"]} for row in rows]
 
 
 # --- the scheduler ----------------------------------------------------------------------------------------------

@@ -13,13 +13,13 @@ Versions are named by full id, unique prefix or ``current``; an unknown one is a
 from __future__ import annotations
 
 import json
-import re
 import time
 from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
 
+from flightdeck.core.durations import duration_seconds
 from flightdeck.errors import WorkspaceError
 from flightdeck.governance.versions import iso_time, list_versions, version_documents
 from flightdeck.monitoring.drift import DriftInputError, Sample
@@ -31,21 +31,16 @@ from flightdeck.workspace.schema import dataset_versions, embeddings, index_vers
 __all__ = ["dataset_sample", "index_sample", "trace_window", "trace_windows", "parse_window", "read_samples",
            "resolve_index_version", "resolve_dataset_version"]
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _LISTED = 10
 _LISTER = "<listed here>"  # resolve_id names a listing command; these errors list the versions themselves
 
 
 def parse_window(window: str | float | int) -> float:
     """A window's length in seconds: a number of seconds, or ``30m``, ``24h``, ``7d``, ``2w``."""
-    if isinstance(window, int | float) and not isinstance(window, bool):
-        seconds = float(window)
-    else:
-        match = _WINDOW.match(str(window))
-        if match is None:
-            raise DriftInputError(f"window {window!r} is not a duration; write a number and a unit: 90m, 24h, 7d, 2w")
-        seconds = float(match.group(1)) * _UNITS[match.group(2).lower()]
+    seconds = duration_seconds(window if isinstance(window, int | float) else str(window),
+                               bare_seconds=isinstance(window, int | float))
+    if seconds is None:
+        raise DriftInputError(f"window {window!r} is not a duration; write a number and a unit: 90m, 24h, 7d, 2w")
     if seconds <= 0:
         raise DriftInputError(f"window {window!r} must be longer than 0")
     return seconds

@@ -10,12 +10,15 @@ improvement:
     evaluate: true           # score each build on evaluation.sets and check evaluation.gates
     release: true            # record each build as a candidate release
     promote_to: staging      # staging | production | null: promote the candidate when the policy allows it
+    monitor_bias: 7d         # bias monitoring of live traffic: the bias suite on the questions served this window
     name: nightly-box        # the actor is automation:<name> (default: automation:<host name>)
 ```
 
 One **cycle** (``flightdeck schedule --once``, or each firing of ``flightdeck schedule``) ingests and indexes,
 evaluates, creates a candidate and promotes it through ``governance.approvals`` like anyone else: a stage that
-needs approvals waits for them, a missed gate is never promoted.
+needs approvals waits for them, a missed gate is never promoted. With ``monitor_bias``, each cycle then swaps the
+people in the questions served in that window and asks them of the release in production (else staging): a gate of
+``evaluation.gates`` on a bias metric that they miss makes the cycle ``bias_flagged``.
 
 The cron schedule has the five fields of crontab(5) (minute hour day-of-month month day-of-week; ``*``, lists,
 ranges, ``*/step``, ``a-b/step``, month and day names, 0 or 7 for Sunday) and crontab's rule that when both days
@@ -34,6 +37,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from flightdeck.core.durations import duration_seconds
+
 __all__ = ["AutomationSettings", "CronExpression", "parse_cron", "parse_interval", "CronError"]
 
 _FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
@@ -45,8 +50,6 @@ _MACROS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 
 _HELP = ("the five fields are minute hour day-of-month month day-of-week, in UTC, e.g. '0 3 * * *' (03:00 every day), "
          "'*/15 * * * *' (every 15 minutes), '0 6 * * mon-fri'")
 _DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # the most each month can have
-_INTERVAL = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
-_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
@@ -183,10 +186,10 @@ def parse_cron(text: str) -> CronExpression:
 
 def parse_interval(value: str | int) -> int:
     """Seconds in ``30s``, ``5m``, ``1h``, ``1d`` or a plain number of seconds."""
-    found = _INTERVAL.match(str(value))
-    if not found:
+    seconds = duration_seconds(str(value), bare_seconds=True)
+    if seconds is None or seconds != int(seconds):
         raise ValueError(f"watch_interval {value!r}: write a number with a unit, e.g. 30s, 5m, 1h")
-    seconds = int(found.group(1)) * _UNIT[found.group(2)]
+    seconds = int(seconds)
     if seconds < 1:
         raise ValueError(f"watch_interval {value!r}: at least 1s")
     if seconds > 7 * 86400:
@@ -215,6 +218,10 @@ class AutomationSettings(BaseModel):
     promote_to: Literal["staging", "production"] | None = Field(
         None, description="promote the candidate to this stage when governance.approvals allows it (gates passed, "
                           "no approvals needed for that stage); never by override")
+    monitor_bias: str | None = Field(
+        None, description="bias monitoring of live traffic: each cycle runs the counterfactual bias suite on the "
+                          "questions served in this window (24h, 7d) against the release in production (else "
+                          "staging), judged by evaluation.gates on bias metrics; null: off")
     name: str | None = Field(None, description="the actor is automation:<name> (default: the host name)")
 
     @field_validator("cron")
@@ -232,6 +239,17 @@ class AutomationSettings(BaseModel):
             raise ValueError(f"watch_interval {value!r}: write a duration such as 30s, 5m, 1h")
         parse_interval(value)
         return str(value).strip()
+
+    @field_validator("monitor_bias", mode="before")
+    @classmethod
+    def _window(cls, value: object) -> str | None:
+        if value is None:
+            return None
+        seconds = duration_seconds(value) if isinstance(value, str) else None
+        if not seconds:
+            raise ValueError(f"monitor_bias {value!r}: the window of served questions to monitor, a duration such as "
+                             "24h or 7d (or null: off)")
+        return value.strip()  # type: ignore[union-attr]
 
     @field_validator("name")
     @classmethod

@@ -82,6 +82,14 @@ class FakeModelRegistry:
         self.aliases[alias] = version.version
         return self.where(version)
 
+    def remove_alias(self, release: Release, alias: str) -> dict[str, Any]:
+        self._check("remove_alias", release, alias)
+        version = self._require(release)
+        removed = self.aliases.get(alias) == version.version  # an alias that moved on is left alone
+        if removed:
+            del self.aliases[alias]
+        return {**self.where(version), "removed": removed}
+
     def _stage(self, version: FakeVersion, stage: str) -> None:
         for alias in STAGE_ALIASES:
             holder = self.aliases.get(alias)

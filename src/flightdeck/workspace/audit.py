@@ -33,7 +33,6 @@ import hmac
 import json
 import logging
 import os
-import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -44,6 +43,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from flightdeck.core.durations import duration_seconds
 from flightdeck.errors import WorkspaceError
 
 __all__ = ["AuditLog", "AuditEntry", "AuditVerification", "PruneResult", "ACTIONS", "GENESIS_HASH",
@@ -112,16 +112,14 @@ def local_actor() -> str:
     return f"user:{user}"
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_since(text: str, now: float | None = None) -> float:
     """The unix time ``text`` names: a duration back from ``now`` (``7d``, ``12h``, ``30m``, ``2w``) or an ISO date or
     time (``2026-12-01``, ``2026-12-01T08:00``; UTC unless it gives its offset)."""
-    found = _DURATION.match(text or "")
-    if found:
-        return (time.time() if now is None else now) - float(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+    seconds = duration_seconds(text or "")
+    if seconds is not None:
+        return (time.time() if now is None else now) - seconds
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:

@@ -20,7 +20,7 @@ __all__ = ["metadata", "documents", "chunks", "embeddings", "runs", "step_runs",
            "index_versions", "chunk_payloads", "store_sync", "state", "dataset_version_documents",
            "document_signatures", "dataset_splits", "synthetic_sets", "synthetic_examples",
            "synthetic_generations", "api_keys", "traces", "eval_sets", "experiment_runs", "audit_log",
-           "releases", "release_events", "release_aliases"]
+           "releases", "release_events", "release_aliases", "automation_cycles"]
 
 metadata = MetaData()
 
@@ -322,4 +322,19 @@ release_aliases = Table(
     Column("release_id", String(40), ForeignKey("releases.id"), nullable=False),
     Column("at", Float, nullable=False),
     Column("actor", String, nullable=False),
+)
+
+
+# revision 0009
+automation_cycles = Table(
+    "automation_cycles", metadata,
+    Column("id", String(40), primary_key=True, comment="cy_<16 hex>: the cycle"),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),
+    Column("trigger", String, nullable=False, comment="cron | watch | once"),
+    Column("actor", String, nullable=False, comment="automation:<name>"),
+    Column("status", String, nullable=False, comment="succeeded | waiting_for_approval | gates_failed | ..."),
+    Column("audit_seq", Integer, nullable=True, comment="its audit entry (automation.cycle), while retention keeps it"),
+    Column("details", JSON, nullable=False, comment="the cycle as `schedule --once --json` prints it"),
+    Index("ix_automation_cycles_started", "started_at"),
 )

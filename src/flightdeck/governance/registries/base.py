@@ -2,10 +2,12 @@
 every registry shares (:class:`RegistryConfig`) and what each records of a release (:class:`ReleaseFacts`).
 
 The workspace is the source of truth: :class:`~flightdeck.governance.releases.Releases` decides, records, and then
-tells each registry of ``deployment.model_registry`` what happened — ``publish`` after a release is created,
-``set_stage`` after each stage change, ``set_alias`` after an alias is set. What a registry returns (where the
-release went: ``{"model": name, "version": "3"}``) or raises becomes an event on the release (``mirrored`` or
-``mirror_failed``); a registry that is down never undoes a promotion.
+tells each registry of ``deployment.model_registry`` what happened — ``publish`` after a release is created or
+imported, ``set_stage`` after each stage change, ``set_alias`` after an alias is set, ``remove_alias`` after one is
+removed. What a registry returns (where the release went: ``{"model": name, "version": "3"}``) or raises becomes an
+event on the release (``mirrored`` or ``mirror_failed``); a registry that is down never undoes a promotion, and
+``Releases.sync`` (``flightdeck release sync``) later brings it level with the workspace. So every method is
+idempotent: told twice, a registry ends as told once.
 
 Stages map to the registry's own words: an alias (MLflow, W&B, Vertex AI) named after the stage —
 ``candidate``, ``staging``, ``production`` — that moves to the release now in it, and that an archived release
@@ -71,6 +73,12 @@ class ModelRegistry(Protocol):
 
     def set_alias(self, release: Release, alias: str) -> dict[str, Any]:
         """Point the alias ``alias`` at ``release`` (away from the release that held it)."""
+        ...
+
+    def remove_alias(self, release: Release, alias: str) -> dict[str, Any]:
+        """Take the alias ``alias`` from ``release`` (``release.aliases`` are those it keeps); an alias that another
+        release holds there now, or that it does not hold, is left alone. A registry that cannot take an alias away
+        raises :class:`RegistryError` saying so, and has ``removes_aliases = False`` (``sync`` does not retry it)."""
         ...
 
 

@@ -12,8 +12,9 @@ Stages are MLflow aliases (MLflow 2.9 replaced its fixed stages with them): ``ca
 ``staging`` and ``production`` point at the version of the release in that stage; an archived release holds none.
 When a stage alias moves to another version, the version it leaves gets the stage the workspace gave its release
 (a production release replaced is archived, a staging one goes back to candidate) in its ``flightdeck.stage``
-tag. Release aliases are aliases of the registered model; ``models:/<model_name>@production`` names the release in
-production to any MLflow client. MLflow reserves the alias ``latest``.
+tag. Release aliases are aliases of the registered model (removing one deletes it there when it still names the
+release's version); ``models:/<model_name>@production`` names the release in production to any MLflow client. MLflow
+reserves the alias ``latest``.
 
 ``tracking_uri`` is a tracking server (``http://mlflow:5000``) or a database (``sqlite:///mlflow.db``, the default:
 ``mlflow.db`` beside the spec, artifacts in ``mlartifacts`` beside it), as for the MLflow tracker; credentials come
@@ -157,6 +158,16 @@ class MlflowRegistry:
         version = self._require_version(client, release)
         client.set_registered_model_alias(self.model_name, alias, version)
         return self._where(client, version)
+
+    def remove_alias(self, release: Release, alias: str) -> dict[str, Any]:
+        """Delete the MLflow alias ``alias`` when it names the release's version (one that moved on is left alone)."""
+        client = self.client()
+        version = self._require_version(client, release)
+        holders: dict[str, str] = dict(client.get_registered_model(self.model_name).aliases or {})
+        removed = alias.lower() not in _RESERVED_ALIASES and str(holders.get(alias)) == version
+        if removed:
+            client.delete_registered_model_alias(self.model_name, alias)
+        return {**self._where(client, version), "removed": removed}
 
     # --- helpers ----------------------------------------------------------------------------------------------
     def _registered_model(self, client: Any, project: str | None) -> None:

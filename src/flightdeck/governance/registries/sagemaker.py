@@ -14,7 +14,8 @@ SageMaker has no stages or aliases; its approval status says what may be deploye
 ``candidate`` and ``staging`` → PendingManualApproval, ``production`` → Approved, ``archived`` → Rejected, with the
 stage in ``flightdeck.stage`` and who/what in the approval description. One release is in production: when one is
 approved, a package approved before is rejected (its release was archived), as the workspace does. A release alias
-is the metadata key ``flightdeck.alias.<alias>`` on one package, moved from the package that held it.
+is the metadata key ``flightdeck.alias.<alias>`` on one package, moved from the package that held it and dropped
+from it when the alias is removed.
 
 Credentials, like the region, come from AWS's own chain (``AWS_PROFILE``, ``AWS_ACCESS_KEY_ID``…, an instance
 role), never from the spec; ``profile`` names a profile. ``endpoint_url`` and ``s3_endpoint_url`` point at other
@@ -209,6 +210,16 @@ class SagemakerRegistry:
                 self._update(sm, other, remove=[key])
         self._update(sm, package, add={key: release.name})
         return self._summary(self._describe(sm, package["ModelPackageArn"]))
+
+    def remove_alias(self, release: Release, alias: str) -> dict[str, Any]:
+        """Drop ``flightdeck.alias.<alias>`` from the release's package (other packages are left alone)."""
+        sm, _ = self._clients()
+        package = self._require(sm, release)
+        key = _ALIAS_KEY + alias
+        removed = key in (package.get("CustomerMetadataProperties") or {})
+        if removed:
+            self._update(sm, package, remove=[key])
+        return {**self._summary(self._describe(sm, package["ModelPackageArn"])), "removed": removed}
 
     # --- helpers ----------------------------------------------------------------------------------------------
     def _group(self, sm: Any, project: str | None) -> None:

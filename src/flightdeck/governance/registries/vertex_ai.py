@@ -12,8 +12,10 @@ Stages are version aliases: ``candidate`` (the newest candidate), ``staging`` an
 version of the release in that stage (``models/<id>@production``); an archived release holds none. An alias is
 taken from the version that held it before it is given (``models.mergeVersionAliases``), and that version's
 ``flightdeck-stage`` label gets the stage the workspace gave its release (a production release replaced is archived).
-Release aliases are version aliases too, with ``_`` written ``-`` (Vertex AI takes ``[a-z][a-zA-Z0-9-]*[a-z0-9]``).
-Vertex AI gives the first version the alias ``default``; flightdeck leaves it alone.
+Release aliases are version aliases too, with ``_`` written ``-`` (Vertex AI takes ``[a-z][a-zA-Z0-9-]*[a-z0-9]``);
+removing one removes it from the release's version (``mergeVersionAliases`` with ``-alias``), unless another alias
+the release keeps is written the same way. Vertex AI gives the first version the alias ``default``; flightdeck
+leaves it alone.
 
 Uploading needs the container that would serve the model (``serving_container_image_uri``). Credentials are
 Google's application default credentials (``gcloud auth application-default login``, a service account of the
@@ -141,14 +143,15 @@ class VertexAiRegistry:
         folder = f"{self.config.artifact_uri}/{self.model_name}/{release.id}"
         self._upload_files(folder, artifacts)
         facts = ReleaseFacts.of(release, manifest)
-        if model is not None and release.stage in STAGE_ALIASES:
+        stage_aliases = [release.stage] if release.stage in STAGE_ALIASES else []  # archived: none
+        if model is not None and stage_aliases:
             self._take_alias(client, model, release.stage, keep=None)
         request = aiplatform_v1.UploadModelRequest(
             parent=self.parent, parent_model=model or "",
             model=aiplatform_v1.Model(
                 display_name=self.model_name, artifact_uri=folder, labels=self._labels(facts, release.stage),
                 description=f"flightdeck releases of {facts.project or 'a project'}: one version per release",
-                version_description=_description(facts), version_aliases=[release.stage],
+                version_description=_description(facts), version_aliases=stage_aliases,
                 container_spec=aiplatform_v1.ModelContainerSpec(image_uri=self.config.serving_container_image_uri)))
         operation = self._call(f"uploading release {release.name} as a version of {self.model_name!r}",
                                client.upload_model, request=request)
@@ -188,6 +191,18 @@ class VertexAiRegistry:
         if translated not in version.version_aliases:
             self._merge(client, f"{model}@{version.version_id}", [translated])
         return self._summary(self._get(client, f"{model}@{version.version_id}"))
+
+    def remove_alias(self, release: Release, alias: str) -> dict[str, Any]:
+        """Remove the version alias ``alias`` (``_`` as ``-``) from the release's version when it holds it."""
+        translated = alias.replace("_", "-")
+        client = self.client()
+        version = self._require(client, release)
+        name = f"{version.name.split('@')[0]}@{version.version_id}"
+        kept = {a.replace("_", "-") for a in release.aliases}  # eu_prod and eu-prod are one alias in Vertex AI
+        removed = translated in version.version_aliases and translated not in kept
+        if removed:
+            self._merge(client, name, ["-" + translated])
+        return {**self._summary(self._get(client, name)), "removed": removed}
 
     # --- helpers ----------------------------------------------------------------------------------------------
     def _upload_files(self, folder: str, artifacts: dict[str, Path]) -> None:

@@ -11,6 +11,9 @@ again is the same version. So a stage change or a release alias logs the release
 ``release-stage``) with the new alias; W&B moves an alias from the version that held it, and ``models:production``
 names the release in production. What this cannot do is take an alias away: an archived release keeps a stage
 alias until another release takes it (removing one needs W&B's public API online, which flightdeck does not call).
+So ``flightdeck release alias NAME --remove`` is recorded on the release as ``mirror_failed`` for W&B, with what to
+do: set the alias on another release (W&B moves it), or delete it in the W&B app (the artifact version's aliases)
+or with ``wandb.Api().artifact(...)`` online; ``flightdeck release sync`` does not retry it (``removes_aliases``).
 The SDK gives every logged artifact W&B's own alias ``latest``, so ``latest`` is the release mirrored last.
 To log the files again, the registry keeps where each release's files are (in the workspace, whose files never
 change) in ``<dir>/flightdeck-releases/<model_name>/<release id>.json``.
@@ -64,6 +67,7 @@ class WandbRegistry:
     """Mirrors releases into W&B Artifacts with the W&B SDK (offline by default)."""
 
     name = "wandb"
+    removes_aliases = False  # a run only adds aliases (see the module)
 
     def __init__(self, config: WandbRegistryConfig | None = None) -> None:
         self.config = config or WandbRegistryConfig()
@@ -88,7 +92,8 @@ class WandbRegistry:
         facts = ReleaseFacts.of(release, manifest)
         record = {"release_id": release.id, "release": release.name, "facts": facts.to_dict(),
                   "files": {name: str(Path(p).resolve()) for name, p in sorted(artifacts.items())}}
-        done = self._log(release, record, "release", [release.stage], "publish")
+        stage_aliases = [] if release.stage == "archived" else [release.stage]
+        done = self._log(release, record, "release", stage_aliases, "publish")
         path = self.record_path(release.id)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
@@ -104,6 +109,16 @@ class WandbRegistry:
     def set_alias(self, release: Release, alias: str) -> dict[str, Any]:
         """Log the release's artifact again with the alias ``alias`` (W&B moves it from the version before)."""
         return self._log(release, self._record(release), "release-alias", [alias], f"alias {alias}")
+
+    def remove_alias(self, release: Release, alias: str) -> dict[str, Any]:
+        """Refused, saying what to do: a W&B run cannot take an alias away (see the module)."""
+        where = f"{self.config.entity + '/' if self.config.entity else ''}{self.config.project}/{self.model_name}"
+        synced = " once its runs are uploaded (wandb sync)" if self.config.mode == "offline" else ""
+        raise RegistryError(
+            f"W&B cannot remove the alias {alias!r} from release {release.name}: W&B runs only add aliases, so "
+            f"{where}:{alias} still names {release.name} there (flightdeck's own alias is removed). Point it at "
+            f"another release (`flightdeck release alias {alias} <release>`: W&B moves it), or delete it in the W&B "
+            f"app (the artifact version's aliases){synced}")
 
     # --- helpers ----------------------------------------------------------------------------------------------
     def _record(self, release: Release) -> dict[str, Any]:
