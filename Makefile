@@ -61,6 +61,9 @@ system-deps:
 	  echo "installing prometheus (apt-get), which scrapes flightdeck serve's /metrics in a test"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	    prometheus >/dev/null; }
+	@command -v bwrap >/dev/null || { \
+	  echo "installing bubblewrap (apt-get), the isolation of the python sandbox tool (agents/tools/sandbox.py)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; }
 
 # The suite also checks src/flightdeck/spec/verified.json, the proof `flightdeck checklist` reads (which options'
 # marked tests passed, needing what): a full run fails when the file and the run disagree.

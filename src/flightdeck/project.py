@@ -7,7 +7,7 @@ the verbs to them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ from flightdeck.spec.models import ProviderRef
 from flightdeck.workspace import CURRENT_DATASET, Workspace
 
 if TYPE_CHECKING:
+    from flightdeck.agents.runtime import AgentLoop, AgentRun
     from flightdeck.data.synthetic_sets import SyntheticExample, SyntheticSet
     from flightdeck.data.tokenization import Tokenizer
     from flightdeck.evaluation.explain import AnswerExplanation
@@ -545,6 +546,79 @@ class Project:
         from flightdeck.spec.report import checklist_report
 
         return checklist_report(self.spec)
+
+    # agents (flightdeck.agents) --------------------------------------------------------------------------------
+    @cached_property
+    def agent(self) -> AgentLoop:
+        """The agent of ``agents.tools`` with ``agents.agent``'s instructions and budget, thinking with
+        ``agents.generator`` (else ``model.generator`` when it is an LLM, else the packaged local model)."""
+        from flightdeck.agents.runtime import AgentLoop
+        from flightdeck.errors import FlightdeckError
+
+        tools = self.assembly.agent_tools()
+        if not tools:
+            raise FlightdeckError(f"{self.spec_path}: agents.tools is empty, so an agent has nothing to call; add "
+                                  "one, e.g. agents: {tools: [file_search]}")
+        settings = self.spec.agents.agent
+        return AgentLoop(self.assembly.agent_model, tools, budget=settings.budget,
+                         instructions=settings.instructions)
+
+    @property
+    def agent_memory(self) -> Any:
+        """The agent's memory (``agents.memory``'s first entry; default the workspace's tables)."""
+        return self.assembly.agent_memory
+
+    def run_agent(self, question: str, *, conversation: str | None = None, scope: str | None = None,
+                  history: Sequence[Mapping[str, str]] = (), actor: str | None = None, key_id: str | None = None,
+                  on_step: Callable[[Any], None] | None = None) -> AgentRun:
+        """Run the agent on ``question`` and keep its trace (every step: the tool, its arguments, a digest of its
+        result) and an audit entry (``agent.run``, the question PII-redacted). ``on_step`` hears each
+        :class:`~flightdeck.agents.runtime.AgentStep` as it ends. Returns the
+        :class:`~flightdeck.agents.runtime.AgentRun`, with ``trace_id`` set.
+
+        ``conversation`` continues a conversation of ``scope`` (whose memory it is: an API key id, the OS user;
+        default the actor) kept in ``agents.memory``: its earlier turns are read (trimmed to the budget) and this
+        question and answer appended. ``history`` gives earlier turns directly instead. With ``agents.memory`` set,
+        the run also gets the ``remember`` and ``recall`` tools, bound to ``scope``."""
+        from flightdeck.agents.runtime import AgentRun
+        from flightdeck.agents.tools.memory import memory_tools
+        from flightdeck.monitoring.traces import Trace, TraceStore, new_trace_id
+        from flightdeck.workspace import CURRENT_INDEX
+        from flightdeck.workspace.audit import local_actor
+
+        actor = actor or local_actor()
+        scope = scope or actor
+        memory = self.agent_memory if (conversation or self.spec.agents.memory) else None
+        if conversation and not history:
+            history = memory.history(scope, conversation, max_tokens=self.spec.agents.agent.budget.max_tokens // 4)
+        loop = self.agent.with_tools(memory_tools(memory, scope) if self.spec.agents.memory else [])
+        run: AgentRun | None = None
+        for item in loop.stream(question, history=history):
+            if isinstance(item, AgentRun):
+                run = item
+            elif on_step is not None:
+                on_step(item)
+        assert run is not None
+        trace = Trace(new_trace_id(), "agent", question, key_id=key_id, answer=run.answer,
+                      found=run.status == "answered" and bool(run.answer),
+                      index_version=self.assembly.index_version or self.workspace.get_state(CURRENT_INDEX),
+                      generator=run.model, details={
+                          "agent": run.to_dict(), **({"release": self.release.id} if self.release else {}),
+                          # what lineage follows: the chunks the agent's searches returned, and those it cited
+                          "retrieved": [{"chunk_id": s["chunk_id"], "score": s.get("score")} for s in run.sources
+                                        if s.get("chunk_id")],
+                          "citations": [{"chunk_id": c["chunk_id"], "number": c["number"]} for c in run.citations
+                                        if c.get("chunk_id")]})
+        if conversation and run.status == "answered":
+            memory.append(scope, conversation, "user", question)
+            memory.append(scope, conversation, "assistant", run.answer)
+            trace.conversation_id = conversation
+        TraceStore(self.workspace).record(trace)
+        run.trace_id = trace.id
+        self.audit.append(actor, "agent.run", trace.id, {
+            "question": question, "status": run.status, "steps": len(run.steps),
+            "tools": [s.tool for s in run.steps if s.tool], "citations": len(run.citations)}, redact=True)
+        return run
 
     # lifecycle automation (flightdeck.improvement) -------------------------------------------------------------
     def automation_cycle(self, trigger: str = "once", *, stop: Any = None, actor: Actor | None = None,

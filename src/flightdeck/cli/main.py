@@ -7,6 +7,7 @@ import inspect
 import typer
 
 from flightdeck.cli import (
+    agent_cmd,
     audit_cmds,
     batch_cmd,
     data_cmds,
@@ -39,6 +40,7 @@ app.command("schema")(spec_cmds.schema)
 app.command("run")(run_cmds.run)
 app.command("search")(run_cmds.search)
 app.command("ask")(run_cmds.ask)
+app.command("agent")(agent_cmd.agent)
 app.command("batch")(batch_cmd.batch)
 app.command("serve")(serve_cmd.serve)
 app.command("drift")(drift_cmd.drift)

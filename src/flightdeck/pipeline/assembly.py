@@ -57,7 +57,7 @@ class Assembly:
         self.snapshots = DatasetSnapshots()
 
     # Components a caller may supply instead of the spec's (a fake embedder in a test, a model already loaded).
-    REPLACEABLE = ("embedder", "tokenizer", "generator", "query_transformation", "searcher")
+    REPLACEABLE = ("embedder", "tokenizer", "generator", "query_transformation", "searcher", "agent_model")
 
     def use(self, **components: Any) -> None:
         """Use these components instead of building them from the spec (before anything uses them).
@@ -113,8 +113,12 @@ class Assembly:
             return self.embedder
         if name == "generator":
             return self.generator
+        if name == "search":  # the agent's file_search tool: this assembly's searcher (a release's index, pinned)
+            return self.searcher.search
+        if name == "workspace":  # the agent's memory keeps its tables there
+            return self.workspace
         raise FlightdeckError(f"a provider asks for the component {name!r}, which the assembly does not make "
-                              "(it makes: embedder, generator)")
+                              "(it makes: embedder, generator, search, workspace)")
 
     # retrieval --------------------------------------------------------------------------------------
     @cached_property
@@ -172,6 +176,34 @@ class Assembly:
         from flightdeck.retrieval.embedders.cache import StoredVectorsEmbedder
 
         return StoredVectorsEmbedder(self.embedder, self.workspace)  # type: ignore[return-value]
+
+    # agents -----------------------------------------------------------------------------------------
+    @cached_property
+    def agent_model(self) -> Any:
+        """The model an agent thinks with: ``agents.generator``, else ``model.generator`` when it is an LLM, else
+        the packaged local one (``llama_cpp``)."""
+        ref = self.spec.agents.generator
+        if ref is not None:
+            return self.build(Category.GENERATOR, ref)
+        if callable(getattr(self.generator, "complete_json", None)):
+            return self.generator
+        return self.build(Category.GENERATOR, ProviderRef(provider="llama_cpp"))
+
+    @cached_property
+    def agent_memory(self) -> Any:
+        """The first memory of ``agents.memory`` (default: ``builtin``, the workspace's tables): the agent's
+        conversations and facts."""
+        refs = self.spec.agents.memory or [ProviderRef(provider="builtin")]
+        return self.build(Category.AGENT_MEMORY, refs[0])
+
+    def agent_tools(self) -> list[Any]:
+        """The tools of ``agents.tools``, in the spec's order (a provider may give several: sql_database gives
+        sql_schema and sql_query)."""
+        tools: list[Any] = []
+        for ref in self.spec.agents.tools or ():
+            built = self.build(Category.AGENT_TOOL, ref)
+            tools.extend(built if isinstance(built, list | tuple) else [built])
+        return tools
 
     # data -------------------------------------------------------------------------------------------
     def source_bindings(self) -> list[SourceBinding]:

@@ -38,3 +38,5 @@ class Category(StrEnum):
     EVAL_TOOL = "eval_tool"  # evaluation.tools: other evaluation frameworks' formats and checks
     LIFECYCLE = "lifecycle"  # improvement.future_proofing: dataset versions, automatic re-training and promotion
     MODEL_REGISTRY = "model_registry"  # deployment.model_registry: where releases are mirrored (MLflow, W&B…)
+    AGENT_TOOL = "agent_tool"  # agents.tools: what an agent may call (search, SQL, a sandbox, the web, your code)
+    AGENT_MEMORY = "agent_memory"  # agents.memory: where an agent's conversations and facts are kept

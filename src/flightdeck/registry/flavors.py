@@ -51,6 +51,14 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
     Flavor(_C.USE_CASE, "rag", "flightdeck.pipeline.rag:build_rag_steps",
            options=("scoping.use_case.rag",),
            summary="ingest -> chunk -> embed -> index -> search -> answer with citations"),
+    Flavor(_C.USE_CASE, "agents", "flightdeck.pipeline.rag:build_rag_steps",
+           options=("scoping.use_case.agents",),
+           summary="the index of the RAG path, and a tool-using agent over it (agents.tools): flightdeck agent, "
+                   "plan -> tool call -> observation -> cited answer, every step traced"),
+    Flavor(_C.OBJECTIVE, "agentic_workflow", "flightdeck.pipeline.rag:build_rag_steps",
+           options=("scoping.objective.agentic_workflow",),
+           summary="an agent that works through a task with the project's tools (search, SQL, code, the web, the "
+                   "team's functions) under step, token and time budgets"),
     Flavor(_C.OBJECTIVE, "retrieval_system", "flightdeck.pipeline.rag:build_rag_steps",
            options=("scoping.objective.retrieval_system",),
            summary="a hybrid retrieval index over the team's documents"),
@@ -646,6 +654,76 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            options=("retrieval.system.query_transformation",),
            summary="HyDE: the LLM generator writes a hypothetical answer passage, embedded as a document and "
                    "averaged with the query vector; BM25 reads the query"),
+    # --- phase 6: agent tools (agents.tools; flightdeck.agents.tools) ---
+    Flavor(_C.AGENT_TOOL, "file_search", "flightdeck.agents.tools.search:SearchTool",
+           "flightdeck.agents.tools.search:SearchToolConfig", takes=("search",),
+           options=("agents.tools.file_search",),
+           summary="the project's hybrid search as a tool (its index, or a release's), each hit a citable source "
+                   "with its chunk, document and source URI; metadata filters when metadata_filtering is on"),
+    Flavor(_C.AGENT_TOOL, "sql_database", "flightdeck.agents.tools.sql:sql_tools",
+           "flightdeck.agents.tools.sql:SqlToolConfig", extra="sql", requires=("sqlglot", "sqlalchemy"),
+           options=("agents.tools.sql_database",),
+           summary="sql_schema and sql_query over PostgreSQL, MySQL/MariaDB or SQLite: every statement parsed "
+                   "with sqlglot, one SELECT on allow-listed tables only (no DDL/DML, file or program functions, "
+                   "system catalogs, locking), re-rendered without comments, run read-only with a statement "
+                   "timeout and a row cap"),
+    Flavor(_C.AGENT_TOOL, "code_execution", "flightdeck.agents.tools.sandbox:PythonSandboxTool",
+           "flightdeck.agents.tools.sandbox:SandboxConfig", options=("agents.tools.code_execution",),
+           summary="python: the model's program run in a separate process isolated by bubblewrap (else util-linux "
+                   "unshare): no network, fresh PID/mount/IPC namespaces, a read-only view of the interpreter and "
+                   "the standard library, a tmpfs work dir, never host root, rlimits and a cgroup (time, CPU, "
+                   "memory, processes, output), a seccomp deny-list on x86-64; refuses to start unisolated",
+           note="tested with an escape list (class-hierarchy walks, ctypes, os.system, /proc, sockets, fork and "
+                "memory bombs) under both isolations as root and as an unprivileged user; Makefile system-deps "
+                "installs bubblewrap"),
+    Flavor(_C.AGENT_TOOL, "browser", "flightdeck.agents.tools.browser:browser_tools",
+           "flightdeck.agents.tools.browser:BrowserToolConfig", extra="browser", requires=("httpx", "trafilatura"),
+           options=("agents.tools.browser",),
+           summary="fetch_page (HTTP, its main text by trafilatura) and, with javascript: true, browse_page (headless "
+                   "Chromium through Playwright, every request the page makes checked and fetched for it) on "
+                   "allow-listed hosts only: redirects re-checked, private addresses refused unless listed, size "
+                   "and time caps",
+           note="tested against pages served on 127.0.0.1 with Debian's chromium (browse_page needs Playwright and "
+                "an installed Chromium: chromium_path)"),
+    Flavor(_C.AGENT_TOOL, "custom_business_logic", "flightdeck.agents.tools.custom:custom_tool",
+           "flightdeck.agents.tools.custom:CustomToolConfig", options=("agents.tools.custom_business_logic",),
+           summary="the team's own logic as a tool: a typed Python function (@flightdeck.agents.tools.custom.tool; "
+                   "its JSON schema from the type hints, arguments validated by pydantic), one operation of an "
+                   "OpenAPI 3 document called over HTTP (needs the api extra), or a tool a package registers in the "
+                   "entry-point group flightdeck.tools"),
+    Flavor(_C.AGENT_TOOL, "langchain", "flightdeck.agents.tools.langchain:langchain_tool",
+           "flightdeck.agents.tools.langchain:LangchainToolConfig", extra="langchain", requires=("langchain_core",),
+           options=("agents.tools.langchain",),
+           summary="any LangChain BaseTool (an instance, a class with its settings, or a factory) as a flightdeck "
+                   "tool, its schema as LangChain describes it; and flightdeck's tools as LangChain tools "
+                   "(flightdeck.agents.tools.langchain.to_langchain)"),
+    # --- phase 6: agent memory (agents.memory; flightdeck.agents.memory) ---
+    Flavor(_C.AGENT_MEMORY, "builtin", "flightdeck.agents.memory.providers:builtin_memory",
+           "flightdeck.agents.memory.providers:BuiltinMemoryConfig", takes=("workspace", "embedder"),
+           summary="conversations and facts in the workspace's own tables, per user; facts recalled by the "
+                   "project's embedder (the default when agents.memory is unset)"),
+    Flavor(_C.AGENT_MEMORY, "redis", "flightdeck.agents.memory.providers:redis_memory",
+           "flightdeck.agents.memory.providers:RedisMemoryConfig", extra="redis", requires=("redis",),
+           takes=("workspace", "embedder"), options=("agents.memory.redis",),
+           summary="conversations as Redis lists and facts as hashes under a per-user namespace (the user's id "
+                   "hashed: no id reaches another's keys), expiring after ttl, facts recalled by the project's "
+                   "embedder"),
+    Flavor(_C.AGENT_MEMORY, "vector_store", "flightdeck.agents.memory.providers:vector_memory",
+           "flightdeck.agents.memory.providers:VectorMemoryConfig", extra="faiss", requires=("faiss",),
+           takes=("workspace", "embedder"), options=("agents.memory.vector_store",),
+           summary="facts embedded by the project's embedder in a FAISS index per user (saved in the workspace) "
+                   "and recalled by similarity; conversations in the workspace"),
+    Flavor(_C.AGENT_MEMORY, "langchain", "flightdeck.agents.memory.providers:langchain_memory",
+           "flightdeck.agents.memory.providers:LangchainMemoryConfig", extra="langchain",
+           requires=("langchain_core",), takes=("workspace", "embedder"), options=("agents.memory.langchain",),
+           summary="conversations in any LangChain BaseChatMessageHistory (history: a factory per conversation; "
+                   "default in-memory), and flightdeck's memory as a LangChain chat history "
+                   "(as_langchain_history) for RunnableWithMessageHistory"),
+    Flavor(_C.AGENT_MEMORY, "llamaindex", "flightdeck.agents.memory.providers:llamaindex_memory",
+           "flightdeck.agents.memory.providers:LlamaindexMemoryConfig", extra="llamaindex",
+           requires=("llama_index.core",), takes=("workspace", "embedder"), options=("agents.memory.llamaindex",),
+           summary="conversations in a LlamaIndex chat store (SimpleChatStore, SQLAlchemyChatStore…) that its "
+                   "Memory reads too, and flightdeck's memory as a LlamaIndex chat store"),
 )
 
 # Options that stay `planned` for a stated reason (shown by `flightdeck checklist`), beyond "not yet".

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from flightdeck.registry.categories import Category
+from flightdeck.spec.agents import AgentSettings
 from flightdeck.spec.audit import AuditSettings
 from flightdeck.spec.automation import AutomationSettings
 from flightdeck.spec.catalog import catalog
@@ -61,6 +62,8 @@ PROVIDER_SECTIONS: dict[str, Category] = {
     "model.experiment_tracking": Category.TRACKER,
     "model.hyperparameter_optimization": Category.TUNER,
     "deployment.model_registry": Category.MODEL_REGISTRY,
+    "agents.tools": Category.AGENT_TOOL,
+    "agents.memory": Category.AGENT_MEMORY,
 }
 # Sections that also take providers of another category. The checklist lists synthetic data generation with
 # the data sources (1.1), but it writes examples from the chunks instead of reading documents: a synthesizer.
@@ -91,6 +94,7 @@ PROVIDER_SETTINGS: dict[str, Category] = {
     "retrieval.query_transformation": Category.QUERY_TRANSFORMATION,
     "model.generator": Category.GENERATOR,
     "evaluation.judge": Category.GENERATOR,
+    "agents.generator": Category.GENERATOR,
 }
 
 # The embedded stack: what an unset section means. Only options that are ready in this build.
@@ -250,6 +254,9 @@ _PHASE_EXTRA_FIELDS: dict[str, dict[str, tuple[Any, Any]]] = {
     "evaluation": {**EVALUATION_FIELDS, "judge": (ProviderValue | None, None)},
     # when the lifecycle runs by itself: cron, watch, and what a cycle does (spec/automation.py; flightdeck schedule)
     "improvement": {"automation": (AutomationSettings, AutomationSettings())},
+    # the agent's instructions and budget (spec/agents.py) and the model it thinks with (unset: model.generator when
+    # it is an LLM, else the packaged local one); agents.tools names its tools
+    "agents": {"agent": (AgentSettings, AgentSettings()), "generator": (ProviderValue | None, None)},
 }
 
 

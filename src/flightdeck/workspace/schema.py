@@ -20,7 +20,8 @@ __all__ = ["metadata", "documents", "chunks", "embeddings", "runs", "step_runs",
            "index_versions", "chunk_payloads", "store_sync", "state", "dataset_version_documents",
            "document_signatures", "dataset_splits", "synthetic_sets", "synthetic_examples",
            "synthetic_generations", "api_keys", "traces", "eval_sets", "experiment_runs", "audit_log",
-           "releases", "release_events", "release_aliases", "automation_cycles"]
+           "releases", "release_events", "release_aliases", "automation_cycles", "agent_messages",
+           "agent_facts"]
 
 metadata = MetaData()
 
@@ -337,4 +338,29 @@ automation_cycles = Table(
     Column("audit_seq", Integer, nullable=True, comment="its audit entry (automation.cycle), while retention keeps it"),
     Column("details", JSON, nullable=False, comment="the cycle as `schedule --once --json` prints it"),
     Index("ix_automation_cycles_started", "started_at"),
+)
+
+
+# revision 0010
+agent_messages = Table(
+    "agent_messages", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True, comment="the order of the messages"),
+    Column("scope", String(64), nullable=False, comment="sha256 of the scope (a user or key id)"),
+    Column("conversation", Text, nullable=False),
+    Column("role", String(16), nullable=False, comment="user | assistant"),
+    Column("content", Text, nullable=False),
+    Column("at", Float, nullable=False),
+    Index("ix_agent_messages_conversation", "scope", "conversation", "id"),
+)
+
+agent_facts = Table(
+    "agent_facts", metadata,
+    Column("id", String(40), primary_key=True, comment="16 hex digits"),
+    Column("scope", String(64), nullable=False, comment="sha256 of the scope (a user or key id)"),
+    Column("text", Text, nullable=False),
+    Column("metadata", JSON, nullable=False),
+    Column("vector", LargeBinary, nullable=True, comment="float32 unit vector, when an embedder was given"),
+    Column("dimension", Integer, nullable=True),
+    Column("at", Float, nullable=False),
+    Index("ix_agent_facts_scope", "scope", "at"),
 )

@@ -39,7 +39,8 @@ from flightdeck.errors import FlightdeckError, SourceError
 if TYPE_CHECKING:
     from flightdeck.data.sources.web_config import WebConfig
 
-__all__ = ["normalize_url", "host_allowed", "origin_of", "Crawler", "CrawlResult", "Page", "HTML_TYPES"]
+__all__ = ["normalize_url", "host_allowed", "origin_of", "Crawler", "CrawlResult", "Page", "HTML_TYPES", "Extracted",
+           "decode_html", "extract_main_content"]
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,9 @@ class _Processed:
 
 # --- page processing (runs in a worker thread) ---------------------------------------------------------
 
-def _decode_html(body: bytes, charset: str | None, url: str) -> str:
+def decode_html(body: bytes, charset: str | None, url: str) -> str:
+    """The text of an HTML page's bytes: the declared charset (header, then ``<meta>``), else BOM/UTF-8/Windows-1252;
+    binary content raises :class:`~flightdeck.errors.SourceError`."""
     from flightdeck.data.parsers.decoding import decode_text
 
     declared = charset
@@ -180,13 +183,57 @@ def _meta_robots(doc: Any, agent: str) -> set[str]:
     return tokens
 
 
+@dataclass(frozen=True)
+class Extracted:
+    """A page's main content as trafilatura reads it: its ``title``, the ``text`` (``None`` when trafilatura found
+    nothing or failed) and a ``warning`` saying what went wrong, if anything."""
+
+    title: str
+    text: str | None
+    warning: str | None = None
+
+
+def extract_main_content(text: str, url: str, title: str = "", output_format: str = "markdown") -> Extracted:
+    """The main content of a decoded HTML page (trafilatura: navigation, scripts and footers dropped), as Markdown
+    or, with ``output_format="txt"``, plain text (no Markdown escapes), and its title: trafilatura's, else ``title``
+    (the page's ``<title>``, when the caller has it).
+
+    Never raises for what the page holds: a failure of trafilatura is a ``warning`` with ``text`` ``None``.
+    Shared by the crawler (Markdown) and the agents' browser tools (plain text).
+    """
+    import trafilatura
+
+    markdown: str | None = None
+    warning: str | None = None
+    # Third-party code on untrusted input: any failure falls back to flightdeck's own HTML parser, and the
+    # run says so (a warning), since the page's menus and footers are then indexed with its text.
+    try:
+        markdown = trafilatura.extract(text, url=url, output_format=output_format, include_tables=True,
+                                       include_links=False, include_images=False, include_comments=False,
+                                       with_metadata=False, deduplicate=False)
+    except Exception as exc:  # noqa: BLE001 - see above
+        warning = (f"main-content extraction failed (trafilatura: {type(exc).__name__}: {_first_line(exc)}); "
+                   "the whole page was kept as HTML, menus and footers included")
+    else:
+        if not (markdown and markdown.strip()):
+            warning = ("main-content extraction found no text (trafilatura); the whole page was kept as HTML, "
+                       "menus and footers included")
+    try:
+        meta = trafilatura.extract_metadata(text, default_url=url)
+        if meta is not None and meta.title:
+            title = " ".join(meta.title.split())
+    except Exception as exc:  # noqa: BLE001 - see above
+        note = f"title extraction failed (trafilatura: {type(exc).__name__}: {_first_line(exc)}); the <title> is used"
+        warning = note if warning is None else f"{warning}; {note}"
+    return Extracted(title, markdown.strip() if markdown and markdown.strip() else None, warning)
+
+
 def _process_page(body: bytes, charset: str | None, url: str, want_links: bool, respect_robots: bool,
                   agent: str) -> _Processed:
     import lxml.etree
     import lxml.html
-    import trafilatura
 
-    text = _decode_html(body, charset, url)
+    text = decode_html(body, charset, url)
     links: list[str] = []
     noindex = False
     title = ""
@@ -210,32 +257,10 @@ def _process_page(body: bytes, charset: str | None, url: str, want_links: bool, 
         title_el = doc.find(".//title")
         if title_el is not None and title_el.text_content():
             title = " ".join(title_el.text_content().split())
-    markdown: str | None = None
-    warning: str | None = None
-    # Third-party code on untrusted input: any failure falls back to flightdeck's own HTML parser, and the
-    # run says so (a warning), since the page's menus and footers are then indexed with its text.
-    try:
-        markdown = trafilatura.extract(text, url=url, output_format="markdown", include_tables=True,
-                                       include_links=False, include_images=False, include_comments=False,
-                                       with_metadata=False, deduplicate=False)
-    except Exception as exc:  # noqa: BLE001 - see above
-        warning = (f"main-content extraction failed (trafilatura: {type(exc).__name__}: {_first_line(exc)}); "
-                   "the whole page was kept as HTML, menus and footers included")
-    else:
-        if not (markdown and markdown.strip()):
-            warning = ("main-content extraction found no text (trafilatura); the whole page was kept as HTML, "
-                       "menus and footers included")
-    try:
-        meta = trafilatura.extract_metadata(text, default_url=url)
-        if meta is not None and meta.title:
-            title = " ".join(meta.title.split())
-    except Exception as exc:  # noqa: BLE001 - see above
-        note = f"title extraction failed (trafilatura: {type(exc).__name__}: {_first_line(exc)}); the <title> is used"
-        warning = note if warning is None else f"{warning}; {note}"
-    if warning is not None:
-        log.debug("%s: %s", url, warning)
-    return _Processed(title, markdown.strip() if markdown and markdown.strip() else None, text, links, noindex,
-                      warning)
+    extracted = extract_main_content(text, url, title)
+    if extracted.warning is not None:
+        log.debug("%s: %s", url, extracted.warning)
+    return _Processed(extracted.title, extracted.text, text, links, noindex, extracted.warning)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -227,6 +227,13 @@ class LlmGenerator:
 
     def count_tokens(self, text: str) -> int:
         raise NotImplementedError
+
+    def complete_json(self, messages: list[dict[str, str]], schema: Mapping[str, Any], *,
+                      max_tokens: int | None = None) -> Completion:
+        """A completion whose text is one JSON value valid under ``schema`` where the provider can hold the model to
+        it (llama.cpp: a grammar; an OpenAI-compatible server: ``response_format``). This default asks plainly and
+        leaves the checking to the caller (the agent loop tells the model when a reply does not parse)."""
+        return self.complete(messages, max_tokens=max_tokens, temperature=0.0)
 
     def complete_stream(self, messages: list[dict[str, str]], *, max_tokens: int | None = None,
                         temperature: float | None = None, stop: list[str] | None = None) -> Iterator[str | Completion]:

@@ -8,11 +8,12 @@ the one in the GGUF's metadata. Greedy decoding (temperature 0) makes an answer 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -91,6 +92,7 @@ class LlamaCppGenerator(LlmGenerator):
         self._chat = False
         # A llama.cpp context is not thread-safe: one completion at a time per generator.
         self._lock = threading.Lock()
+        self._grammars: dict[str, Any] = {}  # a JSON schema's compiled grammar, by the schema's text
         path = self.config.model_path
         self.model_id = f"llama_cpp:{Path(path).name if path else 'gemma-3-270m-q4_k_m.gguf'}"
 
@@ -162,6 +164,36 @@ class LlamaCppGenerator(LlmGenerator):
             llm.reset()
             try:
                 out = (llm.create_chat_completion if self._chat else llm.create_completion)(**request)
+            except ValueError as e:
+                raise self._context_error(e) from e
+        choice = out["choices"][0]
+        usage = out.get("usage") or {}
+        text = choice["message"].get("content") if self._chat else choice.get("text")
+        return Completion((text or "").strip(), int(usage.get("prompt_tokens", 0)),
+                          int(usage.get("completion_tokens", 0)), str(choice.get("finish_reason") or ""),
+                          round((time.perf_counter() - t0) * 1000, 3))
+
+    def complete_json(self, messages: list[dict[str, str]], schema: Mapping[str, Any], *,
+                      max_tokens: int | None = None) -> Completion:
+        """:meth:`complete` with the output held to ``schema`` by a grammar llama.cpp compiles from it: the model
+        can only write JSON that the schema allows (greedy, whatever the configured temperature)."""
+        llm = self._model()
+        llama = optional_import("llama_cpp", "llama_cpp", "generator llama_cpp (llama-cpp-python)")
+        t0 = time.perf_counter()
+        key = json.dumps(schema)  # not sorted: the grammar writes an object's keys in the schema's order
+        grammar = self._grammars.get(key)
+        if grammar is None:
+            try:
+                grammar = llama.LlamaGrammar.from_json_schema(key, verbose=False)
+            except (ValueError, RuntimeError) as e:
+                raise FlightdeckError(f"{self.model_id}: llama.cpp cannot turn this JSON schema into a grammar: "
+                                      f"{e}") from e
+            self._grammars[key] = grammar
+        request = self._request(messages, max_tokens, 0.0, None)
+        with self._lock:
+            llm.reset()
+            try:
+                out = (llm.create_chat_completion if self._chat else llm.create_completion)(grammar=grammar, **request)
             except ValueError as e:
                 raise self._context_error(e) from e
         choice = out["choices"][0]

@@ -8,7 +8,7 @@ characters a token — a safe overestimate for English prose, so prompts stay in
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -143,6 +143,28 @@ class OpenAIGenerator(LlmGenerator):
         usage = response.usage
         text = choice.message.content if chat else choice.text
         return Completion((text or "").strip(), int(getattr(usage, "prompt_tokens", 0) or 0),
+                          int(getattr(usage, "completion_tokens", 0) or 0), str(choice.finish_reason or ""),
+                          round((time.perf_counter() - t0) * 1000, 3))
+
+    def complete_json(self, messages: list[dict[str, str]], schema: Mapping[str, Any], *,
+                      max_tokens: int | None = None) -> Completion:
+        """A chat completion held to ``schema`` by ``response_format: {type: json_schema}`` (OpenAI, llama.cpp's
+        server, vLLM and most compatible servers honour it; one that does not still gets the schema in the
+        request, and the caller checks the reply)."""
+        if self.config.prompt_format != "chat":
+            return super().complete_json(messages, schema, max_tokens=max_tokens)
+        client = self._sdk()
+        t0 = time.perf_counter()
+        request = self._request(messages, max_tokens, 0.0, None)
+        request["response_format"] = {"type": "json_schema",
+                                      "json_schema": {"name": "action", "schema": dict(schema), "strict": False}}
+        with self._errors():
+            response = client.chat.completions.create(**request)
+        if not response.choices:
+            raise OpenAIGeneratorError(f"{self._where}: the answer held no choices")
+        choice = response.choices[0]
+        usage = response.usage
+        return Completion((choice.message.content or "").strip(), int(getattr(usage, "prompt_tokens", 0) or 0),
                           int(getattr(usage, "completion_tokens", 0) or 0), str(choice.finish_reason or ""),
                           round((time.perf_counter() - t0) * 1000, 3))
 
