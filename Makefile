@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test verified lint bench clean venv system-deps lock
+.PHONY: demo agent-demo test verified lint bench clean venv system-deps lock
 
 $(VENV)/bin/activate:
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..."; exit 2; }
@@ -32,6 +32,7 @@ $(LLAMA_WHEEL_STAMP): | $(VENV)/bin/activate
 	  -w $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
 	@touch $@
 $(VENV)/.installed-dev: $(LLAMA_WHEEL_STAMP)
+$(VENV)/.installed-agent-demo: $(LLAMA_WHEEL_STAMP)
 
 # Refresh the lock from the dev venv after changing dependencies (then run make test from a fresh clone).
 lock: $(VENV)/.installed-dev
@@ -48,6 +49,15 @@ demo: $(VENV)/.installed-demo
 	done
 	@echo; echo "Evaluation on the hand-written set examples/python-docs/eval/questions.jsonl:"
 	$(VENV)/bin/flightdeck eval --gate --spec examples/python-docs
+
+# The python-docs assistant as a tool-using agent (examples/python-docs/agent.yaml): its pages' index and a SQL
+# database of Python's releases, read by the packaged Gemma 3 270M (slow and weak: see the README's Agents section).
+agent-demo: $(VENV)/.installed-agent-demo
+	$(VENV)/bin/flightdeck validate --spec examples/python-docs/agent.yaml
+	$(VENV)/bin/flightdeck run --spec examples/python-docs/agent.yaml
+	$(VENV)/bin/flightdeck agent --spec examples/python-docs/agent.yaml \
+	  "When does Python 3.11 reach its end of life, and how do I create a virtual environment in it?" \
+	  || echo "(no answer this time: the packaged 270M model is weak; see the README's Agents section)"
 
 # Debian packages the tests need (OCR, a browser, Prometheus). Installed only when missing; CI runs as root.
 system-deps:

@@ -6,8 +6,9 @@ its handler runs. Every error is JSON of one shape, ``{"error": {"type", "messag
 also the shape the OpenAI SDK reads); a malformed request never takes the server down.
 
 Routes: ``/v1/query`` and ``/v1/search`` (flightdeck's own), ``/v1/chat/completions``, ``/v1/embeddings`` and
-``/v1/models`` (OpenAI-compatible), ``/v1/traces/{id}``, ``/v1/audit`` and ``/v1/audit/verify`` (admin), ``/metrics``
-(Prometheus), ``/health``, ``/ready``.
+``/v1/models`` (OpenAI-compatible; chat completions with ``tools`` are a turn of the client's own agent),
+``/v1/agents`` and ``/v1/agents/{name}/runs`` (the spec's agent), ``/v1/traces/{id}``, ``/v1/audit`` and
+``/v1/audit/verify`` (admin), ``/metrics`` (Prometheus), ``/health``, ``/ready``.
 """
 
 from __future__ import annotations
@@ -44,11 +45,15 @@ from flightdeck.serving.openai_compat import (
     chat_question,
     embeddings_response,
     models_response,
+    tool_completion,
+    tool_completion_chunks,
+    tool_messages,
     validate_inputs,
 )
 from flightdeck.serving.playground import playground_router
 from flightdeck.serving.requests import (
     MAX_BODY_BYTES,
+    AgentRunRequest,
     PromoteRequest,
     QueryRequest,
     ReviewRequest,
@@ -92,6 +97,8 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
     ("POST", "/v1/releases/{ref}/reject"): Permission.RELEASES_APPROVE,
     ("POST", "/v1/releases/{ref}/promote"): Permission.RELEASES_PROMOTE,
     ("POST", "/v1/releases/rollback"): Permission.RELEASES_PROMOTE,
+    ("GET", "/v1/agents"): Permission.QUERY,
+    ("POST", "/v1/agents/{name}/runs"): Permission.QUERY,
     ("GET", "/v1/lineage/{ref}"): Permission.RELEASES_READ,
     ("GET", "/v1/audit"): Permission.AUDIT_READ,
     ("GET", "/v1/audit/verify"): Permission.AUDIT_READ,
@@ -379,6 +386,16 @@ def create_app(service: Service) -> FastAPI:
               "(the citations in the extra `flightdeck` field); stream: server-sent events")
     async def chat(request: Request, body: ChatCompletionRequest,
                    caller: Principal = Depends(needs(Permission.QUERY))) -> Any:
+        if body.tools:  # a turn of the client's own agent loop: call one of its tools, or answer
+            trace_id, turn = await within_timeout(
+                service.chat_with_tools, caller, tool_messages(body), body.tools, tool_choice=body.tool_choice,
+                max_tokens=body.max_completion_tokens or body.max_tokens, request_id=request.state.request_id)
+            completion = tool_completion(body.model, turn, trace_id)
+            if not body.stream:
+                return completion
+            return StreamingResponse(_drain(request, tool_completion_chunks(body.model, completion),
+                                            lambda c: _sse(c), stream_error(request)),
+                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
         question, history = chat_question(body)
         options = {"history": history, "max_tokens": body.max_completion_tokens or body.max_tokens,
                    "request_id": request.state.request_id, "operation": "chat"}
@@ -388,6 +405,22 @@ def create_app(service: Service) -> FastAPI:
         chunks = chat_completion_chunks(body.model, service.stream_query(caller, question, **options),
                                         include_usage=bool(body.stream_options and body.stream_options.include_usage))
         return StreamingResponse(_drain(request, chunks, lambda c: _sse(c), stream_error(request)),
+                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/v1/agents", summary="the agents this server runs (agents.tools) and their tools")
+    def agents(caller: Principal = Depends(needs(Permission.QUERY))) -> dict[str, Any]:
+        return {"object": "list", "data": service.agents(caller)}
+
+    @app.post("/v1/agents/{name}/runs", summary="run an agent: its steps and a cited answer (stream: server-sent "
+              "events, one `step` as each ends, then `run`)")
+    async def agent_run(request: Request, name: str, body: AgentRunRequest,
+                        caller: Principal = Depends(needs(Permission.QUERY))) -> Any:
+        if not body.stream:
+            return await within_timeout(service.run_agent, caller, name, body.question,
+                                        conversation_id=body.conversation_id)
+        events = service.stream_agent(caller, name, body.question, conversation_id=body.conversation_id)
+        return StreamingResponse(_drain(request, events, lambda e: _sse({k: v for k, v in e.items() if k != "event"},
+                                                               e["event"]), stream_error(request)),
                                  media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     @app.post("/v1/embeddings", summary="OpenAI-compatible embeddings from the index's embedder")

@@ -7,6 +7,10 @@ the server's, and a caller cannot replace it). The answer's citations, trace id 
 extra field, ``flightdeck``, of the completion (and of the last chunk of a stream), which the SDK keeps:
 ``completion.model_extra["flightdeck"]``. ``model`` is echoed back and does not choose anything: the spec
 chooses the generator and the embedder.
+
+With ``tools`` the request is a turn of the *client's* agent loop (LangChain, LlamaIndex, CrewAI, the OpenAI Agents
+SDK): the agent model (``agents.generator``) calls one of the client's tools (``tool_calls``) or answers, held to a
+schema of those tools (:mod:`flightdeck.agents.tool_calls`); no grounding is added, and nothing runs on the server.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["ChatCompletionRequest", "EmbeddingsRequest", "chat_question", "chat_completion",
-           "chat_completion_chunks", "embeddings_response", "models_response", "validate_inputs"]
+           "chat_completion_chunks", "embeddings_response", "models_response", "validate_inputs", "tool_messages",
+           "tool_completion", "tool_completion_chunks"]
 
 MAX_TEXT = 4000
 MAX_MESSAGES = 64
@@ -34,9 +39,11 @@ class ContentPart(BaseModel):
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")  # name, tool_call_id…: accepted, not used
+    model_config = ConfigDict(extra="allow")  # name…: accepted, not used
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # an assistant's earlier calls (with tools)
+    tool_call_id: str | None = None  # the call a tool message answers
 
 
 class StreamOptions(BaseModel):
@@ -55,6 +62,9 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1, le=32768)
     max_completion_tokens: int | None = Field(None, ge=1, le=32768)
     n: int = Field(1, ge=1, le=1, description="one choice only")
+    tools: list[dict[str, Any]] | None = Field(None, max_length=64, description="function tools the client runs: "
+                                               "the model calls one of them or answers (no grounding then)")
+    tool_choice: str | dict[str, Any] | None = None
 
 
 class EmbeddingsRequest(BaseModel):
@@ -85,6 +95,41 @@ def chat_question(request: ChatCompletionRequest) -> tuple[str, list[str]]:
         raise ValueError(f"messages: the question is over {MAX_TEXT} characters")
     history = [_text(m)[:MAX_TEXT] for m in request.messages[:-1] if m.role == "user"]
     return question, history
+
+
+def tool_messages(request: ChatCompletionRequest) -> list[dict[str, Any]]:
+    """The conversation of a request with tools, as plain dicts (text content only)."""
+    out = []
+    for m in request.messages:
+        content = _text(m)
+        if len(content) > MAX_TEXT * 4:
+            raise ValueError(f"messages: a message is over {MAX_TEXT * 4} characters")
+        out.append({"role": m.role, "content": content, "tool_calls": m.tool_calls, "tool_call_id": m.tool_call_id})
+    return out
+
+
+def tool_completion(model: str, turn: Any, trace_id: str) -> dict[str, Any]:
+    """A ``chat.completion`` of a turn with tools: its ``tool_calls`` (finish_reason ``tool_calls``) or its text."""
+    usage = {"prompt_tokens": turn.prompt_tokens, "completion_tokens": turn.completion_tokens,
+             "total_tokens": turn.prompt_tokens + turn.completion_tokens}
+    return {"id": "chatcmpl-" + trace_id.removeprefix("tr_"), "object": "chat.completion", "created": int(time.time()),
+            "model": model, "choices": [{"index": 0, "message": turn.message(), "finish_reason": turn.finish_reason,
+                                         "logprobs": None}],
+            "usage": usage, "flightdeck": {"trace_id": trace_id}}
+
+
+def tool_completion_chunks(model: str, completion: dict[str, Any]) -> Iterator[dict[str, Any] | str]:
+    """A finished turn with tools as stream chunks (the turn is written whole first: its calls must parse)."""
+    cid, created = completion["id"], completion["created"]
+    message = completion["choices"][0]["message"]
+    delta: dict[str, Any] = {"role": "assistant", "content": message.get("content")}
+    if message.get("tool_calls"):
+        delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(message["tool_calls"])]
+    yield _chunk(cid, created, model, delta, None)
+    last = _chunk(cid, created, model, {}, completion["choices"][0]["finish_reason"])
+    last["flightdeck"] = completion["flightdeck"]
+    yield last
+    yield "[DONE]"
 
 
 def _extra(answer: dict[str, Any]) -> dict[str, Any]:

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["SearchRequest", "QueryRequest", "ReviewRequest", "PromoteRequest", "RollbackRequest", "MAX_BODY_BYTES",
-           "MAX_TEXT", "CONVERSATION_ID"]
+__all__ = ["SearchRequest", "QueryRequest", "AgentRunRequest", "ReviewRequest", "PromoteRequest", "RollbackRequest",
+           "MAX_BODY_BYTES", "MAX_TEXT", "CONVERSATION_ID"]
 
 # Requests larger than this are refused (413): by their Content-Length before they are read, and while they are
 # read when they come without one (chunked).
@@ -34,6 +34,16 @@ class QueryRequest(BaseModel):
                                         description="a follow-up in this conversation: the earlier questions "
                                                     "asked with this id (by this key) shape what is retrieved")
     max_tokens: int | None = Field(None, ge=1, le=32768, description="cap on the answer's tokens (LLMs)")
+
+
+class AgentRunRequest(BaseModel):
+    """``POST /v1/agents/{name}/runs``."""
+
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(min_length=1, max_length=MAX_TEXT, description="what to ask the agent")
+    conversation_id: str | None = Field(None, min_length=1, max_length=64, pattern=CONVERSATION_ID,
+                                        description="continue this conversation of this key (agents.memory)")
+    stream: bool = Field(False, description="server-sent events: one `step` per step as it ends, then `run`")
 
 
 class ReviewRequest(BaseModel):

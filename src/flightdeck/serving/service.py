@@ -44,6 +44,17 @@ class RequestTimeout(FlightdeckError):
     """A request ran past ``deployment.server.request_timeout_s`` (the server answers 504)."""
 
 
+class AgentNotFound(FlightdeckError, KeyError):
+    """No agent by this name (the server answers 404)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "no such agent"
+
+
+class AgentCancelled(FlightdeckError):
+    """A streamed agent run whose client went away: stopped at its next step."""
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: an API key's id and role (or the local user of a server run with ``--no-auth``)."""
@@ -299,6 +310,102 @@ class Service:
         self.authorize(principal, Permission.QUERY)
         owner = None if principal.role is Role.ADMIN else principal.key_id
         return self.traces.get(trace_id, key_id=owner).to_dict()
+
+    # agents -------------------------------------------------------------------------------------------
+    AGENT_NAMES = ("default",)
+
+    def agents(self, principal: Principal) -> list[dict[str, Any]]:
+        """The agents this server runs (the spec's, named ``default``) and their tools."""
+        self.authorize(principal, Permission.QUERY)
+        project = self.project
+        if not project.spec.agents.tools:
+            return []
+        loop = project.agent
+        return [{"name": "default", "model": str(getattr(loop.model, "model_id", "")),
+                 "tools": [t.spec.to_openai()["function"] for t in loop.tools.values()],
+                 "memory": [r.provider for r in project.spec.agents.memory or []] or ["builtin"]}]
+
+    def run_agent(self, principal: Principal, name: str, question: str, *, conversation_id: str | None = None,
+                  on_step: Callable[[Any], None] | None = None) -> dict[str, Any]:
+        """Run the agent ``name`` on ``question`` as ``principal`` (its memory scope: the key), traced and audited
+        like every agent run; the run as a dict."""
+        self.authorize(principal, Permission.QUERY)
+        if name not in self.AGENT_NAMES:
+            raise AgentNotFound(f"no agent {name!r}; this server runs: {', '.join(self.AGENT_NAMES)}")
+        project = self.project
+        actor = self.actor(principal)
+        run = project.run_agent(question, conversation=conversation_id, scope=actor, actor=actor,
+                                key_id=principal.key_id, on_step=on_step)
+        if self.keys is not None:
+            self.limiter.spend_tokens(principal.key_id, sum(run.usage.values()))
+        self.metrics.observe_answer(run.status == "answered", run.model, run.usage)
+        return run.to_dict()
+
+    def stream_agent(self, principal: Principal, name: str, question: str, *,
+                     conversation_id: str | None = None) -> Iterator[dict[str, Any]]:
+        """:meth:`run_agent` as events: ``{"event": "step", ...}`` as each step ends, then ``{"event": "run", ...}``.
+        The run goes on in a thread; closing the iterator (the client went away) stops it at its next step."""
+        import queue
+
+        self.check(principal, Permission.QUERY)  # refused now, not as the first event of a stream
+        events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        stopped = threading.Event()
+
+        def on_step(step: Any) -> None:
+            if stopped.is_set():
+                raise AgentCancelled("the client went away")
+            events.put(("step", step.to_dict()))
+
+        def work() -> None:
+            try:
+                events.put(("run", self.run_agent(principal, name, question, conversation_id=conversation_id,
+                                                  on_step=on_step)))
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+                events.put(("error", exc))
+
+        threading.Thread(target=work, name="flightdeck-agent-run", daemon=True).start()
+        try:
+            while True:
+                kind, item = events.get()
+                if kind == "error":
+                    raise item
+                yield {"event": kind, **item}
+                if kind == "run":
+                    return
+        finally:
+            stopped.set()
+
+    def chat_with_tools(self, principal: Principal, conversation: list[dict[str, Any]], tools: list[dict[str, Any]],
+                        *, tool_choice: Any = None, max_tokens: int | None = None,
+                        request_id: str | None = None) -> tuple[str, Any]:
+        """One turn of a client's own agent loop: the agent model calls one of the client's ``tools`` or answers
+        (:func:`~flightdeck.agents.tool_calls.tool_call_turn`); traced (operation ``chat_tools``). Returns the trace
+        id and the turn."""
+        from flightdeck.agents.tool_calls import tool_call_turn
+
+        self.authorize(principal, Permission.QUERY)
+        if max_tokens is not None and max_tokens > self.settings.max_tokens:
+            raise ValueError(f"max_tokens: at most {self.settings.max_tokens} (deployment.server.max_tokens), "
+                             f"got {max_tokens}")
+        model = self.project.assembly.agent_model
+        question = next((str(m.get("content") or "") for m in reversed(conversation) if m.get("role") == "user"), "")
+        trace = Trace(new_trace_id(), "chat_tools", question[:4000], key_id=principal.key_id, request_id=request_id,
+                      generator=str(getattr(model, "model_id", "")))
+        turn = tool_call_turn(model, conversation, tools, tool_choice=tool_choice, max_tokens=max_tokens)
+        usage = {"prompt_tokens": turn.prompt_tokens, "completion_tokens": turn.completion_tokens}
+        trace.answer, trace.found = turn.content, None
+        trace.details.update(tools=[t.get("function", {}).get("name") for t in tools], usage=usage,
+                             tool_calls=[c["function"] for c in turn.tool_calls])
+        if self.keys is not None:
+            self.limiter.spend_tokens(principal.key_id, sum(usage.values()))
+        self.metrics.observe_answer(None, trace.generator or "", usage)
+        if self.settings.store_traces:
+            self.traces.record(trace)
+        if self.log_queries:
+            self.audit.append(self.actor(principal), "query.answered", trace.id, {
+                "operation": trace.operation, "question": trace.question,
+                "tool_calls": [c["function"]["name"] for c in turn.tool_calls]}, redact=True)
+        return trace.id, turn
 
     def embed(self, principal: Principal, texts: list[str]) -> tuple[list[list[float]], int]:
         """Vectors of ``texts`` from the embedder that built the index (as a query would be embedded: the

@@ -47,6 +47,9 @@ class LlamaCppConfig(LlmSettings):
         "auto", description="chat: the GGUF's chat template (instruction-tuned models); completion: the turns "
         "written out as one text to continue (base models such as the packaged Gemma 3 270M, whose GGUF has no "
         "chat template); auto: chat when the GGUF has a template")
+    json_repeat_penalty: float = Field(
+        1.15, ge=1.0, le=2.0, description="repeat penalty while writing JSON held to a schema (an agent's actions): "
+                                          "small models otherwise loop inside a string until the token limit")
 
 
 _LOG = logging.getLogger("flightdeck.llama_cpp")
@@ -189,7 +192,7 @@ class LlamaCppGenerator(LlmGenerator):
                 raise FlightdeckError(f"{self.model_id}: llama.cpp cannot turn this JSON schema into a grammar: "
                                       f"{e}") from e
             self._grammars[key] = grammar
-        request = self._request(messages, max_tokens, 0.0, None)
+        request = {**self._request(messages, max_tokens, 0.0, None), "repeat_penalty": self.config.json_repeat_penalty}
         with self._lock:
             llm.reset()
             try:
