@@ -560,6 +560,11 @@ class Project:
             raise FlightdeckError(f"{self.spec_path}: agents.tools is empty, so an agent has nothing to call; add "
                                   "one, e.g. agents: {tools: [file_search]}")
         settings = self.spec.agents.agent
+        if settings.team:  # a supervisor over specialised agents (agents/team.py)
+            from flightdeck.agents.team import team_loop
+
+            return team_loop(self.assembly.agent_model, tools, settings.team, budget=settings.budget,
+                             instructions=settings.instructions)
         return AgentLoop(self.assembly.agent_model, tools, budget=settings.budget,
                          instructions=settings.instructions)
 

@@ -201,3 +201,54 @@ def test_with_agents_memory_the_agent_remembers_and_recalls_facts_for_its_user_o
     assert "no fact kept matches" in bob.steps[0].content
     assert "Alice" not in json.dumps(model.requests[5]["messages"])
     assert type(project.agent_memory).__name__ == "VectorMemory"
+
+
+TEAM = """\
+  agent:
+    team:
+      - {name: librarian, description: answers from the kettle documents, tools: [search_documents]}
+      - {name: analyst, description: answers from the shop database, tools: [sql_schema, sql_query], max_steps: 2}
+"""
+
+
+@needs("sqlglot")
+@pytest.mark.exercises("improvement.future_proofing.agent_orchestration")
+def test_a_supervisor_hands_sub_tasks_to_its_team_and_cites_what_they_cited(tmp_path: Path) -> None:
+    spec = SPEC.split("  agent:\n")[0] + TEAM + "improvement: {future_proofing: [agent_orchestration]}\n"
+    script = [call("ask_librarian", task="How much does the Aurora kettle hold?"),
+              call("search_documents", query="Aurora kettle litres"),          # the librarian's own loop
+              {"answer": "1.7 litres", "cites": [1]},
+              call("ask_analyst", task="What does the Aurora kettle cost?"),
+              call("sql_query", query="SELECT price_eur FROM products WHERE name = 'Aurora kettle'"),
+              {"answer": "49 euros", "cites": [1]},
+              {"answer": "It holds 1.7 litres and costs 49 euros.", "cites": [1, 2]}]
+    project, model = load(write_project(tmp_path, spec), script)
+    project.run()
+    assert list(project.agent.tools) == ["ask_librarian", "ask_analyst"]
+    run = project.run_agent("What does the Aurora kettle hold and cost?")
+    assert run.status == "answered" and [s.tool for s in run.steps] == ["ask_librarian", "ask_analyst", None]
+    # the supervisor cites what its members cited: the page's chunk and the table
+    assert run.citations[0]["source_uri"].endswith("kettles.md") and run.citations[1]["table"] == "products"
+    # each member saw only its own tools and its own sub-task
+    librarian_turn = model.requests[1]
+    offered = [alt["properties"]["tool"]["const"] for alt in librarian_turn["schema"]["anyOf"]
+               if "tool" in alt["properties"]]
+    assert offered == ["search_documents"] and librarian_turn["messages"][-1]["content"] == (
+        "How much does the Aurora kettle hold?")
+    assert "ask_librarian" in model.requests[0]["messages"][0]["content"]
+    # the trace keeps the members' runs
+    trace = TraceStore(project.workspace).get(run.trace_id or "")
+    assert "sql_query" in json.dumps(trace.details["agent"]["steps"][1])
+    graph = project.lineage_graph(run.trace_id or "").to_dict()
+    assert any(e["relation"] == "cited" for e in graph["edges"])
+
+
+def test_a_team_without_the_option_or_with_an_unknown_tool_is_a_spec_error(tmp_path: Path) -> None:
+    spec = SPEC.split("  agent:\n")[0] + TEAM.replace("[sql_schema, sql_query]", "[sql_query, web]")
+    root = write_project(tmp_path, spec)
+    problems = [str(p) for p in check_spec(root / "flightdeck.yaml")[1]]
+    assert any("agent_orchestration" in p for p in problems), problems
+    (root / "flightdeck.yaml").write_text(spec + "improvement: {future_proofing: [agent_orchestration]}\n", "utf-8")
+    project, _ = load(root, [])
+    with pytest.raises(FlightdeckError, match=r"team member analyst: no tool 'web' in agents.tools"):
+        project.agent  # noqa: B018 - building it is the check

@@ -36,8 +36,8 @@ from flightdeck.errors import FlightdeckError
 from flightdeck.models.generators.untrusted import fence_attribute, fence_text, instruction_like
 from flightdeck.spec.agents import AgentBudget
 
-__all__ = ["AgentBudget", "AgentLoop", "AgentRun", "AgentStep", "AgentModel", "AgentError", "action_schema",
-           "AGENT_SYSTEM_PROMPT"]
+__all__ = ["AgentBudget", "AgentLoop", "AgentProgress", "AgentRun", "AgentStep", "AgentModel", "AgentError",
+           "action_schema", "AGENT_SYSTEM_PROMPT"]
 
 AGENT_SYSTEM_PROMPT = """\
 You are an assistant that answers the user's question by calling tools, then answering from what they returned.
@@ -83,6 +83,7 @@ class AgentStep:
     result_sha256: str | None = None  # of the whole result the tool gave
     sources: list[int] = field(default_factory=list)  # the source numbers this step added
     flags: list[str] = field(default_factory=list)  # the result reads like instructions: why
+    data: Any = None  # the tool's structured result (rows, a member's run…), when it is small enough to keep
     prompt_tokens: int = 0
     completion_tokens: int = 0
     model_ms: float = 0.0
@@ -119,6 +120,28 @@ class AgentRun:
         return out
 
 
+@dataclass
+class AgentProgress:
+    """Where a run stands between two turns: what the model has read, the steps and the numbered sources so far,
+    the calls made (``seen``: a call's key -> the step that ran it) and the tokens used; ``pending`` is the tool call
+    the last turn chose, not run yet, and ``ended`` (``{status, answer, cites, reason}``) is set once the run is
+    over. Plain data: :meth:`AgentLoop.stream` moves it on turn by turn, and a graph can keep it between turns."""
+
+    question: str
+    messages: list[dict[str, str]]
+    steps: list[AgentStep] = field(default_factory=list)
+    sources: list[dict[str, Any]] = field(default_factory=list)  # numbered from 1: what the observations offered
+    seen: dict[str, int] = field(default_factory=dict)
+    usage: dict[str, int] = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
+    calls: int = 0
+    answer_now: bool = False  # a repeated call: the model has nothing new to ask, so the next turn may only answer
+    pending: dict[str, Any] | None = None
+    ended: dict[str, Any] | None = None
+
+    def end(self, status: str, answer: str = "", cites: Sequence[int] = (), reason: str = "") -> None:
+        self.ended = {"status": status, "answer": answer, "cites": list(cites), "reason": reason}
+
+
 def action_schema(tools: Sequence[Tool], *, allow_tools: bool = True, sources: int = 0) -> dict[str, Any]:
     """The JSON schema of one turn: a call of one of ``tools`` with its own parameters, or an answer that cites only
     the ``sources`` numbers the observations gave (none: an empty list), each at most once."""
@@ -131,6 +154,19 @@ def action_schema(tools: Sequence[Tool], *, allow_tools: bool = True, sources: i
     calls = [{"type": "object", "properties": {"tool": {"const": t.spec.name}, "arguments": dict(t.spec.parameters)},
               "required": ["tool", "arguments"], "additionalProperties": False} for t in tools]
     return {"anyOf": [*calls, answer]}
+
+
+#: the largest structured tool result a step keeps for the trace (as JSON characters)
+MAX_STEP_DATA_CHARS = 20_000
+
+
+def _small(data: Any) -> Any:
+    """``data`` as plain JSON values (dates and the like as text) when it fits :data:`MAX_STEP_DATA_CHARS`, else a
+    note of its size."""
+    if data is None:
+        return None
+    text = json.dumps(data, default=str, ensure_ascii=False)
+    return json.loads(text) if len(text) <= MAX_STEP_DATA_CHARS else {"omitted": f"{len(text)} characters of JSON"}
 
 
 def _close_cut_answer(completion: Any) -> Any:
@@ -199,92 +235,117 @@ class AgentLoop:
 
     def stream(self, question: str, *, history: Sequence[Mapping[str, str]] = ()) -> Iterator[AgentStep | AgentRun]:
         """Each :class:`AgentStep` as it ends, then the :class:`AgentRun`."""
+        progress = self.start(question, history=history)
+        t0 = self.clock()
+        while progress.ended is None:
+            reason = self.out_of_budget(progress, self.clock() - t0)
+            if reason is not None:
+                progress.end("budget_exhausted", reason=reason)
+                break
+            step = self.turn(progress)
+            yield step if step is not None else self.act(progress)
+        yield self.finish(progress, round((self.clock() - t0) * 1000, 3))
+
+    # the loop's pieces: stream drives them; so does a graph (flightdeck.agents.graph), which keeps the progress
+    def start(self, question: str, *, history: Sequence[Mapping[str, str]] = ()) -> AgentProgress:
+        """A run of ``question`` before its first turn: the system prompt, ``history``'s user and assistant turns,
+        the question."""
         if not question.strip():
             raise AgentError("the question is empty")
-        budget = self.budget
-        t0 = self.clock()
         messages: list[dict[str, str]] = [{"role": "system", "content": self.system_prompt()}]
         messages += [{"role": str(m["role"]), "content": str(m["content"])} for m in history
                      if m.get("role") in ("user", "assistant") and m.get("content")]
         messages.append({"role": "user", "content": question})
-        steps: list[AgentStep] = []
-        sources: list[dict[str, Any]] = []  # numbered from 1: what the observations offered to cite
-        seen: dict[str, int] = {}  # a call's key -> the step that ran it
-        usage = {"prompt_tokens": 0, "completion_tokens": 0}
-        calls = 0
-        answer_now = False  # a repeated call: the model has nothing new to ask, so the next turn may only answer
+        return AgentProgress(question, messages)
 
-        def finish(answer: str, status: str, cites: Sequence[int] = (), reason: str = "") -> AgentRun:
-            cited = [{"number": n, **sources[n - 1]} for n in dict.fromkeys(cites) if 1 <= n <= len(sources)]
-            return AgentRun(question, answer, status, cited, steps, str(getattr(self.model, "model_id", "")),
-                            dict(usage), round((self.clock() - t0) * 1000, 3), reason,
-                            [{"number": n, **s} for n, s in enumerate(sources, 1)])
+    def out_of_budget(self, progress: AgentProgress, seconds: float) -> str | None:
+        """Why the run may not take another turn after ``seconds`` of it (tokens or time spent), or None."""
+        budget = self.budget
+        used = progress.usage["prompt_tokens"] + progress.usage["completion_tokens"]
+        out_of = "tokens" if used >= budget.max_tokens else "time" if seconds >= budget.max_seconds else None
+        if out_of is None:
+            return None
+        return f"the run used its {out_of} budget ({budget.max_tokens} tokens, {budget.max_seconds:g} s)"
 
-        while True:
-            out_of = ("tokens" if usage["prompt_tokens"] + usage["completion_tokens"] >= budget.max_tokens else
-                      "time" if self.clock() - t0 >= budget.max_seconds else None)
-            if out_of:
-                yield finish("", "budget_exhausted", reason=f"the run used its {out_of} budget "
-                                                            f"({budget.max_tokens} tokens, {budget.max_seconds:g} s)")
-                return
-            last_turn = calls >= budget.max_steps or answer_now
-            schema = action_schema(list(self.tools.values()), allow_tools=not last_turn, sources=len(sources))
-            turn = messages if not last_turn else [*messages, {
-                "role": "user", "content": "Answer now from the sources above, citing their numbers (or say that "
-                                           "you could not find the answer)."}]
-            m0 = self.clock()
-            try:
-                completion = self.model.complete_json(turn, schema, max_tokens=budget.max_answer_tokens)
-            except FlightdeckError as exc:
-                steps.append(AgentStep(len(steps) + 1, "error", ok=False, error=f"the model failed: {exc}"))
-                yield steps[-1]
-                yield finish("", "failed", reason=str(exc))
-                return
-            model_ms = round((self.clock() - m0) * 1000, 3)
-            if last_turn and completion.finish_reason == "length":  # an answer cut at max_answer_tokens: keep it
-                completion = _close_cut_answer(completion)
-            usage["prompt_tokens"] += int(completion.prompt_tokens)
-            usage["completion_tokens"] += int(completion.completion_tokens)
-            cost = {"prompt_tokens": int(completion.prompt_tokens),
-                    "completion_tokens": int(completion.completion_tokens), "model_ms": model_ms}
-            action, problem = self._parse(completion.text, last_turn)
-            n = len(steps) + 1
-            if problem is not None:
-                steps.append(AgentStep(n, "invalid", ok=False, error=problem, content=completion.text[:500], **cost))
-                yield steps[-1]
-                messages += [{"role": "assistant", "content": completion.text[:2000]},
-                             {"role": "user", "content": f"error: {problem}. Reply with one JSON object: a tool call "
-                                                         "or an answer, as the instructions say."}]
-                calls += 1  # an invalid reply uses a step, so a model that never manages one still ends
-                continue
-            assert action is not None
-            if "answer" in action:
-                cites = [c for c in action.get("cites") or [] if isinstance(c, int)]
-                steps.append(AgentStep(n, "answer", content=str(action["answer"]), sources=cites, **cost))
-                yield steps[-1]
-                yield finish(str(action["answer"]).strip(), "answered", cites)
-                return
-            name, arguments = str(action["tool"]), dict(action.get("arguments") or {})
-            calls += 1
-            key = _args_key(name, arguments)
-            messages.append({"role": "assistant", "content": json.dumps(action, ensure_ascii=False)})
-            if key in seen:
-                earlier = steps[seen[key] - 1]
-                steps.append(AgentStep(n, "repeat", tool=name, arguments=arguments, content=earlier.content,
-                                       sources=list(earlier.sources), **cost))
-                yield steps[-1]
-                messages.append({"role": "user", "content": f"You called {name} with these arguments already (step "
-                                                            f"{earlier.n}); its result is above."})
-                answer_now = True
-                continue
-            seen[key] = n
-            step = self._call(n, name, arguments, sources, budget.max_observation_chars, cost)
-            steps.append(step)
-            yield step
-            messages.append({"role": "user", "content": step.content})
-            if step.kind == "error":
-                yield finish("", "failed", reason=step.error or "a tool failed")
-                return
+    def turn(self, progress: AgentProgress) -> AgentStep | None:
+        """One model turn under the action schema. Returns the step it recorded (an answer, a reply that is not an
+        action, a model that failed; the first two end the run, see ``progress.ended``), or None for a tool call,
+        left in ``progress.pending`` for :meth:`act`."""
+        budget, messages, steps, usage = self.budget, progress.messages, progress.steps, progress.usage
+        last_turn = progress.calls >= budget.max_steps or progress.answer_now
+        schema = action_schema(list(self.tools.values()), allow_tools=not last_turn, sources=len(progress.sources))
+        turn = messages if not last_turn else [*messages, {
+            "role": "user", "content": "Answer now from the sources above, citing their numbers (or say that "
+                                       "you could not find the answer)."}]
+        m0 = self.clock()
+        try:
+            completion = self.model.complete_json(turn, schema, max_tokens=budget.max_answer_tokens)
+        except FlightdeckError as exc:
+            steps.append(AgentStep(len(steps) + 1, "error", ok=False, error=f"the model failed: {exc}"))
+            progress.end("failed", reason=str(exc))
+            return steps[-1]
+        model_ms = round((self.clock() - m0) * 1000, 3)
+        if last_turn and completion.finish_reason == "length":  # an answer cut at max_answer_tokens: keep it
+            completion = _close_cut_answer(completion)
+        usage["prompt_tokens"] += int(completion.prompt_tokens)
+        usage["completion_tokens"] += int(completion.completion_tokens)
+        cost = {"prompt_tokens": int(completion.prompt_tokens),
+                "completion_tokens": int(completion.completion_tokens), "model_ms": model_ms}
+        action, problem = self._parse(completion.text, last_turn)
+        n = len(steps) + 1
+        if problem is not None:
+            steps.append(AgentStep(n, "invalid", ok=False, error=problem, content=completion.text[:500], **cost))
+            messages += [{"role": "assistant", "content": completion.text[:2000]},
+                         {"role": "user", "content": f"error: {problem}. Reply with one JSON object: a tool call "
+                                                     "or an answer, as the instructions say."}]
+            progress.calls += 1  # an invalid reply uses a step, so a model that never manages one still ends
+            return steps[-1]
+        assert action is not None
+        if "answer" in action:
+            cites = [c for c in action.get("cites") or [] if isinstance(c, int)]
+            steps.append(AgentStep(n, "answer", content=str(action["answer"]), sources=cites, **cost))
+            progress.end("answered", str(action["answer"]).strip(), cites)
+            return steps[-1]
+        progress.pending = {"action": action, "cost": cost}
+        return None
+
+    def act(self, progress: AgentProgress) -> AgentStep:
+        """Run the tool call that the last turn chose (a call made before is not run again) and record its step; a
+        tool that raised ends the run."""
+        if progress.pending is None:
+            raise AgentError("no tool call is pending: take a turn first")
+        action, cost = progress.pending["action"], progress.pending["cost"]
+        progress.pending = None
+        messages, steps = progress.messages, progress.steps
+        name, arguments = str(action["tool"]), dict(action.get("arguments") or {})
+        n = len(steps) + 1
+        progress.calls += 1
+        key = _args_key(name, arguments)
+        messages.append({"role": "assistant", "content": json.dumps(action, ensure_ascii=False)})
+        if key in progress.seen:
+            earlier = steps[progress.seen[key] - 1]
+            steps.append(AgentStep(n, "repeat", tool=name, arguments=arguments, content=earlier.content,
+                                   sources=list(earlier.sources), **cost))
+            messages.append({"role": "user", "content": f"You called {name} with these arguments already (step "
+                                                        f"{earlier.n}); its result is above."})
+            progress.answer_now = True
+            return steps[-1]
+        progress.seen[key] = n
+        step = self._call(n, name, arguments, progress.sources, self.budget.max_observation_chars, cost)
+        steps.append(step)
+        messages.append({"role": "user", "content": step.content})
+        if step.kind == "error":
+            progress.end("failed", reason=step.error or "a tool failed")
+        return step
+
+    def finish(self, progress: AgentProgress, ms: float) -> AgentRun:
+        """The run that ``progress`` ended (cited numbers that no observation gave are dropped); ``ms`` its time."""
+        ended = progress.ended or {"status": "failed", "answer": "", "cites": [], "reason": "the run did not end"}
+        sources = progress.sources
+        cited = [{"number": n, **sources[n - 1]} for n in dict.fromkeys(ended["cites"]) if 1 <= n <= len(sources)]
+        return AgentRun(progress.question, ended["answer"], ended["status"], cited, progress.steps,
+                        str(getattr(self.model, "model_id", "")), dict(progress.usage), ms, ended["reason"],
+                        [{"number": n, **s} for n, s in enumerate(sources, 1)])
 
     def _parse(self, text: str, last_turn: bool) -> tuple[dict[str, Any] | None, str | None]:
         """The action in ``text``, or why it is not one."""
@@ -324,7 +385,8 @@ class AgentLoop:
         digest = hashlib.sha256(result.content.encode("utf-8", "replace")).hexdigest()
         if not result.ok:
             return AgentStep(n, "tool", tool=name, arguments=arguments, ok=False, error=result.error,
-                             content=result.content[:cap], result_sha256=digest, **cost, tool_ms=tool_ms)
+                             content=result.content[:cap], result_sha256=digest, data=_small(result.data), **cost,
+                             tool_ms=tool_ms)
         def clip(text: str, limit: int) -> str:
             return text if len(text) <= limit else text[:limit] + " […cut]"
 
@@ -347,5 +409,6 @@ class AgentLoop:
                           f'{fence_text(clip(result.content, cap))}\n</source>')
         numbers = list(range(first, len(sources) + 1))
         block = "\n".join(blocks)
+        kept = _small(result.data)
         return AgentStep(n, "tool", tool=name, arguments=arguments, content=block, result_sha256=digest,
-                         sources=numbers, flags=instruction_like(result.content), **cost, tool_ms=tool_ms)
+                         sources=numbers, flags=instruction_like(result.content), data=kept, **cost, tool_ms=tool_ms)

@@ -697,6 +697,11 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            summary="any LangChain BaseTool (an instance, a class with its settings, or a factory) as a flightdeck "
                    "tool, its schema as LangChain describes it; and flightdeck's tools as LangChain tools "
                    "(flightdeck.agents.tools.langchain.to_langchain)"),
+    Flavor(_C.LIFECYCLE, "agent_orchestration", "flightdeck.agents.team:team_loop",
+           options=("improvement.future_proofing.agent_orchestration",),
+           summary="a supervisor agent over specialised agents (agents.agent.team): each member an agent over its "
+                   "share of the tools, asked through ask_<name>; its answer and cited sources come back to the "
+                   "supervisor, every member's run in the trace"),
     # --- phase 6: agent memory (agents.memory; flightdeck.agents.memory) ---
     Flavor(_C.AGENT_MEMORY, "builtin", "flightdeck.agents.memory.providers:builtin_memory",
            "flightdeck.agents.memory.providers:BuiltinMemoryConfig", takes=("workspace", "embedder"),

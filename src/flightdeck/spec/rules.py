@@ -111,6 +111,11 @@ def check_rules(loaded: LoadedSpec) -> Iterator[tuple[tuple, str]]:
     if spec.governance.policies and "iam_policies" not in spec.governance.access_control:
         yield ("governance", "access_control"), (
             "governance.policies are set: add iam_policies to governance.access_control to say so.")
+    if spec.agents.agent.team and "agent_orchestration" not in (spec.improvement.future_proofing or []):
+        yield ("agents", "agent", "team"), (
+            "a team of agents is set: add agent_orchestration to improvement.future_proofing to say so.")
+    if spec.agents.agent.team and not spec.agents.tools:
+        yield ("agents", "agent", "team"), "a team of agents needs tools in agents.tools to share out."
     yield from _query_transformation_rules(spec)
     yield from _synthetic_rules(spec)
     if spec.retrieval.search.mode == "hybrid" and "hybrid_search" not in spec.retrieval.system:
