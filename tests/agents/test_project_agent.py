@@ -252,3 +252,41 @@ def test_a_team_without_the_option_or_with_an_unknown_tool_is_a_spec_error(tmp_p
     project, _ = load(root, [])
     with pytest.raises(FlightdeckError, match=r"team member analyst: no tool 'web' in agents.tools"):
         project.agent  # noqa: B018 - building it is the check
+
+
+def test_a_long_conversation_is_summarised_to_fit_its_token_budget(tmp_path: Path) -> None:
+    spec = SPEC.replace("  agent:\n", "  agent:\n    history_tokens: 120\n")
+    long = "The Aurora kettle was bought in March with a two-year warranty and a spare lid. " * 8
+    script = [{"answer": long, "cites": []}, {"answer": "noted", "cites": []}, {"answer": "March", "cites": []}]
+    project, model = load(write_project(tmp_path, spec), script)
+    project.run()
+    project.run_agent("Tell me about my kettle.", conversation="c", actor="user:alice")
+    project.run_agent("I also own a toaster.", conversation="c", actor="user:alice")
+    project.run_agent("When was the kettle bought?", conversation="c", actor="user:alice")
+    read = model.requests[2]["messages"]
+    assert model.summaries and "Tell me about my kettle." in model.summaries[0]
+    assert read[1]["role"] == "user" and read[1]["content"].startswith("Earlier in this conversation (summary): ")
+    assert sum(len(m["content"]) for m in read[1:-1]) // 4 <= 120
+    assert read[-1]["content"] == "When was the kettle bought?"
+
+
+@needs("sqlglot", "langgraph")
+@pytest.mark.exercises("agents.orchestration.langgraph")
+def test_with_langgraph_the_agent_runs_as_a_checkpointed_graph_with_the_same_result(tmp_path: Path) -> None:
+    spec = SPEC + "  orchestration: [langgraph]\n"
+    project, model = load(write_project(tmp_path, spec), list(SCRIPT))
+    project.run()
+    seen: list[str] = []
+    run = project.run_agent("What does the Aurora kettle hold, and what does it cost?",
+                            on_step=lambda step: seen.append(step.kind))
+    assert run.status == "answered" and [c["number"] for c in run.citations] == [1, 2]
+    assert seen == ["tool", "tool", "answer"]
+    # the same script through flightdeck's own loop gives the same steps and citations
+    plain, _ = load(write_project(tmp_path / "plain"), list(SCRIPT))
+    plain.run()
+    own = plain.run_agent("What does the Aurora kettle hold, and what does it cost?")
+    assert [(s.kind, s.tool, s.arguments, s.sources) for s in run.steps] == [
+        (s.kind, s.tool, s.arguments, s.sources) for s in own.steps]
+    assert [(c["number"], c["tool"]) for c in run.citations] == [(c["number"], c["tool"]) for c in own.citations]
+    assert (tmp_path / ".flightdeck" / "agent_checkpoints.db").is_file()
+    assert type(project.assembly.agent_runner).__name__ == "LanggraphRunner"

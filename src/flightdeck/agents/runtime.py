@@ -411,4 +411,6 @@ class AgentLoop:
         block = "\n".join(blocks)
         kept = _small(result.data)
         return AgentStep(n, "tool", tool=name, arguments=arguments, content=block, result_sha256=digest,
-                         sources=numbers, flags=instruction_like(result.content), data=kept, **cost, tool_ms=tool_ms)
+                         sources=numbers, data=kept, **cost, tool_ms=tool_ms,
+                         flags=instruction_like("\n".join([result.content, *(str(s.get("text") or "")
+                                                                                for s in offered)])))

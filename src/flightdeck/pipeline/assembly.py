@@ -196,6 +196,13 @@ class Assembly:
         refs = self.spec.agents.memory or [ProviderRef(provider="builtin")]
         return self.build(Category.AGENT_MEMORY, refs[0])
 
+    @cached_property
+    def agent_runner(self) -> Any:
+        """What runs the agent when ``agents.orchestration`` names ``langgraph`` (its graph, checkpointed); None:
+        flightdeck's own loop."""
+        ref = next((r for r in self.spec.agents.orchestration or () if r.provider == "langgraph"), None)
+        return None if ref is None else self.build(Category.ORCHESTRATION, ref)
+
     def agent_tools(self) -> list[Any]:
         """The tools of ``agents.tools``, in the spec's order (a provider may give several: sql_database gives
         sql_schema and sql_query)."""

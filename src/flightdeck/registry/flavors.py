@@ -702,6 +702,13 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            summary="a supervisor agent over specialised agents (agents.agent.team): each member an agent over its "
                    "share of the tools, asked through ask_<name>; its answer and cited sources come back to the "
                    "supervisor, every member's run in the trace"),
+    Flavor(_C.ORCHESTRATION, "langgraph", "flightdeck.agents.graph:LanggraphRunner",
+           "flightdeck.agents.graph:LanggraphConfig", extra="langgraph",
+           requires=("langgraph", "langgraph.checkpoint.sqlite"), takes=("workspace",),
+           options=("agents.orchestration.langgraph",),
+           summary="the agent as a LangGraph graph (start, plan, tool, answer: the loop's own pieces, the same steps "
+                   "and citations), each run checkpointed in the workspace (SQLite) or PostgreSQL and resumable; "
+                   "pipeline steps usable as LangGraph nodes (flightdeck.agents.graph.step_node)"),
     # --- phase 6: agent memory (agents.memory; flightdeck.agents.memory) ---
     Flavor(_C.AGENT_MEMORY, "builtin", "flightdeck.agents.memory.providers:builtin_memory",
            "flightdeck.agents.memory.providers:BuiltinMemoryConfig", takes=("workspace", "embedder"),

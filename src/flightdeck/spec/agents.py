@@ -56,6 +56,8 @@ class AgentSettings(BaseModel):
     instructions: str = Field("", max_length=8000, description="added to the agent's system prompt (the house "
                                                                "rules of this project)")
     budget: AgentBudget = Field(default_factory=AgentBudget, description="steps, tokens and time per run")
+    history_tokens: int = Field(2000, ge=100, description="a conversation's earlier turns fit this many tokens; "
+                                                          "older ones are summarised by the agent's model")
     team: list[TeamMember] = Field(default_factory=list, description="specialised agents: the agent becomes their "
                                    "supervisor and calls ask_<name> to hand each a sub-task (needs "
                                    "agent_orchestration in improvement.future_proofing)")

@@ -64,6 +64,7 @@ PROVIDER_SECTIONS: dict[str, Category] = {
     "deployment.model_registry": Category.MODEL_REGISTRY,
     "agents.tools": Category.AGENT_TOOL,
     "agents.memory": Category.AGENT_MEMORY,
+    "agents.orchestration": Category.ORCHESTRATION,
 }
 # Sections that also take providers of another category. The checklist lists synthetic data generation with
 # the data sources (1.1), but it writes examples from the chunks instead of reading documents: a synthesizer.

@@ -28,6 +28,14 @@ class ScriptedAgentModel:
     finish_reasons: Mapping[int, str] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
 
+    summaries: list[str] = field(default_factory=list)  # what complete() was asked to summarise
+
+    def complete(self, messages: list[dict[str, str]], *, max_tokens: int | None = None,
+                 temperature: float | None = None, stop: list[str] | None = None) -> Completion:
+        """A plain completion (conversation summaries): the first words of what it was given."""
+        self.summaries.append(messages[-1]["content"])
+        return Completion("summary: " + " ".join(messages[-1]["content"].split()[:12]), 10, 10, "stop", 1.0)
+
     def complete_json(self, messages: list[dict[str, str]], schema: Mapping[str, Any], *,
                       max_tokens: int | None = None) -> Completion:
         n = len(self.requests)
