@@ -140,6 +140,35 @@ def test_every_route_times_every_role_and_every_bad_key_gives_zero_unauthorised_
         ("GET", "/v1/lineage/{ref}"): ("/v1/lineage/{own}", {}, {200}),
         ("GET", "/v1/audit"): ("/v1/audit", {"params": {"limit": 5}}, {200}),
         ("GET", "/v1/audit/verify"): ("/v1/audit/verify", {}, {200}),
+        ("GET", "/v1/agents"): ("/v1/agents", {}, {200}),
+        ("POST", "/v1/agents/{name}/runs"): ("/v1/agents/nope/runs", {"json": {"question": "venv?"}}, {404}),
+        ("POST", "/v1/responses"): ("/v1/responses", {"json": {"model": "api", "input": "How do I make a venv?"}},
+                                    {200}),
+        ("GET", "/v1/responses/{response_id}"): ("/v1/responses/resp_nope", {}, {404}),
+        ("POST", "/v1/conversations"): ("/v1/conversations", {"json": {}}, {200}),
+        ("GET", "/v1/conversations/{conversation_id}"): ("/v1/conversations/conv_nope", {}, {404}),
+        ("GET", "/v1/conversations/{conversation_id}/items"): ("/v1/conversations/conv_nope/items", {}, {404}),
+        ("POST", "/v1/conversations/{conversation_id}/items"): (
+            "/v1/conversations/conv_nope/items", {"json": {"items": [{"role": "user", "content": "x"}]}}, {404}),
+        ("POST", "/v1/assistants"): ("/v1/assistants", {"json": {"model": "api"}}, {200}),
+        ("GET", "/v1/assistants"): ("/v1/assistants", {}, {200}),
+        ("GET", "/v1/assistants/{assistant_id}"): ("/v1/assistants/asst_nope", {}, {404}),
+        ("DELETE", "/v1/assistants/{assistant_id}"): ("/v1/assistants/asst_nope", {}, {404}),
+        ("POST", "/v1/threads"): ("/v1/threads", {"json": {}}, {200}),
+        ("GET", "/v1/threads/{thread_id}"): ("/v1/threads/thread_nope", {}, {404}),
+        ("DELETE", "/v1/threads/{thread_id}"): ("/v1/threads/thread_nope", {}, {404}),
+        ("POST", "/v1/threads/{thread_id}/messages"): (
+            "/v1/threads/thread_nope/messages", {"json": {"role": "user", "content": "x"}}, {404}),
+        ("GET", "/v1/threads/{thread_id}/messages"): ("/v1/threads/thread_nope/messages", {}, {404}),
+        ("POST", "/v1/threads/{thread_id}/runs"): (
+            "/v1/threads/thread_nope/runs", {"json": {"assistant_id": "asst_nope"}}, {404}),
+        ("GET", "/v1/threads/{thread_id}/runs"): ("/v1/threads/thread_nope/runs", {}, {404}),
+        ("GET", "/v1/threads/{thread_id}/runs/{run_id}"): ("/v1/threads/thread_nope/runs/run_nope", {}, {404}),
+        ("POST", "/v1/threads/{thread_id}/runs/{run_id}/submit_tool_outputs"): (
+            "/v1/threads/thread_nope/runs/run_nope/submit_tool_outputs",
+            {"json": {"tool_outputs": [{"tool_call_id": "call_x", "output": "x"}]}}, {404}),
+        ("POST", "/v1/threads/{thread_id}/runs/{run_id}/cancel"): (
+            "/v1/threads/thread_nope/runs/run_nope/cancel", {}, {404}),
     }
     protected = {(m, p): perm for (m, p), perm in ROUTE_PERMISSIONS.items()
                  if perm is not None and m != "WS"}  # the WebSocket route: tests/serving/test_websocket.py

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.unit
 TABLES = {"documents", "chunks", "embeddings", "runs", "step_runs", "dataset_versions", "index_versions",
           "state", "chunks_fts", "synthetic_sets", "synthetic_examples", "synthetic_generations", "api_keys",
           "traces", "eval_sets", "experiment_runs", "audit_log", "releases", "release_events", "release_aliases",
-          "automation_cycles", "agent_messages", "agent_facts"}
+          "automation_cycles", "agent_messages", "agent_facts", "openai_objects", "openai_items"}
 
 
 @pytest.fixture
@@ -51,8 +51,8 @@ def test_open_creates_the_db_with_every_table_at_head(tmp_path: Path) -> None:
         db = root / "metadata.db"
         assert db.is_file()
         assert TABLES <= _tables(db), TABLES - _tables(db)
-        assert HEAD_REVISION == "0010"
-        assert _revision(db) == ["0010"]
+        assert HEAD_REVISION == "0011"
+        assert _revision(db) == ["0011"]
         assert ws.artifacts.root == root / "artifacts"
     finally:
         ws.close()
@@ -84,7 +84,7 @@ def test_opening_twice_is_idempotent_and_keeps_data(tmp_path: Path) -> None:
     second = Workspace(root)
     try:
         assert second.get_state("index") == "abc"
-        assert _revision(root / "metadata.db") == ["0010"]
+        assert _revision(root / "metadata.db") == ["0011"]
         assert TABLES <= _tables(root / "metadata.db")
         # two live handles on one workspace see the same data
         third = Workspace(root)
@@ -268,7 +268,7 @@ def test_a_workspace_at_revision_0001_is_upgraded_in_place_keeping_its_data(tmp_
     assert _revision(root / "metadata.db") == ["0001"]
     ws = Workspace(root)
     try:
-        assert _revision(root / "metadata.db") == ["0010"]
+        assert _revision(root / "metadata.db") == ["0011"]
         assert ws.get_state("current_index") == "old"
         assert {"dataset_version_documents", "document_signatures", "dataset_splits"} <= _tables(root / "metadata.db")
     finally:

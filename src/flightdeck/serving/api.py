@@ -7,7 +7,9 @@ also the shape the OpenAI SDK reads); a malformed request never takes the server
 
 Routes: ``/v1/query`` and ``/v1/search`` (flightdeck's own), ``/v1/chat/completions``, ``/v1/embeddings`` and
 ``/v1/models`` (OpenAI-compatible; chat completions with ``tools`` are a turn of the client's own agent),
-``/v1/agents`` and ``/v1/agents/{name}/runs`` (the spec's agent), ``/v1/traces/{id}``, ``/v1/audit`` and
+``/v1/agents`` and ``/v1/agents/{name}/runs`` (the spec's agent), ``/v1/responses`` and ``/v1/conversations``
+(OpenAI's Responses API: function tools and file_search), ``/v1/assistants`` and ``/v1/threads`` (OpenAI's
+Assistants API, sunset by OpenAI, served locally), ``/v1/traces/{id}``, ``/v1/audit`` and
 ``/v1/audit/verify`` (admin), ``/metrics`` (Prometheus), ``/health``, ``/ready``.
 """
 
@@ -19,10 +21,10 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import anyio
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute, APIWebSocketRoute
@@ -35,6 +37,8 @@ from flightdeck.core import __version__
 from flightdeck.errors import FlightdeckError
 from flightdeck.governance.access import Permission
 from flightdeck.monitoring.metrics import ServerMetrics
+from flightdeck.serving.assistants import ROUTES as ASSISTANT_ROUTES
+from flightdeck.serving.assistants import Assistants, assistants_router
 from flightdeck.serving.documents import MAX_UPLOAD_BYTES, UploadRefused
 from flightdeck.serving.errors import error_kind as _kind
 from flightdeck.serving.openai_compat import (
@@ -50,6 +54,7 @@ from flightdeck.serving.openai_compat import (
     tool_messages,
     validate_inputs,
 )
+from flightdeck.serving.openai_store import ObjectStore
 from flightdeck.serving.playground import playground_router
 from flightdeck.serving.requests import (
     MAX_BODY_BYTES,
@@ -59,6 +64,14 @@ from flightdeck.serving.requests import (
     ReviewRequest,
     RollbackRequest,
     SearchRequest,
+)
+from flightdeck.serving.responses import (
+    ConversationRequest,
+    ItemsRequest,
+    Responses,
+    ResponsesRequest,
+    final_response,
+    stream_events,
 )
 from flightdeck.serving.service import Principal, RateLimited, RequestTimeout, Service
 from flightdeck.serving.websocket import websocket_router
@@ -99,6 +112,13 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission | None] = {
     ("POST", "/v1/releases/rollback"): Permission.RELEASES_PROMOTE,
     ("GET", "/v1/agents"): Permission.QUERY,
     ("POST", "/v1/agents/{name}/runs"): Permission.QUERY,
+    ("POST", "/v1/responses"): Permission.QUERY,
+    ("GET", "/v1/responses/{response_id}"): Permission.QUERY,
+    ("POST", "/v1/conversations"): Permission.QUERY,
+    ("GET", "/v1/conversations/{conversation_id}"): Permission.QUERY,
+    ("GET", "/v1/conversations/{conversation_id}/items"): Permission.QUERY,
+    ("POST", "/v1/conversations/{conversation_id}/items"): Permission.QUERY,
+    **{route: Permission.QUERY for route in ASSISTANT_ROUTES},
     ("GET", "/v1/lineage/{ref}"): Permission.RELEASES_READ,
     ("GET", "/v1/audit"): Permission.AUDIT_READ,
     ("GET", "/v1/audit/verify"): Permission.AUDIT_READ,
@@ -423,6 +443,44 @@ def create_app(service: Service) -> FastAPI:
                                                                e["event"]), stream_error(request)),
                                  media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
+    objects = ObjectStore(service.base.workspace.engine)  # what keys create through the OpenAI shapes
+    responses = Responses(service, objects)
+
+    @app.post("/v1/responses", summary="OpenAI Responses API: function tools (the client runs them) and file_search "
+              "(the spec's agent over the index, cited); previous_response_id or conversation; stream: server-sent "
+              "events")
+    async def create_response(request: Request, body: ResponsesRequest,
+                              caller: Principal = Depends(needs(Permission.QUERY))) -> Any:
+        events = await within_timeout(responses.create, caller, body, request_id=request.state.request_id)
+        if not body.stream:
+            return await within_timeout(final_response, events)
+        return StreamingResponse(_drain(request, stream_events(events), lambda e: _sse(e, e["type"]),
+                                        stream_error(request)),
+                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/v1/responses/{response_id}", summary="a response this key created")
+    def get_response(response_id: str, caller: Principal = Depends(needs(Permission.QUERY))) -> Any:
+        return responses.get(caller, response_id)
+
+    @app.post("/v1/conversations", summary="start a conversation (kept per key) that responses continue")
+    def create_conversation(body: ConversationRequest, caller: Principal = Depends(needs(Permission.QUERY))) -> Any:
+        return responses.create_conversation(caller, body)
+
+    @app.get("/v1/conversations/{conversation_id}", summary="a conversation of this key")
+    def get_conversation(conversation_id: str, caller: Principal = Depends(needs(Permission.QUERY))) -> Any:
+        return responses.conversation(caller, conversation_id)
+
+    @app.get("/v1/conversations/{conversation_id}/items", summary="a conversation's items (newest first by default)")
+    def conversation_items(conversation_id: str, limit: int = Query(20, ge=1, le=100),
+                           order: Literal["asc", "desc"] = "desc", after: str | None = None,
+                           caller: Principal = Depends(needs(Permission.QUERY))) -> Any:
+        return responses.items(caller, conversation_id, limit=limit, order=order, after=after)
+
+    @app.post("/v1/conversations/{conversation_id}/items", summary="add items to a conversation of this key")
+    def add_conversation_items(conversation_id: str, body: ItemsRequest,
+                               caller: Principal = Depends(needs(Permission.QUERY))) -> Any:
+        return responses.add_items(caller, conversation_id, body)
+
     @app.post("/v1/embeddings", summary="OpenAI-compatible embeddings from the index's embedder")
     async def embeddings(body: EmbeddingsRequest, caller: Principal = Depends(needs(Permission.QUERY))) -> Any:
         texts = [body.input] if isinstance(body.input, str) else list(body.input)
@@ -523,6 +581,8 @@ def create_app(service: Service) -> FastAPI:
     def metrics_route(caller: Principal = Depends(needs(Permission.METRICS))) -> Response:
         data, content_type = metrics.exposition()
         return Response(data, media_type=content_type)
+
+    app.include_router(assistants_router(Assistants(service, objects), needs, within_timeout))
 
     app.include_router(websocket_router(service))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -377,10 +377,10 @@ class Service:
 
     def chat_with_tools(self, principal: Principal, conversation: list[dict[str, Any]], tools: list[dict[str, Any]],
                         *, tool_choice: Any = None, max_tokens: int | None = None,
-                        request_id: str | None = None) -> tuple[str, Any]:
+                        request_id: str | None = None, operation: str = "chat_tools") -> tuple[str, Any]:
         """One turn of a client's own agent loop: the agent model calls one of the client's ``tools`` or answers
-        (:func:`~flightdeck.agents.tool_calls.tool_call_turn`); traced (operation ``chat_tools``). Returns the trace
-        id and the turn."""
+        (:func:`~flightdeck.agents.tool_calls.tool_call_turn`); traced (``operation``, default ``chat_tools``).
+        Returns the trace id and the turn."""
         from flightdeck.agents.tool_calls import tool_call_turn
 
         self.authorize(principal, Permission.QUERY)
@@ -389,7 +389,7 @@ class Service:
                              f"got {max_tokens}")
         model = self.project.assembly.agent_model
         question = next((str(m.get("content") or "") for m in reversed(conversation) if m.get("role") == "user"), "")
-        trace = Trace(new_trace_id(), "chat_tools", question[:4000], key_id=principal.key_id, request_id=request_id,
+        trace = Trace(new_trace_id(), operation, question[:4000], key_id=principal.key_id, request_id=request_id,
                       generator=str(getattr(model, "model_id", "")))
         turn = tool_call_turn(model, conversation, tools, tool_choice=tool_choice, max_tokens=max_tokens)
         usage = {"prompt_tokens": turn.prompt_tokens, "completion_tokens": turn.completion_tokens}
@@ -406,6 +406,128 @@ class Service:
                 "operation": trace.operation, "question": trace.question,
                 "tool_calls": [c["function"]["name"] for c in turn.tool_calls]}, redact=True)
         return trace.id, turn
+
+    def agent_turns(self, principal: Principal, *, question: str = "", history: Sequence[Mapping[str, str]] = (),
+                    tools: Sequence[Mapping[str, Any]] = (), file_search: bool = False, instructions: str = "",
+                    resume: Mapping[str, Any] | None = None, output: str | None = None, operation: str = "agent",
+                    request_id: str | None = None) -> Iterator[dict[str, Any]]:
+        """A run of an agent whose tools are partly the client's (:mod:`flightdeck.agents.resumable`): with
+        ``file_search`` the spec's agent and its tools (or, without ``agents.tools``, a search of the index), else
+        the agent model alone, plus the client's function ``tools``. Starts a run of ``question`` (``history``: the
+        earlier user and assistant turns), or goes on with ``resume`` (a hand-back's ``state``) and the ``output``
+        of the client's call.
+
+        Events: ``{"event": "step", "step", "sources", "search"}`` as each step ends (``search``: a step of a file
+        search), then ``{"event": "handback", "handback"}`` (a :class:`~flightdeck.agents.resumable.HandBack` whose
+        ``state`` resumes the run) or ``{"event": "run", "run"}``, with the ``trace_id`` of this request's trace
+        (``operation``) and the ``usage`` of this request. Closing the iterator stops the run at its next step."""
+        from flightdeck.agents.resumable import ResumableRun
+
+        self.authorize(principal, Permission.QUERY)
+        if resume is not None:
+            tools, file_search = list(resume["tools"]), bool(resume["file_search"])
+            instructions = str(resume["instructions"])
+        if file_search:
+            self._unscoped(principal, "search through an agent (its searches are not limited yet)")
+        project = self.project
+        loop, searches = self._client_agent(project, tools, file_search, instructions, self.actor(principal))
+        if resume is not None:
+            run = ResumableRun.load(loop, resume["run"])
+        else:
+            if not question.strip():
+                raise ValueError("input: no user message to answer")
+            # the newest turns, about a quarter of the token budget (4 characters a token), as the agent's memory does
+            keep, room = [], project.spec.agents.agent.budget.max_tokens
+            for turn in reversed(history):
+                room -= len(str(turn.get("content") or ""))
+                if room < 0:
+                    break
+                keep.append(turn)
+            run = ResumableRun.start(loop, question, history=keep[::-1])
+        setup = {"tools": list(tools), "file_search": file_search, "instructions": instructions}
+        return self._agent_events(principal, project, run, setup, searches, output, operation, request_id)
+
+    def _client_agent(self, project: Project, tools: Sequence[Mapping[str, Any]], file_search: bool,
+                      instructions: str, actor: str) -> tuple[Any, set[str]]:
+        from flightdeck.agents.resumable import with_client_tools
+        from flightdeck.agents.runtime import AgentLoop
+        from flightdeck.agents.tools.memory import memory_tools
+        from flightdeck.agents.tools.search import SearchTool
+
+        settings = project.spec.agents.agent
+        if not file_search:
+            return with_client_tools(None, tools, model=project.assembly.agent_model, budget=settings.budget,
+                                     instructions=instructions), set()
+        if project.spec.agents.tools:
+            base = project.agent
+        else:  # no agents.tools in the spec: the agent searches the index with the server's search
+
+            def search(query: str, k: int | None = None, where: dict[str, Any] | None = None) -> SearchResult:
+                with self._lock:
+                    return project.search(query, k=k, where=where)
+
+            base = AgentLoop(project.assembly.agent_model, [SearchTool(search=search)], budget=settings.budget,
+                             instructions=settings.instructions)
+        if project.spec.agents.memory:
+            base = base.with_tools(memory_tools(project.agent_memory, actor))
+        searches = {name for name, tool in base.tools.items() if isinstance(tool, SearchTool)}
+        return with_client_tools(base, tools, instructions=instructions), searches
+
+    def _agent_events(self, principal: Principal, project: Project, run: Any, setup: dict[str, Any],
+                      searches: set[str], output: str | None, operation: str,
+                      request_id: str | None) -> Iterator[dict[str, Any]]:
+        from flightdeck.agents.resumable import HandBack
+        from flightdeck.agents.runtime import AgentStep
+
+        before = dict(run.progress.usage)
+        steps: list[Any] = []
+        retrieved: list[dict[str, Any]] = []
+        final: Any = None
+        error: str | None = None
+        try:
+            for item in run.steps(output=output):
+                if not isinstance(item, AgentStep):
+                    final = item
+                    continue
+                steps.append(item)
+                sources = [run.source(n) for n in item.sources]
+                retrieved += [{"chunk_id": s["chunk_id"], "score": s.get("score")} for s in sources
+                              if s.get("chunk_id")]
+                yield {"event": "step", "step": item, "sources": sources, "search": item.tool in searches}
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            raise
+        finally:
+            usage = {k: run.progress.usage.get(k, 0) - before.get(k, 0) for k in run.progress.usage}
+            trace = Trace(new_trace_id(), operation, run.progress.question[:4000], key_id=principal.key_id,
+                          request_id=request_id, generator=str(getattr(run.loop.model, "model_id", "")),
+                          index_version=project.assembly.index_version or project.workspace.get_state(CURRENT_INDEX))
+            trace.details.update(usage=usage, retrieved=retrieved, steps=[s.to_dict() for s in steps])
+            status = "stopped" if final is None else "requires_action" if isinstance(final, HandBack) \
+                else final.status
+            trace.details["status"] = status
+            if error:
+                trace.details["error"] = error
+            if isinstance(final, HandBack):
+                final.state = {**setup, "run": final.state}
+                trace.details["handed_back"] = {"call_id": final.call_id, "name": final.name,
+                                                "arguments": final.arguments}
+            elif final is not None:
+                trace.answer, trace.found = final.answer, final.status == "answered" and bool(final.answer)
+                trace.details["citations"] = [{"chunk_id": c["chunk_id"], "number": c["number"]}
+                                              for c in final.citations if c.get("chunk_id")]
+            if project.release is not None:
+                trace.details["release"] = project.release.id
+            if self.keys is not None:
+                self.limiter.spend_tokens(principal.key_id, sum(usage.values()))
+            self.metrics.observe_answer(trace.found, trace.generator or "", usage)
+            if self.settings.store_traces:
+                self.traces.record(trace)
+            self.audit.append(self.actor(principal), "agent.run", trace.id, {
+                "operation": operation, "question": trace.question, "status": status, "steps": len(steps),
+                "tools": [s.tool for s in steps if s.tool]}, redact=True)
+        kind = "handback" if isinstance(final, HandBack) else "run"
+        yield {"event": kind, kind: final, "trace_id": trace.id, "usage": usage}
 
     def embed(self, principal: Principal, texts: list[str]) -> tuple[list[list[float]], int]:
         """Vectors of ``texts`` from the embedder that built the index (as a query would be embedded: the

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, create_engine, event
 
 __all__ = ["open_engine", "migrate", "HEAD_REVISION"]
 
-HEAD_REVISION = "0010"
+HEAD_REVISION = "0011"
 
 
 def _alembic_config() -> Config:

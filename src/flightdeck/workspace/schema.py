@@ -21,7 +21,7 @@ __all__ = ["metadata", "documents", "chunks", "embeddings", "runs", "step_runs",
            "document_signatures", "dataset_splits", "synthetic_sets", "synthetic_examples",
            "synthetic_generations", "api_keys", "traces", "eval_sets", "experiment_runs", "audit_log",
            "releases", "release_events", "release_aliases", "automation_cycles", "agent_messages",
-           "agent_facts"]
+           "agent_facts", "openai_objects", "openai_items"]
 
 metadata = MetaData()
 
@@ -363,4 +363,31 @@ agent_facts = Table(
     Column("dimension", Integer, nullable=True),
     Column("at", Float, nullable=False),
     Index("ix_agent_facts_scope", "scope", "at"),
+)
+
+
+# revision 0011: what a key creates through the OpenAI Responses and Assistants shapes (serving/openai_store.py)
+openai_objects = Table(
+    "openai_objects", metadata,
+    Column("id", String(64), primary_key=True, comment="resp_…, conv_…, asst_…, thread_…, run_…, or a call id"),
+    Column("kind", String(16), nullable=False, comment="response | conversation | assistant | thread | run | paused"),
+    Column("owner", String(64), nullable=False, comment="the API key that made it (local: no key)"),
+    Column("parent", String(64), nullable=True, comment="a run's thread"),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("body", JSON, nullable=False, comment="the object as the API returns it, and what it keeps inside"),
+    Index("ix_openai_objects_owner", "owner", "kind", "created_at"),
+    Index("ix_openai_objects_parent", "parent", "created_at"),
+)
+
+openai_items = Table(
+    "openai_items", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True, comment="the order of the items"),
+    Column("id", String(64), nullable=False, comment="msg_…, fc_…, fs_…"),
+    Column("container", String(64), nullable=False, comment="the conversation or thread"),
+    Column("owner", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("body", JSON, nullable=False, comment="the item (a conversation's) or message (a thread's)"),
+    Index("ix_openai_items_container", "container", "seq"),
+    Index("ix_openai_items_id", "id", unique=True),
 )
