@@ -62,6 +62,8 @@ def test_the_sdk_has_the_assistants_api_still() -> None:
     assert callable(client.beta.threads.runs.submit_tool_outputs_and_poll)
 
 
+@pytest.mark.exercises("model.frameworks.openai_assistants")
+@pytest.mark.exercises("model.agent_frameworks.openai_assistants")
 def test_a_run_searches_the_index_and_its_answer_cites_the_file(
         served: tuple[LiveServer, dict[str, str], Scripted]) -> None:
     server, keys, model = served
@@ -92,6 +94,8 @@ def test_a_run_searches_the_index_and_its_answer_cites_the_file(
     assert trace["operation"] == "assistants" and trace["details"]["citations"][0]["chunk_id"]
 
 
+@pytest.mark.exercises("model.frameworks.openai_assistants")
+@pytest.mark.exercises("model.agent_frameworks.openai_assistants")
 def test_a_run_requires_action_for_a_function_and_goes_on_with_the_submitted_output(
         served: tuple[LiveServer, dict[str, str], Scripted]) -> None:
     server, keys, model = served

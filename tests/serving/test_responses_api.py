@@ -112,6 +112,8 @@ def test_without_tools_the_answer_is_the_projects_grounded_cited_answer_streamed
     assert "1.7 litres" in text and events[-1].response.output_text == text
 
 
+@pytest.mark.exercises("model.frameworks.openai_assistants")
+@pytest.mark.exercises("model.agent_frameworks.openai_assistants")
 def test_file_search_runs_the_specs_agent_and_cites_the_files(
         served: tuple[LiveServer, dict[str, str], Scripted]) -> None:
     server, keys, model = served
@@ -133,6 +135,8 @@ def test_file_search_runs_the_specs_agent_and_cites_the_files(
     assert trace["details"]["retrieved"] and trace["found"] is True
 
 
+@pytest.mark.exercises("model.frameworks.openai_assistants")
+@pytest.mark.exercises("model.agent_frameworks.openai_assistants")
 def test_a_run_with_file_search_hands_a_function_call_back_and_goes_on_with_its_output(
         served: tuple[LiveServer, dict[str, str], Scripted]) -> None:
     server, keys, model = served

@@ -40,4 +40,5 @@ class Category(StrEnum):
     MODEL_REGISTRY = "model_registry"  # deployment.model_registry: where releases are mirrored (MLflow, W&B…)
     AGENT_TOOL = "agent_tool"  # agents.tools: what an agent may call (search, SQL, a sandbox, the web, your code)
     AGENT_MEMORY = "agent_memory"  # agents.memory: where an agent's conversations and facts are kept
+    AGENT_FRAMEWORK = "agent_framework"  # model.agent_frameworks: LangChain, LlamaIndex, CrewAI, OpenAI Assistants
     ORCHESTRATION = "orchestration"  # agents.orchestration: LangGraph runs the agent; Airflow & co. run the pipeline

@@ -709,6 +709,17 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            summary="the agent as a LangGraph graph (start, plan, tool, answer: the loop's own pieces, the same steps "
                    "and citations), each run checkpointed in the workspace (SQLite) or PostgreSQL and resumable; "
                    "pipeline steps usable as LangGraph nodes (flightdeck.agents.graph.step_node)"),
+    # --- 3.2/3.3: agent frameworks (model.agent_frameworks) ---
+    Flavor(_C.AGENT_FRAMEWORK, "openai_assistants", "flightdeck.serving.responses:Responses",
+           extra="serve", requires=("fastapi",),
+           options=("model.agent_frameworks.openai_assistants", "model.frameworks.openai_assistants"),
+           summary="OpenAI's Responses API (/v1/responses with function tools, file_search over the index through "
+                   "the spec's agent, file_citation annotations, previous_response_id, conversations, streaming) and "
+                   "the Assistants API (assistants, threads, messages, runs, requires_action and submit_tool_outputs) "
+                   "served by flightdeck serve, so apps on the official openai SDK run against a local, offline "
+                   "model",
+           note="tested with the openai SDK 3.57; the OpenAI Agents SDK (openai-agents 0.24) needs websockets<17, "
+                "which flightdeck's lock pins at 17.4: tested in a side virtualenv, skipped in the suite"),
     # --- phase 6: agent memory (agents.memory; flightdeck.agents.memory) ---
     Flavor(_C.AGENT_MEMORY, "builtin", "flightdeck.agents.memory.providers:builtin_memory",
            "flightdeck.agents.memory.providers:BuiltinMemoryConfig", takes=("workspace", "embedder"),
