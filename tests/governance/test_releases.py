@@ -18,7 +18,7 @@ from conftest import FAILING_GATES, PASSING_GATES, write_eval_project
 from flightdeck import Project
 from flightdeck.cli.main import app
 from flightdeck.governance.access import Role
-from flightdeck.governance.releases import Actor, PolicyRefused, ReleaseError, ReleaseIntegrityError
+from flightdeck.governance.releases import Actor, PolicyRefused, ReleaseError, ReleaseIntegrityError, ReleaseNotFound
 from flightdeck.testing import FakeEmbedder
 from needs import needs
 
@@ -111,6 +111,8 @@ def test_promotion_needs_an_approval_from_someone_else_then_archives_the_previou
                                             r"author user:alice") as refused:
         releases.promote("v1", ALICE)
     assert refused.value.reasons and releases.get("v1").stage == "candidate"
+    with pytest.raises(ReleaseNotFound):  # a number no release can have is not found (not an integer overflow)
+        releases.get("9223372036854775808")
     with pytest.raises(PolicyRefused, match="created release v1 and may not approve it"):
         releases.review("v1", ALICE, "approved")
     with pytest.raises(PolicyRefused, match="a viewer may not approve"):

@@ -346,7 +346,7 @@ class Releases:
                 found = self._row(alias[0])
                 if found is not None:
                     return found
-            number = re.fullmatch(r"v?(\d+)", ref)
+            number = re.fullmatch(r"v?(\d{1,9})", ref)  # a release number; longer digits cannot be one
             if number:
                 row = conn.execute(select(releases).where(releases.c.number == int(number.group(1)))).first()
                 if row is not None:

@@ -517,15 +517,29 @@ def _bwrap_argv(bwrap: str, view: _View, workdir_bytes: int, staged: Mapping[str
     return argv + ["--remount-ro", "/", "--"]
 
 
+_SCRATCH_MOUNTS = ("/tmp", "/mnt", "/run", "/srv", "/media", "/opt")
+
+
+def _scratch(sources: list[str]) -> str:
+    """A folder to cover with the staging tmpfs that holds none of ``sources`` (a checkout under /tmp keeps its
+    venv there: covering /tmp would hide the very folders to be bound)."""
+    for folder in _SCRATCH_MOUNTS:
+        if os.path.isdir(folder) and not any(s == folder or s.startswith(folder + "/") for s in sources):
+            return folder
+    raise ToolError(f"python sandbox: every staging folder ({', '.join(_SCRATCH_MOUNTS)}) holds the interpreter or "
+                    "a package; install Python elsewhere")
+
+
 def _root_bwrap_argv(unshare: str, bwrap: str, view: _View, workdir_bytes: int, uid: int) -> list[str]:
     """For a root server: bwrap started as the unprivileged ``uid`` (so that the program is never host root, which
     a user namespace's DAC checks would still honour: /proc/sys files, root-only files), from a private mount
     namespace in which root has first bound the interpreter's and packages' folders where that uid can reach them
     (pyenv puts Python under /root, which others cannot enter)."""
     q = shlex.quote
-    stage = "/tmp/flightdeck-stage"
-    lines = ["set -eu", "export PATH=/usr/sbin:/usr/bin:/sbin:/bin", "mount -t tmpfs -o mode=755,size=64k none /tmp",
-             f"mkdir {stage}"]
+    scratch = _scratch([*view.roots, *(s for s, _ in view.packages)])
+    stage = f"{scratch}/flightdeck-stage"
+    lines = ["set -eu", "export PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+             f"mount -t tmpfs -o mode=755,size=64k none {scratch}", f"mkdir {stage}"]
     staged: dict[str, str] = {}
     for n, source in enumerate([*view.roots, *(s for s, _ in view.packages)]):
         target = f"{stage}/{n}"
@@ -544,9 +558,10 @@ def _unshare_argv(unshare: str, view: _View, workdir_bytes: int, uid: int | None
     without capabilities, for the program. Every remount is a bind remount: it sets the mount's own read-only flag,
     never a file system's (which, as root, would reach the host's)."""
     q = shlex.quote
-    r = "/tmp/flightdeck-root"
+    scratch = _scratch([*view.roots, *view.dirs, *view.etc, *(s for s, _ in view.packages)])
+    r = f"{scratch}/flightdeck-root"
     lines = ["set -eu", "export PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-             "mount -t tmpfs -o mode=755 none /tmp", f"mkdir {r}",
+             f"mount -t tmpfs -o mode=755 none {scratch}", f"mkdir {r}",
              f"mount -t tmpfs -o mode=755,size=1m none {r}",
              f"mkdir -p {r}/usr {r}/proc {r}/dev {r}{WORKDIR} {r}/etc",
              f"mount --bind /usr {r}/usr", f"mount -o remount,bind,ro {r}/usr"]
