@@ -4,12 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Wheels built here (e.g. llama-cpp-python later) are cached under .cache/ so reinstalls are quick.
-PIP_FLAGS := --disable-pip-version-check --cache-dir .cache/pip -q
+# CI keeps its cache outside the clean checkout (PIP_CACHE in .ci/run), so a run downloads nothing it had before.
+PIP_CACHE ?= .cache/pip
+PIP_FLAGS := --disable-pip-version-check --cache-dir $(PIP_CACHE) -q
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo agent-demo test verified lint bench clean venv system-deps lock
+.PHONY: demo agent-demo test verified lint bench clean venv system-deps lock orchestrators
 
 $(VENV)/bin/activate:
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..."; exit 2; }
@@ -75,13 +77,27 @@ system-deps:
 	  echo "installing bubblewrap (apt-get), the isolation of the python sandbox tool (agents/tools/sandbox.py)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; }
 
+# The orchestrators that `flightdeck export` writes for and the tests run (Dagster is in the dev venv): each in a
+# virtualenv of its own, locked by constraints-<name>.txt, since Prefect 3 pins an older FastAPI than flightdeck's
+# server and Airflow 3.1 fails with the dev venv's structlog. The exported tasks run the flightdeck CLI by path, so
+# these venvs never import flightdeck; tests/improvement/test_orchestrators.py skips, saying why, without them.
+ORCHESTRATOR_airflow := apache-airflow==3.1.0
+ORCHESTRATOR_prefect := prefect==3.9.1
+.venv-%/.installed: constraints-%.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..."; exit 2; }
+	rm -rf .venv-$*
+	$(PYTHON) -m venv .venv-$*
+	.venv-$*/bin/python -m pip install $(PIP_FLAGS) -c constraints-$*.txt '$(ORCHESTRATOR_$*)'
+	@touch $@
+orchestrators: .venv-airflow/.installed .venv-prefect/.installed
+
 # The suite also checks src/flightdeck/spec/verified.json, the proof `flightdeck checklist` reads (which options'
 # marked tests passed, needing what): a full run fails when the file and the run disagree.
-test: $(VENV)/.installed-dev system-deps
+test: $(VENV)/.installed-dev system-deps orchestrators
 	$(PY) -m pytest -q
 
 # After adding, removing or renaming a test marked @pytest.mark.exercises: rewrite the proof from a full green run.
-verified: $(VENV)/.installed-dev system-deps
+verified: $(VENV)/.installed-dev system-deps orchestrators
 	$(PY) -m pytest -q --update-verified
 
 lint: $(VENV)/.installed-dev
@@ -91,4 +107,4 @@ bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/ingest_throughput.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache examples/python-docs/.flightdeck
+	rm -rf $(VENV) .venv-airflow .venv-prefect .pytest_cache examples/python-docs/.flightdeck

@@ -14,6 +14,7 @@ from flightdeck.cli import (
     drift_cmd,
     eval_cmds,
     explain_cmd,
+    export_cmd,
     init_cmd,
     keys_cmds,
     lineage_cmd,
@@ -54,6 +55,7 @@ app.add_typer(eval_cmds.app, name="eval")
 app.add_typer(keys_cmds.keys_app, name="keys")
 app.add_typer(release_cmds.release_app, name="release")
 app.add_typer(schedule_cmd.schedule_app, name="schedule")
+app.command("export")(export_cmd.export)
 
 
 def reflowed(doc: str) -> str:

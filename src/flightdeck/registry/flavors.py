@@ -709,6 +709,27 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
            summary="the agent as a LangGraph graph (start, plan, tool, answer: the loop's own pieces, the same steps "
                    "and citations), each run checkpointed in the workspace (SQLite) or PostgreSQL and resumable; "
                    "pipeline steps usable as LangGraph nodes (flightdeck.agents.graph.step_node)"),
+    Flavor(_C.ORCHESTRATION, "airflow", "flightdeck.improvement.orchestrators:export_airflow",
+           options=("agents.orchestration.airflow",),
+           summary="flightdeck export airflow: a DAG of the spec's pipeline (run -> evaluate -> release), each task "
+                   "the flightdeck CLI with retries, the step cache kept (a re-run task skips unchanged steps), the "
+                   "automation's cron as its timetable",
+           note="Airflow runs in its own virtualenv (make orchestrators: apache-airflow 3.1.0, "
+                "constraints-airflow.txt; its structlog is older than flightdeck's): the DAG calls the flightdeck CLI "
+                "by path; tested with `airflow dags test`"),
+    Flavor(_C.ORCHESTRATION, "prefect", "flightdeck.improvement.orchestrators:export_prefect",
+           options=("agents.orchestration.prefect",),
+           summary="flightdeck export prefect: a Prefect 3 flow of the spec's pipeline, each task the flightdeck CLI "
+                   "with retries (Prefect's own result cache off: flightdeck's step cache decides), served on the "
+                   "automation's cron",
+           note="Prefect 3 needs fastapi<0.151 (flightdeck's server pins 0.165): it runs in its own virtualenv (make "
+                "orchestrators: prefect 3.9.1, constraints-prefect.txt) and calls the flightdeck CLI by path; tested "
+                "with a flow run on Prefect's temporary server"),
+    Flavor(_C.ORCHESTRATION, "dagster", "flightdeck.improvement.orchestrators:export_dagster",
+           extra="dagster", requires=("dagster",), options=("agents.orchestration.dagster",),
+           summary="flightdeck export dagster: a Dagster job of the spec's pipeline (ops calling the flightdeck CLI "
+                   "with a retry policy) and a ScheduleDefinition from the automation's cron; tested with "
+                   "execute_in_process"),
     # --- 3.2/3.3: agent frameworks (model.agent_frameworks) ---
     Flavor(_C.AGENT_FRAMEWORK, "openai_assistants", "flightdeck.serving.responses:Responses",
            extra="serve", requires=("fastapi",),
