@@ -601,8 +601,7 @@ class Project:
         the run also gets the ``remember`` and ``recall`` tools, bound to ``scope``."""
         from flightdeck.agents.runtime import AgentRun
         from flightdeck.agents.tools.memory import memory_tools
-        from flightdeck.monitoring.traces import Trace, TraceStore, new_trace_id
-        from flightdeck.workspace import CURRENT_INDEX
+        from flightdeck.monitoring.traces import new_trace_id
         from flightdeck.workspace.audit import local_actor
 
         actor = actor or local_actor()
@@ -626,6 +625,21 @@ class Project:
                 elif on_step is not None:
                     on_step(item)
         assert run is not None
+        if conversation and run.status == "answered":
+            memory.append(scope, conversation, "user", question)
+            memory.append(scope, conversation, "assistant", run.answer)
+        return self.record_agent_run(run, actor=actor, key_id=key_id, conversation=conversation)
+
+    def record_agent_run(self, run: AgentRun, *, actor: str | None = None, key_id: str | None = None,
+                         conversation: str | None = None, framework: str | None = None) -> AgentRun:
+        """Keep ``run``'s trace (operation ``agent``; what lineage follows: the chunks its searches returned and
+        those it cited) and its audit entry (``agent.run``, the question PII-redacted); sets ``run.trace_id``. Runs
+        of other frameworks' agents (``framework``: langchain, llamaindex) are recorded the same way."""
+        from flightdeck.monitoring.traces import Trace, TraceStore, new_trace_id
+        from flightdeck.workspace import CURRENT_INDEX
+        from flightdeck.workspace.audit import local_actor
+
+        question = run.question
         trace = Trace(new_trace_id(), "agent", question, key_id=key_id, answer=run.answer,
                       found=run.status == "answered" and bool(run.answer),
                       index_version=self.assembly.index_version or self.workspace.get_state(CURRENT_INDEX),
@@ -635,14 +649,12 @@ class Project:
                           "retrieved": [{"chunk_id": s["chunk_id"], "score": s.get("score")} for s in run.sources
                                         if s.get("chunk_id")],
                           "citations": [{"chunk_id": c["chunk_id"], "number": c["number"]} for c in run.citations
-                                        if c.get("chunk_id")]})
-        if conversation and run.status == "answered":
-            memory.append(scope, conversation, "user", question)
-            memory.append(scope, conversation, "assistant", run.answer)
-            trace.conversation_id = conversation
+                                        if c.get("chunk_id")],
+                          **({"framework": framework} if framework else {})})
+        trace.conversation_id = conversation
         TraceStore(self.workspace).record(trace)
         run.trace_id = trace.id
-        self.audit.append(actor, "agent.run", trace.id, {
+        self.audit.append(actor or local_actor(), "agent.run", trace.id, {
             "question": question, "status": run.status, "steps": len(run.steps),
             "tools": [s.tool for s in run.steps if s.tool], "citations": len(run.citations)}, redact=True)
         return run

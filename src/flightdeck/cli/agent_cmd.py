@@ -28,11 +28,43 @@ def _show_step(step: Any) -> None:
         typer.echo(f"    → {preview[:200]}{'…' if len(preview) > 200 else ''}", err=True)
 
 
+FRAMEWORKS = ("langchain", "llamaindex")
+
+
+def _framework_run(project: Any, framework: str, question: str) -> Any:
+    """``question`` run by another framework's agent (``model.agent_frameworks``) on this project's tools, its model
+    reached through flightdeck's own OpenAI-compatible endpoint, served on 127.0.0.1 for the run with a key made
+    for it and revoked after."""
+    from flightdeck.agents.frameworks.local_endpoint import local_endpoint
+    from flightdeck.governance.access import Role
+    from flightdeck.serving.api import create_app
+    from flightdeck.serving.service import Service
+
+    if framework == "langchain":
+        from flightdeck.agents.frameworks.langchain import LangchainAgent as Agent
+    else:
+        from flightdeck.agents.frameworks.llamaindex import LlamaindexAgent as Agent  # type: ignore[assignment]
+    settings = project.spec.agents.agent
+    key = project.api_keys.create(Role.VIEWER, name=f"agent-{framework}", expires_in=3600)
+    try:
+        with local_endpoint(lambda: create_app(Service(project, project.api_keys)), key.key) as (url, api_key):
+            run = Agent(base_url=url, api_key=api_key, model=project.spec.project,
+                        tools=list(project.agent.tools.values()), instructions=settings.instructions,
+                        budget=settings.budget).run(question)
+    finally:
+        project.api_keys.revoke(key.record.id)
+    return project.record_agent_run(run, framework=framework)
+
+
 def agent(
     question: Annotated[str, typer.Argument(help="what to ask the agent")],
     conversation: Annotated[str | None, typer.Option(
         "--conversation", "-c", help="continue this conversation (any id you choose): its earlier turns are read "
                                      "from agents.memory, and this one is kept")] = None,
+    framework: Annotated[str | None, typer.Option(
+        "--framework", help="run the agent with LangChain's create_agent or LlamaIndex's FunctionAgent on the same "
+                            "tools and model (through flightdeck's endpoint); default: model.agent_frameworks' "
+                            "first of langchain/llamaindex, else flightdeck's own loop")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the answer and its citations")] = False,
     spec: SpecOption = None,
     as_json: JsonOption = False,
@@ -42,9 +74,23 @@ def agent(
     audited. Exits 1 when the agent did not answer (its budget ran out, a tool failed)."""
     from flightdeck.project import Project
 
+    if framework is not None and framework not in (*FRAMEWORKS, "flightdeck"):
+        raise typer.BadParameter(f"{framework}: langchain, llamaindex or flightdeck", param_hint="--framework")
     with errors_to_exit(as_json):
-        run = Project.load(spec).run_agent(question, conversation=conversation,
-                                           on_step=None if (as_json or quiet) else _show_step)
+        project = Project.load(spec)
+        chosen = framework or next((f for f in project.spec.model.agent_frameworks or () if f in FRAMEWORKS),
+                                   "flightdeck")
+        if chosen == "flightdeck":
+            run = project.run_agent(question, conversation=conversation,
+                                    on_step=None if (as_json or quiet) else _show_step)
+        else:
+            if conversation:
+                raise typer.BadParameter("a conversation is flightdeck's own loop's (agents.memory); drop "
+                                         "--conversation or use --framework flightdeck", param_hint="--conversation")
+            run = _framework_run(project, chosen, question)
+            if not (as_json or quiet):
+                for step in run.steps:
+                    _show_step(step)
     if as_json:
         print_json(run.to_dict())
     else:

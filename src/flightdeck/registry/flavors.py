@@ -731,6 +731,19 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
                    "with a retry policy) and a ScheduleDefinition from the automation's cron; tested with "
                    "execute_in_process"),
     # --- 3.2/3.3: agent frameworks (model.agent_frameworks) ---
+    Flavor(_C.AGENT_FRAMEWORK, "langchain", "flightdeck.agents.frameworks.langchain:LangchainAgent",
+           extra="langchain", requires=("langchain", "langchain_openai", "fastapi"),
+           options=("model.agent_frameworks.langchain",),
+           summary="flightdeck agent runs LangChain 1.x create_agent: ChatOpenAI on flightdeck's own OpenAI-compatible "
+                   "endpoint (the agent model held to a schema of the tools), the spec's tools as LangChain tools, "
+                   "its budget as middleware; every step traced like flightdeck's own loop"),
+    Flavor(_C.AGENT_FRAMEWORK, "llamaindex", "flightdeck.agents.frameworks.llamaindex:LlamaindexAgent",
+           extra="llamaindex", requires=("llama_index.core", "openai", "fastapi"),
+           options=("model.agent_frameworks.llamaindex",),
+           summary="flightdeck agent runs LlamaIndex's FunctionAgent on flightdeck's own OpenAI-compatible endpoint "
+                   "with the spec's tools as FunctionTools (their JSON schemas kept); every step traced",
+           note="the model is reached by a small adapter over the openai SDK: llama-index-llms-openai 0.8 needs "
+                "openai<3, which flightdeck's lock pins at 3.57"),
     Flavor(_C.AGENT_FRAMEWORK, "openai_assistants", "flightdeck.serving.responses:Responses",
            extra="serve", requires=("fastapi",),
            options=("model.agent_frameworks.openai_assistants", "model.frameworks.openai_assistants"),
@@ -779,6 +792,14 @@ PLANNED_REASONS: dict[str, str] = {
         " benchmarks/serving_latency.py --llm, BENCHMARKS.md). Prompt evaluation is the cost: a GPU, or a model behind"
         " an OpenAI-compatible server that answers faster, would meet it; the tier becomes ready when a benchmark"
         " shows one that does"),
+    "model.agent_frameworks.crewai": (
+        "CrewAI cannot be installed beside flightdeck's lock: every crewai release (1.15.30 and the 1.x before it)"
+        " needs pydantic<2.13 (locked 2.14.4), openai<3 (locked 3.57.0), jiter<0.15 through instructor (openai 3.57"
+        " needs jiter>=0.16), portalocker~=2.7, aiosqlite~=0.21 and regex~=2026.1.15, and its CLI pulls rich 14"
+        " (trulens-core needs rich<14); older releases also pin chromadb~=1.1 (locked 1.5.9). A crew can still use"
+        " flightdeck's model today: point crewai.LLM(model='openai/<project>', base_url=http://host:8000/v1) at"
+        " flightdeck serve, whose /v1/chat/completions answers tool calls (tested with LangChain and the openai"
+        " SDK); the provider becomes ready when a crewai release accepts these pins"),
     # --- issue 4 reasons (insert below, keep this line) ---
     "retrieval.embedding_model.cohere": (
         "no Cohere server can run here (Cohere's API is a cloud service with no local build), so no real embedding"
