@@ -6,17 +6,20 @@ from __future__ import annotations
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from flightdeck import Project
 from flightdeck.serving.api import create_app
 from flightdeck.serving.service import Service
-from flightdeck.testing import FakeEmbedder
+from flightdeck.testing import FakeEmbedder, ScriptedAgentModel
 from llm_fixtures import free_port
 
-__all__ = ["small_project", "LiveServer", "bearer"]
+__all__ = ["small_project", "LiveServer", "bearer", "agent_server", "openai_client"]
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -68,3 +71,25 @@ class LiveServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+
+
+@contextmanager
+def agent_server(root: Path, docs: dict[str, str], agents: str) -> Iterator[tuple[LiveServer, dict[str, str],
+                                                                                   ScriptedAgentModel]]:
+    """A project over ``docs`` with the spec's ``agents`` section, its agent model scripted (add replies as the test
+    goes), served by uvicorn with one key per role; yields the server, the keys by role and the model."""
+    from flightdeck.governance.access import Role
+
+    project = small_project(root, docs, filters=False, extra=agents)
+    model = ScriptedAgentModel([])
+    project.use(agent_model=model)
+    keys = {role.value: project.api_keys.create(role).key for role in Role}
+    with LiveServer(Service(project, project.api_keys)) as server:
+        yield server, keys, model
+
+
+def openai_client(server: LiveServer, key: str) -> Any:
+    """The official openai SDK pointed at ``server`` with ``key``."""
+    import openai
+
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0, timeout=30)

@@ -16,11 +16,9 @@ pytest.importorskip("fastapi")
 openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
 
-from live_server import LiveServer, bearer, small_project  # noqa: E402
+from live_server import LiveServer, agent_server, bearer, openai_client  # noqa: E402
 
-from flightdeck.governance.access import Role  # noqa: E402
-from flightdeck.serving.service import Service  # noqa: E402
-from flightdeck.testing import ScriptedAgentModel  # noqa: E402
+from flightdeck.testing import ScriptedAgentModel as Scripted  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -31,25 +29,14 @@ WEATHER = {"type": "function", "function": {
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
 
 
-class Scripted(ScriptedAgentModel):
-    """A scripted model whose script a test can extend while the server runs."""
-
-    def add(self, *replies: Any) -> None:
-        self.replies = [*self.replies, *replies]
-
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[LiveServer, dict[str, str], Scripted]]:
-    project = small_project(tmp_path, DOCS, filters=False, extra=AGENTS)
-    model = Scripted([])
-    project.use(agent_model=model)
-    keys = {role.value: project.api_keys.create(role).key for role in Role}
-    with LiveServer(Service(project, project.api_keys)) as server:
-        yield server, keys, model
+    with agent_server(tmp_path, DOCS, AGENTS) as running:
+        yield running
 
 
-def _sdk(server: LiveServer, key: str) -> Any:
-    return openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0, timeout=30)
+_sdk = openai_client
 
 
 def test_the_openai_sdk_gets_tool_calls_then_an_answer_from_the_tool_result(

@@ -36,6 +36,10 @@ class ScriptedAgentModel:
         self.summaries.append(messages[-1]["content"])
         return Completion("summary: " + " ".join(messages[-1]["content"].split()[:12]), 10, 10, "stop", 1.0)
 
+    def add(self, *replies: Mapping[str, Any] | str) -> None:
+        """More replies at the end of the script (a test that talks to a running server adds them as it goes)."""
+        self.replies = [*self.replies, *replies]
+
     def complete_json(self, messages: list[dict[str, str]], schema: Mapping[str, Any], *,
                       max_tokens: int | None = None) -> Completion:
         n = len(self.requests)
