@@ -233,3 +233,25 @@ def test_the_packaged_model_writes_only_actions_the_schema_allows() -> None:
         assert all(1 <= c["number"] <= sum(len(s.sources) for s in run.steps if s.kind == "tool")
                    for c in run.citations)
     model.close()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@needs_provider("generator", "llama_cpp")
+def test_closing_the_local_model_waits_for_the_completion_in_progress() -> None:
+    """Freeing a llama.cpp model under a running completion would crash the process: close() waits for it."""
+    import threading
+
+    from flightdeck.models.generators.llama_cpp import LlamaCppConfig, LlamaCppGenerator
+
+    model = LlamaCppGenerator(LlamaCppConfig(max_tokens=48))
+    model.warm()
+    done: list[str] = []
+    writer = threading.Thread(target=lambda: done.append(model.complete(
+        [{"role": "user", "content": "Count from one to twenty in words."}], max_tokens=48).finish_reason))
+    writer.start()
+    while not model._lock.locked() and writer.is_alive():  # the completion holds the model's lock
+        pass
+    model.close()  # returns only once the completion has ended
+    writer.join(30)
+    assert done and model._llm is None

@@ -249,6 +249,9 @@ class LlamaCppGenerator(LlmGenerator):
                        for m in request["messages"])
 
     def close(self) -> None:
-        if self._llm is not None:
-            self._llm.close()
-            self._llm = None
+        """Free the model, after the completion in progress (if any) ends: freeing it under a running completion
+        would crash the process."""
+        with self._lock:
+            if self._llm is not None:
+                self._llm.close()
+                self._llm = None
