@@ -19,7 +19,9 @@ agent.yaml's, so its relative paths and its workspace are the same):
 - ``openai:BASE_URL:MODEL``: any OpenAI-compatible server, e.g. ``openai:http://127.0.0.1:8080/v1:qwen2.5-7b-instruct``
   (the model name may hold colons; the key, if the server wants one, comes from ``$OPENAI_API_KEY``).
 
-Before the suite each model is loaded and the search's embedding model warmed by one untimed search. Each run is
+Before the suite each model is loaded and the search's embedding model warmed by one untimed search, and the suite's
+ceiling with this spec is checked with no model: for how many docs tasks a search with the task's own words returns
+the page to cite with the fact in the passages the model reads (all of them, when this was written). Each run is
 recorded in the demo workspace like any ``flightdeck agent`` run (a trace and an audit entry). Results: one JSON per
 model (every task: answer, status, steps, tools, tokens, seconds, why it failed) and a JSONL of the tasks as they end
 under ``--out``, and a Markdown table on stdout.
@@ -83,6 +85,21 @@ def machine() -> dict[str, Any]:
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), **versions}
 
 
+def reachable(agent: Any, tasks: list[Any]) -> dict[str, Any]:
+    """The ceiling of the docs tasks with this spec's search tool: for how many does a search with the task's own
+    words return the page it must cite, with the fact (the answer checks) inside the passages the model reads."""
+    from flightdeck.evaluation.agent_tasks import AgentCheck, check_answer
+
+    pages = facts = 0
+    docs = [t for t in tasks if t.check.cites_document]
+    for task in docs:
+        c = task.check
+        result = agent.tools["search_documents"].call({"query": task.question})
+        pages += any(str(s.get("document_id", "")).endswith(d) for s in result.sources for d in c.cites_document)
+        facts += not check_answer(AgentCheck(c.contains_any, c.contains_all, c.contains_none, c.regex), result.content)
+    return {"docs_tasks": len(docs), "page_found": pages, "fact_in_passages": facts}
+
+
 def run_model(label: str, generator: dict[str, Any], args: argparse.Namespace, tasks: list[Any]) -> dict[str, Any]:
     import yaml
 
@@ -107,6 +124,7 @@ def run_model(label: str, generator: dict[str, Any], args: argparse.Namespace, t
         warm()
     agent.tools["search_documents"].call({"query": "virtual environment"})  # loads the embedding model
     warm_s = time.perf_counter() - t0
+    ceiling = reachable(agent, tasks[:args.limit])
     args.out.mkdir(parents=True, exist_ok=True)
     progress = args.out / f"{label}.tasks.jsonl"
     chosen = tasks[:args.limit]
@@ -122,7 +140,10 @@ def run_model(label: str, generator: dict[str, Any], args: argparse.Namespace, t
         progress.write_text("")
     load0 = os.getloadavg()[0]
     print(f"{label}: {agent.model.model_id}, warmed in {warm_s:.1f} s; {len(chosen)} tasks"
-          + (f" ({len(done)} done before, kept)" if done else ""), flush=True)
+          + (f" ({len(done)} done before, kept)" if done else "")
+          + f"; a search with the task's own words finds the page for {ceiling['page_found']} of "
+            f"{ceiling['docs_tasks']} docs tasks, the fact in the passages for {ceiling['fact_in_passages']}",
+          flush=True)
 
     def heard(result: Any) -> None:
         with progress.open("a", encoding="utf-8") as f:
@@ -137,7 +158,7 @@ def run_model(label: str, generator: dict[str, Any], args: argparse.Namespace, t
         report.results = sorted(done + report.results, key=lambda r: order[r.id])
         report.summary = summarize(report.results)
     out = {"label": label, "model": report.model or agent.model.model_id, "generator": generator,
-           "budget": agent.budget.model_dump(),
+           "budget": agent.budget.model_dump(), "reachable": ceiling,
            "warm_up_s": round(warm_s, 1), "loadavg1": [round(load0, 2), round(os.getloadavg()[0], 2)],
            **report.to_dict()}
     (args.out / f"{label}.json").write_text(json.dumps(out, indent=1, ensure_ascii=False))
