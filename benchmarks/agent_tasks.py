@@ -149,8 +149,8 @@ def run_model(label: str, generator: dict[str, Any], args: argparse.Namespace, t
         with progress.open("a", encoding="utf-8") as f:
             f.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
         print(f"  {result.id}: {'ok  ' if result.success else 'FAIL'} {result.status}, {result.steps} steps, "
-              f"tools {result.tools}, {result.tokens} tokens, {result.seconds:.1f} s; answer {result.answer[:90]!r}",
-              flush=True)
+              f"tools {result.tools}, {result.tokens} tokens, {result.seconds:.1f} s; answer {result.answer[:90]!r}"
+              + ("" if result.success else f"; {result.failed[0][:160]}"), flush=True)
 
     report = run_agent_tasks(project, chosen, needs_tools=NEEDS_TOOLS, on_result=heard)
     if done:
