@@ -195,6 +195,28 @@ def test_a_last_answer_cut_by_the_token_limit_keeps_its_text() -> None:
     assert run.status == "answered" and run.answer == "The kettle costs 49 E […]"
 
 
+def test_a_reply_with_a_raw_newline_in_a_string_is_an_action() -> None:
+    """llama.cpp's grammar lets control characters into JSON strings: such a reply is still the action it says."""
+    model = ScriptedAgentModel(['{"tool": "lookup_price", "arguments": {"product": "Aurora\tkettle"}}',
+                                '{ "answer": "49 EUR,\nin stock", "cites": [] }'])
+    run = AgentLoop(model, [Prices()]).run("price?")
+    assert [s.kind for s in run.steps] == ["tool", "answer"] and run.answer == "49 EUR,\nin stock"
+
+
+def test_the_answer_only_turn_is_not_given_forever() -> None:
+    model = ScriptedAgentModel([call("lookup_price", product="A"), "{not json", "{still not", "{never"])
+    run = AgentLoop(model, [Prices()], budget=AgentBudget(max_steps=1)).run("price?")
+    assert run.status == "budget_exhausted" and "no valid answer in the last turn" in run.stop_reason
+    assert [s.kind for s in run.steps] == ["tool", "invalid", "invalid"] and len(model.requests) == 3
+
+
+def test_a_cut_answer_written_with_spaces_keeps_its_text() -> None:
+    model = ScriptedAgentModel([call("lookup_price", product="A"), '{ "answer" : "The kettle costs 49 E'],
+                               finish_reasons={1: "length"})
+    run = AgentLoop(model, [Prices()], budget=AgentBudget(max_steps=1)).run("price?")
+    assert run.status == "answered" and run.answer == "The kettle costs 49 E […]"
+
+
 def test_stream_yields_each_step_then_the_run() -> None:
     model = ScriptedAgentModel([call("lookup_price", product="Aurora kettle"), answer("49 EUR", 1)])
     history = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"},

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -169,16 +170,21 @@ def _small(data: Any) -> Any:
     return json.loads(text) if len(text) <= MAX_STEP_DATA_CHARS else {"omitted": f"{len(text)} characters of JSON"}
 
 
+_ANSWER_HEAD = re.compile(r'^\{\s*"answer"\s*:\s*"')
+#: how many replies in a row on the answer-only turn may fail to parse before the run ends without an answer
+MAX_LAST_TURN_TRIES = 2
+
+
 def _close_cut_answer(completion: Any) -> Any:
     """A last-turn reply cut by the token limit, ``{"answer": "text…``, closed so that the text it has is kept."""
     text = completion.text
-    head = '{"answer": "'
-    if not text.startswith(head) or '"cites"' in text:
+    head = _ANSWER_HEAD.match(text)  # the grammar allows whitespace around the key and the colon
+    if head is None or '"cites"' in text:
         return completion
-    body = text[len(head):]
+    body = text[head.end():]
     while body:
         try:
-            answer = json.loads('"' + body + '"')
+            answer = json.loads('"' + body + '"', strict=False)
             break
         except ValueError:
             body = body[:-1]
@@ -299,6 +305,10 @@ class AgentLoop:
                          {"role": "user", "content": f"error: {problem}. Reply with one JSON object: a tool call "
                                                      "or an answer, as the instructions say."}]
             progress.calls += 1  # an invalid reply uses a step, so a model that never manages one still ends
+            tries = len(steps) - next((i + 1 for i in range(len(steps) - 1, -1, -1) if steps[i].kind != "invalid"), 0)
+            if last_turn and tries >= MAX_LAST_TURN_TRIES:  # the answer-only turn is not given forever
+                progress.end("budget_exhausted", reason=f"no valid answer in the last turn ({tries} replies in a row "
+                                                        "did not parse)")
             return steps[-1]
         assert action is not None
         if "answer" in action:
@@ -349,8 +359,8 @@ class AgentLoop:
 
     def _parse(self, text: str, last_turn: bool) -> tuple[dict[str, Any] | None, str | None]:
         """The action in ``text``, or why it is not one."""
-        try:
-            action = json.loads(text)
+        try:  # not strict: llama.cpp's grammar lets control characters (a raw newline) into strings
+            action = json.loads(text, strict=False)
         except ValueError:
             return None, "the reply is not JSON"
         if not isinstance(action, dict):
