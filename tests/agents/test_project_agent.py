@@ -71,7 +71,7 @@ def load(root: Path, script: list[Any]) -> tuple[Project, ScriptedAgentModel]:
     return project, model
 
 
-@needs("sqlglot")
+@needs("sql", "sqlglot")
 @pytest.mark.exercises("agents.tools.file_search")
 @pytest.mark.exercises("agents.tools.sql_database")
 @pytest.mark.exercises("scoping.use_case.agents")
@@ -106,7 +106,7 @@ def test_an_agent_answers_from_the_index_and_the_database_with_citations_a_trace
     assert entry.details["tools"] == ["search_documents", "sql_query"] and entry.details["status"] == "answered"
 
 
-@needs("sqlglot")
+@needs("sql", "sqlglot")
 def test_the_database_tool_never_reads_a_table_off_the_allow_list(tmp_path: Path) -> None:
     script = [call("sql_query", query="SELECT * FROM staff"), call("sql_schema", tables=["staff"]),
               {"answer": "I could not find it.", "cites": []}]
@@ -133,7 +133,7 @@ def test_the_spec_names_a_bad_agent_setting(tmp_path: Path) -> None:
     assert any("agents.tools" in p and "tables" in p for p in problems), problems
 
 
-@needs("sqlglot")
+@needs("sql", "sqlglot")
 def test_flightdeck_agent_prints_the_steps_then_the_cited_answer(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     root = write_project(tmp_path)
@@ -164,7 +164,7 @@ def test_the_agent_section_is_in_the_written_spec_schema() -> None:
     assert {"tools", "agent", "generator", "memory", "orchestration"} <= set(fields)
 
 
-@needs("sqlglot")
+@needs("sql", "sqlglot")
 @pytest.mark.exercises("agents.tools.file_search")
 def test_a_conversation_continues_from_memory_and_each_user_keeps_their_own(tmp_path: Path) -> None:
     first = [{"answer": "The Aurora kettle costs 49 euros.", "cites": []}]
@@ -181,7 +181,7 @@ def test_a_conversation_continues_from_memory_and_each_user_keeps_their_own(tmp_
     assert memory.history("user:bob", "c1") == []  # the same conversation id, another user: nothing
 
 
-@needs("sqlglot")
+@needs("sql", "sqlglot")
 @pytest.mark.exercises("agents.memory.vector_store")
 def test_with_agents_memory_the_agent_remembers_and_recalls_facts_for_its_user_only(tmp_path: Path) -> None:
     spec = SPEC.replace("  agent:\n", "  memory: [vector_store]\n  agent:\n")
@@ -211,7 +211,7 @@ TEAM = """\
 """
 
 
-@needs("sqlglot")
+@needs("sql", "sqlglot")
 @pytest.mark.exercises("improvement.future_proofing.agent_orchestration")
 def test_a_supervisor_hands_sub_tasks_to_its_team_and_cites_what_they_cited(tmp_path: Path) -> None:
     spec = SPEC.split("  agent:\n")[0] + TEAM + "improvement: {future_proofing: [agent_orchestration]}\n"
@@ -270,7 +270,7 @@ def test_a_long_conversation_is_summarised_to_fit_its_token_budget(tmp_path: Pat
     assert read[-1]["content"] == "When was the kettle bought?"
 
 
-@needs("sqlglot", "langgraph")
+@needs("sql", "sqlglot", "langgraph")
 @pytest.mark.exercises("agents.orchestration.langgraph")
 def test_with_langgraph_the_agent_runs_as_a_checkpointed_graph_with_the_same_result(tmp_path: Path) -> None:
     spec = SPEC + "  orchestration: [langgraph]\n"

@@ -101,7 +101,7 @@ def test_a_teams_typed_function_named_in_the_spec_is_a_tool(tmp_path: Path) -> N
     assert run.steps[1].ok and '{"eur":12.9}' in model.requests[2]["messages"][-1]["content"]
 
 
-@needs("langchain_core")
+@needs("langchain", "langchain_core")
 @pytest.mark.exercises("agents.tools.langchain")
 def test_a_langchain_tool_named_in_the_spec_is_a_tool(tmp_path: Path) -> None:
     built, model = project(tmp_path, "  tools: [{provider: langchain, tool: 'agent_fixtures:word_count_tool'}]\n",
@@ -129,7 +129,7 @@ def test_builtin_memory_keeps_conversations_in_the_workspace(tmp_path: Path) -> 
     assert type(built.agent_memory).__name__ == "BuiltinMemory"
 
 
-@needs("redis")
+@needs("redis", "redis")
 @pytest.mark.exercises("agents.memory.redis")
 def test_redis_memory_from_the_spec(tmp_path: Path) -> None:
     import redis
@@ -147,7 +147,7 @@ def test_redis_memory_from_the_spec(tmp_path: Path) -> None:
             client.delete(key)
 
 
-@needs("langchain_core")
+@needs("langchain", "langchain_core")
 @pytest.mark.exercises("agents.memory.langchain")
 def test_langchain_memory_from_the_spec(tmp_path: Path) -> None:
     built, model = project(tmp_path, TOOLS + "  memory: [langchain]\n", list(CHAT))
@@ -155,7 +155,7 @@ def test_langchain_memory_from_the_spec(tmp_path: Path) -> None:
     assert type(built.agent_memory).__name__ == "LangChainMemory"
 
 
-@needs("llama_index.core")
+@needs("llamaindex", "llama_index.core")
 @pytest.mark.exercises("agents.memory.llamaindex")
 def test_llamaindex_memory_from_the_spec(tmp_path: Path) -> None:
     built, model = project(tmp_path, TOOLS + "  memory: [llamaindex]\n", list(CHAT))

@@ -311,7 +311,7 @@ def test_a_failed_step_stops_the_cycle_and_is_recorded(tmp_path: Path) -> None:
 
 @EVAL
 @pytest.mark.unit
-@needs("fairlearn")
+@needs("fairness", "fairlearn")
 @pytest.mark.exercises("governance.responsible_ai.bias_monitoring")
 def test_each_cycle_monitors_the_bias_of_the_release_serving_live_traffic(tmp_path: Path) -> None:
     from flightdeck.serving.service import LOCAL, Service
