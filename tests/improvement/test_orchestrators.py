@@ -163,6 +163,15 @@ def test_the_command_prints_or_writes_the_export(tmp_path: Path) -> None:
         assert res.exit_code == 2 and says in res.output, res.output
     res = runner.invoke(app, ["export", "dagster", "--spec", str(tmp_path / "nowhere")])
     assert res.exit_code == 1 and "no spec found" in res.output
+    # with no orchestrator named, the spec's agents.orchestration chooses; with none there, the command says so
+    res = runner.invoke(app, ["export", "--spec", str(root)])
+    said_plainly = " ".join(res.output.replace("│", " ").split())  # rich wraps the message in a box
+    assert res.exit_code == 2 and "or choose one in the spec: agents: {orchestration: [airflow]}" in said_plainly
+    spec = root / "flightdeck.yaml"
+    spec.write_text(spec.read_text("utf-8") + "agents: {orchestration: [langgraph, dagster]}\n", "utf-8")
+    res = runner.invoke(app, ["export", "--spec", str(root), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["orchestrator"] == "dagster"
 
 
 @pytest.mark.unit

@@ -31,8 +31,9 @@ def default_flightdeck() -> list[str]:
 
 
 def export(
-    orchestrator: Annotated[Orchestrator, typer.Argument(help="airflow (an Airflow 3 DAG), prefect (a Prefect 3 "
-                                                              "flow) or dagster (a Dagster job and its Definitions)")],
+    orchestrator: Annotated[Orchestrator | None, typer.Argument(
+        help="airflow (an Airflow 3 DAG), prefect (a Prefect 3 flow) or dagster (a Dagster job and its Definitions); "
+             "default: the first of them in the spec's agents.orchestration")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="write the Python file here (default: stdout); "
                                                                  "for Airflow, a file in its dags folder")] = None,
     retries: Annotated[int, typer.Option("--retries", min=0, max=100, help="how many times a failed task is "
@@ -71,6 +72,15 @@ def export(
         raise typer.BadParameter(f"{out} is a folder: give the file to write, e.g. {out / 'flightdeck_pipeline.py'}",
                                  param_hint="--out")
     with errors_to_exit(as_json):
+        if orchestrator is None:
+            from flightdeck.spec.loader import load_spec
+
+            chosen = [r.provider for r in load_spec(spec).spec.agents.orchestration or []
+                      if r.provider in Orchestrator.__members__]
+            if not chosen:
+                raise typer.BadParameter("name one (airflow, prefect, dagster), or choose one in the spec: agents: "
+                                         "{orchestration: [airflow]}", param_hint="orchestrator")
+            orchestrator = Orchestrator(chosen[0])
         plan = plan_export(spec, [flightdeck_bin] if flightdeck_bin else default_flightdeck(), retries=retries,
                            retry_delay=retry_delay, release=release)
         text = export_pipeline(orchestrator.value, plan)
