@@ -156,14 +156,30 @@ def test_the_framework_calls_a_flightdeck_tool_through_flightdecks_endpoint_and_
         "How much water does the Aurora kettle boil?"]
     assert json.loads(second[-2]["content"]) == {"tool": "search_documents",
                                                  "arguments": {"query": "Aurora kettle litres"}}
-    assert second[-1]["content"].startswith('<source id="1" tool="search_documents">\n[1] ')
-    assert "1.7 litres" in second[-1]["content"]
+    # (the [1] the tool wrote became the source's number)
+    assert second[-1]["content"].startswith('<source id="1" tool="search_documents">\n')
+    assert "1.7 litres" in second[-1]["content"] and "[1]" not in second[-1]["content"]
     # each turn was held to a schema of the framework's tools (the search's own parameters), within the budget's
     # tokens per turn
     assert [r["max_tokens"] for r in model.requests] == [384, 384]
     schema = model.requests[0]["schema"]["anyOf"][0]
     assert schema["properties"]["tool"] == {"const": "search_documents"}
     assert schema["properties"]["arguments"]["required"] == ["query"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_citation_the_model_gave_only_in_its_json_reaches_the_framework_as_a_marker_in_the_answer(
+        framework: str, served: tuple[Any, str, str, Scripted]) -> None:
+    project, base_url, key, model = served
+    model.add({"tool": "search_documents", "arguments": {"query": "Boreal toaster"}},
+              {"answer": "The Boreal browns four slices.", "cites": [1]})
+    run = _agent(framework, base_url, key, project.assembly.agent_tools()).run("How many slices does the Boreal take?")
+    assert run.status == "answered" and run.answer == "The Boreal browns four slices. [1]"
+    [cited] = run.citations
+    assert cited["tool"] == "search_documents" and cited["source_uri"].endswith("toasters.md")
+    assert run.sources == [{"number": 1, **{k: v for k, v in cited.items() if k != "number"}}]
+    assert model.requests[1]["schema"]["anyOf"][-1]["properties"]["cites"]["items"] == {"enum": [1]}
 
 
 @pytest.mark.integration

@@ -9,11 +9,19 @@ llama.cpp grammar for local models), so even a small local model returns a well-
 
 Tool results are untrusted data here too: each ``tool`` message reaches the model as a fenced ``<source>`` block.
 Nothing is executed on the server: the client runs its tools.
+
+**Citations.** Sources are numbered as the client numbered them where its tool results do (a result written as
+``[1] text`` / ``[2] text`` lines, as flightdeck's :class:`~flightdeck.agents.frameworks.base.RunRecorder` writes
+them, becomes one ``<source>`` block per number), else one number per ``tool`` message. The answer may cite only
+those numbers (the schema holds the model to them), and each number it cites is written into the answer's text as
+``[n]`` where the model did not write it, so a client that reads citations from the text (the frameworks do) gets
+them.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -93,16 +101,38 @@ def _choose(tools: list[ClientTool], tool_choice: Any) -> tuple[list[ClientTool]
     raise ValueError("tool_choice: none, auto, required or {type: function, function: {name}}")
 
 
-def _messages(conversation: Sequence[Mapping[str, Any]], tools: list[ClientTool]) -> list[dict[str, str]]:
+_LABEL = re.compile(r"^\[(\d{1,4}(?:, ?\d{1,4})*)\] ?", re.MULTILINE)
+
+
+def _labelled_blocks(content: str, after: int) -> list[tuple[list[int], str]]:
+    """``content`` split into the client's numbered sources when it is written as ``[n] text`` lines numbered on
+    from ``after`` + 1 (a line that breaks the sequence stays inside the block before it); ``[]`` when it is not."""
+    blocks: list[tuple[list[int], str]] = []
+    expected = after + 1
+    starts: list[tuple[int, int, list[int]]] = []
+    for match in _LABEL.finditer(content):
+        numbers = [int(n) for n in re.split(r", ?", match.group(1))]
+        if numbers != list(range(expected, expected + len(numbers))) or (not starts and match.start() != 0):
+            continue
+        starts.append((match.start(), match.end(), numbers))
+        expected = numbers[-1] + 1
+    for i, (_, body_start, numbers) in enumerate(starts):
+        end = starts[i + 1][0] if i + 1 < len(starts) else len(content)
+        blocks.append((numbers, content[body_start:end].rstrip("\n")))
+    return blocks
+
+
+def _messages(conversation: Sequence[Mapping[str, Any]],
+              tools: list[ClientTool]) -> tuple[list[dict[str, str]], list[int]]:
     """The client's conversation as the loop's turns: its system prompt after flightdeck's, its calls as the JSON
-    actions the model writes, each tool result a fenced source."""
+    actions the model writes, each tool result fenced as numbered sources; and the source numbers given."""
     described = "\n".join(f"- {t.spec.name}: {t.spec.description.strip()} Arguments (JSON schema): "
                           f"{json.dumps(dict(t.spec.parameters), sort_keys=True)}" for t in tools)
     system = AGENT_SYSTEM_PROMPT + (described or "(none: answer directly)")
     instructions = [str(m.get("content") or "") for m in conversation if m.get("role") in ("system", "developer")]
     out = [{"role": "system", "content": system + "".join("\n\n" + i for i in instructions if i.strip())}]
     names: dict[str, str] = {}
-    number = 0
+    numbers: list[int] = []
     for m in conversation:
         role = m.get("role")
         if role == "user":
@@ -121,11 +151,34 @@ def _messages(conversation: Sequence[Mapping[str, Any]], tools: list[ClientTool]
             if not calls and m.get("content"):
                 out.append({"role": "assistant", "content": json.dumps({"answer": str(m["content"]), "cites": []})})
         elif role == "tool":
-            number += 1
-            name = names.get(str(m.get("tool_call_id")), "tool")
-            out.append({"role": "user", "content": f'<source id="{number}" tool="{fence_attribute(name)}">\n'
-                                                   f"{fence_text(str(m.get('content') or ''))}\n</source>"})
-    return out
+            name = fence_attribute(names.get(str(m.get("tool_call_id")), "tool"))
+            content = str(m.get("content") or "")
+            last = numbers[-1] if numbers else 0
+            blocks = _labelled_blocks(content, last) or [([last + 1], content)]
+            fenced = []
+            for given, text in blocks:
+                numbers.extend(given)
+                label = ", ".join(str(n) for n in given)
+                fenced.append(f'<source id="{label}" tool="{name}">\n{fence_text(text)}\n</source>')
+            out.append({"role": "user", "content": "\n".join(fenced)})
+    return out, numbers
+
+
+def _with_markers(answer: str, cites: Any, numbers: Sequence[int]) -> str:
+    """``answer`` with ``[n]`` added for each source number it cites but does not write."""
+    given = set(numbers)
+    cited = [n for n in dict.fromkeys(cites) if isinstance(n, int) and n in given] if isinstance(cites, list) else []
+    written = {int(n) for group in re.findall(r"\[(\d{1,4}(?:\s*,\s*\d{1,4})*)\]", answer)
+               for n in group.split(",")}
+    missing = [n for n in cited if n not in written]
+    return answer.rstrip() + "".join(f" [{n}]" for n in missing) if missing else answer
+
+
+def _cite_only(schema: dict[str, Any], numbers: Sequence[int]) -> dict[str, Any]:
+    """``schema`` whose answer may cite only ``numbers``."""
+    answer = schema["anyOf"][-1] if "anyOf" in schema else schema
+    answer["properties"]["cites"]["items"] = {"enum": sorted(set(numbers))}
+    return schema
 
 
 def tool_call_turn(model: Any, conversation: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]], *,
@@ -135,10 +188,13 @@ def tool_call_turn(model: Any, conversation: Sequence[Mapping[str, Any]], tools:
     allowed, mode = _choose(offered, tool_choice)
     if mode == "required" and not allowed:
         raise ValueError("tool_choice: required, but the request has no tools")
-    schema = action_schema(allowed, allow_tools=mode != "none")
+    messages, numbers = _messages(conversation, offered)
+    schema = action_schema(allowed, allow_tools=mode != "none", sources=0 if not numbers else max(numbers))
+    if numbers and set(numbers) != set(range(1, max(numbers) + 1)):  # a client that numbers from elsewhere
+        schema = _cite_only(schema, numbers)
     if mode == "required":
         schema = {"anyOf": schema["anyOf"][:-1]} if len(schema.get("anyOf", [])) > 2 else schema["anyOf"][0]
-    completion = model.complete_json(_messages(conversation, offered), schema, max_tokens=max_tokens)
+    completion = model.complete_json(messages, schema, max_tokens=max_tokens)
     try:
         action = json.loads(completion.text)
     except ValueError:
@@ -149,7 +205,8 @@ def tool_call_turn(model: Any, conversation: Sequence[Mapping[str, Any]], tools:
                                                                              ensure_ascii=False)}}
         return ToolCallTurn(None, [call], completion.prompt_tokens, completion.completion_tokens, "tool_calls")
     if isinstance(action, dict) and isinstance(action.get("answer"), str):
-        return ToolCallTurn(action["answer"], [], completion.prompt_tokens, completion.completion_tokens, "stop")
+        answer = _with_markers(action["answer"], action.get("cites"), numbers)
+        return ToolCallTurn(answer, [], completion.prompt_tokens, completion.completion_tokens, "stop")
     # a reply that does not parse (a provider that cannot hold the model to the schema, or a cut reply): its text
     return ToolCallTurn(completion.text, [], completion.prompt_tokens, completion.completion_tokens,
                         "length" if completion.finish_reason == "length" else "stop")
