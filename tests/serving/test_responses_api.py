@@ -254,14 +254,14 @@ def test_malformed_requests_are_refused_naming_the_field(
         client.responses.create(model="m", input="hi", previous_response_id="resp_nope")
 
 
+@pytest.mark.exercises("model.agent_frameworks.openai_assistants")
 def test_the_openai_agents_sdk_runs_an_agent_with_tools_against_flightdeck(
         served: tuple[LiveServer, dict[str, str], Scripted]) -> None:
-    # openai-agents is not in the dev venv: its websockets<17 pin conflicts with constraints.txt (websockets 17.4).
     # (importorskip("agents") would find the folder tests/agents, a namespace package)
     try:
         importlib.metadata.version("openai-agents")
     except importlib.metadata.PackageNotFoundError:
-        pytest.skip("openai-agents is not installed (pip install openai-agents: it needs websockets<17)")
+        pytest.skip("openai-agents is not installed (the dev extra brings it)")
     from agents import (
         Agent,
         FileSearchTool,

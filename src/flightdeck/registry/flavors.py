@@ -752,8 +752,8 @@ BUILTIN_FLAVORS: tuple[Flavor, ...] = (
                    "the Assistants API (assistants, threads, messages, runs, requires_action and submit_tool_outputs) "
                    "served by flightdeck serve, so apps on the official openai SDK run against a local, offline "
                    "model",
-           note="tested with the openai SDK 3.57; the OpenAI Agents SDK (openai-agents 0.24) needs websockets<17, "
-                "which flightdeck's lock pins at 17.4: tested in a side virtualenv, skipped in the suite"),
+           note="tested with the openai SDK 3.57 and the OpenAI Agents SDK 0.24 (function tools run by the SDK, "
+                "file_search by the server, in one run)"),
     # --- phase 6: agent memory (agents.memory; flightdeck.agents.memory) ---
     Flavor(_C.AGENT_MEMORY, "builtin", "flightdeck.agents.memory.providers:builtin_memory",
            "flightdeck.agents.memory.providers:BuiltinMemoryConfig", takes=("workspace", "embedder"),
