@@ -31,7 +31,8 @@ def print_json(obj: Any) -> None:
 def _stderr(message: str) -> None:
     from rich.console import Console
 
-    Console(stderr=True, highlight=False).print(message, markup=False)
+    # soft_wrap: never break a line inside a path or a name (a log of stderr, or a terminal, wraps on its own)
+    Console(stderr=True, highlight=False, soft_wrap=True).print(message, markup=False)
 
 
 @contextmanager
