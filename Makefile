@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo agent-demo test verified lint bench clean venv system-deps lock orchestrators
+.PHONY: demo agent-demo test verified lint bench clean venv system-deps lock orchestrators dev-venv-cached
 
 $(VENV)/bin/activate:
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..."; exit 2; }
@@ -35,6 +35,25 @@ $(LLAMA_WHEEL_STAMP): | $(VENV)/bin/activate
 	@touch $@
 $(VENV)/.installed-dev: $(LLAMA_WHEEL_STAMP)
 $(VENV)/.installed-agent-demo: $(LLAMA_WHEEL_STAMP)
+
+# With VENV_CACHE set (CI sets it outside its clean checkout: see .ci/run), `make test` and `make verified` keep the
+# dev venv there, built once under a name that holds the hash of pyproject.toml, the lock and the Python, and link
+# .venv to it; each run points its editable install at the checkout it runs in. A changed dependency builds anew.
+VENV_KEY = $$(cat $(1) | $(PYTHON) -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read() + sys.version.encode() + b"$(2)").hexdigest()[:16])')
+DEV_VENV := $(if $(VENV_CACHE),dev-venv-cached,$(VENV)/.installed-dev)
+dev-venv-cached:
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..."; exit 2; }
+	@set -e; dir="$(abspath $(VENV_CACHE))/dev-$(call VENV_KEY,pyproject.toml constraints.txt,)"; \
+	if [ -e $(VENV) ] && [ ! -L $(VENV) ]; then \
+	  echo "error: $(VENV) is a folder of its own; remove it to keep the venv under VENV_CACHE=$(VENV_CACHE)"; exit 2; fi; \
+	if [ ! -f "$$dir/.complete" ]; then echo "building $$dir"; rm -rf "$$dir"; mkdir -p "$$(dirname "$$dir")"; \
+	  $(PYTHON) -m venv "$$dir"; fi; \
+	ln -sfn "$$dir" $(VENV); \
+	if [ ! -f "$$dir/.complete" ]; then \
+	  $(MAKE) --no-print-directory $(LLAMA_WHEEL_STAMP); \
+	  $(PIP) install $(PIP_FLAGS) --find-links $(WHEELS) -c constraints.txt -e '.[dev]'; \
+	  touch "$$dir/.complete" $(VENV)/.installed-dev; \
+	else echo "using $$dir"; $(PIP) install $(PIP_FLAGS) --no-deps -e .; fi
 
 # Refresh the lock from the dev venv after changing dependencies (then run make test from a fresh clone).
 lock: $(VENV)/.installed-dev
@@ -81,23 +100,31 @@ system-deps:
 # virtualenv of its own, locked by constraints-<name>.txt, since Prefect 3 pins an older FastAPI than flightdeck's
 # server and Airflow 3.1 fails with the dev venv's structlog. The exported tasks run the flightdeck CLI by path, so
 # these venvs never import flightdeck; tests/improvement/test_orchestrators.py skips, saying why, without them.
+# With VENV_CACHE set (CI sets it outside its clean checkout), each is built once under a name holding the hash of
+# its lock and linked here, so a run rebuilds one only when its lock changed.
 ORCHESTRATOR_airflow := apache-airflow==3.1.0
 ORCHESTRATOR_prefect := prefect==3.9.1
+VENV_CACHE ?=
 .venv-%/.installed: constraints-%.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..."; exit 2; }
-	rm -rf .venv-$*
-	$(PYTHON) -m venv .venv-$*
-	.venv-$*/bin/python -m pip install $(PIP_FLAGS) -c constraints-$*.txt '$(ORCHESTRATOR_$*)'
+	@set -e; \
+	if [ -z "$(VENV_CACHE)" ]; then dir=.venv-$*; rm -rf $$dir; else \
+	  dir="$(abspath $(VENV_CACHE))/$*-$(call VENV_KEY,constraints-$*.txt,$(ORCHESTRATOR_$*))"; fi; \
+	if [ ! -f "$$dir/.complete" ]; then \
+	  echo "building $$dir ($(ORCHESTRATOR_$*))"; rm -rf "$$dir"; $(PYTHON) -m venv "$$dir"; \
+	  "$$dir/bin/python" -m pip install $(PIP_FLAGS) -c constraints-$*.txt '$(ORCHESTRATOR_$*)'; touch "$$dir/.complete"; \
+	else echo "using $$dir"; fi; \
+	if [ "$$dir" != .venv-$* ]; then rm -rf .venv-$*; ln -s "$$dir" .venv-$*; fi
 	@touch $@
 orchestrators: .venv-airflow/.installed .venv-prefect/.installed
 
 # The suite also checks src/flightdeck/spec/verified.json, the proof `flightdeck checklist` reads (which options'
 # marked tests passed, needing what): a full run fails when the file and the run disagree.
-test: $(VENV)/.installed-dev system-deps orchestrators
+test: $(DEV_VENV) system-deps orchestrators
 	$(PY) -m pytest -q
 
 # After adding, removing or renaming a test marked @pytest.mark.exercises: rewrite the proof from a full green run.
-verified: $(VENV)/.installed-dev system-deps orchestrators
+verified: $(DEV_VENV) system-deps orchestrators
 	$(PY) -m pytest -q --update-verified
 
 lint: $(VENV)/.installed-dev
