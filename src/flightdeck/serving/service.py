@@ -35,6 +35,9 @@ from flightdeck.workspace.audit import AuditLog, local_actor, parse_since
 __all__ = ["Service", "Principal", "PermissionDenied", "RequestTimeout", "RateLimited", "LOCAL",
            "condense_query"]
 
+#: what a served agent's trace keeps of each citation
+_CITATION_KEYS = ("number", "tool", "chunk_id", "source_uri", "id", "table", "url")
+
 
 class PermissionDenied(FlightdeckError):
     """A valid key whose role lacks the permission (the server answers 403)."""
@@ -514,8 +517,8 @@ class Service:
                                                 "arguments": final.arguments}
             elif final is not None:
                 trace.answer, trace.found = final.answer, final.status == "answered" and bool(final.answer)
-                trace.details["citations"] = [{"chunk_id": c["chunk_id"], "number": c["number"]}
-                                              for c in final.citations if c.get("chunk_id")]
+                # every source the answer cites: a chunk (what lineage follows), a table, a page, a tool's record
+                trace.details["citations"] = [{k: c[k] for k in _CITATION_KEYS if k in c} for c in final.citations]
             if project.release is not None:
                 trace.details["release"] = project.release.id
             if self.keys is not None:
