@@ -133,7 +133,17 @@ def test_the_same_call_again_is_not_run_and_the_next_turn_may_only_answer() -> N
     run = AgentLoop(model, [prices]).run("price?")
     assert [s.kind for s in run.steps] == ["tool", "repeat", "answer"] and len(prices.calls) == 1
     assert "anyOf" not in model.requests[2]["schema"]  # an answer, nothing else
-    assert run.status == "answered"
+    assert run.status == "answered" and run.steps[1].ok
+
+
+def test_a_refused_call_repeated_is_a_refused_step_again() -> None:
+    prices = Prices()
+    model = ScriptedAgentModel([call("lookup_price", product="Kettle"), call("lookup_price", product="Kettle"),
+                                answer("I could not find it.")])
+    run = AgentLoop(model, [prices]).run("price?")
+    refused, repeated = run.steps[0], run.steps[1]
+    assert repeated.kind == "repeat" and len(prices.calls) == 1
+    assert (repeated.ok, repeated.error) == (False, "no product 'Kettle'") == (refused.ok, refused.error)
 
 
 def test_when_the_steps_run_out_the_model_gets_one_last_turn_to_answer() -> None:

@@ -335,7 +335,7 @@ class AgentLoop:
         if key in progress.seen:
             earlier = steps[progress.seen[key] - 1]
             steps.append(AgentStep(n, "repeat", tool=name, arguments=arguments, content=earlier.content,
-                                   sources=list(earlier.sources), **cost))
+                                   sources=list(earlier.sources), ok=earlier.ok, error=earlier.error, **cost))
             messages.append({"role": "user", "content": f"You called {name} with these arguments already (step "
                                                         f"{earlier.n}); its result is above."})
             progress.answer_now = True
