@@ -39,11 +39,15 @@ $(VENV)/.installed-agent-demo: $(LLAMA_WHEEL_STAMP)
 # With VENV_CACHE set (CI sets it outside its clean checkout: see .ci/run), `make test` and `make verified` keep the
 # dev venv there, built once under a name that holds the hash of pyproject.toml, the lock and the Python, and link
 # .venv to it; each run points its editable install at the checkout it runs in. A changed dependency builds anew.
+# The cache must be reachable by other users: PostgreSQL's initdb (pgserver) and the sandbox's tests run unprivileged.
+VENV_CACHE_CHECK = d="$(abspath $(VENV_CACHE))"; while [ "$$d" != / ]; do d=$$(dirname "$$d"); \
+  if [ -d "$$d" ] && [ "$$(stat -c %A "$$d" | cut -c10)" = - ]; then \
+    echo "error: VENV_CACHE=$(VENV_CACHE) lies under $$d, which other users cannot enter; PostgreSQL (pgserver) and the sandbox's tests run unprivileged and need the venv's files: choose a folder outside it (.ci/run uses /var/cache/flightdeck/venvs)"; exit 2; fi; done
 VENV_KEY = $$(cat $(1) | $(PYTHON) -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read() + sys.version.encode() + b"$(2)").hexdigest()[:16])')
 DEV_VENV := $(if $(VENV_CACHE),dev-venv-cached,$(VENV)/.installed-dev)
 dev-venv-cached:
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..."; exit 2; }
-	@set -e; dir="$(abspath $(VENV_CACHE))/dev-$(call VENV_KEY,pyproject.toml constraints.txt,)"; \
+	@set -e; $(VENV_CACHE_CHECK); dir="$(abspath $(VENV_CACHE))/dev-$(call VENV_KEY,pyproject.toml constraints.txt,)"; \
 	if [ -e $(VENV) ] && [ ! -L $(VENV) ]; then \
 	  echo "error: $(VENV) is a folder of its own; remove it to keep the venv under VENV_CACHE=$(VENV_CACHE)"; exit 2; fi; \
 	if [ ! -f "$$dir/.complete" ]; then echo "building $$dir"; rm -rf "$$dir"; mkdir -p "$$(dirname "$$dir")"; \
@@ -108,7 +112,7 @@ VENV_CACHE ?=
 .venv-%/.installed: constraints-%.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..."; exit 2; }
 	@set -e; \
-	if [ -z "$(VENV_CACHE)" ]; then dir=.venv-$*; rm -rf $$dir; else \
+	if [ -z "$(VENV_CACHE)" ]; then dir=.venv-$*; rm -rf $$dir; else $(VENV_CACHE_CHECK); \
 	  dir="$(abspath $(VENV_CACHE))/$*-$(call VENV_KEY,constraints-$*.txt,$(ORCHESTRATOR_$*))"; fi; \
 	if [ ! -f "$$dir/.complete" ]; then \
 	  echo "building $$dir ($(ORCHESTRATOR_$*))"; rm -rf "$$dir"; $(PYTHON) -m venv "$$dir"; \
