@@ -174,13 +174,6 @@ def _with_markers(answer: str, cites: Any, numbers: Sequence[int]) -> str:
     return answer.rstrip() + "".join(f" [{n}]" for n in missing) if missing else answer
 
 
-def _cite_only(schema: dict[str, Any], numbers: Sequence[int]) -> dict[str, Any]:
-    """``schema`` whose answer may cite only ``numbers``."""
-    answer = schema["anyOf"][-1] if "anyOf" in schema else schema
-    answer["properties"]["cites"]["items"] = {"enum": sorted(set(numbers))}
-    return schema
-
-
 def tool_call_turn(model: Any, conversation: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]], *,
                    tool_choice: Any = None, max_tokens: int | None = None) -> ToolCallTurn:
     """One assistant turn for ``conversation`` (OpenAI chat messages) with the client's ``tools``."""
@@ -189,9 +182,7 @@ def tool_call_turn(model: Any, conversation: Sequence[Mapping[str, Any]], tools:
     if mode == "required" and not allowed:
         raise ValueError("tool_choice: required, but the request has no tools")
     messages, numbers = _messages(conversation, offered)
-    schema = action_schema(allowed, allow_tools=mode != "none", sources=0 if not numbers else max(numbers))
-    if numbers and set(numbers) != set(range(1, max(numbers) + 1)):  # a client that numbers from elsewhere
-        schema = _cite_only(schema, numbers)
+    schema = action_schema(allowed, allow_tools=mode != "none", sources=len(numbers))  # numbered 1..n
     if mode == "required":
         schema = {"anyOf": schema["anyOf"][:-1]} if len(schema.get("anyOf", [])) > 2 else schema["anyOf"][0]
     completion = model.complete_json(messages, schema, max_tokens=max_tokens)
